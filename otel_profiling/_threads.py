@@ -1,0 +1,33 @@
+"""The library's own threads, so profilers can leave them out of the application's profile."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Set
+
+_own_idents: Set[int] = set()
+
+
+def is_own_thread(ident: int) -> bool:
+    return ident in _own_idents
+
+
+def start_daemon(target: Callable[[], None], name: str) -> threading.Thread:
+    """Start a daemon thread that is recorded as the library's own."""
+
+    def run() -> None:
+        ident = threading.get_ident()
+        _own_idents.add(ident)
+        try:
+            target()
+        finally:
+            _own_idents.discard(ident)
+
+    thread = threading.Thread(target=run, name=f"otel-profiling-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def forget_all() -> None:
+    """After fork only the forking thread survives: the recorded idents are stale."""
+    _own_idents.clear()

@@ -1,0 +1,276 @@
+"""``ProfilingAgent``: ties triggers, profilers and processors together.
+
+Triggers ask; the agent starts and stops profilers, wraps each capture in a
+``Profile`` (resource, scope, attributes, timestamps) and hands it to the
+processors. The agent is the only place where the lifecycle rules live: one
+active profile per profiler, refused starts logged and counted, in-flight
+profiles ended and exported at shutdown, bounded exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Dict, List, Optional, Tuple
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_profiling import _threads
+from otel_profiling.exporters.base import ProfileExporter
+from otel_profiling.processors.base import ProfileProcessor
+from otel_profiling.processors.batch import BatchProfileProcessor
+from otel_profiling.profile import Profile
+from otel_profiling.profilers.base import Profiler, ProfilerBusyError
+from otel_profiling.triggers.base import Trigger
+from otel_profiling.version import __version__
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 30_000
+DEFAULT_EXIT_TIMEOUT_MILLIS = 10_000
+
+
+class _Binding:
+    """The ``TriggerTarget`` given to one trigger: its profilers, driven through the agent."""
+
+    def __init__(self, agent: ProfilingAgent, trigger: Trigger, profilers: List[Profiler]) -> None:
+        self._agent = agent
+        self.trigger = trigger
+        self.profilers = profilers
+
+    @property
+    def active(self) -> bool:
+        return any(self._agent.is_active(p) for p in self.profilers)
+
+    def start(self, reason: str = "") -> List[Profile]:
+        started = [self._agent._start(p, self.trigger.name, reason) for p in self.profilers]
+        return [p for p in started if p is not None]
+
+    def stop(self, reason: str = "") -> List[Profile]:
+        ended = [self._agent._stop(p, reason) for p in self.profilers]
+        return [p for p in ended if p is not None]
+
+    def toggle(self, reason: str = "") -> List[Profile]:
+        return self.stop(reason) if self.active else self.start(reason)
+
+
+class ProfilingAgent:
+    """Runs profilers when triggers ask, and hands the profiles to processors.
+
+    ``resource`` defaults to ``Resource.create()``, which reads
+    ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``. At interpreter exit
+    a started agent shuts down by itself, waiting at most
+    ``exit_timeout_millis`` for the export of what is queued.
+    """
+
+    def __init__(
+        self,
+        resource: Optional[Resource] = None,
+        *,
+        exit_timeout_millis: int = DEFAULT_EXIT_TIMEOUT_MILLIS,
+    ) -> None:
+        self.resource = resource if resource is not None else Resource.create()
+        self.instrumentation_scope = InstrumentationScope("otel_profiling", __version__)
+        self.exit_timeout_millis = exit_timeout_millis
+        self.refused_starts = 0
+        self._bindings: List[_Binding] = []
+        self._processors: List[ProfileProcessor] = []
+        self._active: Dict[Profiler, Profile] = {}
+        self._lock = threading.RLock()
+        self._started = False
+        self._shutdown = False
+        self._atexit_registered = False
+        ref = weakref.ref(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: _agent_after_fork(ref))
+
+    # -- setup -------------------------------------------------------------------
+    def register(self, trigger: Trigger, *profilers: Profiler) -> ProfilingAgent:
+        """Let ``trigger`` start and stop ``profilers`` (all of them, together)."""
+        if not profilers:
+            raise ValueError("register() needs at least one profiler, e.g. CpuProfiler().")
+        for profiler in profilers:
+            if not isinstance(profiler, Profiler):
+                raise TypeError(f"{profiler!r} is not a Profiler (e.g. CpuProfiler()).")
+        binding = _Binding(self, trigger, list(profilers))
+        with self._lock:
+            self._bindings.append(binding)
+            if self._started:
+                trigger.install(binding)
+        return self
+
+    def add_profile_processor(self, processor: ProfileProcessor) -> ProfilingAgent:
+        with self._lock:
+            self._processors.append(processor)
+        return self
+
+    @property
+    def processors(self) -> Tuple[ProfileProcessor, ...]:
+        return tuple(self._processors)
+
+    def start(self, exporter: Optional[ProfileExporter] = None) -> ProfilingAgent:
+        """Install the triggers. ``exporter`` is added through a ``BatchProfileProcessor``."""
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("This ProfilingAgent was shut down; create a new one.")
+            if exporter is not None:
+                self._processors.append(BatchProfileProcessor(exporter))
+            if self._started:
+                return self
+            if not self._processors:
+                _logger.warning(
+                    "ProfilingAgent started without a processor: profiles will not be exported. "
+                    "Call add_profile_processor(...) or start(exporter=...)."
+                )
+            for binding in self._bindings:
+                binding.trigger.install(binding)
+            self._started = True
+            if not self._atexit_registered:
+                atexit.register(self._at_exit)
+                self._atexit_registered = True
+        return self
+
+    # -- lifecycle of a profile ---------------------------------------------------------
+    def is_active(self, profiler: Profiler) -> bool:
+        return profiler in self._active
+
+    @property
+    def active_profiles(self) -> Tuple[Profile, ...]:
+        with self._lock:
+            return tuple(self._active.values())
+
+    def _start(self, profiler: Profiler, trigger: str, reason: str) -> Optional[Profile]:
+        with self._lock:
+            if self._shutdown:
+                return None
+            if profiler in self._active:
+                self.refused_starts += 1
+                _logger.info("%r is already profiling; start from %s refused.", profiler, trigger)
+                return None
+            attributes = {
+                "process.pid": os.getpid(),
+                "profiling.trigger": trigger,
+                **profiler.attributes(),
+            }
+            if reason:
+                attributes["profiling.reason"] = reason
+            profile = Profile(
+                profiler.kind,
+                profiler.format,
+                resource=self.resource,
+                instrumentation_scope=self.instrumentation_scope,
+                attributes=attributes,
+                trigger=trigger,
+            )
+            try:
+                profiler.start()
+            except ProfilerBusyError as exc:
+                self.refused_starts += 1
+                _logger.warning(
+                    "%s profile not started (trigger %s): %s.", profiler.kind, trigger, exc
+                )
+                return None
+            except Exception:
+                _logger.exception("%r failed to start.", profiler)
+                return None
+            self._active[profiler] = profile
+        _logger.info("%s profile started (trigger %s).", profile.kind.value, trigger)
+        for processor in self._processors:
+            _call(processor.on_start, profile)
+        return profile
+
+    def _stop(self, profiler: Profiler, reason: str = "") -> Optional[Profile]:
+        with self._lock:
+            profile = self._active.pop(profiler, None)
+            if profile is None:
+                return None
+            try:
+                data = profiler.stop()
+            except Exception as exc:  # the profile records why it has no data
+                _logger.exception("%r failed to produce a profile.", profiler)
+                profile.end(error=exc)
+            else:
+                profile.end(data)
+        _logger.info(
+            "%s profile ended (%s, %d bytes).",
+            profile.kind.value,
+            profile.status.value,
+            len(profile.data),
+        )
+        for processor in self._processors:
+            _call(processor.on_end, profile)
+        return profile
+
+    # -- shutdown ---------------------------------------------------------------------
+    def force_flush(self, timeout_millis: int = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> bool:
+        """Export everything queued; ``False`` if not all processors finished in time."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        ok = True
+        for processor in self.processors:
+            remaining = max(deadline - time.monotonic(), 0) * 1000
+            ok = bool(_call(processor.force_flush, remaining)) and ok
+        return ok
+
+    def shutdown(self, timeout_millis: int = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> None:
+        """Stop the triggers, end and export in-flight profiles, then stop the processors.
+
+        Returns within about ``timeout_millis`` whatever the exporters do.
+        """
+        deadline = time.monotonic() + timeout_millis / 1000
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+            bindings = list(self._bindings)
+        for binding in bindings:
+            _call(binding.trigger.uninstall)
+        for profiler in list(self._active):
+            self._stop(profiler, "agent shutdown")
+        for processor in self.processors:
+            remaining = max(deadline - time.monotonic(), 0) * 1000
+            if isinstance(processor, BatchProfileProcessor):
+                _call(processor.shutdown, remaining)
+            else:
+                _call(processor.shutdown)
+        if self._atexit_registered:
+            atexit.unregister(self._at_exit)
+            self._atexit_registered = False
+
+    def _at_exit(self) -> None:
+        self.shutdown(self.exit_timeout_millis)
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh lock; profiles running in the parent are not ours."""
+        self._lock = threading.RLock()
+        self._active = {}
+        _threads.forget_all()
+        for binding in self._bindings:
+            for profiler in binding.profilers:
+                _call(profiler.after_fork)
+            _call(binding.trigger.after_fork)
+
+    def __enter__(self) -> ProfilingAgent:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def _agent_after_fork(ref: weakref.ref[ProfilingAgent]) -> None:
+    agent = ref()
+    if agent is not None:
+        agent._after_fork()
+
+
+def _call(func, *args):  # type: ignore[no-untyped-def]
+    """Call a processor or trigger hook; a failing hook is logged, never propagated."""
+    try:
+        return func(*args)
+    except Exception:
+        _logger.exception("%s failed.", getattr(func, "__qualname__", func))
+        return None

@@ -1,0 +1,160 @@
+"""CPU profiler on yappi: all threads, wall or CPU clock.
+
+yappi is process-global, so only one CPU profile can run at a time in a
+process; a second start is refused with ``ProfilerBusyError`` (the agent logs
+it) rather than corrupting the first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any, Dict, List, Optional, Tuple
+
+import yappi
+
+from otel_profiling._threads import is_own_thread
+from otel_profiling.formats.calltree import CallNode, Frame
+from otel_profiling.formats.cpuprofile import encode_cpuprofile
+from otel_profiling.profile import ProfileKind
+from otel_profiling.profilers.base import Profiler, ProfilerBusyError
+from otel_profiling.profilers.yappi_tree import yappi_call_tree
+
+_yappi_lock = threading.Lock()  # held for the whole capture: one yappi session per process
+
+
+def _reset_lock_in_child() -> None:
+    global _yappi_lock
+    _yappi_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_in_child)
+_CLOCKS = ("wall", "cpu")
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def running_stacks() -> Dict[int, List[Frame]]:
+    """Every thread's stack (outermost first), cut where otel-profiling's own frames begin."""
+    stacks: Dict[int, List[Frame]] = {}
+    for ident, top in sys._current_frames().items():
+        frames: List[Frame] = []
+        frame: Optional[FrameType] = top
+        while frame is not None:
+            code = frame.f_code
+            frames.append(
+                Frame(
+                    getattr(code, "co_qualname", code.co_name),
+                    code.co_filename,
+                    code.co_firstlineno,
+                )
+            )
+            frame = frame.f_back
+        frames.reverse()
+        for index, item in enumerate(frames):
+            if item.filename.startswith(_PACKAGE_DIR):
+                del frames[index:]
+                break
+        stacks[ident] = frames
+    return stacks
+
+
+class CpuProfiler(Profiler):
+    """CPU profile of every thread through yappi.
+
+    ``clock="wall"`` (default) measures elapsed time, including time blocked on
+    I/O or suspended in ``await``; ``clock="cpu"`` measures thread CPU time
+    (costlier per call: see the benchmarks). ``builtins=True`` also records C
+    functions. The library's own threads are left out of the profile.
+    """
+
+    kind = ProfileKind.CPU_PROFILE
+
+    def __init__(
+        self,
+        format: Optional[str] = None,  # noqa: A002
+        *,
+        clock: str = "wall",
+        builtins: bool = True,
+        max_nodes: int = 200_000,
+    ) -> None:
+        super().__init__(format)
+        if clock not in _CLOCKS:
+            raise ValueError(f"Unknown clock {clock!r}: choose 'wall' or 'cpu'.")
+        self.clock = clock
+        self.builtins = builtins
+        self.max_nodes = max_nodes
+        self._running = False
+        self._start_us = 0
+        self._start_stacks: Dict[int, List[Frame]] = {}
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        if self._running:
+            raise ProfilerBusyError("this CpuProfiler is already profiling")
+        if not _yappi_lock.acquire(blocking=False):
+            raise ProfilerBusyError(
+                "a CPU profile is already running in this process (yappi allows one at a time)"
+            )
+        if yappi.is_running():
+            _yappi_lock.release()
+            raise ProfilerBusyError("yappi was started outside otel-profiling; not interfering")
+        try:
+            yappi.clear_stats()
+            yappi.set_clock_type(self.clock)
+            self._start_us = int(time.time() * 1e6)
+            yappi.start(builtins=self.builtins, profile_threads=True)
+            self._start_stacks = running_stacks()
+        except BaseException:
+            _yappi_lock.release()
+            raise
+        self._running = True
+
+    def stop(self) -> bytes:
+        if not self._running:
+            raise RuntimeError("CpuProfiler.stop() called while not profiling")
+        try:
+            yappi.stop()
+            threads = self._collect()
+            yappi.clear_stats()
+        finally:
+            self._running = False
+            _yappi_lock.release()
+        tree = yappi_call_tree(threads, max_nodes=self.max_nodes)
+        return self.encode(tree)
+
+    def after_fork(self) -> None:
+        if self._running:  # the parent's capture: the child's copy is meaningless
+            self._running = False
+            yappi.stop()
+            yappi.clear_stats()
+
+    def _collect(self) -> List[Tuple[str, int, Any, List[Frame]]]:
+        names = {thread.ident: thread.name for thread in threading.enumerate()}
+        threads = []
+        for thread in yappi.get_thread_stats():
+            name = names.get(int(thread.tid), str(thread.name))
+            if is_own_thread(int(thread.tid)) or name == "fsspecIO":
+                continue
+            stats = yappi.get_func_stats(filter={"ctx_id": thread.id})
+            stack = self._start_stacks.get(int(thread.tid), [])
+            threads.append((name, int(thread.tid), list(stats), stack))
+        return threads
+
+    def encode(self, tree: CallNode) -> bytes:
+        """Write the call tree (self values in seconds) in this profiler's format."""
+        return encode_cpuprofile(tree, self._start_us)
+
+    def attributes(self) -> dict:
+        attrs = super().attributes()
+        attrs["profiling.cpu.clock"] = self.clock
+        return attrs
+
+    def __repr__(self) -> str:
+        return f"CpuProfiler(format={self.format.name!r}, clock={self.clock!r})"

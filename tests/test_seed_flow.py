@@ -1,0 +1,102 @@
+"""The seed's flow end to end: SIGUSR2 twice → yappi CPU profile → batch → storage."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+import pytest
+from conftest import APPS, child_env, wait_for
+from viewers import cpuprofile_function_names, load_cpuprofile
+
+from otel_profiling import ProfilingAgent
+from otel_profiling.exporters import FsspecProfileExporter
+from otel_profiling.profilers import CpuProfiler
+from otel_profiling.triggers import SignalTrigger
+
+KEY = re.compile(r"^CPU_PROFILE-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\.cpuprofile$")
+
+
+def run_seed_child(*args: str) -> str:
+    """Start the child, send SIGUSR2 twice with work in between, shut it down."""
+    proc = subprocess.Popen(
+        [sys.executable, str(APPS / "seed_app.py"), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGUSR2)
+        time.sleep(0.6)
+        proc.send_signal(signal.SIGUSR2)
+        time.sleep(0.3)
+        out, err = proc.communicate("quit\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "done" in out
+    return err
+
+
+def test_seed_flow_s3(s3_endpoint: str, bucket: str, boto3_client) -> None:  # type: ignore[no-untyped-def]
+    run_seed_child("s3", s3_endpoint, bucket)
+    keys = [obj["Key"] for obj in boto3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert len(keys) == 1, keys
+    assert KEY.match(keys[0]), keys[0]
+    obj = boto3_client.get_object(Bucket=bucket, Key=keys[0])
+    assert obj["ContentType"] == "application/json"
+    assert obj["Metadata"]["profile-kind"] == "CPU_PROFILE"
+    assert obj["Metadata"]["profile-status"] == "OK"
+    profile = load_cpuprofile(obj["Body"].read())
+    names = cpuprofile_function_names(profile)
+    assert {"seed_workload", "seed_workload_leaf"} <= names
+
+
+def test_seed_flow_file_url(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    run_seed_child(f"file://{target}")
+    files = os.listdir(target)
+    assert len(files) == 1 and KEY.match(files[0]), files
+    profile = load_cpuprofile((target / files[0]).read_bytes())
+    assert "seed_workload_leaf" in cpuprofile_function_names(profile)
+
+
+def busy_loop_for_memory_test(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(1000))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR2"), reason="needs SIGUSR2")
+def test_seed_flow_memory_url_in_process() -> None:
+    """memory:// lives in this process, so the signal is sent to ourselves."""
+    url = "memory://seed-test/profiles"
+    agent = ProfilingAgent()
+    agent.register(SignalTrigger("SIGUSR2"), CpuProfiler())
+    agent.start(exporter=FsspecProfileExporter(url))
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert wait_for(lambda: agent.active_profiles)
+        busy_loop_for_memory_test(0.3)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert wait_for(lambda: not agent.active_profiles)
+        assert agent.force_flush(10_000)
+    finally:
+        agent.shutdown()
+    fs = fsspec.filesystem("memory")
+    names = [Path(p).name for p in fs.ls("/seed-test/profiles", detail=False)]
+    assert len(names) == 1 and KEY.match(names[0]), names
+    profile = load_cpuprofile(fs.cat(f"/seed-test/profiles/{names[0]}"))
+    assert "busy_loop_for_memory_test" in cpuprofile_function_names(profile)
+    fs.rm("/seed-test", recursive=True)
