@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 from typing import List, Optional
 
 from otel_profiling._env import env_bool, env_list, env_str
@@ -12,19 +11,18 @@ from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.console import ConsoleProfileExporter
 from otel_profiling.exporters.storage import FsspecProfileExporter
 from otel_profiling.processors.batch import BatchProfileProcessor
-from otel_profiling.profilers.base import Profiler
-from otel_profiling.profilers.cpu import CpuProfiler
-from otel_profiling.triggers.signals import SignalTrigger, parse_signal
+from otel_profiling.profilers.env import profilers_from_env
+from otel_profiling.triggers.env import triggers_from_env
 
 _logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "file://./profiles"
 
 
-def exporter_from_env() -> List[ProfileExporter]:
-    names = env_list("OTEL_PROFILES_EXPORTER", ["fsspec"])
+def exporters_from_env() -> List[ProfileExporter]:
+    """``OTEL_PROFILES_EXPORTER``: a comma list of ``fsspec`` (default), ``console``, ``none``."""
     exporters: List[ProfileExporter] = []
-    for name in names:
+    for name in env_list("OTEL_PROFILES_EXPORTER", ["fsspec"]):
         if name == "none":
             continue
         if name == "console":
@@ -39,38 +37,15 @@ def exporter_from_env() -> List[ProfileExporter]:
     return exporters
 
 
-def profilers_from_env() -> List[Profiler]:
-    profilers: List[Profiler] = []
-    for name in env_list("OTEL_PROFILING_PROFILERS", ["cpu"]):
-        if name == "cpu":
-            profilers.append(CpuProfiler())
-        else:
-            _logger.warning(
-                "Unknown profiler %r in OTEL_PROFILING_PROFILERS: use cpu; ignored.", name
-            )
-    return profilers
-
-
-def signal_from_env() -> Optional[signal.Signals]:
-    value = env_str("OTEL_PROFILING_SIGNAL", "SIGUSR2") or "SIGUSR2"
-    if value.lower() == "none":
-        return None
-    try:
-        return parse_signal(value)
-    except ValueError as exc:
-        _logger.warning("Invalid OTEL_PROFILING_SIGNAL: %s Using SIGUSR2.", exc)
-        return signal.SIGUSR2
-
-
 def configure() -> Optional[ProfilingAgent]:
     """Build and start an agent from the environment; ``None`` when ``OTEL_SDK_DISABLED``."""
     if env_bool("OTEL_SDK_DISABLED", False):
         return None
     agent = ProfilingAgent()
-    for exporter in exporter_from_env():
+    for exporter in exporters_from_env():
         agent.add_profile_processor(BatchProfileProcessor(exporter))
     profilers = profilers_from_env()
-    signum = signal_from_env()
-    if signum is not None and profilers:
-        agent.register(SignalTrigger(signum), *profilers)
+    if profilers:
+        for trigger in triggers_from_env():
+            agent.register(trigger, *profilers)
     return agent.start()
