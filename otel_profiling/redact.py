@@ -31,3 +31,26 @@ _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/@]*@")
 def redact_url(url: str) -> str:
     """``scheme://user:password@host/...`` → ``scheme://***@host/...``."""
     return _USERINFO.sub(r"\1***@", url)
+
+
+def secret_values(options: Mapping[str, Any]) -> list:
+    """The secret-looking string values in ``options`` (nested), longest first."""
+    found: list = []
+    for name, value in options.items():
+        if isinstance(value, Mapping):
+            found.extend(secret_values(value))
+        elif (
+            isinstance(value, str)
+            and len(value) >= 4
+            and name not in _SAFE_NAMES
+            and _SECRET_NAME.search(name)
+        ):
+            found.append(value)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list) -> str:
+    """``text`` with every known secret value replaced by ``***``."""
+    for value in secrets:
+        text = text.replace(value, "***")
+    return redact_url(text)

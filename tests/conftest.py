@@ -89,6 +89,15 @@ def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
 
 
+@pytest.fixture(autouse=True)
+def _spool_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Spooled profiles go under the test's tmp dir, never into the real home."""
+    spool_root = tmp_path / "spool"
+    monkeypatch.setenv("OTEL_PROFILING_SPOOL_DIR", str(spool_root))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return spool_root
+
+
 @pytest.fixture
 def bucket() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"

@@ -7,8 +7,11 @@ overwriting an existing one, and how content type and metadata are attached.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import tempfile
+import threading
 from typing import Any, Dict, Mapping, Set
 
 _EXTRAS = {
@@ -29,19 +32,60 @@ def missing_backend_message(protocol: str, exc: BaseException) -> str:
     return f"No fsspec backend for '{protocol}://' URLs ({exc}). Fix: {fix}."
 
 
+_PUBLIC_ACLS = {"public-read", "public-read-write", "authenticated-read"}
+_SINGLE_PUT_LIMIT = 100 * 2**20  # s3fs uses one PutObject below this size
+
+
+def prepare_options(protocol: str, options: Mapping[str, Any], timeout_s: float) -> Dict[str, Any]:
+    """Storage options with the export timeout applied and public objects refused.
+
+    For S3, botocore's connect/read timeouts derive from the export timeout and
+    its own retries are turned off: the exporter retries, within its deadline.
+    """
+    out = dict(options)
+    if protocol not in ("s3", "s3a"):
+        return out
+    extra = out.get("s3_additional_kwargs") or {}
+    acl = str(extra.get("ACL", "")).lower()
+    if acl in _PUBLIC_ACLS or any(k.startswith("Grant") for k in extra):
+        raise ValueError(
+            f"Profiles are never made public: remove ACL={extra.get('ACL')!r} / Grant* "
+            "from s3_additional_kwargs (use a bucket policy if others must read them)."
+        )
+    config = dict(out.get("config_kwargs") or {})
+    config.setdefault("connect_timeout", max(min(timeout_s, 5.0), 0.1))
+    config.setdefault("read_timeout", max(timeout_s, 0.1))
+    config.setdefault("retries", {"total_max_attempts": 1})
+    out["config_kwargs"] = config
+    return out
+
+
 class Backend:
     """Generic fsspec backend: ``makedirs`` once per directory, ``pipe_file(mode='create')``."""
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
         self._ready: Set[str] = set()
+        self._ready_lock = threading.Lock()
 
     def ensure_container(self, directory: str) -> None:
         if directory in self._ready:
             return
+        with self._ready_lock:
+            if directory not in self._ready:
+                self._make_container(directory)
+                self._ready.add(directory)
+
+    def _make_container(self, directory: str) -> None:
         if directory:
             self.fs.makedirs(directory, exist_ok=True)
-        self._ready.add(directory)
+
+    def holds(self, path: str, data: bytes) -> bool:
+        """Whether the object at ``path`` already has exactly ``data`` (a re-send that landed)."""
+        try:
+            return bytes(self.fs.cat_file(path)) == data
+        except FileNotFoundError:
+            return False
 
     def write_kwargs(self, content_type: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
         return {}
@@ -72,12 +116,21 @@ class LocalBackend(Backend):
 
 
 class S3Backend(Backend):
-    """S3: the bucket is checked (and created) once; ``If-None-Match: *`` prevents overwrites."""
+    """S3: the bucket is checked (and created) once; ``If-None-Match: *`` prevents overwrites.
+
+    Each PutObject carries ``Content-MD5``, so the server rejects a body damaged on
+    the way, and the returned ETag is checked against it where it is an MD5
+    (not with SSE-KMS). s3fs's own retry loop is turned off: the exporter retries.
+    """
+
+    def __init__(self, fs: Any) -> None:
+        super().__init__(fs)
+        fs.retries = 1
 
     def ensure_container(self, directory: str) -> None:
-        bucket = directory.split("/", 1)[0]
-        if bucket in self._ready:
-            return
+        super().ensure_container(directory.split("/", 1)[0])
+
+    def _make_container(self, bucket: str) -> None:
         if not self.fs.exists(bucket):
             params: Dict[str, Any] = {"Bucket": bucket}
             region = (getattr(self.fs, "client_kwargs", None) or {}).get("region_name")
@@ -93,10 +146,40 @@ class S3Backend(Backend):
             except FileExistsError:
                 pass  # created meanwhile by another process
             self.fs.invalidate_cache(bucket)
-        self._ready.add(bucket)
 
     def write_kwargs(self, content_type: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
         return {"ContentType": content_type, "Metadata": dict(metadata)}
+
+    def create(
+        self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
+    ) -> None:
+        kwargs = self.write_kwargs(content_type, metadata)
+        digest = hashlib.md5(data, usedforsecurity=False) if len(data) < _SINGLE_PUT_LIMIT else None
+        if digest is not None:
+            kwargs["ContentMD5"] = base64.b64encode(digest.digest()).decode()
+        out = self.fs.pipe_file(path, data, mode="create", **kwargs)
+        etag = str((out or {}).get("ETag", "")).strip('"') if isinstance(out, dict) else ""
+        plain_etag = len(etag) == 32 and "-" not in etag and not self._kms()
+        if digest is not None and plain_etag and etag != digest.hexdigest():
+            raise OSError(
+                f"checksum mismatch for {path}: sent MD5 {digest.hexdigest()}, server has {etag}"
+            )
+
+    def _kms(self) -> bool:
+        extra = getattr(self.fs, "s3_additional_kwargs", None) or {}
+        return "kms" in str(extra.get("ServerSideEncryption", "")).lower()
+
+    def holds(self, path: str, data: bytes) -> bool:
+        try:
+            info = self.fs.info(path, refresh=True)
+        except FileNotFoundError:
+            return False
+        etag = str(info.get("ETag", "")).strip('"')
+        if info.get("size") != len(data):
+            return False
+        if len(etag) == 32 and "-" not in etag and not self._kms():
+            return etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return super().holds(path, data)
 
 
 class GcsBackend(Backend):

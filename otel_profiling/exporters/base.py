@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from typing import Sequence
+from typing import List, Optional, Sequence
 
 from otel_profiling.profile import Profile
 
@@ -20,6 +20,24 @@ class ProfileExporter(abc.ABC):
     @abc.abstractmethod
     def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
         """Export a batch; must not raise (return ``FAILURE`` instead)."""
+
+    def export_unsent(
+        self,
+        profiles: Sequence[Profile],
+        timeout_millis: Optional[float] = None,
+        *,
+        resend: bool = False,
+    ) -> List[Profile]:
+        """Export and return the profiles that were *not* sent, so they can be kept.
+
+        Exporters that know which profiles of a batch failed override this; the
+        default is all or nothing from ``export``. ``resend`` marks profiles
+        coming back from the spool (an exporter may then recognise one that did
+        arrive before).
+        """
+        if self.export(profiles) is ProfileExportResult.SUCCESS:
+            return []
+        return list(profiles)
 
     def shutdown(self) -> None:
         """Release resources; later exports fail."""

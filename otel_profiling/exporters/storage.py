@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import posixpath
 import secrets
 import threading
-from typing import Any, Dict, Mapping, Optional, Sequence
+import time
+from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Set
 from urllib.parse import quote
 
 import fsspec
 from fsspec.core import split_protocol
 
-from otel_profiling.exporters.backends import Backend, backend_for, missing_backend_message
+from otel_profiling import _threads
+from otel_profiling._env import env_int
+from otel_profiling.exporters.backends import (
+    Backend,
+    backend_for,
+    missing_backend_message,
+    prepare_options,
+)
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult
 from otel_profiling.exporters.naming import (
     DEFAULT_KEY_TEMPLATE,
@@ -21,10 +30,15 @@ from otel_profiling.exporters.naming import (
     fill_placeholders,
     validate_key_template,
 )
+from otel_profiling.exporters.retry import Backoff, is_transient, remedy_for
 from otel_profiling.profile import Profile, ProfileStatus, iso_millis
-from otel_profiling.redact import redact_options, redact_url
+from otel_profiling.redact import redact_options, redact_url, scrub, secret_values
 
 _logger = logging.getLogger(__name__)
+
+DEFAULT_EXPORT_TIMEOUT_MILLIS = 10_000
+DEFAULT_MAX_CONCURRENCY = 8
+_ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 _METADATA_BUDGET = 1800  # S3 allows 2 KB of user metadata; keep room for the keys' prefix
 _MAX_COLLISIONS = 10
@@ -66,6 +80,13 @@ class FsspecProfileExporter(ProfileExporter):
     fsspec filesystem (credentials, endpoint, ...); they are never logged.
     The bucket or directory is created on first use. An existing object is
     never overwritten: a clash gets a ``-1``, ``-2``... suffix.
+
+    A batch is uploaded with up to ``max_concurrency`` writes at a time.
+    Transient failures are retried with exponential backoff and jitter until
+    ``timeout_millis`` (``OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT``, default 10 s)
+    has passed; permanent ones are logged once with their remedy. The
+    timeout is enforced: ``export`` returns by then whatever the backend does,
+    and reports what it could not send (see ``export_unsent``).
     """
 
     def __init__(
@@ -75,6 +96,8 @@ class FsspecProfileExporter(ProfileExporter):
         *,
         key_template: str = DEFAULT_KEY_TEMPLATE,
         create_container: bool = True,
+        timeout_millis: Optional[float] = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         if not url:
             raise ValueError(
@@ -85,9 +108,25 @@ class FsspecProfileExporter(ProfileExporter):
         self.url = url
         self.key_template = key_template
         self.create_container = create_container
-        self._options: Dict[str, Any] = dict(storage_options or {})
+        if timeout_millis is None:
+            timeout_millis = env_int(
+                "OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MILLIS, 1
+            )
+        if timeout_millis <= 0:
+            raise ValueError(f"timeout_millis must be > 0, got {timeout_millis}.")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}.")
+        self.timeout_millis = float(timeout_millis)
+        self.max_concurrency = int(max_concurrency)
         protocol, _ = split_protocol(url)
         self.protocol = protocol or "file"
+        self._options: Dict[str, Any] = prepare_options(
+            self.protocol, storage_options or {}, self.timeout_millis / 1000
+        )
+        self._secrets = secret_values(self._options) + [
+            v for v in (os.environ.get(name) for name in _ENV_SECRETS) if v and len(v) >= 4
+        ]
+        self._reported: Set[str] = set()
         try:
             self._fs_class = fsspec.get_filesystem_class(self.protocol)
         except (ImportError, ValueError) as exc:
@@ -132,29 +171,118 @@ class FsspecProfileExporter(ProfileExporter):
 
     # -- export ---------------------------------------------------------------------
     def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
+        unsent = self.export_unsent(profiles)
+        return ProfileExportResult.FAILURE if unsent else ProfileExportResult.SUCCESS
+
+    def export_unsent(
+        self,
+        profiles: Sequence[Profile],
+        timeout_millis: Optional[float] = None,
+        *,
+        resend: bool = False,
+    ) -> List[Profile]:
+        """Write ``profiles`` (concurrently, with retries); return those not written.
+
+        Returns by ``timeout_millis`` (at most the exporter's own timeout) even
+        if the backend hangs; a write still running then counts as not written.
+        With ``resend``, an object already holding the same bytes at the
+        profile's key counts as written (a re-send of a profile that did land).
+        """
         if self._stopped:
             _logger.warning("Exporter is shut down; %d profile(s) not exported.", len(profiles))
-            return ProfileExportResult.FAILURE
-        ok = True
+            return list(profiles)
+        timeout = self.timeout_millis
+        if timeout_millis is not None:
+            timeout = min(timeout, max(timeout_millis, 0.0))
+        deadline = time.monotonic() + timeout / 1000
+        todo: List[Profile] = []
+        for profile in profiles:
+            if profile.status is ProfileStatus.ERROR or not profile.data:
+                _logger.warning(
+                    "Not exporting %s: the profiler failed (%s).",
+                    profile.key,
+                    profile.error or "no data",
+                )
+            else:
+                todo.append(profile)
+        if not todo:
+            return []
         with self._lock:
-            for profile in profiles:
-                if profile.status is ProfileStatus.ERROR or not profile.data:
-                    _logger.warning(
-                        "Not exporting %s: the profiler failed (%s).",
-                        profile.key,
-                        profile.error or "no data",
-                    )
-                    continue
-                try:
-                    self.write(profile)
-                except Exception as exc:  # noqa: BLE001 - reported, batch goes on
-                    ok = False
-                    _logger.error(
-                        "Could not write %s to %s: %s", profile.key, redact_url(self.url), exc
-                    )
-        return ProfileExportResult.SUCCESS if ok else ProfileExportResult.FAILURE
+            done = self._write_all(todo, deadline, resend)
+        return [p for p in todo if id(p) not in done]
 
-    def write(self, profile: Profile) -> str:
+    def _write_all(self, todo: List[Profile], deadline: float, resend: bool) -> Set[int]:
+        """Write from daemon threads: a hung call cannot hold the caller past ``deadline``."""
+        pending: Deque[Profile] = collections.deque(todo)
+        done: Set[int] = set()
+        finished = threading.Event()
+        state = {"running": min(self.max_concurrency, len(todo))}
+        guard = threading.Lock()
+
+        def worker() -> None:
+            try:
+                while True:
+                    with guard:
+                        if not pending or time.monotonic() >= deadline:
+                            return
+                        profile = pending.popleft()
+                    if self._deliver(profile, deadline, resend):
+                        with guard:
+                            done.add(id(profile))
+            finally:
+                with guard:
+                    state["running"] -= 1
+                    if state["running"] == 0:
+                        finished.set()
+
+        for _ in range(state["running"]):
+            _threads.start_daemon(worker, "export")
+        finished.wait(max(deadline - time.monotonic(), 0) + 0.05)
+        with guard:
+            return set(done)
+
+    def _deliver(self, profile: Profile, deadline: float, resend: bool) -> bool:
+        """One profile, retried on transient failures until ``deadline``."""
+        backoff = Backoff(deadline)
+        while True:
+            try:
+                path = self.write(profile, resend=resend)
+            except Exception as exc:  # noqa: BLE001 - classified and reported
+                message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+                if not is_transient(exc):
+                    self._report_permanent(profile, exc, message)
+                    return False
+                _logger.debug("Transient failure writing %s: %s", profile.key, message)
+                if not backoff.wait():
+                    _logger.debug(
+                        "Giving up on %s after %d attempt(s): %s",
+                        profile.key,
+                        backoff.attempts,
+                        message,
+                    )
+                    return False
+                continue
+            if self._reported:
+                self._reported.clear()  # a later failure is news again
+            _logger.debug("Wrote %s.", path)
+            return True
+
+    def _report_permanent(self, profile: Profile, exc: BaseException, message: str) -> None:
+        remedy = remedy_for(exc)
+        signature = f"{type(exc).__name__}:{remedy}"
+        if signature in self._reported:
+            return
+        self._reported.add(signature)
+        _logger.error(
+            "Cannot write profiles to %s: %s. This will not fix itself, so it is not retried "
+            "now. Fix: %s. Profiles that could not be sent are kept in the spool (when "
+            "enabled) and re-sent later.",
+            redact_url(self.url),
+            message,
+            remedy,
+        )
+
+    def write(self, profile: Profile, *, resend: bool = False) -> str:
         """Write one profile; returns the path actually written. Raises on failure."""
         backend = self._get_backend()
         path = self.path_for(profile)
@@ -169,6 +297,8 @@ class FsspecProfileExporter(ProfileExporter):
                 _logger.debug("Wrote %s (%d bytes).", candidate, len(profile.data))
                 return candidate
             except FileExistsError:
+                if resend and backend.holds(candidate, profile.data):
+                    return candidate
                 suffix = str(attempt + 1) if attempt < _MAX_COLLISIONS - 1 else secrets.token_hex(4)
                 candidate = collision_key(path, suffix)
         raise FileExistsError(f"{path} and {_MAX_COLLISIONS} alternative names already exist")

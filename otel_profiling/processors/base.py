@@ -38,6 +38,9 @@ class _suppressed:
         detach(self._token)
 
 
+suppressed = _suppressed
+
+
 def export_batch(exporter: ProfileExporter, batch: list) -> bool:
     """Export without raising and without being traced; ``True`` on success."""
     try:

@@ -7,7 +7,12 @@ Differences from the span processor, each on purpose:
   reported by a rate-limited warning logged from the worker, never from
   ``on_end`` (which only appends under a lock: no I/O, no logging);
 * ``force_flush`` and ``shutdown`` honour their timeouts;
-* after ``os.fork()`` the child gets a new lock, queue and worker thread.
+* after ``os.fork()`` the child gets a new lock, queue and worker thread;
+* what the exporter could not send goes to a local ``Spool`` and is re-sent
+  from the worker when the backend works again (and by the next process of
+  the same service); while the backend is down, new batches go straight to the
+  spool and one re-send per backoff interval probes the backend. A shutdown
+  that times out spools what is still queued or in flight.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ import os
 import threading
 import time
 import weakref
-from typing import Deque, List, Optional
+from typing import Deque, List, Optional, Sequence, Union
 
 from otel_profiling import _threads
 from otel_profiling._env import env_int
 from otel_profiling.exporters.base import ProfileExporter
-from otel_profiling.processors.base import ProfileProcessor, export_batch
+from otel_profiling.processors.base import ProfileProcessor, suppressed
 from otel_profiling.profile import Profile
+from otel_profiling.spool import Spool
 
 _logger = logging.getLogger(__name__)
 
@@ -34,6 +40,9 @@ DEFAULT_MAX_EXPORT_BATCH_SIZE = 32
 DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000
 DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
 _DROP_WARNING_INTERVAL_S = 60.0
+_DRAIN_INTERVAL_MIN_S = 1.0
+_DRAIN_INTERVAL_MAX_S = 30.0
+_DRAIN_BATCHES_PER_ROUND = 4
 
 
 class _Flush:
@@ -54,6 +63,10 @@ class BatchProfileProcessor(ProfileProcessor):
     ``OTEL_BPP_EXPORT_TIMEOUT`` and ``OTEL_BPP_MAX_QUEUE_BYTES``, else the defaults.
     A single profile larger than ``max_queue_bytes`` is still accepted when the
     queue is otherwise empty, so that no profile is too big to ever be sent.
+
+    ``spool``: ``True`` (default) uses ``Spool.from_env()`` (a per-user cache
+    directory per service, or ``OTEL_PROFILING_SPOOL_DIR``; ``none`` there
+    disables it), ``False`` disables spooling, or pass a ``Spool``.
     """
 
     def __init__(
@@ -64,8 +77,12 @@ class BatchProfileProcessor(ProfileProcessor):
         max_export_batch_size: Optional[int] = None,
         export_timeout_millis: Optional[float] = None,
         max_queue_bytes: Optional[int] = None,
+        spool: Union[Spool, bool] = True,
     ) -> None:
         self._exporter = exporter
+        self.spool: Optional[Spool] = (
+            Spool.from_env() if spool is True else (spool if isinstance(spool, Spool) else None)
+        )
         self.schedule_delay_millis = _pick(
             schedule_delay_millis, "OTEL_BPP_SCHEDULE_DELAY", DEFAULT_SCHEDULE_DELAY_MILLIS
         )
@@ -92,12 +109,19 @@ class BatchProfileProcessor(ProfileProcessor):
         self.dropped_profiles = 0
         self.exported_profiles = 0
         self.failed_profiles = 0
+        self.spooled_profiles = 0
+        self.resent_profiles = 0
         self._reported_drops = 0
         self._last_drop_warning = 0.0
         self._init_state()
         ref = weakref.ref(self)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: _at_fork(ref))
+        if self.spool is not None and self.spool.pending():
+            # left by an earlier process of this service: re-send in the background
+            self._spool_pending = True
+            with self._cond:
+                self._worker = _threads.start_daemon(self._run, "batch-processor")
 
     def _init_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -109,6 +133,11 @@ class BatchProfileProcessor(ProfileProcessor):
         self._shutdown = False
         self._worker: Optional[threading.Thread] = None
         self._pid = os.getpid()
+        self._in_flight: List[Profile] = []
+        self._backend_down = False
+        self._spool_pending = False
+        self._drain_interval = _DRAIN_INTERVAL_MIN_S
+        self._next_drain = 0.0
 
     # -- application side ---------------------------------------------------
     @property
@@ -154,15 +183,22 @@ class BatchProfileProcessor(ProfileProcessor):
                     self._shutdown
                     or self._flushes
                     or len(self._queue) >= self.max_export_batch_size
+                    or self._drain_due()
                 ):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    self._cond.wait(remaining)
+                    self._cond.wait(min(remaining, self._drain_wait()))
                 batch = self._take_batch()
+                flushing = bool(self._flushes)
                 stop = self._shutdown and not self._queue
+                self._in_flight = batch
             if batch:
                 self._export(batch)
+            if not stop and (flushing or self._drain_due()):
+                self._drain(force=flushing)
+            with self._cond:
+                self._in_flight = []
             self._complete_flushes()
             self._report_drops()
             if stop:
@@ -176,18 +212,108 @@ class BatchProfileProcessor(ProfileProcessor):
             batch.append(profile)
         return batch
 
+    def _send(self, profiles: Sequence[Profile], resend: bool = False) -> List[Profile]:
+        """Export through the exporter without being traced; returns what was not sent."""
+        try:
+            with suppressed():
+                return list(
+                    self._exporter.export_unsent(
+                        profiles, self.export_timeout_millis, resend=resend
+                    )
+                )
+        except Exception:  # an exporter must not kill the worker
+            _logger.exception("Exporter %s raised.", type(self._exporter).__name__)
+            return list(profiles)
+
     def _export(self, batch: List[Profile]) -> None:
-        ok = export_batch(self._exporter, batch)
+        if self.spool is not None and self._backend_down and time.monotonic() < self._next_drain:
+            unsent = list(batch)  # down: only one try (batch or re-send) per backoff interval
+        else:
+            unsent = self._send(batch)
+        sent = len(batch) - len(unsent)
         with self._cond:
             self._taken += len(batch)
-            if ok:
-                self.exported_profiles += len(batch)
-            else:
-                self.failed_profiles += len(batch)
-        if not ok:
+            self.exported_profiles += sent
+        if sent:
+            self._mark_up()
+        if not unsent:
+            return
+        if self.spool is None:
+            self.failed_profiles += len(unsent)
             _logger.warning(
-                "Exporting %d profile(s) with %s failed.", len(batch), type(self._exporter).__name__
+                "Exporting %d profile(s) with %s failed; spooling is off, so they are lost.",
+                len(unsent),
+                type(self._exporter).__name__,
             )
+            return
+        self._keep(unsent)
+        if not sent:
+            self._mark_down(len(unsent))
+
+    def _keep(self, profiles: Sequence[Profile]) -> None:
+        assert self.spool is not None
+        for profile in profiles:
+            if self.spool.put(profile) is None:
+                self.failed_profiles += 1
+            else:
+                self.spooled_profiles += 1
+                self._spool_pending = True
+
+    def _mark_down(self, count: int) -> None:
+        now = time.monotonic()
+        if self._backend_down:
+            if now >= self._next_drain:  # a probe failed: wait longer before the next
+                self._backoff(now)
+            return
+        self._backend_down = True
+        self._drain_interval = _DRAIN_INTERVAL_MIN_S
+        self._next_drain = now + self._drain_interval
+        _logger.warning(
+            "%s could not send %d profile(s); they are kept in %s and re-sent when the "
+            "backend works again (tried every %d s at most).",
+            type(self._exporter).__name__,
+            count,
+            self.spool.directory if self.spool else "nowhere",
+            int(_DRAIN_INTERVAL_MAX_S),
+        )
+
+    def _mark_up(self) -> None:
+        if self._backend_down:
+            self._backend_down = False
+            _logger.warning(
+                "%s works again; re-sending spooled profiles.", type(self._exporter).__name__
+            )
+        self._drain_interval = _DRAIN_INTERVAL_MIN_S
+
+    def _drain_due(self) -> bool:
+        return self._spool_pending and time.monotonic() >= self._next_drain
+
+    def _drain_wait(self) -> float:
+        if not self._spool_pending:
+            return _DRAIN_INTERVAL_MAX_S
+        return max(self._next_drain - time.monotonic(), 0.0)
+
+    def _drain(self, force: bool = False) -> None:
+        """Re-send some spooled profiles; back off while nothing gets through."""
+        if self.spool is None or not (self._spool_pending or force):
+            return
+        sent, pending = self.spool.drain(
+            lambda ps: self._send(ps, resend=True),
+            self.max_export_batch_size,
+            _DRAIN_BATCHES_PER_ROUND,
+        )
+        self.resent_profiles += sent
+        self._spool_pending = pending > 0
+        now = time.monotonic()
+        if sent:
+            self._mark_up()
+            self._next_drain = now
+        elif pending:
+            self._backoff(now)
+
+    def _backoff(self, now: float) -> None:
+        self._drain_interval = min(self._drain_interval * 2, _DRAIN_INTERVAL_MAX_S)
+        self._next_drain = now + self._drain_interval
 
     def _complete_flushes(self) -> None:
         with self._cond:
@@ -240,19 +366,41 @@ class BatchProfileProcessor(ProfileProcessor):
         if worker is not None:
             worker.join(max(deadline - time.monotonic(), 0))
             if worker.is_alive():
-                _logger.warning(
-                    "Shutdown timed out after %.1f s with %d profile(s) not exported.",
-                    timeout,
-                    len(self._queue),
-                )
+                self._abandon(timeout)
         self._report_drops()
         self._exporter.shutdown()
 
+    def _abandon(self, timeout: float) -> None:
+        """Shutdown timed out: keep what is queued or in flight in the spool.
+
+        The worker may still finish the in-flight batch; a profile then both
+        arrives and waits in the spool, and its re-send finds it there and
+        does not upload it twice.
+        """
+        with self._cond:
+            left = list(self._in_flight) + list(self._queue)
+            self._queue.clear()
+            self._queue_bytes = 0
+        if self.spool is not None and left:
+            self._keep(left)
+            _logger.warning(
+                "Shutdown timed out after %.1f s; %d profile(s) not exported are kept in %s "
+                "and will be sent by the next process of this service.",
+                timeout,
+                len(left),
+                self.spool.directory,
+            )
+        elif left:
+            self.failed_profiles += len(left)
+            _logger.warning(
+                "Shutdown timed out after %.1f s with %d profile(s) not exported.",
+                timeout,
+                len(left),
+            )
+
     def _reinit_after_fork(self) -> None:
         """The child starts empty: queued profiles belong to the parent, which exports them."""
-        counters = (self.dropped_profiles, self.exported_profiles, self.failed_profiles)
         self._init_state()
-        self.dropped_profiles, self.exported_profiles, self.failed_profiles = counters
 
 
 def _at_fork(ref: weakref.ref[BatchProfileProcessor]) -> None:
