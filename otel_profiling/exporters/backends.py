@@ -76,6 +76,11 @@ class Backend:
                 self._make_container(directory)
                 self._ready.add(directory)
 
+    def forget_container(self, directory: str) -> None:
+        """Make the next ``ensure_container`` check again."""
+        with self._ready_lock:
+            self._ready.clear()
+
     def _make_container(self, directory: str) -> None:
         if directory:
             self.fs.makedirs(directory, exist_ok=True)
@@ -131,7 +136,18 @@ class S3Backend(Backend):
         super().ensure_container(directory.split("/", 1)[0])
 
     def _make_container(self, bucket: str) -> None:
-        if not self.fs.exists(bucket):
+        # head_bucket, not fs.exists(): exists() hides network errors and denials as "missing"
+        try:
+            self.fs.call_s3("head_bucket", Bucket=bucket)
+            exists = True
+        except FileNotFoundError:
+            exists = False
+        except PermissionError as exc:
+            raise PermissionError(
+                f"Access to bucket '{bucket}' denied ({exc}). Fix: check the credentials and "
+                "that they may write to the bucket (s3:PutObject)."
+            ) from exc
+        if not exists:
             params: Dict[str, Any] = {"Bucket": bucket}
             region = (getattr(self.fs, "client_kwargs", None) or {}).get("region_name")
             if region and region != "us-east-1":
@@ -142,7 +158,7 @@ class S3Backend(Backend):
                 raise PermissionError(
                     f"Bucket '{bucket}' does not exist and these credentials may not create it "
                     f"({exc}). Fix: create the bucket, or grant s3:CreateBucket."
-                ) from None
+                ) from exc
             except FileExistsError:
                 pass  # created meanwhile by another process
             self.fs.invalidate_cache(bucket)

@@ -293,7 +293,7 @@ class FsspecProfileExporter(ProfileExporter):
         candidate = path
         for attempt in range(_MAX_COLLISIONS + 1):
             try:
-                backend.create(candidate, profile.data, profile.content_type, metadata)
+                self._create(backend, directory, candidate, profile, metadata)
                 _logger.debug("Wrote %s (%d bytes).", candidate, len(profile.data))
                 return candidate
             except FileExistsError:
@@ -302,6 +302,24 @@ class FsspecProfileExporter(ProfileExporter):
                 suffix = str(attempt + 1) if attempt < _MAX_COLLISIONS - 1 else secrets.token_hex(4)
                 candidate = collision_key(path, suffix)
         raise FileExistsError(f"{path} and {_MAX_COLLISIONS} alternative names already exist")
+
+    def _create(
+        self,
+        backend: Backend,
+        directory: str,
+        path: str,
+        profile: Profile,
+        metadata: Dict[str, str],
+    ) -> None:
+        try:
+            backend.create(path, profile.data, profile.content_type, metadata)
+        except FileNotFoundError:
+            if not self.create_container:
+                raise
+            # the bucket or directory vanished since it was made (deleted, server reset)
+            backend.forget_container(directory)
+            backend.ensure_container(directory)
+            backend.create(path, profile.data, profile.content_type, metadata)
 
     def shutdown(self) -> None:
         self._stopped = True

@@ -1,0 +1,177 @@
+"""A child process for the reliability tests: ``python reliability_app.py MODE ARGS...``.
+
+Each mode prints one line per fact the test checks (``key <key> <sha256>``,
+``spooled N``...), so the test reads them from stdout. Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+
+from otel_profiling import Profile, ProfileKind, ProfilingAgent
+from otel_profiling.exporters import FsspecProfileExporter, S3Exporter
+from otel_profiling.formats import default_format
+from otel_profiling.processors import BatchProfileProcessor
+from otel_profiling.profilers import CpuProfiler
+from otel_profiling.triggers import SignalTrigger
+
+logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+logging.getLogger("otel_profiling").setLevel(logging.DEBUG)
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+def make_profile(payload: bytes, start: datetime | None = None) -> Profile:
+    profile = Profile(
+        ProfileKind.CPU_PROFILE,
+        default_format(ProfileKind.CPU_PROFILE),
+        attributes={"process.pid": os.getpid()},
+        start_time=start,
+    )
+    profile.end(payload)
+    return profile
+
+
+def s3_exporter(endpoint: str, bucket: str, **kwargs: object) -> S3Exporter:
+    return S3Exporter(bucket=bucket, end_point=endpoint, use_ssl=False, **kwargs)  # type: ignore[arg-type]
+
+
+def spool_then_wait(endpoint: str, bucket: str, count: str) -> None:
+    """Export to a dead endpoint: every profile lands in the spool; then wait to be killed."""
+    processor = BatchProfileProcessor(
+        s3_exporter(endpoint, bucket, timeout_millis=500), schedule_delay_millis=50
+    )
+    assert processor.spool is not None
+    for i in range(int(count)):
+        payload = f'{{"nodes":[],"n":{i},"pid":{os.getpid()}}}'.encode() + os.urandom(64)
+        profile = make_profile(payload)
+        processor.on_end(profile)
+        say("key", profile.key, hashlib.sha256(payload).hexdigest())
+        time.sleep(0.002)
+    deadline = time.monotonic() + 60
+    while processor.spool.pending() < int(count) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    say("spooled", processor.spool.pending())
+    while True:
+        time.sleep(1)
+
+
+def start_and_drain(endpoint: str, bucket: str) -> None:
+    """A new process of the service: what the spool holds is sent in the background."""
+    processor = BatchProfileProcessor(s3_exporter(endpoint, bucket), schedule_delay_millis=50)
+    assert processor.spool is not None
+    deadline = time.monotonic() + 60
+    while processor.spool.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    say("pending", processor.spool.pending(), "resent", processor.resent_profiles)
+    processor.shutdown()
+
+
+def same_key(url: str, start_iso: str, at: str, endpoint: str = "") -> None:
+    """Write one profile with a fixed start time at a given wall-clock moment."""
+    if endpoint:
+        exporter: FsspecProfileExporter = FsspecProfileExporter(
+            url,
+            {
+                "endpoint_url": endpoint,
+                "config_kwargs": {
+                    "request_checksum_calculation": "when_required",
+                    "response_checksum_validation": "when_required",
+                },
+            },
+        )
+    else:
+        exporter = FsspecProfileExporter(url)
+    payload = f"written by {os.getpid()}".encode()
+    profile = make_profile(payload, datetime.fromisoformat(start_iso))
+    exporter.fs  # noqa: B018 - connect before the rendezvous
+    time.sleep(max(float(at) - time.time(), 0))
+    say("unsent", len(exporter.export_unsent([profile])), hashlib.sha256(payload).hexdigest())
+
+
+def bad_credentials(endpoint: str, bucket: str, key: str, secret: str) -> None:
+    """Wrong credentials: one clear error, nothing secret printed, the app keeps going."""
+    exporter = S3Exporter(
+        bucket=bucket, end_point=endpoint, use_ssl=False, access_key=key, secret_key=secret
+    )
+    logging.getLogger("demo").warning("exporter: %r", exporter)
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=50)
+    for i in range(3):
+        processor.on_end(make_profile(f"profile {i}".encode()))
+        processor.force_flush(20_000)
+    total = sum(i * i for i in range(100_000))  # the application still runs
+    say("alive", total > 0, "exported", processor.exported_profiles)
+    say("spooled", processor.spooled_profiles)
+    processor.shutdown()
+
+
+def preload_fork(endpoint: str, bucket: str) -> None:
+    """gunicorn --preload: the parent starts the agent, exports, then forks two workers."""
+    agent = ProfilingAgent()
+    agent.register(SignalTrigger(signal.SIGUSR2), CpuProfiler())
+    agent.start(exporter=s3_exporter(endpoint, bucket))
+
+    def one_profile(label: str) -> None:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while not agent.active_profiles and time.monotonic() < deadline:
+            time.sleep(0.01)
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            sum(range(1000))
+        os.kill(os.getpid(), signal.SIGUSR2)
+        while agent.active_profiles and time.monotonic() < deadline:
+            time.sleep(0.01)
+        say(label, os.getpid(), "flushed", agent.force_flush(20_000))
+
+    one_profile("parent")
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                time.sleep(0.05)
+                one_profile("child")
+                agent.shutdown(20_000)
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        say("child-exit", pid, os.waitstatus_to_exitcode(status))
+    one_profile("parent-after")
+    agent.shutdown()
+
+
+def exit_while_hanging(endpoint: str, bucket: str) -> None:
+    """Interpreter exit with a backend that never answers: bounded by the exit timeout."""
+    agent = ProfilingAgent(exit_timeout_millis=2_000)
+    agent.add_profile_processor(
+        BatchProfileProcessor(s3_exporter(endpoint, bucket), export_timeout_millis=2_000)
+    )
+    agent.start()
+    for processor in agent.processors:
+        processor.on_end(make_profile(b'{"hanging": true}'))
+    say("exiting", time.time())
+
+
+if __name__ == "__main__":
+    modes = {
+        "spool-then-wait": spool_then_wait,
+        "start": start_and_drain,
+        "same-key": same_key,
+        "bad-credentials": bad_credentials,
+        "preload-fork": preload_fork,
+        "exit-while-hanging": exit_while_hanging,
+    }
+    modes[sys.argv[1]](*sys.argv[2:])
