@@ -92,7 +92,9 @@ class FlakyProxy:
                     proxy.upstream_host, proxy.upstream_port, timeout=30
                 )
                 try:
-                    conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    conn.putrequest(
+                        self.command, self.path, skip_host=True, skip_accept_encoding=True
+                    )
                     for name, value in self.headers.items():
                         if name.lower() not in _HOP_BY_HOP:
                             conn.putheader(name, value)

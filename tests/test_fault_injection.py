@@ -267,7 +267,9 @@ def test_preloaded_parent_forks_two_children_each_profile_arrives(
     pids: List[str] = []
     for key, data in objects.items():
         load_cpuprofile(data)  # each is a complete, valid .cpuprofile
-        pids.append(boto3_client.head_object(Bucket=bucket, Key=key)["Metadata"]["attr-process.pid"])
+        pids.append(
+            boto3_client.head_object(Bucket=bucket, Key=key)["Metadata"]["attr-process.pid"]
+        )
     assert set(child_pids) <= set(pids)
     assert parent_pid not in pids
     assert len(set(pids)) == 3
@@ -294,9 +296,7 @@ def test_shutdown_with_hanging_server_is_bounded_and_spools(tmp_path: Path, buck
         server.stop()
 
 
-def test_interpreter_exit_with_hanging_server_is_bounded(
-    bucket: str, _spool_in_tmp: Path
-) -> None:
+def test_interpreter_exit_with_hanging_server_is_bounded(bucket: str, _spool_in_tmp: Path) -> None:
     server = HangingServer().start()
     try:
         began = time.monotonic()
@@ -334,9 +334,7 @@ def test_resent_profile_that_had_arrived_is_not_duplicated(
         processor.shutdown()
 
 
-def test_checksums_sse_and_private_objects(
-    s3_endpoint: str, bucket: str, boto3_client
-) -> None:  # type: ignore[no-untyped-def]
+def test_checksums_sse_and_private_objects(s3_endpoint: str, bucket: str, boto3_client) -> None:  # type: ignore[no-untyped-def]
     exporter = s3(s3_endpoint, bucket, s3_additional_kwargs={"ServerSideEncryption": "AES256"})
     profile = make_profile(1, size=50_000)
     assert exporter.export_unsent([profile]) == []

@@ -60,6 +60,11 @@ def prepare_options(protocol: str, options: Mapping[str, Any], timeout_s: float)
     return out
 
 
+def _with_remedy(exc: Exception, remedy: str) -> Exception:
+    exc.remedy = remedy  # type: ignore[attr-defined]
+    return exc
+
+
 class Backend:
     """Generic fsspec backend: ``makedirs`` once per directory, ``pipe_file(mode='create')``."""
 
@@ -143,9 +148,11 @@ class S3Backend(Backend):
         except FileNotFoundError:
             exists = False
         except PermissionError as exc:
-            raise PermissionError(
-                f"Access to bucket '{bucket}' denied ({exc}). Fix: check the credentials and "
-                "that they may write to the bucket (s3:PutObject)."
+            raise _with_remedy(
+                PermissionError(f"Access to bucket '{bucket}' denied ({exc})"),
+                "check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the "
+                "exporter's access_key / secret_key) and that they may write to the bucket "
+                "(s3:PutObject)",
             ) from exc
         if not exists:
             params: Dict[str, Any] = {"Bucket": bucket}
@@ -155,9 +162,12 @@ class S3Backend(Backend):
             try:
                 self.fs.call_s3("create_bucket", **params)
             except PermissionError as exc:
-                raise PermissionError(
-                    f"Bucket '{bucket}' does not exist and these credentials may not create it "
-                    f"({exc}). Fix: create the bucket, or grant s3:CreateBucket."
+                raise _with_remedy(
+                    PermissionError(
+                        f"Bucket '{bucket}' does not exist and these credentials may not "
+                        f"create it ({exc})"
+                    ),
+                    "create the bucket, or grant s3:CreateBucket",
                 ) from exc
             except FileExistsError:
                 pass  # created meanwhile by another process

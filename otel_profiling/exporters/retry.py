@@ -111,12 +111,15 @@ def is_transient(exc: BaseException) -> bool:
 
 def remedy_for(exc: BaseException) -> str:
     """What the operator should do about a permanent failure."""
+    given = getattr(exc, "remedy", None)
+    if given:
+        return str(given)
     for link in _chain(exc):
         _, code = _http_status_and_code(link)
         if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}:
             return (
                 "check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / "
-                "AWS_SESSION_TOKEN, or the exporter's access_key/secret_key)"
+                "AWS_SESSION_TOKEN, or the exporter's access_key / secret_key)"
             )
     if isinstance(exc, PermissionError):
         return (

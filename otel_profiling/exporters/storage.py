@@ -274,9 +274,9 @@ class FsspecProfileExporter(ProfileExporter):
             return
         self._reported.add(signature)
         _logger.error(
-            "Cannot write profiles to %s: %s. This will not fix itself, so it is not retried "
-            "now. Fix: %s. Profiles that could not be sent are kept in the spool (when "
-            "enabled) and re-sent later.",
+            "Cannot write profiles to %s: %s. Retrying will not fix this, so it is not "
+            "retried now. Fix: %s. Profiles not sent are kept in the spool (when enabled) "
+            "and re-sent later.",
             redact_url(self.url),
             message,
             remedy,

@@ -12,13 +12,14 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from otel_profiling import Profile, ProfileKind, ProfilingAgent
 from otel_profiling.exporters import FsspecProfileExporter, S3Exporter
 from otel_profiling.formats import default_format
 from otel_profiling.processors import BatchProfileProcessor
 from otel_profiling.profilers import CpuProfiler
+from otel_profiling.spool import Spool
 from otel_profiling.triggers import SignalTrigger
 
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
@@ -66,10 +67,14 @@ def spool_then_wait(endpoint: str, bucket: str, count: str) -> None:
 
 def start_and_drain(endpoint: str, bucket: str) -> None:
     """A new process of the service: what the spool holds is sent in the background."""
-    processor = BatchProfileProcessor(s3_exporter(endpoint, bucket), schedule_delay_millis=50)
-    assert processor.spool is not None
+    spool = Spool.from_env()
+    assert spool is not None
+    waiting = spool.pending()
+    processor = BatchProfileProcessor(
+        s3_exporter(endpoint, bucket), schedule_delay_millis=50, spool=spool
+    )
     deadline = time.monotonic() + 60
-    while processor.spool.pending() and time.monotonic() < deadline:
+    while processor.resent_profiles < waiting and time.monotonic() < deadline:
         time.sleep(0.05)
     say("pending", processor.spool.pending(), "resent", processor.resent_profiles)
     processor.shutdown()
