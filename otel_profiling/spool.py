@@ -44,6 +44,7 @@ _logger = logging.getLogger(__name__)
 DEFAULT_SPOOL_MAX_BYTES = 512 * 1024 * 1024
 _SUFFIX = ".profile"
 _VERSION = 1
+_EVICTION_WARNING_INTERVAL_S = 60.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -73,6 +74,8 @@ class Spool:
         self.max_bytes = int(max_bytes)
         self.spooled_profiles = 0
         self.evicted_profiles = 0
+        self._reported_evictions = 0
+        self._last_eviction_warning = -_EVICTION_WARNING_INTERVAL_S
         self._lock = threading.Lock()
 
     @classmethod
@@ -131,14 +134,18 @@ class Spool:
             _unlink(path)
             freed += entry_size
             evicted += 1
-        if evicted:
-            self.evicted_profiles += evicted
+        self.evicted_profiles += evicted
+        now = time.monotonic()
+        unreported = self.evicted_profiles - self._reported_evictions
+        if unreported and now - self._last_eviction_warning >= _EVICTION_WARNING_INTERVAL_S:
+            self._last_eviction_warning = now
+            self._reported_evictions = self.evicted_profiles
             _logger.warning(
                 "Spool %s is full (%d bytes max): evicted the %d oldest profile(s) "
                 "(%d evicted in all). Raise OTEL_PROFILING_SPOOL_MAX_BYTES or fix the exporter.",
                 self.directory,
                 self.max_bytes,
-                evicted,
+                unreported,
                 self.evicted_profiles,
             )
 

@@ -131,14 +131,15 @@ def test_queue_bounded_by_bytes_drops_counted_and_warned_once(
             processor.on_end(make_profile(i, size=3_000))
             assert processor.queued_bytes <= 10_000
         assert len(caplog.records) == enqueue_records  # on_end never logs
-        assert processor.dropped_profiles == 20 - 3  # three 3 kB profiles fit in 10 kB
+        # 10 kB hold the 3 kB profile being exported and two queued ones
+        assert processor.dropped_profiles == 20 - 2
         exporter.gate.set()
         assert processor.force_flush(10_000)
     drops = [r for r in caplog.records if "Dropped" in r.getMessage()]
-    assert len(drops) == 1 and "17" in drops[0].getMessage()
+    assert len(drops) == 1 and "18" in drops[0].getMessage()
     assert "OTEL_BPP_MAX_QUEUE_BYTES" in drops[0].getMessage()
     kept = [p.attributes["test.index"] for p in exporter.get_finished_profiles()]
-    assert kept == [0, 18, 19, 20]  # the oldest were dropped
+    assert kept == [0, 19, 20]  # the oldest were dropped
     processor.shutdown()
 
 

@@ -61,8 +61,10 @@ class BatchProfileProcessor(ProfileProcessor):
     Arguments left as ``None`` come from ``OTEL_BPP_SCHEDULE_DELAY``,
     ``OTEL_BPP_MAX_QUEUE_SIZE``, ``OTEL_BPP_MAX_EXPORT_BATCH_SIZE``,
     ``OTEL_BPP_EXPORT_TIMEOUT`` and ``OTEL_BPP_MAX_QUEUE_BYTES``, else the defaults.
-    A single profile larger than ``max_queue_bytes`` is still accepted when the
-    queue is otherwise empty, so that no profile is too big to ever be sent.
+    The byte bound covers the batch being exported too, so memory stays bounded
+    while the backend is slow. A single profile larger than ``max_queue_bytes``
+    is still accepted when the queue is otherwise empty, so that no profile is
+    too big to ever be sent.
 
     ``spool``: ``True`` (default) uses ``Spool.from_env()`` (a per-user cache
     directory per service, or ``OTEL_PROFILING_SPOOL_DIR``; ``none`` there
@@ -112,7 +114,7 @@ class BatchProfileProcessor(ProfileProcessor):
         self.spooled_profiles = 0
         self.resent_profiles = 0
         self._reported_drops = 0
-        self._last_drop_warning = 0.0
+        self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
         self._init_state()
         ref = weakref.ref(self)
         if hasattr(os, "register_at_fork"):
@@ -146,6 +148,7 @@ class BatchProfileProcessor(ProfileProcessor):
 
     @property
     def queued_bytes(self) -> int:
+        """Bytes held: queued profiles plus the batch being exported."""
         return self._queue_bytes
 
     def on_end(self, profile: Profile) -> None:
@@ -199,6 +202,7 @@ class BatchProfileProcessor(ProfileProcessor):
                 self._drain(force=flushing)
             with self._cond:
                 self._in_flight = []
+                self._queue_bytes -= sum(len(p.data) for p in batch)
             self._complete_flushes()
             self._report_drops()
             if stop:
@@ -207,9 +211,7 @@ class BatchProfileProcessor(ProfileProcessor):
     def _take_batch(self) -> List[Profile]:
         batch: List[Profile] = []
         while self._queue and len(batch) < self.max_export_batch_size:
-            profile = self._queue.popleft()
-            self._queue_bytes -= len(profile.data)
-            batch.append(profile)
+            batch.append(self._queue.popleft())  # its bytes count until it is handled
         return batch
 
     def _send(self, profiles: Sequence[Profile], resend: bool = False) -> List[Profile]:
