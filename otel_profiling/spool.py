@@ -104,7 +104,8 @@ class Spool:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._make_room(size)
                 tmp = self.directory / f".tmp-{name}"
-                with open(tmp, "wb") as handle:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner only
+                with os.fdopen(fd, "wb") as handle:
                     handle.write(header + b"\n")
                     handle.write(profile.data)
                     handle.flush()

@@ -362,3 +362,20 @@ def test_s3_options_helper_still_matches(s3_endpoint: str) -> None:
     config = exporter.fs.config_kwargs
     assert config["read_timeout"] == 3.0 and config["retries"] == {"total_max_attempts": 1}
     assert exporter.fs.retries == 1
+
+
+def test_batch_with_clashing_keys_keeps_every_profile(
+    s3_endpoint: str, bucket: str, boto3_client
+) -> None:  # type: ignore[no-untyped-def]
+    """The concurrent first try meets If-None-Match clashes; the retry path adds suffixes."""
+    exporter = s3(s3_endpoint, bucket)
+    assert exporter.export_unsent([make_profile(0)]) == []  # bucket known: concurrent path
+    start = datetime(2026, 11, 24, 10, 15, 30, 123000, tzinfo=timezone.utc)
+    clashing = [make_profile(i, start=start) for i in range(1, 6)]
+    assert exporter.export_unsent(clashing) == []
+    objects = bucket_objects(boto3_client, bucket)
+    same = {
+        k: v for k, v in objects.items() if k.startswith("CPU_PROFILE-2026-11-24T10:15:30.123Z")
+    }
+    assert len(same) == 5
+    assert sorted(sha(v) for v in same.values()) == sorted(sha(p.data) for p in clashing)

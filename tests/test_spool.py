@@ -19,6 +19,7 @@ def test_entry_keeps_the_whole_profile(tmp_path: Path) -> None:
     profile = make_profile(1, attributes_list=("a", "b"), ratio=0.5)
     path = spool.put(profile)
     assert path is not None and path.exists()
+    assert path.stat().st_mode & 0o077 == 0  # profiles may hold sensitive data: owner only
     assert not [n for n in os.listdir(tmp_path / "s") if n.startswith(".tmp")]
     (back,) = spool.profiles()
     assert back.key == profile.key

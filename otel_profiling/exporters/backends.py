@@ -12,7 +12,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from typing import Any, Dict, Mapping, Set
+from typing import Any, Dict, Mapping, Set, Tuple
 
 _EXTRAS = {
     "s3": "s3",
@@ -81,6 +81,12 @@ class Backend:
                 self._make_container(directory)
                 self._ready.add(directory)
 
+    def ready(self, directory: str) -> bool:
+        """Whether ``ensure_container(directory)`` has already succeeded."""
+        return directory in self._ready
+
+    create_async: Any = None  # a coroutine function on backends with an event loop
+
     def forget_container(self, directory: str) -> None:
         """Make the next ``ensure_container`` check again."""
         with self._ready_lock:
@@ -140,6 +146,9 @@ class S3Backend(Backend):
     def ensure_container(self, directory: str) -> None:
         super().ensure_container(directory.split("/", 1)[0])
 
+    def ready(self, directory: str) -> bool:
+        return super().ready(directory.split("/", 1)[0])
+
     def _make_container(self, bucket: str) -> None:
         # head_bucket, not fs.exists(): exists() hides network errors and denials as "missing"
         try:
@@ -179,12 +188,27 @@ class S3Backend(Backend):
     def create(
         self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
     ) -> None:
+        kwargs, digest = self._put_kwargs(data, content_type, metadata)
+        self._check(path, self.fs.pipe_file(path, data, mode="create", **kwargs), digest)
+
+    async def create_async(
+        self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
+    ) -> None:
+        """``create`` as a coroutine on the filesystem's event loop (for concurrent batches)."""
+        kwargs, digest = self._put_kwargs(data, content_type, metadata)
+        self._check(path, await self.fs._pipe_file(path, data, mode="create", **kwargs), digest)
+
+    def _put_kwargs(
+        self, data: bytes, content_type: str, metadata: Mapping[str, str]
+    ) -> Tuple[Dict[str, Any], Any]:
         kwargs = self.write_kwargs(content_type, metadata)
         digest = hashlib.md5(data, usedforsecurity=False) if len(data) < _SINGLE_PUT_LIMIT else None
         if digest is not None:
             kwargs["ContentMD5"] = base64.b64encode(digest.digest()).decode()
-        out = self.fs.pipe_file(path, data, mode="create", **kwargs)
-        etag = str((out or {}).get("ETag", "")).strip('"') if isinstance(out, dict) else ""
+        return kwargs, digest
+
+    def _check(self, path: str, out: Any, digest: Any) -> None:
+        etag = str(out.get("ETag", "")).strip('"') if isinstance(out, dict) else ""
         plain_etag = len(etag) == 32 and "-" not in etag and not self._kms()
         if digest is not None and plain_etag and etag != digest.hexdigest():
             raise OSError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import os
@@ -13,6 +14,7 @@ from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Set
 from urllib.parse import quote
 
 import fsspec
+import fsspec.asyn
 from fsspec.core import split_protocol
 
 from otel_profiling import _threads
@@ -36,7 +38,7 @@ from otel_profiling.redact import redact_options, redact_url, scrub, secret_valu
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_EXPORT_TIMEOUT_MILLIS = 10_000
+DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000
 DEFAULT_MAX_CONCURRENCY = 8
 _ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
@@ -83,7 +85,7 @@ class FsspecProfileExporter(ProfileExporter):
 
     A batch is uploaded with up to ``max_concurrency`` writes at a time.
     Transient failures are retried with exponential backoff and jitter until
-    ``timeout_millis`` (``OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT``, default 10 s)
+    ``timeout_millis`` (``OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT``, default 30 s)
     has passed; permanent ones are logged once with their remedy. The
     timeout is enforced: ``export`` returns by then whatever the backend does,
     and reports what it could not send (see ``export_unsent``).
@@ -212,6 +214,47 @@ class FsspecProfileExporter(ProfileExporter):
         return [p for p in todo if id(p) not in done]
 
     def _write_all(self, todo: List[Profile], deadline: float, resend: bool) -> Set[int]:
+        """A concurrent first try on the event loop (if any), then retries on threads."""
+        done: Set[int] = set()
+        backend = self._get_backend()
+        if backend.create_async is not None and not resend and len(todo) > 1:
+            paths = [self.path_for(p) for p in todo]
+            if all(backend.ready(posixpath.dirname(path)) for path in paths):
+                done = self._first_try_on_loop(backend, todo, paths, deadline)
+        rest = [p for p in todo if id(p) not in done]
+        if rest and time.monotonic() < deadline:
+            done |= self._write_on_threads(rest, deadline, resend)
+        return done
+
+    def _first_try_on_loop(
+        self, backend: Backend, todo: List[Profile], paths: List[str], deadline: float
+    ) -> Set[int]:
+        """One try per profile, gathered on the filesystem's loop (as ``fs.pipe`` does).
+
+        Whatever fails here (a clash, a transient error...) goes through the
+        retrying path; on timeout, what already succeeded still counts.
+        """
+        done: Set[int] = set()
+
+        async def one(profile: Profile, path: str, gate: asyncio.Semaphore) -> None:
+            async with gate:
+                metadata = profile_metadata(profile)
+                await backend.create_async(path, profile.data, profile.content_type, metadata)
+                done.add(id(profile))
+
+        async def batch() -> None:
+            gate = asyncio.Semaphore(self.max_concurrency)
+            await asyncio.gather(
+                *(one(p, path, gate) for p, path in zip(todo, paths)), return_exceptions=True
+            )
+
+        try:
+            fsspec.asyn.sync(backend.fs.loop, batch, timeout=max(deadline - time.monotonic(), 0))
+        except Exception as exc:  # noqa: BLE001 - timeout: the rest is retried or reported
+            _logger.debug("Concurrent upload stopped: %s", scrub(str(exc), self._secrets))
+        return set(done)
+
+    def _write_on_threads(self, todo: List[Profile], deadline: float, resend: bool) -> Set[int]:
         """Write from daemon threads: a hung call cannot hold the caller past ``deadline``."""
         pending: Deque[Profile] = collections.deque(todo)
         done: Set[int] = set()
