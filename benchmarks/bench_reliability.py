@@ -177,7 +177,7 @@ def bench_throughput(count: int = 200, size: int = 50 * 1024, rounds: int = 5) -
                 )
                 exporter.export([profile(b"warm-up")])  # a running service: connected, bucket known
                 processor = BatchProfileProcessor(
-                    exporter, schedule_delay_millis=5, max_export_batch_size=count, spool=Spool(tmp)
+                    exporter, max_export_batch_size=count, spool=Spool(tmp)
                 )
                 profiles = [profile(data) for data in payloads]
                 t0 = time.perf_counter()
