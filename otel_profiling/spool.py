@@ -79,8 +79,12 @@ class Spool:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, service: Optional[str] = None) -> Optional[Spool]:
-        """The default spool, or ``None`` when ``OTEL_PROFILING_SPOOL_DIR`` is ``none``."""
+    def from_env(cls, service: Optional[str] = None, destination: str = "") -> Optional[Spool]:
+        """The default spool, or ``None`` when ``OTEL_PROFILING_SPOOL_DIR`` is ``none``.
+
+        ``destination`` (an exporter's target) gets a subdirectory of its own, so
+        profiles are re-sent only to where they were meant to go.
+        """
         root = env_str("OTEL_PROFILING_SPOOL_DIR")
         if root is not None and root.lower() in {"none", "off", "false"}:
             return None
@@ -88,7 +92,11 @@ class Spool:
             service = str(Resource.create().attributes.get("service.name", "unknown_service"))
         base = Path(root).expanduser() if root else default_spool_root()
         max_bytes = env_int("OTEL_PROFILING_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, 1)
-        return cls(service_directory(base, service), max_bytes)
+        directory = service_directory(base, service)
+        if destination:
+            digest = hashlib.sha256(destination.encode()).hexdigest()[:10]
+            directory = directory / f"{_UNSAFE.sub('_', destination)[-60:].strip('._')}-{digest}"
+        return cls(directory, max_bytes)
 
     def __repr__(self) -> str:
         return f"Spool(directory={str(self.directory)!r}, max_bytes={self.max_bytes})"

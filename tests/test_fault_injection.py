@@ -126,7 +126,7 @@ def test_killed_process_spool_is_sent_by_next_process(
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     spool_dir = _spool_in_tmp / "kill-test"
-    assert len(list(spool_dir.glob("*.profile"))) == 5
+    assert len(list(spool_dir.rglob("*.profile"))) == 5
     assert len(keys) == 5
 
     result = run_app("start", s3_endpoint, bucket, OTEL_SERVICE_NAME="kill-test")
@@ -136,7 +136,7 @@ def test_killed_process_spool_is_sent_by_next_process(
     assert {k: sha(v) for k, v in objects.items()} == keys  # same keys, same bytes
     meta = boto3_client.head_object(Bucket=bucket, Key=next(iter(keys)))["Metadata"]
     assert meta["profile-kind"] == "CPU_PROFILE" and meta["attr-process.pid"] != str(os.getpid())
-    assert not list(spool_dir.glob("*.profile"))
+    assert not list(spool_dir.rglob("*.profile"))
 
 
 def test_flaky_proxy_503_and_resets_lose_nothing(
@@ -184,7 +184,9 @@ def test_wrong_credentials_one_clear_error_no_secret(bucket: str, _spool_in_tmp:
     assert "Transient failure" not in result.stderr  # a permanent failure is not retried
     assert secret not in output and access not in output
     assert "***" in output  # the repr of the exporter was logged, redacted
-    for entry in (_spool_in_tmp / "creds").iterdir():
+    entries = list((_spool_in_tmp / "creds").rglob("*.profile"))
+    assert len(entries) == 3
+    for entry in entries:
         raw = entry.read_bytes()
         assert secret.encode() not in raw and access.encode() not in raw
 
@@ -310,7 +312,7 @@ def test_interpreter_exit_with_hanging_server_is_bounded(bucket: str, _spool_in_
     exited_at = float(result.stdout.split()[1])
     assert time.time() - exited_at < 2.0 + 3.0, result.stderr  # exit timeout + margin
     assert total < 60
-    entries = list((_spool_in_tmp / "hang").glob("*.profile"))
+    entries = list((_spool_in_tmp / "hang").rglob("*.profile"))
     assert len(entries) == 1
     assert entries[0].read_bytes().endswith(b'{"hanging": true}')
 

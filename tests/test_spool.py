@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import make_profile
 
-from otel_profiling.exporters import InMemoryProfileExporter
+from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
 from otel_profiling.processors import BatchProfileProcessor
 from otel_profiling.spool import Spool, default_spool_root
 
@@ -111,8 +111,22 @@ def test_spool_dir_from_env_is_used(_spool_in_tmp: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("OTEL_SERVICE_NAME", "svc")
     processor = BatchProfileProcessor(InMemoryProfileExporter())
     assert processor.spool is not None
-    assert processor.spool.directory == _spool_in_tmp / "svc"
+    assert processor.spool.directory.parent == _spool_in_tmp / "svc"
     processor.shutdown()
+
+
+def test_each_destination_has_its_own_spool(_spool_in_tmp: Path, tmp_path: Path) -> None:
+    """Two processors of one service never re-send each other's profiles."""
+    a = BatchProfileProcessor(FsspecProfileExporter(f"file://{tmp_path}/a"))
+    b = BatchProfileProcessor(FsspecProfileExporter(f"file://{tmp_path}/b"))
+    c = BatchProfileProcessor(InMemoryProfileExporter())
+    dirs = {p.spool.directory for p in (a, b, c) if p.spool is not None}
+    assert len(dirs) == 3
+    assert all(d.parent == _spool_in_tmp / "unknown_service_python" for d in dirs) or all(
+        d.parent.parent == _spool_in_tmp for d in dirs
+    )
+    for processor in (a, b, c):
+        processor.shutdown()
 
 
 def test_bad_spool_size_is_rejected(tmp_path: Path) -> None:

@@ -21,6 +21,11 @@ class ProfileExporter(abc.ABC):
     def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
         """Export a batch; must not raise (return ``FAILURE`` instead)."""
 
+    @property
+    def destination(self) -> str:
+        """Where this exporter sends profiles (no secrets): it names its spool directory."""
+        return type(self).__name__
+
     def export_unsent(
         self,
         profiles: Sequence[Profile],

@@ -145,6 +145,10 @@ class FsspecProfileExporter(ProfileExporter):
             f"storage_options={redact_options(self._options)!r})"
         )
 
+    @property
+    def destination(self) -> str:
+        return redact_url(self.url)
+
     # -- backend ------------------------------------------------------------------
     def _get_backend(self) -> Backend:
         """The filesystem, made on first use and again in a forked child."""

@@ -67,8 +67,9 @@ class BatchProfileProcessor(ProfileProcessor):
     too big to ever be sent.
 
     ``spool``: ``True`` (default) uses ``Spool.from_env()`` (a per-user cache
-    directory per service, or ``OTEL_PROFILING_SPOOL_DIR``; ``none`` there
-    disables it), ``False`` disables spooling, or pass a ``Spool``.
+    directory per service and exporter destination, or under
+    ``OTEL_PROFILING_SPOOL_DIR``; ``none`` there disables it), ``False``
+    disables spooling, or pass a ``Spool``.
     """
 
     def __init__(
@@ -83,7 +84,9 @@ class BatchProfileProcessor(ProfileProcessor):
     ) -> None:
         self._exporter = exporter
         self.spool: Optional[Spool] = (
-            Spool.from_env() if spool is True else (spool if isinstance(spool, Spool) else None)
+            Spool.from_env(destination=_destination(exporter))
+            if spool is True
+            else (spool if isinstance(spool, Spool) else None)
         )
         self.schedule_delay_millis = _pick(
             schedule_delay_millis, "OTEL_BPP_SCHEDULE_DELAY", DEFAULT_SCHEDULE_DELAY_MILLIS
@@ -403,6 +406,13 @@ class BatchProfileProcessor(ProfileProcessor):
     def _reinit_after_fork(self) -> None:
         """The child starts empty: queued profiles belong to the parent, which exports them."""
         self._init_state()
+
+
+def _destination(exporter: ProfileExporter) -> str:
+    try:
+        return str(exporter.destination)
+    except Exception:  # an exporter without a usable destination: one spool per class
+        return type(exporter).__name__
 
 
 def _at_fork(ref: weakref.ref[BatchProfileProcessor]) -> None:

@@ -67,12 +67,11 @@ def spool_then_wait(endpoint: str, bucket: str, count: str) -> None:
 
 def start_and_drain(endpoint: str, bucket: str) -> None:
     """A new process of the service: what the spool holds is sent in the background."""
-    spool = Spool.from_env()
+    exporter = s3_exporter(endpoint, bucket)
+    spool = Spool.from_env(destination=exporter.destination)  # what the processor will use
     assert spool is not None
     waiting = spool.pending()
-    processor = BatchProfileProcessor(
-        s3_exporter(endpoint, bucket), schedule_delay_millis=50, spool=spool
-    )
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=50, spool=spool)
     deadline = time.monotonic() + 60
     while processor.resent_profiles < waiting and time.monotonic() < deadline:
         time.sleep(0.05)
