@@ -239,6 +239,7 @@ class BatchProfileProcessor(ProfileProcessor):
         with self._cond:
             self._taken += len(batch)
             self.exported_profiles += sent
+            self._in_flight = []  # from here on, the worker itself keeps what was not sent
         if sent:
             self._mark_up()
         if not unsent:
