@@ -30,31 +30,36 @@ _METADATA_BUDGET = 1800  # S3 allows 2 KB of user metadata; keep room for the ke
 _MAX_COLLISIONS = 10
 
 
+def _ascii(text: object, limit: int = 256) -> str:
+    """S3 metadata must be printable ASCII: percent-encode the rest."""
+    return quote(str(text), safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")[:limit]
+
+
 def profile_metadata(profile: Profile) -> Dict[str, str]:
     """Object metadata: kind, times, status, service and attributes, as ASCII strings."""
     duration = profile.duration
     meta = {
         "profile-kind": profile.kind.value,
-        "profile-name": profile.name,
+        "profile-name": _ascii(profile.name),
         "profile-format": profile.format,
         "profile-start-time": iso_millis(profile.start_time),
         "profile-end-time": iso_millis(profile.end_time) if profile.end_time else "",
         "profile-duration-ms": str(round(duration.total_seconds() * 1000)) if duration else "",
         "profile-status": profile.status.value,
-        "service-name": str(profile.resource.attributes.get("service.name", "")),
+        "service-name": _ascii(profile.resource.attributes.get("service.name", "")),
     }
     if profile.trigger:
-        meta["profile-trigger"] = profile.trigger
+        meta["profile-trigger"] = _ascii(profile.trigger)
     used = sum(len(k) + len(v) for k, v in meta.items())
     for key, value in profile.attributes.items():
-        name = "attr-" + quote(str(key), safe="")[:100]
-        text = quote(str(value), safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")[:256]
+        name = "attr-" + quote(str(key), safe=".-_")[:100]
+        text = _ascii(value)
         if used + len(name) + len(text) > _METADATA_BUDGET:
             meta["attributes-truncated"] = "true"
             break
         meta[name] = text
         used += len(name) + len(text)
-    return {k: quote(v, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~") for k, v in meta.items()}
+    return meta
 
 
 class FsspecProfileExporter(ProfileExporter):
