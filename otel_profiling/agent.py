@@ -22,6 +22,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling import _threads
 from otel_profiling.exporters.base import ProfileExporter
+from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.processors.base import ProfileProcessor
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profile import Profile
@@ -179,6 +180,9 @@ class ProfilingAgent:
                 _logger.exception("%r failed to start.", profiler)
                 return None
             self._active[profiler] = profile
+            url = profile_url(self._processors, profile)
+            if url:
+                profile.set_attribute(PROFILE_URL, url)
         _logger.info("%s profile started (trigger %s).", profile.kind.value, trigger)
         for processor in self._processors:
             _call(processor.on_start, profile)
