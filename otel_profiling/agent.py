@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling import _threads
+from otel_profiling._exit import before_thread_pools_stop
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.processors.base import ProfileProcessor
@@ -133,6 +134,7 @@ class ProfilingAgent:
             self._started = True
             if not self._atexit_registered:
                 atexit.register(self._at_exit)
+                before_thread_pools_stop(self._at_exit)
                 self._atexit_registered = True
         return self
 
