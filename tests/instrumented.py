@@ -12,7 +12,7 @@ import importlib.metadata
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from conftest import ROOT
 
@@ -75,5 +75,6 @@ def instrumented_env(
     return env
 
 
-def instrument_command(app: Path, *args: str) -> List[str]:
-    return [instrument_script(), sys.executable, str(app), *args]
+def instrument_command(app: Path, *args: str, options: Sequence[str] = ()) -> List[str]:
+    """``opentelemetry-instrument [options] python app [args]``."""
+    return [instrument_script(), *options, sys.executable, str(app), *args]

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 from conftest import APPS, child_env
 from instrumented import instrument_command, instrumented_env, write_distribution
@@ -20,12 +20,16 @@ KEY = re.compile(r"^CPU_PROFILE-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\.cpuprofi
 
 
 def run_instrumented(
-    tmp_path: Path, env: Dict[str, str], signals: int = 2, app: str = "plain_app.py"
+    tmp_path: Path,
+    env: Dict[str, str],
+    signals: int = 2,
+    app: str = "plain_app.py",
+    options: Sequence[str] = (),
 ) -> Tuple[str, str]:
     """Run ``app`` under opentelemetry-instrument, send SIGUSR2 ``signals`` times, quit."""
     full_env = instrumented_env(child_env(**env), tmp_path, extra_dist=tmp_path / "extra")
     proc = subprocess.Popen(
-        instrument_command(APPS / app),
+        instrument_command(APPS / app, options=options),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -98,6 +102,26 @@ def test_s3_named_and_attributed_by_env(
     assert meta["attr-profiling.profile.url"] == f"s3://{bucket}/{keys[0]}"
     names = cpuprofile_function_names(load_cpuprofile(obj["Body"].read()))
     assert "plain_workload_leaf" in names
+
+
+def test_variables_are_also_instrument_options(tmp_path: Path) -> None:
+    target = tmp_path / "profiles"
+    out, _ = run_instrumented(
+        tmp_path,
+        {},
+        options=[
+            "--profiling_enabled",
+            "true",
+            "--profiles_exporter",
+            "fsspec,console",
+            "--exporter_fsspec_profiles_url",
+            f"file://{target}",
+        ],
+    )
+    [name] = os.listdir(target)
+    assert KEY.match(name)
+    summaries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [s["key"] for s in summaries] == [name]
 
 
 def test_not_enabled_means_untouched(tmp_path: Path) -> None:
