@@ -19,6 +19,9 @@ PROFILE_URL = "profiling.profile.url"
 PROFILE_URLS = "profiling.profile.urls"
 TRACE_IDS = "profiling.trace_ids"
 SPAN_IDS = "profiling.span_ids"
+THREAD_IDS = "profiling.thread_ids"
+THREAD_ID = "thread.id"  # OpenTelemetry semantic conventions
+THREAD_NAME = "thread.name"
 LINKS_DROPPED = "profiling.links.dropped"
 
 

@@ -3,10 +3,12 @@
 While a profile runs, every local root span (a span without a parent in this
 process) gets the profile's object URL as ``profiling.profile.url``, and the
 profile records the trace and span ids of those spans in
-``profiling.trace_ids`` / ``profiling.span_ids`` (parallel lists, bounded;
-``profiling.links.dropped`` counts the rest). Spans already running when a
-profile starts are linked too. So a slow trace leads to its profile, and a
-profile lists the traces it covers.
+``profiling.trace_ids`` / ``profiling.span_ids`` / ``profiling.thread_ids``
+(parallel lists, bounded; ``profiling.links.dropped`` counts the rest). A
+linked span also gets ``thread.id`` and ``thread.name`` (OpenTelemetry's
+names): the CPU profile's subtree for that thread is ``name (thread id)``.
+Spans already running when a profile starts are linked too. So a slow trace
+leads to its profile, and a profile lists the traces it covers.
 
 The request path only touches this processor's own lock, briefly: never the
 agent's, which may be held while a profiler encodes.
@@ -18,7 +20,7 @@ import collections
 import logging
 import threading
 import weakref
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -31,6 +33,9 @@ from otel_profiling.links import (
     PROFILE_URL,
     PROFILE_URLS,
     SPAN_IDS,
+    THREAD_ID,
+    THREAD_IDS,
+    THREAD_NAME,
     TRACE_IDS,
 )
 from otel_profiling.processors.base import ProfileProcessor
@@ -45,12 +50,21 @@ DEFAULT_MAX_RUNNING_SPANS = 4096
 class _Links:
     """The ids recorded on one profile so far."""
 
-    __slots__ = ("trace_ids", "span_ids", "dropped")
+    __slots__ = ("trace_ids", "span_ids", "thread_ids", "dropped")
 
     def __init__(self) -> None:
         self.trace_ids: List[str] = []
         self.span_ids: List[str] = []
+        self.thread_ids: List[int] = []
         self.dropped = 0
+
+
+class _Running(NamedTuple):
+    """A running local root span and the thread that started it."""
+
+    span: Span
+    thread_id: int
+    thread_name: str
 
 
 class _ProfileHook(ProfileProcessor):
@@ -94,7 +108,7 @@ class ProfilingSpanProcessor(SpanProcessor):
         self._hook = _ProfileHook(self)
         self._hooked: Optional[ProfilingAgent] = None
         self._profiles: Dict[Profile, _Links] = {}
-        self._spans: collections.OrderedDict[int, Span] = collections.OrderedDict()
+        self._spans: collections.OrderedDict[int, _Running] = collections.OrderedDict()
         self._shutdown = False
         if agent is not None:
             self._hook_into(agent)
@@ -124,15 +138,16 @@ class ProfilingSpanProcessor(SpanProcessor):
         if self._shutdown or not _is_local_root(span) or not self._ensure_hooked():
             return
         context = span.get_span_context()
+        running = _Running(span, threading.get_ident(), threading.current_thread().name)
         with self._lock:
-            self._spans[context.span_id] = span
+            self._spans[context.span_id] = running
             if len(self._spans) > self.max_running_spans:
                 self._spans.popitem(last=False)
             profiles = [p for p in self._profiles if not p.ended]
             for profile in profiles:
-                self._record(profile, span)
+                self._record(profile, running)
         for profile in profiles:
-            _add_url(span, profile)
+            _link_span(running, profile)
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.get_span_context()
@@ -149,17 +164,17 @@ class ProfilingSpanProcessor(SpanProcessor):
             if profile in self._profiles:
                 return
             self._profiles[profile] = _Links()
-            spans = [s for s in self._spans.values() if s.end_time is None]
-            for span in spans:
-                self._record(profile, span)
-        for span in spans:
-            _add_url(span, profile)
+            spans = [r for r in self._spans.values() if r.span.end_time is None]
+            for running in spans:
+                self._record(profile, running)
+        for running in spans:
+            _link_span(running, profile)
 
     def _profile_ended(self, profile: Profile) -> None:
         with self._lock:
             self._profiles.pop(profile, None)
 
-    def _record(self, profile: Profile, span: Span) -> None:
+    def _record(self, profile: Profile, running: _Running) -> None:
         """Add ``span``'s ids to ``profile`` (caller holds the lock)."""
         links = self._profiles[profile]
         if profile.ended:
@@ -168,10 +183,17 @@ class ProfilingSpanProcessor(SpanProcessor):
             links.dropped += 1
             profile.set_attribute(LINKS_DROPPED, links.dropped)
             return
-        context = span.get_span_context()
+        context = running.span.get_span_context()
         links.trace_ids.append(format_trace_id(context.trace_id))
         links.span_ids.append(format_span_id(context.span_id))
-        profile.set_attributes({TRACE_IDS: tuple(links.trace_ids), SPAN_IDS: tuple(links.span_ids)})
+        links.thread_ids.append(running.thread_id)
+        profile.set_attributes(
+            {
+                TRACE_IDS: tuple(links.trace_ids),
+                SPAN_IDS: tuple(links.span_ids),
+                THREAD_IDS: tuple(links.thread_ids),
+            }
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -194,18 +216,24 @@ def _is_local_root(span: ReadableSpan) -> bool:
     return parent is None or parent.is_remote
 
 
-def _add_url(span: Span, profile: Profile) -> None:
-    """Set ``profiling.profile.url`` (first profile) and ``.urls`` (when several)."""
+def _link_span(running: _Running, profile: Profile) -> None:
+    """Set ``profiling.profile.url`` (first profile), ``.urls`` (when several), ``thread.*``."""
+    span = running.span
     url = profile.attributes.get(PROFILE_URL)
     if not isinstance(url, str) or span.end_time is not None:
         return
     attributes = span.attributes or {}
+    if THREAD_ID not in attributes:
+        span.set_attributes({THREAD_ID: running.thread_id, THREAD_NAME: running.thread_name})
     current = attributes.get(PROFILE_URL)
     if current is None:
         span.set_attribute(PROFILE_URL, url)
         return
     if current == url:
         return
-    urls: Sequence[str] = tuple(attributes.get(PROFILE_URLS) or (str(current),))
+    listed = attributes.get(PROFILE_URLS)
+    urls: Sequence[str] = (
+        tuple(str(u) for u in listed) if isinstance(listed, (list, tuple)) else (str(current),)
+    )
     if url not in urls:
         span.set_attribute(PROFILE_URLS, (*urls, url))
