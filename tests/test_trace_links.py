@@ -114,6 +114,8 @@ def test_traced_request_while_profiling_links_span_and_profile(
     assert list(exported.attributes["profiling.span_ids"]) == [
         format_span_id(during.context.span_id)
     ]
+    assert during.attributes["thread.name"].endswith("(process_request_thread)")
+    assert list(exported.attributes["profiling.thread_ids"]) == [during.attributes["thread.id"]]
 
     # following the URL finds the object, which names the trace in its metadata
     [obj] = boto3_client.list_objects_v2(Bucket=bucket)["Contents"]
@@ -162,6 +164,11 @@ def test_span_running_when_the_profile_starts_is_linked() -> None:
     assert list(ended.attributes["profiling.trace_ids"]) == [
         format_trace_id(job.get_span_context().trace_id)
     ]
+    # the span names its thread, whose subtree the CPU profile holds
+    assert finished.attributes["thread.id"] == threading.get_ident()
+    assert finished.attributes["thread.name"] == threading.current_thread().name
+    thread_node = f"{threading.current_thread().name} (thread {threading.get_ident()})"
+    assert thread_node in cpuprofile_function_names(load_cpuprofile(ended.data))
 
 
 def test_links_per_profile_are_bounded() -> None:
