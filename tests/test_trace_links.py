@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import urllib.request
 import uuid
@@ -10,7 +12,7 @@ from typing import Iterator, Tuple
 
 import fsspec
 import pytest
-from conftest import s3_options
+from conftest import ROOT, child_env, s3_options
 from manual_trigger import ManualTrigger
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -265,3 +267,26 @@ def test_two_profiles_at_once_put_both_urls_on_the_span() -> None:
     trace_id = format_trace_id(span.context.trace_id)
     assert list(cpu.attributes["profiling.trace_ids"]) == [trace_id]
     assert list(note.attributes["profiling.trace_ids"]) == [trace_id]
+
+
+def test_traced_service_example(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = child_env()
+    for name in list(env):
+        if name.startswith("OTEL_"):
+            del env[name]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "traced_service.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    trace_id = lines["trace id"].strip()
+    assert lines["profile -> trace ids"].strip() == trace_id
+    url = lines["span -> profile"].strip()
+    assert url.startswith(f"file://{tmp_path}/profiles/CPU_PROFILE-")
+    with fsspec.open(url, "rb") as handle:
+        assert "handle_request" in cpuprofile_function_names(load_cpuprofile(handle.read()))
