@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import weakref
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -112,6 +113,15 @@ class ProfilingSpanProcessor(SpanProcessor):
         self._shutdown = False
         if agent is not None:
             self._hook_into(agent)
+        ref = weakref.ref(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock; the parent's spans and profiles are not ours."""
+        self._lock = threading.Lock()
+        self._spans = collections.OrderedDict()
+        self._profiles = {}
 
     # -- agent ------------------------------------------------------------------------
     def _hook_into(self, agent: ProfilingAgent) -> None:
@@ -209,6 +219,12 @@ class ProfilingSpanProcessor(SpanProcessor):
     def running_profiles(self) -> Tuple[Profile, ...]:
         with self._lock:
             return tuple(self._profiles)
+
+
+def _after_fork(ref: weakref.ref[ProfilingSpanProcessor]) -> None:
+    processor = ref()
+    if processor is not None:
+        processor._after_fork()
 
 
 def _is_local_root(span: ReadableSpan) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -290,3 +291,33 @@ def test_traced_service_example(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert url.startswith(f"file://{tmp_path}/profiles/CPU_PROFILE-")
     with fsspec.open(url, "rb") as handle:
         assert "handle_request" in cpuprofile_function_names(load_cpuprofile(handle.read()))
+
+
+def test_forked_child_does_not_link_to_the_parents_profile() -> None:
+    agent, trigger, _ = memory_agent()
+    provider = TracerProvider()
+    spans = InMemorySpanExporter()
+    provider.add_span_processor(ProfilingSpanProcessor(agent))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = provider.get_tracer("test")
+    try:
+        [profile] = trigger.start()
+        pid = os.fork()
+        if pid == 0:  # child: the parent's running profile is not this process's
+            code = 1
+            try:
+                with tracer.start_as_current_span("child request"):
+                    pass
+                [span] = spans.get_finished_spans()
+                code = 0 if "profiling.profile.url" not in span.attributes else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        with tracer.start_as_current_span("parent request"):
+            pass
+        trigger.stop()
+    finally:
+        agent.shutdown(5_000)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    [span] = spans.get_finished_spans()
+    assert span.attributes["profiling.profile.url"] == profile.attributes["profiling.profile.url"]
