@@ -182,9 +182,9 @@ class ProfilingAgent:
                 _logger.exception("%r failed to start.", profiler)
                 return None
             self._active[profiler] = profile
-            url = profile_url(self._processors, profile)
-            if url:
-                profile.set_attribute(PROFILE_URL, url)
+        url = profile_url(self._processors, profile)  # where it will be stored, for trace links
+        if url:
+            profile.set_attribute(PROFILE_URL, url)
         _logger.info("%s profile started (trigger %s).", profile.kind.value, trigger)
         for processor in self._processors:
             _call(processor.on_start, profile)
