@@ -12,6 +12,7 @@ import logging
 from typing import Iterable, Optional
 
 from otel_profiling.profile import Profile
+from otel_profiling.redact import redact_url
 
 _logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def profile_url(processors: Iterable[object], profile: Profile) -> Optional[str]
         if not callable(url_for):
             continue
         try:
-            return str(url_for(profile))
+            return redact_url(str(url_for(profile)))  # spans travel far: no credentials
         except Exception as exc:  # noqa: BLE001 - a missing link must not stop profiling
             _logger.debug("No URL for %s from %s: %s", profile.key, type(exporter).__name__, exc)
     return None

@@ -321,3 +321,26 @@ def test_forked_child_does_not_link_to_the_parents_profile() -> None:
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     [span] = spans.get_finished_spans()
     assert span.attributes["profiling.profile.url"] == profile.attributes["profiling.profile.url"]
+
+
+class UserinfoExporter(InMemoryProfileExporter):
+    """An exporter whose object URLs carry credentials (as an ftp:// or http:// one may)."""
+
+    def url_for(self, profile) -> str:  # type: ignore[no-untyped-def]
+        return f"ftp://alice:hunter2@files.example/profiles/{profile.key}"
+
+
+def test_profile_url_never_carries_credentials() -> None:
+    agent = ProfilingAgent()
+    agent.add_profile_processor(SimpleProfileProcessor(UserinfoExporter()))
+    trigger = ManualTrigger()
+    agent.register(trigger, NoteProfiler())
+    agent.start()
+    try:
+        [profile] = trigger.start()
+        trigger.stop()
+    finally:
+        agent.shutdown(5_000)
+    url = profile.attributes["profiling.profile.url"]
+    assert url == f"ftp://***@files.example/profiles/{profile.key}"
+    assert "hunter2" not in str(dict(profile.attributes))
