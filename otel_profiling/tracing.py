@@ -161,7 +161,7 @@ class ProfilingSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.get_span_context()
-        if context is None or not self._spans:
+        if context is None or not self._spans or not _is_local_root(span):
             return
         with self._lock:
             self._spans.pop(context.span_id, None)
