@@ -21,7 +21,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling import _threads
+from otel_profiling._exit import before_thread_pools_stop
 from otel_profiling.exporters.base import ProfileExporter
+from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.processors.base import ProfileProcessor
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profile import Profile
@@ -132,6 +134,7 @@ class ProfilingAgent:
             self._started = True
             if not self._atexit_registered:
                 atexit.register(self._at_exit)
+                before_thread_pools_stop(self._at_exit)
                 self._atexit_registered = True
         return self
 
@@ -179,6 +182,9 @@ class ProfilingAgent:
                 _logger.exception("%r failed to start.", profiler)
                 return None
             self._active[profiler] = profile
+        url = profile_url(self._processors, profile)  # where it will be stored, for trace links
+        if url:
+            profile.set_attribute(PROFILE_URL, url)
         _logger.info("%s profile started (trigger %s).", profile.kind.value, trigger)
         for processor in self._processors:
             _call(processor.on_start, profile)
