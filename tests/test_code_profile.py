@@ -10,7 +10,7 @@ import pytest
 from conftest import wait_for
 from viewers import cpuprofile_function_names, load_cpuprofile
 
-from otel_profiling import ProfilingAgent, ProfileStatus
+from otel_profiling import ProfileStatus, ProfilingAgent
 from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profilers import CpuProfiler
