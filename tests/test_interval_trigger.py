@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from otel_profiling import ProfilingAgent
 from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profilers import CpuProfiler
-from otel_profiling.triggers import IntervalTrigger
+from otel_profiling.triggers import IntervalTrigger, SignalTrigger
 
 
 def test_real_process_exports_three_windows_in_four_seconds(tmp_path: Path) -> None:
@@ -156,3 +157,28 @@ def test_forked_child_runs_its_own_windows() -> None:
         os.close(read)
         agent.shutdown()
     assert answer == b"ok"
+
+
+def test_window_end_never_stops_a_profile_another_trigger_started() -> None:
+    """The signal ends the window's profile and starts its own; the window's end leaves it."""
+    profiler = CpuProfiler()
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    agent.register(IntervalTrigger(every=60, duration=1.0, jitter=0), profiler)
+    agent.register(SignalTrigger(signal.SIGUSR2), profiler)
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+    try:
+        assert wait_for(lambda: agent.active_profiles, timeout=10)
+        os.kill(os.getpid(), signal.SIGUSR2)  # toggle: ends the window's profile
+        assert wait_for(lambda: len(exporter.get_finished_profiles()) == 1, timeout=10)
+        os.kill(os.getpid(), signal.SIGUSR2)  # toggle: a profile of the signal's own
+        assert wait_for(lambda: agent.active_profiles, timeout=10)
+        time.sleep(1.2)  # the window's end has passed
+        (running,) = agent.active_profiles
+        assert running.trigger == "signal:SIGUSR2"
+    finally:
+        agent.shutdown()
+    first, second = exporter.get_finished_profiles()
+    assert first.trigger == "interval" and second.trigger == "signal:SIGUSR2"
+    assert second.attributes["profiling.stop_reason"] == "agent shutdown"
