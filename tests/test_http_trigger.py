@@ -275,7 +275,7 @@ def test_shutdown_answers_requests_in_flight_and_exports_their_profiles(served) 
     reasons = sorted(
         p.attributes["profiling.stop_reason"] for p in exporter.get_finished_profiles()
     )
-    assert reasons == ["shutdown", "shutdown"]
+    assert reasons == ["agent shutdown", "agent shutdown"]
     with pytest.raises(OSError):
         urllib.request.urlopen(trigger.url + "/", timeout=5)
 
@@ -291,3 +291,25 @@ def test_port_in_use_is_a_clear_error() -> None:
     finally:
         first.shutdown()
         second.shutdown()
+
+
+def test_forgotten_window_ends_after_max_window_seconds() -> None:
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    trigger = HttpTrigger(max_window_seconds=0.5)
+    agent.register(trigger, CpuProfiler())
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+    try:
+        assert request(trigger, "/cpu/start", method="POST", token=None)[0] == 200
+        assert wait_for(exporter.get_finished_profiles, timeout=15)
+        (profile,) = exporter.get_finished_profiles()
+        assert profile.attributes["profiling.stop_reason"] == "max_window_seconds reached"
+        error_of(request(trigger, "/cpu/stop", method="POST", token=None), 409)
+        # a window stopped in time is not ended again by its limit
+        assert request(trigger, "/cpu/start", method="POST", token=None)[0] == 200
+        assert request(trigger, "/cpu/stop", method="POST", token=None)[0] == 200
+        time.sleep(0.8)
+        assert len(exporter.get_finished_profiles()) == 2
+    finally:
+        agent.shutdown()

@@ -99,7 +99,7 @@ def test_shutdown_ends_the_window_in_progress_and_exports_it() -> None:
     agent.shutdown()
     assert time.monotonic() - begun < 10
     (profile,) = exporter.get_finished_profiles()
-    assert profile.attributes["profiling.stop_reason"] == "shutdown"
+    assert profile.attributes["profiling.stop_reason"] == "agent shutdown"
     assert profile.attributes["profiling.trigger"] == "interval"
     load_cpuprofile(profile.data)
 

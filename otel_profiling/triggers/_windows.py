@@ -16,7 +16,7 @@ from otel_profiling.profilers.base import Profiler
 from otel_profiling.triggers.base import TriggerTarget
 
 STOP_ELAPSED = "window elapsed"
-STOP_SHUTDOWN = "shutdown"
+STOP_SHUTDOWN = "agent shutdown"
 STOP_SNAPSHOT = "snapshot taken"
 
 

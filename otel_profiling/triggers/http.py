@@ -128,7 +128,7 @@ class HttpTrigger(Trigger):
         self._thread: Optional[threading.Thread] = None
         self._closing = threading.Event()
         self._lock = threading.Lock()
-        self._open: Dict[ProfileKind, Profile] = {}
+        self._open: Dict[ProfileKind, Tuple[Profile, threading.Event]] = {}
 
     @property
     def port(self) -> int:
@@ -171,8 +171,9 @@ class HttpTrigger(Trigger):
         target = self._target
         with self._lock:
             windows, self._open = list(self._open.values()), {}
-        if target is not None:
-            for profile in windows:
+        for profile, closed in windows:
+            closed.set()
+            if target is not None:
                 target.stop_profile(profile, STOP_SHUTDOWN)
         self._thread = None
         super().uninstall()
@@ -248,17 +249,21 @@ class HttpTrigger(Trigger):
             if kind in self._open:
                 raise HttpError(409, f"a {kind.value} window is already open; POST .../stop first")
             profile = self._start(profiler, reason)
-            self._open[kind] = profile
-        _threads.start_daemon(lambda: self._window_limit(kind, profile), "http-window")
+            closed = threading.Event()
+            self._open[kind] = (profile, closed)
+        _threads.start_daemon(lambda: self._window_limit(kind, closed), "http-window")
         return profile
 
-    def _window_limit(self, kind: ProfileKind, profile: Profile) -> None:
-        if self._closing.wait(self.max_window_seconds):
+    def _window_limit(self, kind: ProfileKind, closed: threading.Event) -> None:
+        """End a window nobody stopped; exits as soon as the window is closed otherwise."""
+        if closed.wait(self.max_window_seconds):
             return
         with self._lock:
-            if self._open.get(kind) is not profile:
+            entry = self._open.get(kind)
+            if entry is None or entry[1] is not closed:
                 return
             del self._open[kind]
+        profile = entry[0]
         _logger.warning(
             "%s window opened over HTTP ended after max_window_seconds=%g without a stop.",
             kind.value,
@@ -269,11 +274,13 @@ class HttpTrigger(Trigger):
     def close_window(self, kind: ProfileKind) -> Profile:
         self.profiler_for(kind)
         with self._lock:
-            profile = self._open.pop(kind, None)
-        if profile is None:
+            entry = self._open.pop(kind, None)
+        if entry is None:
             raise HttpError(
                 409, f"no {kind.value} window is open: POST {PREFIX}/{_path_of(kind)}/start first"
             )
+        profile, closed = entry
+        closed.set()
         return self._finish(profile, "stopped over HTTP")
 
     def __repr__(self) -> str:
