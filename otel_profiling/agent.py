@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -96,7 +96,7 @@ class ProfilingAgent:
         self.instrumentation_scope = InstrumentationScope("otel_profiling", __version__)
         self.exit_timeout_millis = exit_timeout_millis
         self.refused_starts = 0
-        self._refusals_logged: Set[int] = set()
+        self._refusals_logged: weakref.WeakSet[Profiler] = weakref.WeakSet()
         self._bindings: List[_Binding] = []
         self._processors: List[ProfileProcessor] = []
         self._active: Dict[Profiler, Profile] = {}
@@ -188,8 +188,8 @@ class ProfilingAgent:
     def _refuse(self, profiler: Profiler, trigger: str, why: str) -> ProfilerBusyError:
         """Count a refused start; warn the first time per profiler, then only at debug level."""
         self.refused_starts += 1
-        level = logging.DEBUG if id(profiler) in self._refusals_logged else logging.WARNING
-        self._refusals_logged.add(id(profiler))
+        level = logging.DEBUG if profiler in self._refusals_logged else logging.WARNING
+        self._refusals_logged.add(profiler)
         _logger.log(level, "%s profile not started (trigger %s): %s.", profiler.kind, trigger, why)
         return ProfilerBusyError(why)
 
