@@ -79,7 +79,7 @@ def test_jittered_first_windows_differ_across_a_fleet() -> None:
     for agent, _ in agents:
         agent.start()
     try:
-        time.sleep(1.5)
+        time.sleep(2.5)  # jitter (1 s) plus generous scheduling slack
     finally:
         for agent, _ in agents:
             agent.shutdown()
