@@ -89,6 +89,18 @@ def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
 
 
+@pytest.fixture(autouse=True)
+def _no_global_agent() -> Iterator[None]:
+    """Each test starts and ends without a global agent (``configure()`` sets one)."""
+    from otel_profiling.global_agent import _reset_profiling_agent
+
+    _reset_profiling_agent()
+    yield
+    agent = _reset_profiling_agent()
+    if agent is not None:
+        agent.shutdown(5_000)
+
+
 @pytest.fixture
 def bucket() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
