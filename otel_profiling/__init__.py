@@ -7,7 +7,9 @@ as ``{kind}-{start_time}.{extension}``.
 
 from otel_profiling.agent import ProfilingAgent
 from otel_profiling.config import configure
+from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
 from otel_profiling.profile import Profile, ProfileKind, ProfileStatus
+from otel_profiling.tracing import ProfilingSpanProcessor
 from otel_profiling.version import __version__
 
 __all__ = [
@@ -15,6 +17,9 @@ __all__ = [
     "ProfileKind",
     "ProfileStatus",
     "ProfilingAgent",
+    "ProfilingSpanProcessor",
     "__version__",
     "configure",
+    "get_profiling_agent",
+    "set_profiling_agent",
 ]

@@ -15,19 +15,26 @@ import os
 import threading
 import time
 import weakref
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling import _threads
+from otel_profiling._exit import before_thread_pools_stop
 from otel_profiling.exporters.base import ProfileExporter
+from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.processors.base import ProfileProcessor
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.triggers.base import Trigger
 from otel_profiling.version import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+    from otel_profiling.triggers.code import ProfileBlock
 
 _logger = logging.getLogger(__name__)
 
@@ -58,6 +65,19 @@ class _Binding:
     def toggle(self, reason: str = "") -> List[Profile]:
         return self.stop(reason) if self.active else self.start(reason)
 
+    def start_profiler(
+        self,
+        profiler: Profiler,
+        reason: str = "",
+        attributes: Optional[Mapping[str, AttributeValue]] = None,
+    ) -> Profile:
+        """Start one of this trigger's profilers; raises ``ProfilerBusyError`` when refused."""
+        return self._agent._begin(profiler, self.trigger.name, reason, attributes=attributes)
+
+    def stop_profile(self, profile: Profile, reason: str = "") -> Profile:
+        """End ``profile`` if it is still running (not a later one of the same profiler)."""
+        return self._agent._end_profile(profile, reason)
+
 
 class ProfilingAgent:
     """Runs profilers when triggers ask, and hands the profiles to processors.
@@ -78,6 +98,7 @@ class ProfilingAgent:
         self.instrumentation_scope = InstrumentationScope("otel_profiling", __version__)
         self.exit_timeout_millis = exit_timeout_millis
         self.refused_starts = 0
+        self._refusals_logged: weakref.WeakSet[Profiler] = weakref.WeakSet()
         self._bindings: List[_Binding] = []
         self._processors: List[ProfileProcessor] = []
         self._active: Dict[Profiler, Profile] = {}
@@ -132,6 +153,7 @@ class ProfilingAgent:
             self._started = True
             if not self._atexit_registered:
                 atexit.register(self._at_exit)
+                before_thread_pools_stop(self._at_exit)
                 self._atexit_registered = True
         return self
 
@@ -144,51 +166,106 @@ class ProfilingAgent:
         with self._lock:
             return tuple(self._active.values())
 
+    def profile(
+        self,
+        profiler: Profiler,
+        *,
+        name: Optional[str] = None,
+        attributes: Optional[Mapping[str, AttributeValue]] = None,
+    ) -> ProfileBlock:
+        """Profile a block (``with``/``async with``) or every call of a function (decorator).
+
+        See ``otel_profiling.triggers.code.ProfileBlock``.
+        """
+        from otel_profiling.triggers.code import ProfileBlock
+
+        return ProfileBlock(self, profiler, name=name, attributes=attributes)
+
     def _start(self, profiler: Profiler, trigger: str, reason: str) -> Optional[Profile]:
+        """Start ``profiler``; ``None`` when refused or failed (already logged)."""
+        try:
+            return self._begin(profiler, trigger, reason)
+        except Exception:
+            return None
+
+    def _refuse(self, profiler: Profiler, trigger: str, why: str) -> ProfilerBusyError:
+        """Count a refused start; warn the first time per profiler, then only at debug level."""
+        self.refused_starts += 1
+        level = logging.DEBUG if profiler in self._refusals_logged else logging.WARNING
+        self._refusals_logged.add(profiler)
+        _logger.log(level, "%s profile not started (trigger %s): %s.", profiler.kind, trigger, why)
+        return ProfilerBusyError(why)
+
+    def _begin(
+        self,
+        profiler: Profiler,
+        trigger: str,
+        reason: str,
+        *,
+        name: Optional[str] = None,
+        attributes: Optional[Mapping[str, AttributeValue]] = None,
+    ) -> Profile:
+        """Start ``profiler``: the one place where the one-active-profile rule is enforced.
+
+        Raises ``ProfilerBusyError`` when the start is refused (counted in
+        ``refused_starts``), ``RuntimeError`` after shutdown, or what the
+        profiler raised (logged).
+        """
         with self._lock:
             if self._shutdown:
-                return None
+                raise RuntimeError("the ProfilingAgent is shut down")
             if profiler in self._active:
-                self.refused_starts += 1
-                _logger.info("%r is already profiling; start from %s refused.", profiler, trigger)
-                return None
-            attributes = {
-                "process.pid": os.getpid(),
-                "profiling.trigger": trigger,
-                **profiler.attributes(),
-            }
+                raise self._refuse(profiler, trigger, f"{profiler!r} is already profiling")
+            merged: Dict[str, AttributeValue] = dict(attributes or {})
+            merged.update(
+                {"process.pid": os.getpid(), "profiling.trigger": trigger, **profiler.attributes()}
+            )
             if reason:
-                attributes["profiling.reason"] = reason
+                merged["profiling.reason"] = reason
             profile = Profile(
                 profiler.kind,
                 profiler.format,
+                name=name,
                 resource=self.resource,
                 instrumentation_scope=self.instrumentation_scope,
-                attributes=attributes,
+                attributes=merged,
                 trigger=trigger,
             )
             try:
                 profiler.start()
             except ProfilerBusyError as exc:
-                self.refused_starts += 1
-                _logger.warning(
-                    "%s profile not started (trigger %s): %s.", profiler.kind, trigger, exc
-                )
-                return None
+                raise self._refuse(profiler, trigger, str(exc)) from None
             except Exception:
                 _logger.exception("%r failed to start.", profiler)
-                return None
+                raise
             self._active[profiler] = profile
+        url = profile_url(self._processors, profile)  # where it will be stored, for trace links
+        if url:
+            profile.set_attribute(PROFILE_URL, url)
         _logger.info("%s profile started (trigger %s).", profile.kind.value, trigger)
         for processor in self._processors:
             _call(processor.on_start, profile)
         return profile
 
-    def _stop(self, profiler: Profiler, reason: str = "") -> Optional[Profile]:
+    def _end_profile(self, profile: Profile, reason: str = "") -> Profile:
+        """End ``profile`` if it is still running; returns it (ended unless it never ran here)."""
         with self._lock:
+            owner = next((p for p, active in self._active.items() if active is profile), None)
+        if owner is not None:  # ``expected`` guards against a newer profile started meanwhile
+            self._stop(owner, reason, expected=profile)
+        return profile
+
+    def _stop(
+        self, profiler: Profiler, reason: str = "", expected: Optional[Profile] = None
+    ) -> Optional[Profile]:
+        with self._lock:
+            if expected is not None and self._active.get(profiler) is not expected:
+                return None
             profile = self._active.pop(profiler, None)
             if profile is None:
                 return None
+            if reason:
+                profile.set_attribute("profiling.stop_reason", reason)
             try:
                 data = profiler.stop()
             except Exception as exc:  # the profile records why it has no data

@@ -90,6 +90,18 @@ def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_global_agent() -> Iterator[None]:
+    """Each test starts and ends without a global agent (``configure()`` sets one)."""
+    from otel_profiling.global_agent import _reset_profiling_agent
+
+    _reset_profiling_agent()
+    yield
+    agent = _reset_profiling_agent()
+    if agent is not None:
+        agent.shutdown(5_000)
+
+
+@pytest.fixture(autouse=True)
 def _spool_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Spooled profiles go under the test's tmp dir, never into the real home."""
     spool_root = tmp_path / "spool"

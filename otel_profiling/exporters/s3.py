@@ -63,7 +63,8 @@ class S3Exporter(FsspecProfileExporter):
     ``port`` defaults to 443 with ``use_ssl`` and 80 without. Missing
     credentials come from the usual AWS variables, profile or instance role.
     ``checksums="when_required"`` (default) keeps botocore from sending the
-    CRC32 checksums some S3-compatible servers reject.
+    CRC32 checksums some S3-compatible servers reject. ``storage_options``
+    adds or overrides s3fs options (e.g. ``{"config_kwargs": {"connect_timeout": 5}}``).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class S3Exporter(FsspecProfileExporter):
         prefix: str = "",
         checksums: str = "when_required",
         s3_additional_kwargs: Optional[Mapping[str, Any]] = None,
+        storage_options: Optional[Mapping[str, Any]] = None,
         **kwargs: Any,
     ) -> None:
         if not bucket:
@@ -95,6 +97,11 @@ class S3Exporter(FsspecProfileExporter):
             checksums=checksums,
             s3_additional_kwargs=s3_additional_kwargs,
         )
+        for name, value in (storage_options or {}).items():
+            if isinstance(value, Mapping) and isinstance(options.get(name), dict):
+                options[name] = {**options[name], **value}
+            else:
+                options[name] = value
         self.bucket = bucket
         url = f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
         super().__init__(url, options, **kwargs)

@@ -46,31 +46,36 @@ _METADATA_BUDGET = 1800  # S3 allows 2 KB of user metadata; keep room for the ke
 _MAX_COLLISIONS = 10
 
 
+def _ascii(text: object, limit: int = 256) -> str:
+    """S3 metadata must be printable ASCII: percent-encode the rest."""
+    return quote(str(text), safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")[:limit]
+
+
 def profile_metadata(profile: Profile) -> Dict[str, str]:
     """Object metadata: kind, times, status, service and attributes, as ASCII strings."""
     duration = profile.duration
     meta = {
         "profile-kind": profile.kind.value,
-        "profile-name": profile.name,
+        "profile-name": _ascii(profile.name),
         "profile-format": profile.format,
         "profile-start-time": iso_millis(profile.start_time),
         "profile-end-time": iso_millis(profile.end_time) if profile.end_time else "",
         "profile-duration-ms": str(round(duration.total_seconds() * 1000)) if duration else "",
         "profile-status": profile.status.value,
-        "service-name": str(profile.resource.attributes.get("service.name", "")),
+        "service-name": _ascii(profile.resource.attributes.get("service.name", "")),
     }
     if profile.trigger:
-        meta["profile-trigger"] = profile.trigger
+        meta["profile-trigger"] = _ascii(profile.trigger)
     used = sum(len(k) + len(v) for k, v in meta.items())
     for key, value in profile.attributes.items():
-        name = "attr-" + quote(str(key), safe="")[:100]
-        text = quote(str(value), safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")[:256]
+        name = "attr-" + quote(str(key), safe=".-_")[:100]
+        text = _ascii(value)
         if used + len(name) + len(text) > _METADATA_BUDGET:
             meta["attributes-truncated"] = "true"
             break
         meta[name] = text
         used += len(name) + len(text)
-    return {k: quote(v, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~") for k, v in meta.items()}
+    return meta
 
 
 class FsspecProfileExporter(ProfileExporter):
@@ -129,6 +134,8 @@ class FsspecProfileExporter(ProfileExporter):
             v for v in (os.environ.get(name) for name in _ENV_SECRETS) if v and len(v) >= 4
         ]
         self._reported: Set[str] = set()
+        self._transient_errors: List[str] = []
+        self._permanent_count = 0
         try:
             self._fs_class = fsspec.get_filesystem_class(self.protocol)
         except (ImportError, ValueError) as exc:
@@ -214,17 +221,34 @@ class FsspecProfileExporter(ProfileExporter):
         if not todo:
             return []
         with self._lock:
+            self._transient_errors = []
+            self._permanent_count = 0
             done = self._write_all(todo, deadline, resend)
-        return [p for p in todo if id(p) not in done]
+            unsent = [p for p in todo if id(p) not in done]
+            if len(unsent) > self._permanent_count:  # permanent ones were reported already
+                reason = (self._transient_errors or [f"no answer within {timeout / 1000:.1f} s"])[
+                    -1
+                ]
+                _logger.warning(
+                    "Could not write %d profile(s) to %s: %s",
+                    len(unsent) - self._permanent_count,
+                    redact_url(self.url),
+                    reason,
+                )
+        return unsent
 
     def _write_all(self, todo: List[Profile], deadline: float, resend: bool) -> Set[int]:
         """A concurrent first try on the event loop (if any), then retries on threads."""
         done: Set[int] = set()
         backend = self._get_backend()
         if backend.create_async is not None and not resend and len(todo) > 1:
-            paths = [self.path_for(p) for p in todo]
-            if all(backend.ready(posixpath.dirname(path)) for path in paths):
-                done = self._first_try_on_loop(backend, todo, paths, deadline)
+            firsts: Dict[str, Profile] = {}
+            for profile in todo:  # profiles sharing a key are written in order, below
+                firsts.setdefault(self.path_for(profile), profile)
+            if all(backend.ready(posixpath.dirname(path)) for path in firsts):
+                done = self._first_try_on_loop(
+                    backend, list(firsts.values()), list(firsts), deadline
+                )
         rest = [p for p in todo if id(p) not in done]
         if rest and time.monotonic() < deadline:
             done |= self._write_on_threads(rest, deadline, resend)
@@ -259,11 +283,18 @@ class FsspecProfileExporter(ProfileExporter):
         return set(done)
 
     def _write_on_threads(self, todo: List[Profile], deadline: float, resend: bool) -> Set[int]:
-        """Write from daemon threads: a hung call cannot hold the caller past ``deadline``."""
-        pending: Deque[Profile] = collections.deque(todo)
+        """Write from daemon threads: a hung call cannot hold the caller past ``deadline``.
+
+        Profiles that map to the same key go to one thread, in order, so the
+        first keeps the plain key and the next ones get the suffixes.
+        """
+        groups: Dict[str, List[Profile]] = {}
+        for profile in todo:
+            groups.setdefault(self.path_for(profile), []).append(profile)
+        pending: Deque[List[Profile]] = collections.deque(groups.values())
         done: Set[int] = set()
         finished = threading.Event()
-        state = {"running": min(self.max_concurrency, len(todo))}
+        state = {"running": min(self.max_concurrency, len(pending))}
         guard = threading.Lock()
 
         def worker() -> None:
@@ -272,10 +303,13 @@ class FsspecProfileExporter(ProfileExporter):
                     with guard:
                         if not pending or time.monotonic() >= deadline:
                             return
-                        profile = pending.popleft()
-                    if self._deliver(profile, deadline, resend):
-                        with guard:
-                            done.add(id(profile))
+                        group = pending.popleft()
+                    for profile in group:
+                        if time.monotonic() >= deadline:
+                            return
+                        if self._deliver(profile, deadline, resend):
+                            with guard:
+                                done.add(id(profile))
             finally:
                 with guard:
                     state["running"] -= 1
@@ -297,15 +331,13 @@ class FsspecProfileExporter(ProfileExporter):
             except Exception as exc:  # noqa: BLE001 - classified and reported
                 message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
                 if not is_transient(exc):
+                    self._permanent_count += 1
                     self._report_permanent(profile, exc, message)
                     return False
                 _logger.debug("Transient failure writing %s: %s", profile.key, message)
                 if not backoff.wait():
-                    _logger.debug(
-                        "Giving up on %s after %d attempt(s): %s",
-                        profile.key,
-                        backoff.attempts,
-                        message,
+                    self._transient_errors.append(
+                        f"{message} (after {backoff.attempts} attempt(s))"
                     )
                     return False
                 continue

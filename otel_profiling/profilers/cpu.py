@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, Dict, List, Optional, Tuple
 
 import yappi
@@ -37,6 +37,21 @@ _CLOCKS = ("wall", "cpu")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _thread_name() -> Optional[str]:
+    """yappi's context-name callback: the thread's own name, not its class name.
+
+    Like yappi's default it reads ``threading._active`` rather than calling
+    ``current_thread()``, which can deadlock inside a profiler callback.
+    """
+    thread = threading._active.get(threading.get_ident())  # type: ignore[attr-defined]
+    return None if thread is None else thread.name
+
+
+def _code_name(code: CodeType) -> str:
+    """``Class.method`` like yappi; nested functions without their ``outer.<locals>.`` path."""
+    return str(getattr(code, "co_qualname", code.co_name)).rsplit("<locals>.", 1)[-1]
+
+
 def running_stacks() -> Dict[int, List[Frame]]:
     """Every thread's stack (outermost first), cut where otel-profiling's own frames begin."""
     stacks: Dict[int, List[Frame]] = {}
@@ -47,7 +62,7 @@ def running_stacks() -> Dict[int, List[Frame]]:
             code = frame.f_code
             frames.append(
                 Frame(
-                    getattr(code, "co_qualname", code.co_name),
+                    _code_name(code),
                     code.co_filename,
                     code.co_firstlineno,
                 )
@@ -108,6 +123,7 @@ class CpuProfiler(Profiler):
         try:
             yappi.clear_stats()
             yappi.set_clock_type(self.clock)
+            yappi.set_context_name_callback(_thread_name)
             self._start_us = int(time.time() * 1e6)
             yappi.start(builtins=self.builtins, profile_threads=True)
             self._start_stacks = running_stacks()
@@ -123,6 +139,7 @@ class CpuProfiler(Profiler):
             yappi.stop()
             threads = self._collect()
             yappi.clear_stats()
+            yappi.set_context_name_callback(None)
         finally:
             self._running = False
             _yappi_lock.release()

@@ -52,24 +52,43 @@ def thread_tree(
     """
     funcs: Dict[int, Any] = {}
     called: Set[int] = set()
+    incoming: Dict[int, float] = {}
     for stat in stats:
         funcs[stat.index] = stat
         for child in stat.children:
             if child.index != stat.index:
                 called.add(child.index)
+                incoming[child.index] = incoming.get(child.index, 0.0) + float(child.ttot)
     if not funcs:
         return
-    roots = [stat for index, stat in funcs.items() if index not in called]
-    if not roots:  # everything is in a cycle: start from the most expensive function
-        roots = [max(funcs.values(), key=lambda s: s.ttot)]
+    # A function already running when profiling began (e.g. a coroutine resumed after
+    # ``await``) may be recorded with less time than its callees, even none. A function
+    # counts for at least its callees' time, and time no caller accounts for hangs from
+    # the start-time stack like an entry point.
+    own = {
+        index: max(
+            float(stat.ttot),
+            sum(float(edge.ttot) for edge in stat.children if edge.index != index),
+        )
+        for index, stat in funcs.items()
+    }
+    entries = [(stat, own[index]) for index, stat in funcs.items() if index not in called]
+    for index in called:
+        stat = funcs.get(index)
+        owed = own[index] - incoming.get(index, 0.0) if stat is not None else 0.0
+        if stat is not None and owed >= min_seconds and owed > 0.5 * own[index]:
+            entries.append((stat, owed))
+    if not entries:  # everything is in a cycle: start from the most expensive function
+        top = max(funcs.values(), key=lambda s: s.ttot)
+        entries = [(top, float(top.ttot))]
     if budget is None:
         budget = [max_nodes]
     thread_node = parent.child(thread_frame)
 
     # Explicit stack: (parent node, function stat, time to give it, path of indexes)
     work: List[Tuple[CallNode, Any, float, Tuple[int, ...]]] = [
-        (_under_start_stack(thread_node, _frame(stat), start_stack), stat, float(stat.ttot), ())
-        for stat in roots
+        (_under_start_stack(thread_node, _frame(stat), start_stack), stat, total, ())
+        for stat, total in entries
     ]
     while work:
         into, stat, total, path = work.pop()
@@ -78,7 +97,7 @@ def thread_tree(
             continue
         node = into.child(_frame(stat))
         budget[0] -= 1
-        scale = total / stat.ttot if stat.ttot > 0 else 0.0
+        scale = total / own[stat.index] if own[stat.index] > 0 else 0.0
         path = path + (stat.index,)
         shares: List[Tuple[Any, float]] = []
         if len(path) < max_depth and budget[0] > 0:

@@ -9,13 +9,27 @@ signal handler).
 from __future__ import annotations
 
 import abc
-from typing import List, Optional, Protocol
+from typing import TYPE_CHECKING, Iterable, List, Mapping, Optional, Protocol, Sequence
 
-from otel_profiling.profile import Profile
+from otel_profiling.profile import Profile, ProfileKind
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+    from otel_profiling.profilers.base import Profiler
 
 
 class TriggerTarget(Protocol):
-    """What a trigger drives: the profilers registered with it, through the agent."""
+    """What a trigger drives: the profilers registered with it, through the agent.
+
+    ``start``/``stop``/``toggle`` act on all of them and return the profiles
+    started or ended (a refused start is left out). ``start_profiler`` starts
+    one and raises ``ProfilerBusyError`` when refused; ``stop_profile`` ends
+    one profile only if it is still the running one, so a trigger never ends
+    a profile another trigger started.
+    """
+
+    profilers: Sequence[Profiler]
 
     @property
     def active(self) -> bool: ...
@@ -25,6 +39,23 @@ class TriggerTarget(Protocol):
     def stop(self, reason: str = "") -> List[Profile]: ...
 
     def toggle(self, reason: str = "") -> List[Profile]: ...
+
+    def start_profiler(
+        self,
+        profiler: Profiler,
+        reason: str = "",
+        attributes: Optional[Mapping[str, AttributeValue]] = None,
+    ) -> Profile: ...
+
+    def stop_profile(self, profile: Profile, reason: str = "") -> Profile: ...
+
+
+def profilers_of(target: TriggerTarget, kinds: Optional[Iterable[ProfileKind]]) -> List[Profiler]:
+    """The target's profilers whose kind is in ``kinds`` (all of them when ``kinds`` is None)."""
+    if kinds is None:
+        return list(target.profilers)
+    wanted = set(kinds)
+    return [p for p in target.profilers if p.kind in wanted]
 
 
 class Trigger(abc.ABC):

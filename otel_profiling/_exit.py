@@ -1,0 +1,34 @@
+"""Running the agent's exit flush before Python stops its thread pools.
+
+``atexit`` handlers run after ``concurrent.futures`` has refused new work, and
+async storage clients (s3fs, gcsfs, adlfs) need an executor to send a request:
+a profile flushed from ``atexit`` would be lost. Python runs the callbacks of
+``threading._register_atexit`` first, in reverse order of registration, so one
+registered after ``concurrent.futures`` was imported runs while the pools work.
+``atexit`` stays as the fallback; the shutdown it calls is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from typing import Callable
+
+
+def before_thread_pools_stop(method: Callable[[], None]) -> None:
+    """Call the bound ``method`` at exit while executors still accept work (if still alive)."""
+    import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered first
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        return
+    ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
+
+    def call() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    with contextlib.suppress(RuntimeError):  # already shutting down: atexit will do
+        register(call)

@@ -1,0 +1,170 @@
+"""Exporters chosen by ``OTEL_PROFILES_EXPORTER``, including plugins from entry points.
+
+Built in: ``fsspec`` (default; settings ``OTEL_EXPORTER_FSSPEC_PROFILES_*``),
+``console`` and ``none``. Any other name is looked up in the entry-point group
+``otel_profiling_exporter``, whose value is a class or callable taking no
+argument and returning a ``ProfileExporter`` (the plugin reads its own
+settings, as OpenTelemetry exporters do). A name that cannot be loaded is
+logged once, naming the variable and the known names, and left out: a bad
+setting never stops the application.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+from typing import Any, Callable, Dict, List, Optional
+
+from otel_profiling._env import env_list, env_str
+from otel_profiling.exporters.base import ProfileExporter
+from otel_profiling.exporters.console import ConsoleProfileExporter
+from otel_profiling.exporters.naming import DEFAULT_KEY_TEMPLATE, validate_key_template
+from otel_profiling.exporters.s3 import WHEN_REQUIRED
+from otel_profiling.exporters.storage import FsspecProfileExporter
+from otel_profiling.redact import redact_url
+
+_logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "otel_profiling_exporter"
+OTEL_PROFILES_EXPORTER = "OTEL_PROFILES_EXPORTER"
+OTEL_EXPORTER_FSSPEC_PROFILES_URL = "OTEL_EXPORTER_FSSPEC_PROFILES_URL"
+OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS = "OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS"
+OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE = "OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE"
+DEFAULT_URL = "file://./profiles"
+_S3_SCHEMES = ("s3://", "s3a://")
+
+
+def storage_options_from_env() -> Dict[str, Any]:
+    """``OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS``: a JSON object of fsspec options.
+
+    The value may hold credentials, so a bad value is reported by its position
+    only, never echoed.
+    """
+    name = OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS
+    raw = env_str(name)
+    if raw is None:
+        return {}
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        _logger.warning(
+            "Invalid value for environment variable %s: not JSON (%s at line %d column %d); "
+            "no storage options used.",
+            name,
+            exc.msg,
+            exc.lineno,
+            exc.colno,
+        )
+        return {}
+    if not isinstance(options, dict):
+        _logger.warning(
+            "Invalid value for environment variable %s: expected a JSON object such as "
+            '{"endpoint_url": "http://127.0.0.1:9000"}, got a %s; no storage options used.',
+            name,
+            type(options).__name__,
+        )
+        return {}
+    return options
+
+
+def key_template_from_env() -> str:
+    """The object name template from ``OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE``."""
+    name = OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE
+    template = env_str(name, DEFAULT_KEY_TEMPLATE) or DEFAULT_KEY_TEMPLATE
+    try:
+        validate_key_template(template)
+    except ValueError as exc:
+        _logger.warning(
+            "Invalid value for environment variable %s: %s Using the default %r.",
+            name,
+            exc,
+            DEFAULT_KEY_TEMPLATE,
+        )
+        return DEFAULT_KEY_TEMPLATE
+    return template
+
+
+def fsspec_exporter_from_env() -> FsspecProfileExporter:
+    """The ``fsspec`` exporter from ``OTEL_EXPORTER_FSSPEC_PROFILES_*``.
+
+    For ``s3://`` URLs botocore's checksums default to ``when_required`` (as
+    ``S3Exporter`` does), unless the storage options set them.
+    """
+    url = env_str(OTEL_EXPORTER_FSSPEC_PROFILES_URL, DEFAULT_URL) or DEFAULT_URL
+    options = storage_options_from_env()
+    if url.startswith(_S3_SCHEMES):
+        config_kwargs = dict(options.get("config_kwargs") or {})
+        for key, value in WHEN_REQUIRED.items():
+            config_kwargs.setdefault(key, value)
+        options["config_kwargs"] = config_kwargs
+    try:
+        return FsspecProfileExporter(url, options, key_template=key_template_from_env())
+    except (ImportError, ValueError) as exc:
+        where = f"{OTEL_EXPORTER_FSSPEC_PROFILES_URL}={redact_url(url)!r}"
+        raise ValueError(f"{where}: {exc}") from None
+
+
+BUILTIN_EXPORTERS: Dict[str, Optional[Callable[[], ProfileExporter]]] = {
+    "fsspec": fsspec_exporter_from_env,
+    "console": ConsoleProfileExporter,
+    "none": None,
+}
+
+
+def plugin_entry_points() -> Dict[str, importlib.metadata.EntryPoint]:
+    """Installed exporters in the ``otel_profiling_exporter`` group, by name (first wins)."""
+    found = importlib.metadata.entry_points()
+    if hasattr(found, "select"):
+        group = list(found.select(group=ENTRY_POINT_GROUP))
+    else:  # Python 3.9
+        group = list(found.get(ENTRY_POINT_GROUP, []))  # type: ignore[attr-defined]
+    plugins: Dict[str, importlib.metadata.EntryPoint] = {}
+    for entry_point in group:
+        plugins.setdefault(entry_point.name, entry_point)
+    return plugins
+
+
+def known_exporter_names() -> List[str]:
+    return sorted(set(BUILTIN_EXPORTERS) | set(plugin_entry_points()))
+
+
+def load_exporter(name: str) -> Optional[ProfileExporter]:
+    """The exporter called ``name`` (``None`` for ``none``). Raises ``ValueError`` if unknown."""
+    if name in BUILTIN_EXPORTERS:
+        factory = BUILTIN_EXPORTERS[name]
+        return factory() if factory is not None else None
+    entry_point = plugin_entry_points().get(name)
+    if entry_point is None:
+        raise ValueError(
+            f"unknown exporter {name!r}; known: {', '.join(known_exporter_names())} "
+            f"(plugins register in the entry-point group {ENTRY_POINT_GROUP!r})"
+        )
+    factory = entry_point.load()
+    exporter = factory()
+    if not callable(getattr(exporter, "export", None)):
+        raise TypeError(
+            f"entry point {name!r} ({entry_point.value}) returned {type(exporter).__name__}, "
+            "not a ProfileExporter"
+        )
+    return exporter
+
+
+def exporters_from_env() -> List[ProfileExporter]:
+    """One exporter per name in ``OTEL_PROFILES_EXPORTER`` (comma list, default ``fsspec``)."""
+    exporters: List[ProfileExporter] = []
+    for name in dict.fromkeys(env_list(OTEL_PROFILES_EXPORTER, ["fsspec"])):
+        try:
+            exporter = load_exporter(name)
+        except Exception as exc:  # noqa: BLE001 - reported once; the others still run
+            _logger.error(
+                "Exporter %r named in environment variable %s not loaded (%s); it is left out.",
+                name,
+                OTEL_PROFILES_EXPORTER,
+                exc,
+            )
+            continue
+        if exporter is not None:
+            _logger.debug("Profiles exporter %r: %r", name, exporter)
+            exporters.append(exporter)
+    return exporters

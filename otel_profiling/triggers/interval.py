@@ -1,0 +1,100 @@
+"""``IntervalTrigger``: continuous profiling in windows, e.g. 10 s of every 60 s."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Optional
+
+from otel_profiling import _threads
+from otel_profiling.triggers._windows import run_window
+from otel_profiling.triggers.base import Trigger, TriggerTarget
+
+_logger = logging.getLogger(__name__)
+JOIN_TIMEOUT = 10.0
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"IntervalTrigger {name}={value!r} is not a number of seconds.") from None
+    if number != number or number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"IntervalTrigger {name}={value!r}: must be a number of seconds {bound}.")
+    return number
+
+
+class IntervalTrigger(Trigger):
+    """Profiles for ``duration`` seconds once every ``every`` seconds.
+
+    Windows start at a fixed rate (``every`` from one start to the next) and
+    never overlap: a window that would begin while the previous one is still
+    being encoded is skipped. The first window starts after a random delay in
+    ``[0, jitter]`` (default ``jitter=every``), so a fleet started together
+    does not profile in lockstep. Windows run on a daemon thread, which also
+    encodes; a start refused because the profiler is busy skips that window.
+    """
+
+    name = "interval"
+
+    def __init__(self, every: float, duration: float, jitter: Optional[float] = None) -> None:
+        super().__init__()
+        self.every = _positive("every", every)
+        self.duration = _positive("duration", duration)
+        if self.duration > self.every:
+            raise ValueError(
+                f"IntervalTrigger duration={duration!r} is longer than every={every!r}: "
+                "windows would overlap; use a duration <= every."
+            )
+        self.jitter = self.every if jitter is None else _positive("jitter", jitter, True)
+        self.windows = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def install(self, target: TriggerTarget) -> None:
+        super().install(target)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._stop = threading.Event()
+        self._thread = _threads.start_daemon(self._run, "interval")
+
+    def _run(self) -> None:
+        stop = self._stop
+        next_start = time.monotonic() + random.uniform(0, self.jitter)
+        reason = f"{self.duration:g} s window every {self.every:g} s"
+        while not stop.wait(max(next_start - time.monotonic(), 0)):
+            target = self._target
+            if target is None:
+                return
+            try:
+                if run_window(target, target.profilers, self.duration, stop, reason):
+                    self.windows += 1
+            except Exception:  # keep the schedule whatever happened
+                _logger.exception("Interval profiling window failed.")
+            now = time.monotonic()
+            next_start += self.every
+            if next_start < now:  # the window overran: skip the slots already missed
+                missed = int((now - next_start) // self.every) + 1
+                next_start += missed * self.every
+
+    def after_fork(self) -> None:
+        if self._thread is not None:  # a new, independently jittered schedule in the child
+            self._spawn()
+
+    def uninstall(self) -> None:
+        """Stop the schedule; a window in progress ends now and is exported."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(JOIN_TIMEOUT)
+        self._thread = None
+        super().uninstall()
+
+    def __repr__(self) -> str:
+        return (
+            f"IntervalTrigger(every={self.every:g}, duration={self.duration:g}, "
+            f"jitter={self.jitter:g})"
+        )

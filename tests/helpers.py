@@ -1,0 +1,85 @@
+"""Real building blocks for tests: a profiler without yappi, exporters that fail or hang."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import List, Sequence
+
+from otel_profiling.exporters import ProfileExporter, ProfileExportResult
+from otel_profiling.profile import Profile, ProfileKind
+from otel_profiling.profilers import Profiler
+
+
+class WallClockProfiler(Profiler):
+    """A real (if trivial) profiler: its payload is the capture's duration in ns, as text."""
+
+    kind = ProfileKind.CPU_PROFILE
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._t0: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._t0 is not None
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter_ns()
+
+    def stop(self) -> bytes:
+        assert self._t0 is not None
+        elapsed = time.perf_counter_ns() - self._t0
+        self._t0 = None
+        return str(elapsed).encode()
+
+
+def make_profile(data: bytes = b"x" * 10, kind: ProfileKind = ProfileKind.CPU_PROFILE) -> Profile:
+    from otel_profiling.formats import default_format
+
+    profile = Profile(kind, default_format(kind))
+    profile.end(data)
+    return profile
+
+
+class RecordingExporter(ProfileExporter):
+    """Records each batch it is given (as lists), optionally raising or failing first."""
+
+    def __init__(self, fail_times: int = 0, raise_times: int = 0) -> None:
+        self.batches: List[List[Profile]] = []
+        self.fail_times = fail_times
+        self.raise_times = raise_times
+        self.shut_down = False
+        self.lock = threading.Lock()
+
+    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
+        with self.lock:
+            if self.raise_times:
+                self.raise_times -= 1
+                raise RuntimeError("exporter exploded")
+            if self.fail_times:
+                self.fail_times -= 1
+                return ProfileExportResult.FAILURE
+            self.batches.append(list(profiles))
+            return ProfileExportResult.SUCCESS
+
+    @property
+    def exported(self) -> List[Profile]:
+        with self.lock:
+            return [p for batch in self.batches for p in batch]
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+class HangingExporter(ProfileExporter):
+    """Blocks in export until released: a backend that never answers."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
+        self.entered.set()
+        self.release.wait(60)
+        return ProfileExportResult.SUCCESS

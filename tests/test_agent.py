@@ -1,0 +1,236 @@
+"""ProfilingAgent: registration, lifecycle rules, shutdown and exit behaviour."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import child_env
+from helpers import RecordingExporter, WallClockProfiler
+from viewers import load_cpuprofile
+
+from otel_profiling import ProfileStatus, ProfilingAgent
+from otel_profiling.exporters import InMemoryProfileExporter
+from otel_profiling.processors import SimpleProfileProcessor
+from otel_profiling.profile import ProfileKind
+from otel_profiling.profilers import CpuProfiler, Profiler
+from otel_profiling.triggers import SignalTrigger, Trigger
+
+
+class ManualTrigger(Trigger):
+    """A trigger fired by the test itself."""
+
+    name = "manual"
+
+    def fire(self) -> list:
+        assert self.target is not None, "agent not started"
+        return self.target.toggle("test fired")
+
+
+class BrokenProfiler(WallClockProfiler):
+    def stop(self) -> bytes:
+        super().stop()
+        raise RuntimeError("encoder exploded")
+
+
+def agent_with_memory() -> tuple:
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    return agent, exporter
+
+
+def test_several_profilers_per_trigger_all_fire() -> None:
+    agent, exporter = agent_with_memory()
+    trigger = ManualTrigger()
+    agent.register(trigger, CpuProfiler(), WallClockProfiler())
+    with agent:
+        started = trigger.fire()
+        assert len(started) == 2
+        time.sleep(0.05)
+        ended = trigger.fire()
+    assert len(ended) == 2
+    finished = exporter.get_finished_profiles()
+    assert len(finished) == 2
+    assert {p.status for p in finished} == {ProfileStatus.OK}
+    for profile in finished:
+        assert profile.attributes["profiling.trigger"] == "manual"
+        assert profile.attributes["profiling.reason"] == "test fired"
+        assert profile.attributes["process.pid"] == os.getpid()
+        assert profile.duration is not None and profile.duration.total_seconds() > 0
+
+
+def test_second_cpu_profile_is_refused_not_crashed(caplog: pytest.LogCaptureFixture) -> None:
+    agent, exporter = agent_with_memory()
+    first, second = ManualTrigger(), ManualTrigger()
+    agent.register(first, CpuProfiler())
+    agent.register(second, CpuProfiler())
+    with agent, caplog.at_level(logging.WARNING):
+        assert len(first.fire()) == 1
+        assert second.fire() == []  # yappi is process-global: refused
+        assert agent.refused_starts == 1
+        first.fire()
+    assert "already running" in caplog.text
+    assert len(exporter.get_finished_profiles()) == 1
+
+
+def test_failed_profiler_yields_an_error_profile() -> None:
+    agent, exporter = agent_with_memory()
+    trigger = ManualTrigger()
+    agent.register(trigger, BrokenProfiler())
+    with agent:
+        trigger.fire()
+        trigger.fire()
+    (profile,) = exporter.get_finished_profiles()
+    assert profile.status is ProfileStatus.ERROR
+    assert "encoder exploded" in (profile.error or "")
+    assert profile.data == b""
+
+
+def test_profile_is_read_only_once_ended() -> None:
+    agent, exporter = agent_with_memory()
+    trigger = ManualTrigger()
+    agent.register(trigger, WallClockProfiler())
+    with agent:
+        (running,) = trigger.fire()
+        running.set_attribute("while.running", 1)
+        trigger.fire()
+    running.set_attribute("after.end", 2)
+    assert running.attributes["while.running"] == 1
+    assert "after.end" not in running.attributes
+    with pytest.raises(TypeError):
+        running.attributes["x"] = 1  # type: ignore[index]
+
+
+def test_shutdown_ends_and_exports_in_flight_profiles() -> None:
+    exporter = RecordingExporter()
+    agent = ProfilingAgent()
+    trigger = ManualTrigger()
+    agent.register(trigger, WallClockProfiler())
+    agent.start(exporter=exporter)  # the seed's shape: wrapped in a BatchProfileProcessor
+    trigger.fire()
+    agent.shutdown()
+    assert len(exporter.exported) == 1
+    assert exporter.exported[0].attributes["profiling.trigger"] == "manual"
+    assert exporter.shut_down
+
+
+def test_register_rejects_non_profilers() -> None:
+    agent = ProfilingAgent()
+    with pytest.raises(ValueError, match="at least one profiler"):
+        agent.register(ManualTrigger())
+    with pytest.raises(TypeError, match="not a Profiler"):
+        agent.register(ManualTrigger(), object())  # type: ignore[arg-type]
+
+
+def test_resource_comes_from_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "billing")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod")
+    agent = ProfilingAgent()
+    assert agent.resource.attributes["service.name"] == "billing"
+    assert agent.resource.attributes["deployment.environment"] == "prod"
+    assert agent.instrumentation_scope.name == "otel_profiling"
+
+
+def test_signal_trigger_needs_the_main_thread() -> None:
+    agent = ProfilingAgent()
+    agent.register(SignalTrigger("USR1"), WallClockProfiler())
+    errors = []
+
+    def start() -> None:
+        try:
+            agent.start()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    assert errors and "main thread" in errors[0]
+
+
+def test_signal_names_are_validated() -> None:
+    assert SignalTrigger("usr2").signum.name == "SIGUSR2"
+    assert SignalTrigger(12).signum.name == "SIGUSR2"
+    with pytest.raises(ValueError, match="Unknown signal"):
+        SignalTrigger("SIGNOPE")
+    with pytest.raises(ValueError, match="cannot be caught"):
+        SignalTrigger("SIGKILL")
+
+
+def test_signal_handler_does_no_work_itself() -> None:
+    """The handler only queues: the profiler runs on the trigger's own thread."""
+    seen = []
+
+    class ThreadRecordingProfiler(WallClockProfiler):
+        def start(self) -> None:
+            seen.append(threading.current_thread().name)
+            super().start()
+
+    agent, _ = agent_with_memory()
+    agent.register(SignalTrigger("SIGUSR1"), ThreadRecordingProfiler())
+    with agent:
+        os.kill(os.getpid(), __import__("signal").SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert seen == ["otel-profiling-signal-SIGUSR1"]
+
+
+EXIT_APP = """
+import sys
+from otel_profiling import ProfilingAgent
+from otel_profiling.exporters import FsspecProfileExporter
+from otel_profiling.processors import BatchProfileProcessor
+from otel_profiling.profilers import CpuProfiler
+from otel_profiling.triggers import Trigger
+
+class Once(Trigger):
+    name = "once"
+
+def spin():
+    return sum(i for i in range(200000))
+
+trigger = Once()
+agent = ProfilingAgent()
+agent.register(trigger, CpuProfiler())
+agent.add_profile_processor(BatchProfileProcessor(FsspecProfileExporter(sys.argv[1]),
+                                                  schedule_delay_millis=600000))
+agent.start()
+trigger.target.start()
+spin()
+trigger.target.stop()
+print("exiting without shutdown", flush=True)
+"""
+
+
+def test_interpreter_exit_flushes_the_queue(tmp_path: Path) -> None:
+    """A profile still queued (60 s schedule delay) is exported by the exit hook."""
+    out = tmp_path / "exit"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_APP, f"file://{out}"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30
+    files = os.listdir(out)
+    assert len(files) == 1 and files[0].startswith("CPU_PROFILE-")
+    profile = load_cpuprofile((out / files[0]).read_bytes())
+    assert "spin" in {n["callFrame"]["functionName"] for n in profile["nodes"]}
+
+
+def test_profiler_base_validates_format() -> None:
+    with pytest.raises(ValueError, match="choose one of cpuprofile"):
+        CpuProfiler(format="nope")
+    assert CpuProfiler().format.extension == "cpuprofile"
+    assert issubclass(CpuProfiler, Profiler) and CpuProfiler.kind is ProfileKind.CPU_PROFILE

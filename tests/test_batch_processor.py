@@ -1,0 +1,182 @@
+"""BatchProfileProcessor: batching, flush, shutdown bounds, drops, failing exporters."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from conftest import wait_for
+from helpers import HangingExporter, RecordingExporter, make_profile
+
+from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
+
+
+def test_batches_by_size_before_the_delay() -> None:
+    exporter = RecordingExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=60_000, max_export_batch_size=3, max_queue_size=10
+    )
+    for _ in range(7):
+        processor.on_end(make_profile())
+    # two full batches go out long before the 60 s delay; the 7th waits
+    assert wait_for(lambda: len(exporter.exported) == 6, timeout=10)
+    assert [len(b) for b in exporter.batches] == [3, 3]
+    processor.shutdown()
+    assert [len(b) for b in exporter.batches] == [3, 3, 1]
+
+
+def test_exports_after_the_schedule_delay() -> None:
+    exporter = RecordingExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=100, max_export_batch_size=10)
+    processor.on_end(make_profile())
+    assert wait_for(lambda: len(exporter.exported) == 1, timeout=5)
+    processor.shutdown()
+
+
+def test_force_flush_exports_everything_queued() -> None:
+    exporter = RecordingExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=60_000, max_export_batch_size=50
+    )
+    profiles = [make_profile() for _ in range(5)]
+    for profile in profiles:
+        processor.on_end(profile)
+    assert exporter.exported == []
+    assert processor.force_flush(5_000) is True
+    assert exporter.exported == profiles
+    processor.shutdown()
+
+
+def test_shutdown_flushes_and_shuts_the_exporter_down() -> None:
+    exporter = RecordingExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=60_000)
+    processor.on_end(make_profile())
+    processor.shutdown()
+    assert len(exporter.exported) == 1
+    assert exporter.shut_down
+    processor.on_end(make_profile())  # after shutdown: counted as dropped, not exported
+    assert processor.dropped_profiles == 1
+
+
+def test_full_queue_drops_oldest_and_counts(caplog: pytest.LogCaptureFixture) -> None:
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=10, max_queue_size=2, max_export_batch_size=1
+    )
+    processor.on_end(make_profile(b"first"))
+    assert exporter.entered.wait(5)  # the worker is stuck exporting "first"
+    kept = [make_profile(f"p{i}".encode()) for i in range(5)]
+    with caplog.at_level(logging.WARNING):
+        for profile in kept:
+            processor.on_end(profile)
+        assert processor.dropped_profiles == 3
+        assert processor.queued_profiles == 2
+        exporter.release.set()
+        assert processor.force_flush(5_000)
+    assert any("Dropped 3 profile(s)" in r.getMessage() for r in caplog.records)
+    processor.shutdown()
+
+
+def test_queue_is_bounded_by_bytes() -> None:
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=10, max_queue_bytes=1000, max_export_batch_size=1
+    )
+    processor.on_end(make_profile(b"z"))
+    assert exporter.entered.wait(5)
+    for _ in range(5):
+        processor.on_end(make_profile(b"a" * 400))
+    assert processor.queued_bytes <= 1000
+    assert processor.queued_profiles == 2
+    assert processor.dropped_profiles == 3
+    # a profile larger than the bound still gets in when it is alone
+    processor.on_end(make_profile(b"b" * 5000))
+    assert processor.queued_profiles == 1
+    exporter.release.set()
+    processor.shutdown()
+
+
+def test_an_exporter_that_raises_does_not_kill_the_worker() -> None:
+    exporter = RecordingExporter(raise_times=1, fail_times=1)
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=10, max_export_batch_size=1, spool=False
+    )  # without a spool, failed profiles are counted as failed (with one, they are re-sent)
+    for _ in range(3):
+        processor.on_end(make_profile())
+    assert processor.force_flush(5_000)
+    assert len(exporter.exported) == 1
+    assert processor.failed_profiles == 2
+    processor.on_end(make_profile())
+    assert processor.force_flush(5_000)
+    assert len(exporter.exported) == 2
+    processor.shutdown()
+
+
+def test_shutdown_returns_within_its_bound_when_the_exporter_hangs() -> None:
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=10)
+    processor.on_end(make_profile())
+    assert exporter.entered.wait(5)
+    started = time.monotonic()
+    processor.shutdown(timeout_millis=500)
+    assert time.monotonic() - started < 2.0
+    assert processor.force_flush(100) is False
+    exporter.release.set()
+
+
+def test_force_flush_honours_its_timeout() -> None:
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=10, max_export_batch_size=1)
+    processor.on_end(make_profile())
+    processor.on_end(make_profile())
+    assert exporter.entered.wait(5)
+    started = time.monotonic()
+    assert processor.force_flush(300) is False
+    assert time.monotonic() - started < 2.0
+    exporter.release.set()
+    processor.shutdown()
+
+
+def test_env_configures_the_processor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BPP_SCHEDULE_DELAY", "250")
+    monkeypatch.setenv("OTEL_BPP_MAX_QUEUE_SIZE", "40")
+    monkeypatch.setenv("OTEL_BPP_MAX_EXPORT_BATCH_SIZE", "4")
+    monkeypatch.setenv("OTEL_BPP_EXPORT_TIMEOUT", "1234")
+    monkeypatch.setenv("OTEL_BPP_MAX_QUEUE_BYTES", "99999")
+    processor = BatchProfileProcessor(RecordingExporter())
+    assert (
+        processor.schedule_delay_millis,
+        processor.max_queue_size,
+        processor.max_export_batch_size,
+        processor.export_timeout_millis,
+        processor.max_queue_bytes,
+    ) == (250, 40, 4, 1234, 99999)
+    # explicit arguments win over the environment
+    assert BatchProfileProcessor(RecordingExporter(), max_queue_size=7).max_queue_size == 7
+
+
+def test_invalid_env_value_warns_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_BPP_SCHEDULE_DELAY", "abc")
+    with caplog.at_level(logging.WARNING):
+        processor = BatchProfileProcessor(RecordingExporter())
+    assert processor.schedule_delay_millis == 1000
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "OTEL_BPP_SCHEDULE_DELAY" in m]) == 1
+
+
+def test_batch_larger_than_queue_is_rejected() -> None:
+    with pytest.raises(ValueError, match="max_export_batch_size"):
+        BatchProfileProcessor(RecordingExporter(), max_queue_size=2, max_export_batch_size=5)
+
+
+def test_simple_processor_exports_on_end() -> None:
+    exporter = RecordingExporter()
+    processor = SimpleProfileProcessor(exporter)
+    profile = make_profile()
+    processor.on_end(profile)
+    assert exporter.exported == [profile]
+    processor.shutdown()
+    assert exporter.shut_down

@@ -1,0 +1,138 @@
+"""CpuProfiler: what the .cpuprofile says about known workloads, read as DevTools reads it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from viewers import cpuprofile_self_times, load_cpuprofile
+
+from otel_profiling.profilers import CpuProfiler, ProfilerBusyError
+
+
+def cpu_bound_hot(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def cheap_helper() -> int:
+    return 1
+
+
+def sleepy() -> None:
+    time.sleep(0.3)
+
+
+def workload() -> None:
+    for _ in range(20):
+        cheap_helper()
+    cpu_bound_hot(300_000)
+
+
+def capture(profiler: CpuProfiler, func) -> dict:  # type: ignore[no-untyped-def]
+    profiler.start()
+    try:
+        func()
+    finally:
+        data = profiler.stop()
+    return load_cpuprofile(data)
+
+
+def test_cpu_bound_function_dominates_self_time() -> None:
+    profile = capture(CpuProfiler(), workload)
+    times = cpuprofile_self_times(profile)
+    total = sum(times.values())
+    assert times["cpu_bound_hot"] > 0.8 * total, times
+    assert times["cpu_bound_hot"] > 20 * times.get("cheap_helper", 0)
+
+
+def test_call_tree_nests_callers_above_callees() -> None:
+    profile = capture(CpuProfiler(), workload)
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    parent = {c: n["id"] for n in profile["nodes"] for c in n["children"]}
+    (hot,) = [n for n in profile["nodes"] if n["callFrame"]["functionName"] == "cpu_bound_hot"]
+    assert nodes[parent[hot["id"]]]["callFrame"]["functionName"] == "workload"
+    assert hot["callFrame"]["url"].endswith("test_cpu_profiler.py")
+    # lineNumber is 0-based: the def line of cpu_bound_hot
+    assert hot["callFrame"]["lineNumber"] == cpu_bound_hot.__code__.co_firstlineno - 1
+
+
+def test_wall_clock_counts_sleep_cpu_clock_does_not() -> None:
+    def mixed() -> None:
+        sleepy()
+        cpu_bound_hot(200_000)
+
+    wall = cpuprofile_self_times(capture(CpuProfiler(clock="wall"), mixed))
+    cpu = cpuprofile_self_times(capture(CpuProfiler(clock="cpu"), mixed))
+    # time.sleep is a builtin child of sleepy; count sleepy's subtree via its self + sleep
+    assert wall.get("sleep", 0) + wall.get("sleepy", 0) >= 250_000  # µs
+    assert cpu.get("sleep", 0) + cpu.get("sleepy", 0) < 50_000
+    assert cpu["cpu_bound_hot"] > 0
+
+
+def test_each_thread_is_its_own_named_subtree() -> None:
+    def in_thread() -> None:
+        cpu_bound_hot(100_000)
+
+    def run() -> None:
+        thread = threading.Thread(target=in_thread, name="worker-42")
+        thread.start()
+        cpu_bound_hot(100_000)
+        thread.join()
+
+    profile = capture(CpuProfiler(), run)
+    root = profile["nodes"][0]
+    by_id = {n["id"]: n for n in profile["nodes"]}
+    thread_names = [by_id[c]["callFrame"]["functionName"] for c in root["children"]]
+    assert any(name.startswith("worker-42 (thread ") for name in thread_names), thread_names
+    assert any(name.startswith("MainThread (thread ") for name in thread_names), thread_names
+
+
+def test_functions_running_before_start_are_kept() -> None:
+    """A loop already running when profiling starts still appears above its callees."""
+    profiler = CpuProfiler()
+    started = threading.Event()
+    stop = threading.Event()
+
+    def long_running_loop() -> None:
+        started.set()
+        while not stop.is_set():
+            cpu_bound_hot(2_000)
+
+    thread = threading.Thread(target=long_running_loop, name="server-loop")
+    thread.start()
+    started.wait(5)
+    profiler.start()
+    time.sleep(0.3)
+    data = profiler.stop()
+    stop.set()
+    thread.join()
+    profile = load_cpuprofile(data)
+    by_id = {n["id"]: n for n in profile["nodes"]}
+    parent = {c: n["id"] for n in profile["nodes"] for c in n["children"]}
+    hot = [n for n in profile["nodes"] if n["callFrame"]["functionName"] == "cpu_bound_hot"]
+    assert hot
+    callers = {by_id[parent[n["id"]]]["callFrame"]["functionName"] for n in hot}
+    assert "long_running_loop" in callers
+
+
+def test_only_one_cpu_profile_at_a_time() -> None:
+    first, second = CpuProfiler(), CpuProfiler()
+    first.start()
+    try:
+        with pytest.raises(ProfilerBusyError, match="already running"):
+            second.start()
+        with pytest.raises(ProfilerBusyError):
+            first.start()
+    finally:
+        first.stop()
+    second.start()  # free again
+    second.stop()
+
+
+def test_invalid_clock_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="'wall' or 'cpu'"):
+        CpuProfiler(clock="gpu")
