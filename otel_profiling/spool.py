@@ -45,6 +45,7 @@ DEFAULT_SPOOL_MAX_BYTES = 512 * 1024 * 1024
 _SUFFIX = ".profile"
 _VERSION = 1
 _EVICTION_WARNING_INTERVAL_S = 60.0
+_STALE_TEMP_S = 600.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -107,11 +108,11 @@ class Spool:
         header = json.dumps(_header(profile), separators=(",", ":")).encode()
         size = len(header) + 1 + len(profile.data)
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}{_SUFFIX}"
+        tmp = self.directory / f".tmp-{name}"
         try:
             with self._lock:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._make_room(size)
-                tmp = self.directory / f".tmp-{name}"
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner only
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(header + b"\n")
@@ -123,6 +124,7 @@ class Spool:
                 self.spooled_profiles += 1
                 return final
         except OSError as exc:
+            _unlink(tmp)
             _logger.error(
                 "Could not spool %s to %s (%s): the profile is lost. Fix: make the directory "
                 "writable or set OTEL_PROFILING_SPOOL_DIR.",
@@ -161,7 +163,9 @@ class Spool:
     # -- reading ------------------------------------------------------------------
     def _entries(self) -> Iterator[Tuple[Path, int]]:
         try:
-            names = sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX))
+            names = sorted(
+                n for n in os.listdir(self.directory) if n.endswith(_SUFFIX) and n[0] != "."
+            )
         except FileNotFoundError:
             return
         for name in names:
@@ -197,6 +201,7 @@ class Spool:
         batch of which nothing was sent (the backend still fails). Returns
         ``(sent, still_pending)``.
         """
+        self._sweep_temporary()
         sent = 0
         batches = 0
         while max_batches is None or batches < max_batches:
@@ -217,6 +222,18 @@ class Spool:
             if len(unsent) == len(claimed):
                 break
         return sent, self.pending()
+
+    def _sweep_temporary(self) -> None:
+        """Remove temporary files left by a process killed while spooling."""
+        try:
+            names = [n for n in os.listdir(self.directory) if n.startswith(".tmp-")]
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = self.directory / name
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > _STALE_TEMP_S:
+                    path.unlink()
 
     def _claim(self, limit: int) -> List[Tuple[Path, Any, Profile]]:
         claimed: List[Tuple[Path, Any, Profile]] = []

@@ -130,3 +130,15 @@ def test_each_destination_has_its_own_spool(_spool_in_tmp: Path, tmp_path: Path)
 def test_bad_spool_size_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         Spool(tmp_path, max_bytes=0)
+
+
+def test_temporary_files_of_a_killed_writer_are_swept(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s")
+    spool.put(make_profile(1))
+    stale = tmp_path / "s" / ".tmp-00000000000000000001-1-dead.profile"
+    fresh = tmp_path / "s" / ".tmp-99999999999999999999-2-live.profile"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    os.utime(stale, (1_000_000, 1_000_000))
+    assert spool.drain(lambda ps: []) == (1, 0)
+    assert not stale.exists() and fresh.exists()
