@@ -72,6 +72,8 @@ class BatchProfileProcessor(ProfileProcessor):
     disables spooling, or pass a ``Spool``.
     """
 
+    _worker: Optional[threading.Thread]
+
     def __init__(
         self,
         exporter: ProfileExporter,
@@ -126,7 +128,12 @@ class BatchProfileProcessor(ProfileProcessor):
             # left by an earlier process of this service: re-send in the background
             self._spool_pending = True
             with self._cond:
-                self._worker = _threads.start_daemon(self._run, "batch-processor")
+                self._start_worker()
+
+    def _start_worker(self) -> None:
+        """Called with ``_cond`` held."""
+        if self._worker is None:
+            self._worker = _threads.start_daemon(self._run, "batch-processor")
 
     def _init_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -136,7 +143,7 @@ class BatchProfileProcessor(ProfileProcessor):
         self._taken = 0  # sequence number of the last profile taken for export
         self._flushes: List[_Flush] = []
         self._shutdown = False
-        self._worker: Optional[threading.Thread] = None
+        self._worker = None
         self._pid = os.getpid()
         self._in_flight: List[Profile] = []
         self._backend_down = False
@@ -174,8 +181,7 @@ class BatchProfileProcessor(ProfileProcessor):
             self._queue.append(profile)
             self._queue_bytes += size
             self._enqueued += 1
-            if self._worker is None:
-                self._worker = _threads.start_daemon(self._run, "batch-processor")
+            self._start_worker()
             if len(self._queue) >= self.max_export_batch_size:
                 self._cond.notify_all()
 
