@@ -7,8 +7,10 @@ it) rather than corrupting the first.
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
+import tempfile
 import threading
 import time
 from types import FrameType
@@ -19,6 +21,8 @@ import yappi
 from otel_profiling._threads import is_own_thread
 from otel_profiling.formats.calltree import CallNode, Frame
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
+from otel_profiling.formats.folded import encode_folded
+from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.profilers.yappi_tree import yappi_call_tree
@@ -34,6 +38,7 @@ def _reset_lock_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_in_child)
 _CLOCKS = ("wall", "cpu")
+_YAPPI_FILES = {"pstats": "pstat", "callgrind": "callgrind"}  # format → yappi's save type
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -89,6 +94,8 @@ class CpuProfiler(Profiler):
         self.max_nodes = max_nodes
         self._running = False
         self._start_us = 0
+        self._start_perf = 0.0
+        self._duration_ns = 0
         self._start_stacks: Dict[int, List[Frame]] = {}
 
     @property
@@ -109,6 +116,7 @@ class CpuProfiler(Profiler):
             yappi.clear_stats()
             yappi.set_clock_type(self.clock)
             self._start_us = int(time.time() * 1e6)
+            self._start_perf = time.perf_counter()
             yappi.start(builtins=self.builtins, profile_threads=True)
             self._start_stacks = running_stacks()
         except BaseException:
@@ -121,11 +129,17 @@ class CpuProfiler(Profiler):
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
         try:
             yappi.stop()
-            threads = self._collect()
+            self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
+            if self.format.name in _YAPPI_FILES:
+                data = self._yappi_file(_YAPPI_FILES[self.format.name])
+            else:
+                threads = self._collect()
             yappi.clear_stats()
         finally:
             self._running = False
             _yappi_lock.release()
+        if self.format.name in _YAPPI_FILES:
+            return data
         tree = yappi_call_tree(threads, max_nodes=self.max_nodes)
         return self.encode(tree)
 
@@ -134,6 +148,20 @@ class CpuProfiler(Profiler):
             self._running = False
             yappi.stop()
             yappi.clear_stats()
+
+    def _yappi_file(self, kind: str) -> bytes:
+        """The application threads' call graph written by yappi itself (exact, not a tree)."""
+        own = {t.id for t in yappi.get_thread_stats() if is_own_thread(int(t.tid))}
+        stats = yappi.get_func_stats(filter_callback=lambda stat: stat.ctx_id not in own)
+        handle, path = tempfile.mkstemp(prefix="otel-profiling-", suffix="." + kind)
+        os.close(handle)
+        try:
+            stats.save(path, type=kind)
+            with open(path, "rb") as file:
+                data = file.read()
+        finally:
+            os.unlink(path)
+        return _fix_pstats_counts(data) if kind == "pstat" else data
 
     def _collect(self) -> List[Tuple[str, int, Any, List[Frame]]]:
         names = {thread.ident: thread.name for thread in threading.enumerate()}
@@ -149,6 +177,21 @@ class CpuProfiler(Profiler):
 
     def encode(self, tree: CallNode) -> bytes:
         """Write the call tree (self values in seconds) in this profiler's format."""
+        name = self.format.name
+        if name == "pprof":
+            return encode_pprof(
+                tree,
+                sample_types=[("samples", "count"), (self.clock, "nanoseconds")],
+                value_scale=1e9,
+                period_type=(self.clock, "nanoseconds"),
+                period=1,
+                time_nanos=self._start_us * 1000,
+                duration_nanos=self._duration_ns,
+            )
+        if name == "folded":
+            return encode_folded(tree, 1e6)  # microseconds
+        if name in _YAPPI_FILES:
+            raise ValueError(f"{name} is written from yappi's call graph, not from a call tree")
         return encode_cpuprofile(tree, self._start_us)
 
     def attributes(self) -> dict:
@@ -158,3 +201,18 @@ class CpuProfiler(Profiler):
 
     def __repr__(self) -> str:
         return f"CpuProfiler(format={self.format.name!r}, clock={self.clock!r})"
+
+
+def _fix_pstats_counts(data: bytes) -> bytes:
+    """Swap yappi's top-level ``(ncall, nactualcall)`` into pstats' ``(primitive, total)``.
+
+    ``pstats`` reads ``cc, nc, tt, ct, callers`` with ``cc`` the primitive
+    (non-recursive) calls; yappi writes the total first, which would show a
+    recursive function's counts reversed. Caller entries already follow pstats.
+    """
+    stats = marshal.loads(data)
+    fixed = {
+        func: (actual, total, tsub, ttot, callers)
+        for func, (total, actual, tsub, ttot, callers) in stats.items()
+    }
+    return marshal.dumps(fixed)

@@ -17,8 +17,15 @@ function*. It records no stacks. The tree is rebuilt top-down:
   is assumed to be the same whichever path reached ``f`` (exact when ``f``
   has a single caller, the standard approximation otherwise);
 * the node's self time is what its children do not account for;
+* a coroutine outlives the calls that resume it (yappi's wall clock counts it
+  from first call to return, suspensions included, and a resume is not a new
+  call), so its time under a caller can exceed that caller's total; such a
+  callee keeps its full time, and does not reduce the caller's self time;
 * a callee already on the path (recursion) is not expanded again: its time
   stays in the outer call, where yappi also counts it;
+* each node with self time counts one sample (``self_count = 1``), the
+  synthetic sample the ``.cpuprofile`` writes for it; pprof's ``samples/count``
+  is this count;
 * expansion stops at ``max_depth`` or when ``max_nodes`` are reached, and
   nodes below ``min_seconds`` are folded into their parent's self time, so the
   tree stays bounded however the graph fans out.
@@ -29,6 +36,14 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
+
+
+# A callee whose time under a caller exceeds the caller's own total cannot have
+# run inside it: it is a coroutine resumed by many short calls (yappi's wall
+# clock counts a coroutine from its first call to its return, suspensions
+# included). Small excesses are clock noise.
+_OUTLIVE_RATIO = 1.05
+_OUTLIVE_SLACK = 1e-4
 
 
 def _frame(stat: Any) -> Frame:
@@ -81,17 +96,25 @@ def thread_tree(
         scale = total / stat.ttot if stat.ttot > 0 else 0.0
         path = path + (stat.index,)
         shares: List[Tuple[Any, float]] = []
+        outlived: List[Tuple[Any, float]] = []
         if len(path) < max_depth and budget[0] > 0:
             for edge in stat.children:
                 callee = funcs.get(edge.index)
                 if callee is None or edge.index in path:
                     continue
-                shares.append((callee, float(edge.ttot) * scale))
+                share = float(edge.ttot) * scale
+                if edge.ttot > stat.ttot * _OUTLIVE_RATIO + _OUTLIVE_SLACK:
+                    outlived.append((callee, share))  # a coroutine: its own full time
+                else:
+                    shares.append((callee, share))
         given = sum(share for _, share in shares)
         if given > total > 0:  # clock noise: never give children more than the parent had
             shares = [(callee, share * total / given) for callee, share in shares]
             given = total
+        shares.extend(outlived)
         node.self_value += max(total - given, 0.0)
+        if node.self_value > 0:
+            node.self_count = 1  # one synthetic sample per node with self time
         for callee, share in shares:
             work.append((node, callee, share, path))
 
