@@ -1,0 +1,314 @@
+"""Walking the gc object graph into a ``HeapGraph``.
+
+Nodes are the gc-tracked objects (``gc.get_objects()``) plus every object
+they reference (strings, numbers and other untracked objects appear only as
+referents). Names come from the object's type (``module.Class``; builtins
+by bare name); strings are named by their first characters, functions by
+their qualified name. ``sys.getsizeof`` is each node's self size. Edges:
+
+* a dict's values are ``property`` edges named by their ``str`` keys, or
+  ``element`` edges for small non-negative ``int`` keys; other keys get an
+  ``internal`` ``key`` edge and a ``property`` edge named ``[type]``;
+* list and tuple items are ``element`` edges by index;
+* everything else ``gc.get_referents`` returns is an ``internal`` edge
+  named after the referent's type (``__dict__`` for a module's namespace).
+
+Instance attributes stored inline (CPython 3.11+) have no accessible names
+without creating each instance's ``__dict__``, which would change the heap
+being measured; they are ``internal`` edges, and attributes of an object whose
+``__dict__`` exists are ``property`` edges of that dict.
+
+The roots hang off the synthetic root: every module in ``sys.modules``
+(``property`` edges named by module name) and every thread's stack (an
+``element`` edge to a ``Thread <name>`` node, whose frames hold their local
+variables as ``property`` edges). The library's own threads and frames are
+left out.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+from types import FrameType, FunctionType, ModuleType
+from typing import Any, Dict, List, Optional, Tuple
+
+from otel_profiling._threads import is_own_thread
+from otel_profiling.formats.heapsnapshot import (
+    CLOSURE,
+    CODE,
+    ELEMENT,
+    INTERNAL,
+    NUMBER,
+    OBJECT,
+    PROPERTY,
+    STRING,
+    SYNTHETIC,
+    HeapGraph,
+)
+
+_GENERIC, _DICT, _SEQ, _LEAF, _STR, _FUNC, _MODULE = range(7)
+_STRING_NAME_CHARS = 80
+_MAX_ELEMENT = 2**31 - 1
+_STR_ONLY = {str}
+_LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
+
+
+def _frames_of_threads(skip_dirs: Tuple[str, ...]) -> List[Tuple[str, List[FrameType]]]:
+    """``(thread name, frames innermost first)`` for the application's threads."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    result = []
+    for ident, top in sys._current_frames().items():
+        if is_own_thread(ident):
+            continue
+        frames: List[FrameType] = []
+        frame: Optional[FrameType] = top
+        while frame is not None:
+            frames.append(frame)
+            frame = frame.f_back
+        # Cut the library's own frames (a snapshot taken inside ``with agent.profile()``).
+        for index in range(len(frames) - 1, -1, -1):
+            if frames[index].f_code.co_filename.startswith(skip_dirs):
+                frames = frames[index + 1 :]
+                break
+        result.append((names.get(ident, f"thread {ident}"), frames))
+    return result
+
+
+def _type_info(t: type, strings: Any) -> Tuple[int, int, int]:
+    """(node type, name index, how to walk) for objects of type ``t``."""
+    if t.__module__ in ("builtins", "__builtin__"):
+        label = t.__qualname__
+    else:
+        label = f"{t.__module__}.{t.__qualname__}"
+    name = strings.add(label)
+    if issubclass(t, str):
+        return STRING, name, _STR
+    if issubclass(t, dict):
+        return OBJECT, name, _DICT
+    if t is list or t is tuple:
+        return OBJECT, name, _SEQ
+    if t is FunctionType:
+        return CLOSURE, name, _FUNC
+    if issubclass(t, ModuleType):
+        return OBJECT, name, _MODULE
+    if t in _LEAF_TYPES:
+        return (NUMBER if t in (int, float, complex, bool) else OBJECT), name, _LEAF
+    if t.__name__ == "code":
+        return CODE, name, _GENERIC
+    return OBJECT, name, _GENERIC
+
+
+def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
+    """A ``HeapGraph`` of the live objects, reachable from modules and thread stacks.
+
+    One function without closures: everything it creates after
+    ``gc.get_objects()`` stays out of the graph (the list itself is removed).
+    Edges are added in bulk with ``map`` over ``id`` and ``dict.get`` where
+    possible, so most of the per-edge work runs in C.
+    """
+    threads = _frames_of_threads(skip_dirs)
+    modules = [(name, m) for name, m in list(sys.modules.items()) if m is not None]
+    objs: List[Any] = gc.get_objects()
+    frame_count = sum(len(frames) for _, frames in threads)
+    base = 1 + len(threads) + frame_count  # root, threads and frames come first
+    index: Dict[int, int] = dict(zip(map(id, objs), range(base, base + len(objs))))
+    own = index.pop(id(objs), None)  # gc.get_objects() lists its own result
+    if own is not None:
+        last = objs.pop()
+        if last is not objs:
+            objs[own - base] = last
+            index[id(last)] = own
+    graph = HeapGraph()
+    strings = graph.strings
+    add_string = strings.add
+    string_get = strings.index.get
+    node_type, node_name = graph.node_type.append, graph.node_name.append
+    node_size, node_edges = graph.node_size.append, graph.node_edges.append
+    edge_type, edge_name, edge_to = (
+        graph.edge_type.append,
+        graph.edge_name.append,
+        graph.edge_to.append,
+    )
+    edge_types, edge_names, edge_tos = (
+        graph.edge_type.frombytes,
+        graph.edge_name.extend,
+        graph.edge_to.extend,
+    )
+    getsizeof = sys.getsizeof
+    index_get = index.get
+    objs_append = objs.append
+
+    virtual = _virtual_nodes(threads, modules, add_string, getsizeof)
+    for kind, name, size, edges in virtual:
+        node_type(kind)
+        node_name(add_string(name))
+        node_size(size)
+        node_edges(len(edges))
+        for etype, ename, obj in edges:
+            edge_type(etype)
+            edge_name(ename)
+            if isinstance(obj, _NodeRef):
+                edge_to(int(obj))
+                continue
+            found = index_get(id(obj))
+            if found is None:
+                found = index[id(obj)] = base + len(objs)
+                objs_append(obj)
+            edge_to(found)
+    del threads, modules, virtual, edges, obj
+
+    types: Dict[type, Tuple[int, int, int]] = {}
+    labels: Dict[type, int] = {}
+    labels_get = labels.get
+    dict_name = add_string("__dict__")
+    key_name = add_string("key")
+    get_referents = gc.get_referents
+    dict_items = dict.items
+    element_bytes = bytes([ELEMENT]) * 4096
+    property_bytes = bytes([PROPERTY]) * 4096
+    internal_bytes = bytes([INTERNAL]) * 4096
+
+    position = 0
+    while position < len(objs):
+        obj = objs[position]
+        position += 1
+        t = type(obj)
+        info = types.get(t)
+        if info is None:
+            info = types[t] = _type_info(t, strings)
+        kind = info[2]
+        node_type(info[0])
+        if kind == _STR:
+            node_name(add_string(obj[:_STRING_NAME_CHARS]))
+        elif kind == _FUNC:
+            node_name(add_string(getattr(obj, "__qualname__", "") or "function"))
+        else:
+            node_name(info[1])
+        try:
+            node_size(getsizeof(obj))
+        except Exception:  # noqa: BLE001 - a broken __sizeof__ must not stop the snapshot
+            node_size(0)
+        if kind in (_LEAF, _STR):
+            node_edges(0)
+            continue
+        if kind == _DICT:
+            items = list(dict_items(obj))
+            if not items:
+                node_edges(0)
+                continue
+            keys, refs = zip(*items)
+            names = list(map(string_get, keys)) if set(map(type, keys)) == _STR_ONLY else [None]
+            if None in names:  # new names or other keys: one key at a time
+                _dict_edges(graph, strings, keys, key_name)
+                refs = _dict_targets(keys, refs)
+            else:
+                m = len(names)
+                edge_types(property_bytes[:m] if m <= 4096 else bytes([PROPERTY]) * m)
+                edge_names(names)
+        else:
+            refs = get_referents(obj)
+            m = len(refs)
+            if kind == _SEQ:
+                edge_types(element_bytes[:m] if m <= 4096 else bytes([ELEMENT]) * m)
+                edge_names(range(m))
+            else:
+                edge_types(internal_bytes[:m] if m <= 4096 else bytes([INTERNAL]) * m)
+                if kind == _MODULE:
+                    edge_names(_module_edge_names(refs, dict_name))
+                else:
+                    labels_found = list(map(labels_get, map(type, refs)))
+                    if None in labels_found:
+                        for r in refs:
+                            rt = type(r)
+                            if rt not in labels:
+                                labels[rt] = add_string(rt.__name__)
+                        labels_found = list(map(labels_get, map(type, refs)))
+                    edge_names(labels_found)
+        targets = list(map(index_get, map(id, refs)))
+        if None in targets:
+            for slot, found in enumerate(targets):
+                if found is None:
+                    r = refs[slot]
+                    found = index_get(id(r))
+                    if found is None:
+                        found = index[id(r)] = base + len(objs)
+                        objs_append(r)
+                    targets[slot] = found
+        edge_tos(targets)
+        node_edges(len(targets))
+    return graph
+
+
+_Virtual = Tuple[int, str, int, List[Tuple[int, int, Any]]]
+
+
+def _virtual_nodes(
+    threads: List[Tuple[str, List[FrameType]]],
+    modules: List[Tuple[str, ModuleType]],
+    add_string: Any,
+    getsizeof: Any,
+) -> List[_Virtual]:
+    """The synthetic root, then one node per thread and one per frame, with their edges."""
+    virtual: List[_Virtual] = []
+    root_edges: List[Tuple[int, int, Any]] = []
+    position = 1
+    for number, (name, frames) in enumerate(threads):
+        root_edges.append((ELEMENT, number, _NodeRef(position)))
+        refs = [(ELEMENT, depth, _NodeRef(position + 1 + depth)) for depth in range(len(frames))]
+        virtual.append((OBJECT, f"Thread {name}", 0, refs))
+        for frame in frames:
+            code = frame.f_code
+            function = getattr(code, "co_qualname", code.co_name)
+            where = f"{function} ({code.co_filename}:{frame.f_lineno})"
+            frame_edges: List[Tuple[int, int, Any]] = [(INTERNAL, add_string("code"), code)]
+            try:
+                local_vars = list(frame.f_locals.items())
+            except Exception:  # noqa: BLE001 - a frame may refuse; keep the rest
+                local_vars = []
+            for key, value in local_vars:
+                if isinstance(key, str):
+                    frame_edges.append((PROPERTY, add_string(key), value))
+            virtual.append((OBJECT, f"Frame {where}", getsizeof(frame), frame_edges))
+        position += 1 + len(frames)
+    for name, module in modules:
+        root_edges.append((PROPERTY, add_string(name), module))
+    virtual.insert(0, (SYNTHETIC, "", 0, root_edges))
+    return virtual
+
+
+def _module_edge_names(refs: List[Any], dict_name: int) -> List[int]:
+    return [dict_name if type(r) is dict else 0 for r in refs]
+
+
+def _dict_edges(graph: HeapGraph, strings: Any, keys: Tuple[Any, ...], key_name: int) -> None:
+    """Edge types and names of a dict with some non-``str`` or new keys (the slow path)."""
+    types, labels = graph.edge_type.append, graph.edge_name.append
+    for key in keys:
+        kt = type(key)
+        if kt is str:
+            types(PROPERTY)
+            labels(strings.add(key))
+        elif kt is int and 0 <= key <= _MAX_ELEMENT:
+            types(ELEMENT)
+            labels(key)
+        else:
+            types(INTERNAL)
+            labels(key_name)
+            types(PROPERTY)
+            labels(strings.add(f"[{kt.__name__}]"))
+
+
+def _dict_targets(keys: Tuple[Any, ...], values: Tuple[Any, ...]) -> List[Any]:
+    """Edge targets matching ``_dict_edges``: a key object precedes its value when not named."""
+    targets: List[Any] = []
+    for key, value in zip(keys, values):
+        kt = type(key)
+        if not (kt is str or (kt is int and 0 <= key <= _MAX_ELEMENT)):
+            targets.append(key)
+        targets.append(value)
+    return targets
+
+
+class _NodeRef(int):
+    """A virtual node's index, given directly as an edge target."""
