@@ -22,9 +22,10 @@ def _call_frame(node: CallNode, script_ids: Dict[str, int]) -> str:
     frame = node.frame
     script = script_ids.setdefault(frame.filename, len(script_ids) + 1) if frame.filename else 0
     line = frame.lineno - 1 if frame.lineno > 0 else -1
+    column = 0 if line >= 0 else -1
     return (
         f'{{"functionName":{_dumps(frame.function)},"scriptId":"{script}",'
-        f'"url":{_dumps(frame.filename)},"lineNumber":{line},"columnNumber":{0 if line >= 0 else -1}}}'
+        f'"url":{_dumps(frame.filename)},"lineNumber":{line},"columnNumber":{column}}}'
     )
 
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+from array import array
+from operator import itemgetter
 from types import FrameType, FunctionType, ModuleType
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -39,6 +41,7 @@ from otel_profiling.formats.heapsnapshot import (
     CODE,
     ELEMENT,
     INTERNAL,
+    NODE_FIELD_COUNT,
     NUMBER,
     OBJECT,
     PROPERTY,
@@ -47,7 +50,9 @@ from otel_profiling.formats.heapsnapshot import (
     HeapGraph,
 )
 
-_GENERIC, _DICT, _SEQ, _LEAF, _STR, _FUNC, _MODULE = range(7)
+# How to walk an object; kinds from _LEAF up have no edges of their own to
+# derive (functions keep their referents) and some are named by content.
+_GENERIC, _DICT, _SEQ, _MODULE, _LEAF, _STR, _FUNC = range(7)
 _STRING_NAME_CHARS = 80
 _MAX_ELEMENT = 2**31 - 1
 _STR_ONLY = {str}
@@ -102,29 +107,32 @@ def _type_info(t: type, strings: Any) -> Tuple[int, int, int]:
 def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     """A ``HeapGraph`` of the live objects, reachable from modules and thread stacks.
 
-    One function without closures: everything it creates after
-    ``gc.get_objects()`` stays out of the graph (the list itself is removed).
-    Edges are added in bulk with ``map`` over ``id`` and ``dict.get`` where
-    possible, so most of the per-edge work runs in C.
+    One function without closures (a closure's cells would exist before
+    ``gc.get_objects()`` and drag the walk's own structures into the graph);
+    ``gc.get_objects()``'s own result list is removed. Edges are added in bulk
+    (``map`` over ``id`` and ``dict.get``) and node fields in one pass at the
+    end, so most of the per-object work runs in C.
     """
     threads = _frames_of_threads(skip_dirs)
     modules = [(name, m) for name, m in list(sys.modules.items()) if m is not None]
     objs: List[Any] = gc.get_objects()
     frame_count = sum(len(frames) for _, frames in threads)
     base = 1 + len(threads) + frame_count  # root, threads and frames come first
-    index: Dict[int, int] = dict(zip(map(id, objs), range(base, base + len(objs))))
+    step = NODE_FIELD_COUNT
+    # id -> offset of the node in the ``nodes`` array (index × field count)
+    index: Dict[int, int] = dict(
+        zip(map(id, objs), range(base * step, (base + len(objs)) * step, step))
+    )
     own = index.pop(id(objs), None)  # gc.get_objects() lists its own result
     if own is not None:
         last = objs.pop()
         if last is not objs:
-            objs[own - base] = last
+            objs[own // step - base] = last
             index[id(last)] = own
     graph = HeapGraph()
     strings = graph.strings
     add_string = strings.add
     string_get = strings.index.get
-    node_type, node_name = graph.node_type.append, graph.node_name.append
-    node_size, node_edges = graph.node_size.append, graph.node_edges.append
     edge_type, edge_name, edge_to = (
         graph.edge_type.append,
         graph.edge_name.append,
@@ -135,36 +143,37 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
         graph.edge_name.extend,
         graph.edge_to.extend,
     )
-    getsizeof = sys.getsizeof
+    node_edges = graph.node_edges.append
     index_get = index.get
     objs_append = objs.append
 
-    virtual = _virtual_nodes(threads, modules, add_string, getsizeof)
-    for kind, name, size, edges in virtual:
-        node_type(kind)
-        node_name(add_string(name))
-        node_size(size)
+    for kind, name, size, edges in _virtual_nodes(threads, modules, add_string, sys.getsizeof):
+        graph.node_type.append(kind)
+        graph.node_name.append(add_string(name))
+        graph.node_size.append(size)
         node_edges(len(edges))
         for etype, ename, obj in edges:
             edge_type(etype)
             edge_name(ename)
             if isinstance(obj, _NodeRef):
-                edge_to(int(obj))
+                edge_to(int(obj) * step)
                 continue
             found = index_get(id(obj))
             if found is None:
-                found = index[id(obj)] = base + len(objs)
+                found = index[id(obj)] = (base + len(objs)) * step
                 objs_append(obj)
             edge_to(found)
-    del threads, modules, virtual, edges, obj
+    del threads, modules, edges, obj
 
     types: Dict[type, Tuple[int, int, int]] = {}
+    types_get = types.get
     labels: Dict[type, int] = {}
     labels_get = labels.get
     dict_name = add_string("__dict__")
     key_name = add_string("key")
     get_referents = gc.get_referents
     dict_items = dict.items
+    named = array("l")  # positions of strings and functions: named by content
     element_bytes = bytes([ELEMENT]) * 4096
     property_bytes = bytes([PROPERTY]) * 4096
     internal_bytes = bytes([INTERNAL]) * 4096
@@ -174,24 +183,16 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
         obj = objs[position]
         position += 1
         t = type(obj)
-        info = types.get(t)
+        info = types_get(t)
         if info is None:
             info = types[t] = _type_info(t, strings)
         kind = info[2]
-        node_type(info[0])
-        if kind == _STR:
-            node_name(add_string(obj[:_STRING_NAME_CHARS]))
-        elif kind == _FUNC:
-            node_name(add_string(getattr(obj, "__qualname__", "") or "function"))
-        else:
-            node_name(info[1])
-        try:
-            node_size(getsizeof(obj))
-        except Exception:  # noqa: BLE001 - a broken __sizeof__ must not stop the snapshot
-            node_size(0)
-        if kind in (_LEAF, _STR):
-            node_edges(0)
-            continue
+        if kind >= _LEAF:
+            if kind != _LEAF:
+                named.append(position - 1)
+            if kind != _FUNC:
+                node_edges(0)
+                continue
         if kind == _DICT:
             items = list(dict_items(obj))
             if not items:
@@ -217,14 +218,10 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
                 if kind == _MODULE:
                     edge_names(_module_edge_names(refs, dict_name))
                 else:
-                    labels_found = list(map(labels_get, map(type, refs)))
-                    if None in labels_found:
-                        for r in refs:
-                            rt = type(r)
-                            if rt not in labels:
-                                labels[rt] = add_string(rt.__name__)
-                        labels_found = list(map(labels_get, map(type, refs)))
-                    edge_names(labels_found)
+                    found_labels = list(map(labels_get, map(type, refs)))
+                    if None in found_labels:
+                        found_labels = _add_labels(refs, labels, add_string)
+                    edge_names(found_labels)
         targets = list(map(index_get, map(id, refs)))
         if None in targets:
             for slot, found in enumerate(targets):
@@ -232,12 +229,54 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
                     r = refs[slot]
                     found = index_get(id(r))
                     if found is None:
-                        found = index[id(r)] = base + len(objs)
+                        found = index[id(r)] = (base + len(objs)) * step
                         objs_append(r)
                     targets[slot] = found
         edge_tos(targets)
         node_edges(len(targets))
+    del index, index_get, obj, refs, items
+    _node_fields(graph, objs, types, named, add_string)
     return graph
+
+
+def _node_fields(
+    graph: HeapGraph,
+    objs: List[Any],
+    types: Dict[type, Tuple[int, int, int]],
+    named: Any,
+    add_string: Any,
+) -> None:
+    """Type, name and self size of every object node, in bulk after the walk."""
+    base = len(graph.node_type)
+    infos = list(map(types.__getitem__, map(type, objs)))
+    graph.node_type.extend(map(itemgetter(0), infos))
+    graph.node_name.extend(map(itemgetter(1), infos))
+    del infos
+    try:
+        graph.node_size.extend(map(sys.getsizeof, objs))
+    except Exception:  # noqa: BLE001 - a broken __sizeof__: one object at a time
+        del graph.node_size[base:]
+        for obj in objs:
+            try:
+                graph.node_size.append(sys.getsizeof(obj))
+            except Exception:  # noqa: BLE001
+                graph.node_size.append(0)
+    node_name = graph.node_name
+    for position in named:
+        obj = objs[position]
+        if isinstance(obj, str):
+            node_name[base + position] = add_string(obj[:_STRING_NAME_CHARS])
+        else:
+            node_name[base + position] = add_string(getattr(obj, "__qualname__", "") or "function")
+
+
+def _add_labels(refs: List[Any], labels: Dict[type, int], add_string: Any) -> List[int]:
+    """Edge names for referents of types not seen yet (their type's name)."""
+    for r in refs:
+        rt = type(r)
+        if rt not in labels:
+            labels[rt] = add_string(rt.__name__)
+    return [labels[type(r)] for r in refs]
 
 
 _Virtual = Tuple[int, str, int, List[Tuple[int, int, Any]]]

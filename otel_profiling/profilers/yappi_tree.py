@@ -37,7 +37,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
 
-
 # A callee whose time under a caller exceeds the caller's own total cannot have
 # run inside it: it is a coroutine resumed by many short calls (yappi's wall
 # clock counts a coroutine from its first call to its return, suspensions
