@@ -42,6 +42,18 @@ _YAPPI_FILES = {"pstats": "pstat", "callgrind": "callgrind"}  # format → yappi
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _thread_name() -> Optional[str]:
+    """The thread's own name for yappi, read without locks.
+
+    yappi's default names a thread by its class (``Thread``), and a thread that
+    ended before the profile stopped is gone from ``threading.enumerate()``.
+    ``threading._active`` is what yappi itself reads (``current_thread()``
+    could deadlock inside a profiler callback).
+    """
+    thread = threading._active.get(threading.get_ident())  # type: ignore[attr-defined]
+    return None if thread is None else thread.name
+
+
 def running_stacks() -> Dict[int, List[Frame]]:
     """Every thread's stack (outermost first), cut where otel-profiling's own frames begin."""
     stacks: Dict[int, List[Frame]] = {}
@@ -115,6 +127,7 @@ class CpuProfiler(Profiler):
         try:
             yappi.clear_stats()
             yappi.set_clock_type(self.clock)
+            yappi.set_context_name_callback(_thread_name)
             self._start_us = int(time.time() * 1e6)
             self._start_perf = time.perf_counter()
             yappi.start(builtins=self.builtins, profile_threads=True)
@@ -129,6 +142,7 @@ class CpuProfiler(Profiler):
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
         try:
             yappi.stop()
+            yappi.set_context_name_callback(None)
             self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
             if self.format.name in _YAPPI_FILES:
                 data = self._yappi_file(_YAPPI_FILES[self.format.name])
