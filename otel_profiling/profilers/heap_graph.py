@@ -9,7 +9,8 @@ their qualified name. ``sys.getsizeof`` is each node's self size. Edges:
 * a dict's values are ``property`` edges named by their ``str`` keys, or
   ``element`` edges for small non-negative ``int`` keys; other keys get an
   ``internal`` ``key`` edge and a ``property`` edge named ``[type]``;
-* list and tuple items are ``element`` edges by index;
+* list and tuple items are ``element`` edges by index (read from the sequence:
+  gc's traversal visits them backwards);
 * everything else ``gc.get_referents`` returns is an ``internal`` edge
   named after the referent's type (``__dict__`` for a module's namespace).
 
@@ -113,9 +114,10 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     (``map`` over ``id`` and ``dict.get``) and node fields in one pass at the
     end, so most of the per-object work runs in C.
     """
+    objs: List[Any] = gc.get_objects()
+    # Taken after gc.get_objects(), so that these lists are not themselves in the graph.
     threads = _frames_of_threads(skip_dirs)
     modules = [(name, m) for name, m in list(sys.modules.items()) if m is not None]
-    objs: List[Any] = gc.get_objects()
     frame_count = sum(len(frames) for _, frames in threads)
     base = 1 + len(threads) + frame_count  # root, threads and frames come first
     step = NODE_FIELD_COUNT
@@ -207,21 +209,22 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
                 m = len(names)
                 edge_types(property_bytes[:m] if m <= 4096 else bytes([PROPERTY]) * m)
                 edge_names(names)
+        elif kind == _SEQ:  # the items in order (gc's traversal visits them backwards)
+            refs = obj if t is tuple else list(obj)
+            m = len(refs)
+            edge_types(element_bytes[:m] if m <= 4096 else bytes([ELEMENT]) * m)
+            edge_names(range(m))
         else:
             refs = get_referents(obj)
             m = len(refs)
-            if kind == _SEQ:
-                edge_types(element_bytes[:m] if m <= 4096 else bytes([ELEMENT]) * m)
-                edge_names(range(m))
+            edge_types(internal_bytes[:m] if m <= 4096 else bytes([INTERNAL]) * m)
+            if kind == _MODULE:
+                edge_names(_module_edge_names(refs, dict_name))
             else:
-                edge_types(internal_bytes[:m] if m <= 4096 else bytes([INTERNAL]) * m)
-                if kind == _MODULE:
-                    edge_names(_module_edge_names(refs, dict_name))
-                else:
-                    found_labels = list(map(labels_get, map(type, refs)))
-                    if None in found_labels:
-                        found_labels = _add_labels(refs, labels, add_string)
-                    edge_names(found_labels)
+                found_labels = list(map(labels_get, map(type, refs)))
+                if None in found_labels:
+                    found_labels = _add_labels(refs, labels, add_string)
+                edge_names(found_labels)
         targets = list(map(index_get, map(id, refs)))
         if None in targets:
             for slot, found in enumerate(targets):
@@ -236,6 +239,7 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
         node_edges(len(targets))
     del index, index_get, obj, refs, items
     _node_fields(graph, objs, types, named, add_string)
+    objs.clear()  # it may hold a frame that holds it: free it without waiting for gc
     return graph
 
 
