@@ -60,13 +60,15 @@ class HeapGraph:
 
     def __init__(self) -> None:
         self.strings = StringTable()
+        # 1 + 4 + 8 + 4 bytes per node and 1 + 4 + 4 per edge ("i" is 32-bit:
+        # enough for string indexes, element indexes and offsets below 2**31)
         self.node_type = array("b")
-        self.node_name = array("l")
+        self.node_name = array("i")
         self.node_size = array("q")
-        self.node_edges = array("l")
+        self.node_edges = array("i")
         self.edge_type = array("b")
-        self.edge_name = array("l")
-        self.edge_to = array("l")
+        self.edge_name = array("i")
+        self.edge_to = array("i")
 
     @property
     def node_count(self) -> int:
