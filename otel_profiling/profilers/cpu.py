@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yappi
 
+from otel_profiling._gcpause import gc_paused
 from otel_profiling._threads import is_own_thread
 from otel_profiling.formats.calltree import CallNode, Frame
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
@@ -140,22 +141,23 @@ class CpuProfiler(Profiler):
     def stop(self) -> bytes:
         if not self._running:
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
-        try:
-            yappi.stop()
-            yappi.set_context_name_callback(None)
-            self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
+        with gc_paused():
+            try:
+                yappi.stop()
+                yappi.set_context_name_callback(None)
+                self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
+                if self.format.name in _YAPPI_FILES:
+                    data = self._yappi_file(_YAPPI_FILES[self.format.name])
+                else:
+                    threads = self._collect()
+                yappi.clear_stats()
+            finally:
+                self._running = False
+                _yappi_lock.release()
             if self.format.name in _YAPPI_FILES:
-                data = self._yappi_file(_YAPPI_FILES[self.format.name])
-            else:
-                threads = self._collect()
-            yappi.clear_stats()
-        finally:
-            self._running = False
-            _yappi_lock.release()
-        if self.format.name in _YAPPI_FILES:
-            return data
-        tree = yappi_call_tree(threads, max_nodes=self.max_nodes)
-        return self.encode(tree)
+                return data
+            tree = yappi_call_tree(threads, max_nodes=self.max_nodes)
+            return self.encode(tree)
 
     def after_fork(self) -> None:
         if self._running:  # the parent's capture: the child's copy is meaningless

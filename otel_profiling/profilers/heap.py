@@ -16,6 +16,7 @@ import time
 import tracemalloc
 from typing import Dict, List, Optional, Tuple
 
+from otel_profiling._gcpause import gc_paused
 from otel_profiling.formats.calltree import CallNode, Frame, add_stack, new_root
 from otel_profiling.formats.folded import encode_folded
 from otel_profiling.formats.heapprofile import encode_heapprofile
@@ -104,12 +105,13 @@ class HeapProfiler(Profiler):
         finally:
             self._running = False
             _lock.release()
-        stats = self._live_stacks(snapshot)
-        baseline, self._baseline = self._baseline, None
-        if baseline is not None:
-            stats = _growth(stats, self._live_stacks(baseline))
-        del snapshot, baseline
-        return self.encode(self._tree(stats), duration_ns)
+        with gc_paused():
+            stats = self._live_stacks(snapshot)
+            baseline, self._baseline = self._baseline, None
+            if baseline is not None:
+                stats = _growth(stats, self._live_stacks(baseline))
+            del snapshot, baseline
+            return self.encode(self._tree(stats), duration_ns)
 
     def after_fork(self) -> None:
         if self._running:  # the parent's window; release so the child can profile

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Optional
 
+from otel_profiling._gcpause import gc_paused
 from otel_profiling.formats.heapsnapshot import write_heapsnapshot
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
@@ -76,11 +77,12 @@ class HeapSnapshotProfiler(Profiler):
         began = time.perf_counter()
         if self.collect:
             gc.collect()
-        graph = walk_heap((_PACKAGE_DIR,))
-        self.last_node_count, self.last_edge_count = graph.node_count, graph.edge_count
-        out = io.BytesIO()
-        write_heapsnapshot(graph, out)
-        del graph
+        with gc_paused():
+            graph = walk_heap((_PACKAGE_DIR,))
+            self.last_node_count, self.last_edge_count = graph.node_count, graph.edge_count
+            out = io.BytesIO()
+            write_heapsnapshot(graph, out)
+            del graph
         self.last_seconds = time.perf_counter() - began
         return out.getvalue()
 

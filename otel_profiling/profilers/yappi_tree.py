@@ -64,49 +64,56 @@ def thread_tree(
 
     ``start_stack`` is the thread's stack (outermost first) when profiling began.
     """
-    funcs: Dict[int, Any] = {}
+    # One plain record per function, read once from yappi's (slow to iterate) objects:
+    # index -> (frame, total time, [(callee index, time under this function)])
+    stats = list(stats)
+    present = {stat.index for stat in stats}
+    funcs: Dict[int, Tuple[Frame, float, List[Tuple[int, float]]]] = {}
     called: Set[int] = set()
     for stat in stats:
-        funcs[stat.index] = stat
-        for child in stat.children:
-            if child.index != stat.index:
-                called.add(child.index)
+        edges = [
+            (child.index, float(child.ttot)) for child in stat.children if child.index in present
+        ]
+        funcs[stat.index] = (_frame(stat), float(stat.ttot), edges)
+        called.update(index for index, _ in edges if index != stat.index)
     if not funcs:
         return
-    roots = [stat for index, stat in funcs.items() if index not in called]
+    roots = [index for index in funcs if index not in called]
     if not roots:  # everything is in a cycle: start from the most expensive function
-        roots = [max(funcs.values(), key=lambda s: s.ttot)]
+        roots = [max(funcs, key=lambda index: funcs[index][1])]
     if budget is None:
         budget = [max_nodes]
     thread_node = parent.child(thread_frame)
 
-    # Explicit stack: (parent node, function stat, time to give it, path of indexes)
-    work: List[Tuple[CallNode, Any, float, Tuple[int, ...]]] = [
-        (_under_start_stack(thread_node, _frame(stat), start_stack), stat, float(stat.ttot), ())
-        for stat in roots
+    # Explicit stack: (parent node, function index, time to give it, indexes on the path)
+    work: List[Tuple[CallNode, int, float, Tuple[int, ...]]] = [
+        (_under_start_stack(thread_node, funcs[index][0], start_stack), index, funcs[index][1], ())
+        for index in roots
     ]
     while work:
-        into, stat, total, path = work.pop()
+        into, index, total, path = work.pop()
         if total < min_seconds:
             into.self_value += max(total, 0.0)
             continue
-        node = into.child(_frame(stat))
+        frame, ttot, edges = funcs[index]
+        node = into.child(frame)
         budget[0] -= 1
-        scale = total / stat.ttot if stat.ttot > 0 else 0.0
-        path = path + (stat.index,)
-        shares: List[Tuple[Any, float]] = []
-        outlived: List[Tuple[Any, float]] = []
+        scale = total / ttot if ttot > 0 else 0.0
+        path = path + (index,)
+        shares: List[Tuple[int, float]] = []
+        outlived: List[Tuple[int, float]] = []
+        given = 0.0
         if len(path) < max_depth and budget[0] > 0:
-            for edge in stat.children:
-                callee = funcs.get(edge.index)
-                if callee is None or edge.index in path:
+            limit = ttot * _OUTLIVE_RATIO + _OUTLIVE_SLACK
+            for callee, edge_time in edges:
+                if callee in path:
                     continue
-                share = float(edge.ttot) * scale
-                if edge.ttot > stat.ttot * _OUTLIVE_RATIO + _OUTLIVE_SLACK:
-                    outlived.append((callee, share))  # a coroutine: its own full time
+                if edge_time > limit:
+                    outlived.append((callee, edge_time * scale))  # a coroutine: its full time
                 else:
+                    share = edge_time * scale
                     shares.append((callee, share))
-        given = sum(share for _, share in shares)
+                    given += share
         if given > total > 0:  # clock noise: never give children more than the parent had
             shares = [(callee, share * total / given) for callee, share in shares]
             given = total
