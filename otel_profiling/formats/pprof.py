@@ -19,7 +19,12 @@ _SAMPLE_TYPE, _SAMPLE, _LOCATION, _FUNCTION, _STRING_TABLE = 1, 2, 4, 5, 6
 _TIME_NANOS, _DURATION_NANOS, _PERIOD_TYPE, _PERIOD = 9, 10, 11, 12
 
 
+_SMALL = [bytes([i]) for i in range(128)]
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _SMALL[value]
     if value < 0:
         value += 1 << 64  # int64 negatives are ten-byte two's complement
     out = bytearray()
@@ -30,8 +35,14 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_KEYS: Dict[Tuple[int, int], bytes] = {}
+
+
 def _key(field: int, wire: int) -> bytes:
-    return _varint((field << 3) | wire)
+    found = _KEYS.get((field, wire))
+    if found is None:
+        found = _KEYS[(field, wire)] = _varint((field << 3) | wire)
+    return found
 
 
 def _int_field(field: int, value: int) -> bytes:
@@ -108,12 +119,18 @@ def encode_pprof(
         location_msgs.append(_int_field(1, loc_id) + _bytes_field(4, line))
         return loc_id
 
+    location_varints: Dict[int, bytes] = {}  # by id(frame): a location id, varint-encoded
     for path, node in root.stacks():
         values = [int(node.self_count), round(node.self_value * value_scale)]
         if not any(values):
             continue
-        leaf_first = [location_id(frame) for frame in reversed(path)]
-        sample = _packed(1, leaf_first) + _packed(2, values)
+        ids = []
+        for frame in reversed(path):  # leaf first
+            encoded = location_varints.get(id(frame))
+            if encoded is None:
+                encoded = location_varints[id(frame)] = _varint(location_id(frame))
+            ids.append(encoded)
+        sample = _bytes_field(1, b"".join(ids)) + _packed(2, values)
         out.append(_bytes_field(_SAMPLE, sample))
     out.extend(_bytes_field(_LOCATION, msg) for msg in location_msgs)
     out.extend(_bytes_field(_FUNCTION, msg) for msg in function_msgs)
