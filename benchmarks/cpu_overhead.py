@@ -1,6 +1,6 @@
 """CPU profile overhead on a call-heavy workload, against bare yappi with the same clock.
 
-Three runs of the same workload, best of ``--repeat`` each:
+Three runs of the same workload, taking turns, best of ``--repeat`` each:
 
 * no profiler;
 * bare yappi (``start`` with the same clock and builtins, ``stop``,
@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Tuple
+from typing import Callable, List, Tuple
 
 import yappi
 
@@ -53,9 +53,15 @@ def workload() -> float:
     return total
 
 
-def best(run: Callable[[], Tuple[float, float]], repeat: int) -> Tuple[float, float]:
-    results = [run() for _ in range(repeat)]
-    return min(r[0] for r in results), min(r[1] for r in results)
+def interleaved(
+    runs: List[Callable[[], Tuple[float, float]]], repeat: int
+) -> List[Tuple[float, float]]:
+    """Best of ``repeat`` for each run, the runs taking turns so load changes hit all alike."""
+    results: List[List[Tuple[float, float]]] = [[] for _ in runs]
+    for _ in range(repeat):
+        for slot, run in enumerate(runs):
+            results[slot].append(run())
+    return [(min(r[0] for r in rs), min(r[1] for r in rs)) for rs in results]
 
 
 def bare() -> Tuple[float, float]:
@@ -94,11 +100,11 @@ def library(clock: str) -> Tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    none = best(bare, args.repeat)
-    floor = best(lambda: bare_yappi(args.clock), args.repeat)
-    ours = best(lambda: library(args.clock), args.repeat)
+    none, floor, ours = interleaved(
+        [bare, lambda: bare_yappi(args.clock), lambda: library(args.clock)], args.repeat
+    )
     print(f"clock: {args.clock}")
     print(f"no profiler:  workload {none[0]:.3f} s")
     print(

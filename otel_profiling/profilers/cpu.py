@@ -87,6 +87,10 @@ class CpuProfiler(Profiler):
     I/O or suspended in ``await``; ``clock="cpu"`` measures thread CPU time
     (costlier per call: see the benchmarks). ``builtins=True`` also records C
     functions. The library's own threads are left out of the profile.
+
+    ``format``: ``cpuprofile`` (default), ``pprof`` and ``folded`` are written
+    from the derived call tree (each node with self time counts one sample);
+    ``pstats`` and ``callgrind`` are written by yappi from its exact call graph.
     """
 
     kind = ProfileKind.CPU_PROFILE

@@ -54,7 +54,7 @@ from otel_profiling.formats.heapsnapshot import (
 # How to walk an object; kinds from _LEAF up have no edges of their own to
 # derive (functions keep their referents) and some are named by content.
 _GENERIC, _DICT, _SEQ, _MODULE, _LEAF, _STR, _FUNC = range(7)
-_STRING_NAME_CHARS = 80
+_NAME_SLICE = slice(0, 80)  # strings are named by their first 80 characters
 _MAX_ELEMENT = 2**31 - 1
 _STR_ONLY = {str}
 _LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
@@ -268,8 +268,8 @@ def _node_fields(
     node_name = graph.node_name
     for position in named:
         obj = objs[position]
-        if isinstance(obj, str):
-            node_name[base + position] = add_string(obj[:_STRING_NAME_CHARS])
+        if isinstance(obj, str):  # str's own slicing: a subclass's __getitem__ never runs
+            node_name[base + position] = add_string(str.__getitem__(obj, _NAME_SLICE))
         else:
             node_name[base + position] = add_string(getattr(obj, "__qualname__", "") or "function")
 

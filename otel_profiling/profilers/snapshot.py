@@ -3,8 +3,9 @@
 A snapshot is an instant, not a window: it is taken when the trigger starts
 (the moment someone asked for it), and the trigger's stop only hands it over.
 So a signal toggles exactly one snapshot per start, and an interval trigger
-takes one per window. The walk holds the GIL for its duration (about a second
-per million objects): the application pauses, as it does for V8's snapshots.
+takes one per window. The walk holds the GIL for its duration (a few seconds
+per million objects, see the benchmarks): the application pauses, as a
+Node.js process does for a V8 snapshot.
 """
 
 from __future__ import annotations
