@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import textwrap
 import tracemalloc
+import types
 from pathlib import Path
 from typing import Any, List
 
@@ -165,3 +167,17 @@ def test_function_names_from_source(tmp_path: Path) -> None:
     assert names.name(str(path), 10) == "Shop.sell.<locals>.inner"
     assert names.name(str(path), 13) == "<lambda>"
     assert names.name("/nonexistent/file.py", 3) == "file.py"
+
+
+def test_function_names_from_code_objects_without_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = "def outer():\n    x = 1\n    def inner():\n        return 2\n    return inner\n"
+    namespace: dict = {}
+    exec(compile(source, "/nonexistent/generated.py", "exec"), namespace)  # noqa: S102
+    module = types.ModuleType("generated_for_names")
+    module.outer = namespace["outer"]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "generated_for_names", module)
+    names = FunctionNames()
+    assert names.name("/nonexistent/generated.py", 2) == "outer"
+    assert names.name("/nonexistent/generated.py", 4) == "outer.<locals>.inner"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import dis
 import linecache
 import os
 import sys
@@ -140,7 +141,7 @@ def _code_spans() -> Dict[str, List[Tuple[int, int, str]]]:
                 )
     while codes:
         code = codes.pop()
-        lines = [line for _, _, line in code.co_lines() if line is not None]
+        lines = [line for _, line in dis.findlinestarts(code) if line is not None]
         if lines:
             name = getattr(code, "co_qualname", code.co_name)
             spans.setdefault(code.co_filename, []).append((min(lines), max(lines), name))
