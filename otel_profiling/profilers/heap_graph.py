@@ -32,6 +32,7 @@ import gc
 import sys
 import threading
 from array import array
+from itertools import chain, compress
 from operator import itemgetter
 from types import FrameType, FunctionType, ModuleType
 from typing import Any, Dict, List, Optional, Tuple
@@ -114,10 +115,17 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     (``map`` over ``id`` and ``dict.get``) and node fields in one pass at the
     end, so most of the per-object work runs in C.
     """
-    objs: List[Any] = gc.get_objects()
+    found_objects: List[Any] = gc.get_objects()
     # Taken after gc.get_objects(), so that these lists are not themselves in the graph.
     threads = _frames_of_threads(skip_dirs)
     modules = [(name, m) for name, m in list(sys.modules.items()) if m is not None]
+    graph = HeapGraph()
+    strings = graph.strings
+    types: Dict[type, Tuple[int, int, int]] = {}
+    # Objects grouped by how they are walked (lists and tuples, then other objects
+    # and functions: walked in bulk; then dicts and the rest: one at a time).
+    objs, bulk = _grouped(found_objects, types, strings)
+    del found_objects  # gc.get_objects()'s own result, which lists itself: not a node
     frame_count = sum(len(frames) for _, frames in threads)
     base = 1 + len(threads) + frame_count  # root, threads and frames come first
     step = NODE_FIELD_COUNT
@@ -125,14 +133,6 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     index: Dict[int, int] = dict(
         zip(map(id, objs), range(base * step, (base + len(objs)) * step, step))
     )
-    own = index.pop(id(objs), None)  # gc.get_objects() lists its own result
-    if own is not None:
-        last = objs.pop()
-        if last is not objs:
-            objs[own // step - base] = last
-            index[id(last)] = own
-    graph = HeapGraph()
-    strings = graph.strings
     add_string = strings.add
     string_get = strings.index.get
     edge_type, edge_name, edge_to = (
@@ -167,7 +167,6 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
             edge_to(found)
     del threads, modules, edges, obj
 
-    types: Dict[type, Tuple[int, int, int]] = {}
     types_get = types.get
     labels: Dict[type, int] = {}
     labels_get = labels.get
@@ -180,7 +179,41 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     property_bytes = bytes([PROPERTY]) * 4096
     internal_bytes = bytes([INTERNAL]) * 4096
 
+    obj = refs = items = chunk = ref_lists = None  # (all released before returning)
     position = 0
+    for kind, count in bulk:
+        for start in range(position, position + count, _BULK):
+            chunk = objs[start : min(start + _BULK, position + count)]
+            # list(): the items in order (gc's traversal visits a sequence backwards)
+            ref_lists = list(map(list if kind == _SEQ else get_referents, chunk))
+            counts = list(map(len, ref_lists))
+            graph.node_edges.extend(counts)
+            refs = list(chain.from_iterable(ref_lists))
+            if kind == _SEQ:
+                edge_types(bytes([ELEMENT]) * len(refs))
+                edge_names(chain.from_iterable(map(range, counts)))
+            else:
+                edge_types(bytes([INTERNAL]) * len(refs))
+                found_labels = list(map(labels_get, map(type, refs)))
+                if None in found_labels:
+                    found_labels = _add_labels(refs, labels, add_string)
+                edge_names(found_labels)
+                if kind == _FUNC:
+                    named.extend(range(start, start + len(chunk)))
+            targets = list(map(index_get, map(id, refs)))
+            if None in targets:
+                for slot, found in enumerate(targets):
+                    if found is None:
+                        r = refs[slot]
+                        found = index_get(id(r))
+                        if found is None:
+                            found = index[id(r)] = (base + len(objs)) * step
+                            objs_append(r)
+                        targets[slot] = found
+            edge_tos(targets)
+        position += count
+    chunk = ref_lists = refs = None
+
     while position < len(objs):
         obj = objs[position]
         position += 1
@@ -237,10 +270,40 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
                     targets[slot] = found
         edge_tos(targets)
         node_edges(len(targets))
-    del index, index_get, obj, refs, items
+    del index, index_get
+    obj = refs = items = None
     _node_fields(graph, objs, types, named, add_string)
     objs.clear()  # it may hold a frame that holds it: free it without waiting for gc
     return graph
+
+
+_BULK = 2048  # objects per bulk step
+_BULK_KINDS = (_SEQ, _GENERIC, _FUNC)
+
+
+def _grouped(
+    found: List[Any], types: Dict[type, Tuple[int, int, int]], strings: Any
+) -> Tuple[List[Any], List[Tuple[int, int]]]:
+    """``found`` reordered: the bulk kinds first, each group contiguous, then the rest.
+
+    Returns the list and ``[(kind, count)]`` of the bulk groups at its start.
+    ``found`` itself (gc.get_objects() lists its own result) is left out.
+    """
+    for t in set(map(type, found)):
+        if t not in types:
+            types[t] = _type_info(t, strings)
+    kinds = list(map(itemgetter(2), map(types.__getitem__, map(type, found))))
+    ordered: List[Any] = []
+    bulk: List[Tuple[int, int]] = []
+    for kind in _BULK_KINDS:
+        group = list(compress(found, map(kind.__eq__, kinds)))
+        if kind == _SEQ:
+            group = [obj for obj in group if obj is not found]
+        bulk.append((kind, len(group)))
+        ordered.extend(group)
+    rest = set(range(7)) - set(_BULK_KINDS)
+    ordered.extend(compress(found, map(rest.__contains__, kinds)))
+    return ordered, bulk
 
 
 def _node_fields(
