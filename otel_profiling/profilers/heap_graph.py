@@ -122,8 +122,8 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     graph = HeapGraph()
     strings = graph.strings
     types: Dict[type, Tuple[int, int, int]] = {}
-    # Objects grouped by how they are walked (lists and tuples, then other objects
-    # and functions: walked in bulk; then dicts and the rest: one at a time).
+    # Objects grouped by how they are walked (lists and tuples, other objects,
+    # functions and dicts: in bulk; then modules and the rest: one at a time).
     objs, bulk = _grouped(found_objects, types, strings)
     del found_objects  # gc.get_objects()'s own result, which lists itself: not a node
     frame_count = sum(len(frames) for _, frames in threads)
@@ -184,15 +184,30 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     for kind, count in bulk:
         for start in range(position, position + count, _BULK):
             chunk = objs[start : min(start + _BULK, position + count)]
-            # list(): the items in order (gc's traversal visits a sequence backwards)
-            ref_lists = list(map(list if kind == _SEQ else get_referents, chunk))
-            counts = list(map(len, ref_lists))
-            graph.node_edges.extend(counts)
-            refs = list(chain.from_iterable(ref_lists))
+            if kind == _DICT:
+                # list(dict.items(d)) copies a dict atomically (no Python code runs)
+                item_lists = list(map(list, map(dict_items, chunk)))
+                counts = list(map(len, item_lists))
+                pairs = list(chain.from_iterable(item_lists))
+                keys, refs = (list(side) for side in zip(*pairs)) if pairs else ([], [])
+                del item_lists, pairs
+                names = list(map(string_get, keys)) if set(map(type, keys)) <= _STR_ONLY else None
+                if names is None or None in names:  # new names or other keys: one by one
+                    counts, refs = _dict_chunk(graph, strings, chunk, key_name)
+                else:
+                    edge_types(bytes([PROPERTY]) * len(refs))
+                    edge_names(names)
+                graph.node_edges.extend(counts)
+            else:
+                # list(): the items in order (gc's traversal visits a sequence backwards)
+                ref_lists = list(map(list if kind == _SEQ else get_referents, chunk))
+                counts = list(map(len, ref_lists))
+                graph.node_edges.extend(counts)
+                refs = list(chain.from_iterable(ref_lists))
             if kind == _SEQ:
                 edge_types(bytes([ELEMENT]) * len(refs))
                 edge_names(chain.from_iterable(map(range, counts)))
-            else:
+            elif kind != _DICT:
                 edge_types(bytes([INTERNAL]) * len(refs))
                 found_labels = list(map(labels_get, map(type, refs)))
                 if None in found_labels:
@@ -278,7 +293,7 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
 
 
 _BULK = 2048  # objects per bulk step
-_BULK_KINDS = (_SEQ, _GENERIC, _FUNC)
+_BULK_KINDS = (_SEQ, _GENERIC, _FUNC, _DICT)
 
 
 def _grouped(
@@ -403,6 +418,29 @@ def _dict_edges(graph: HeapGraph, strings: Any, keys: Tuple[Any, ...], key_name:
             labels(key_name)
             types(PROPERTY)
             labels(strings.add(f"[{kt.__name__}]"))
+
+
+def _dict_chunk(
+    graph: HeapGraph, strings: Any, dicts: List[Any], key_name: int
+) -> Tuple[List[int], List[Any]]:
+    """Edges of dicts with new key names or non-``str`` keys, one dict at a time.
+
+    Writes the edge types and names; returns each dict's edge count and the
+    edge targets in order, for the caller to map to nodes.
+    """
+    counts: List[int] = []
+    targets: List[Any] = []
+    for obj in dicts:
+        items = list(dict.items(obj))
+        if not items:
+            counts.append(0)
+            continue
+        keys, values = zip(*items)
+        _dict_edges(graph, strings, keys, key_name)
+        refs = _dict_targets(keys, values)
+        counts.append(len(refs))
+        targets.extend(refs)
+    return counts, targets
 
 
 def _dict_targets(keys: Tuple[Any, ...], values: Tuple[Any, ...]) -> List[Any]:
