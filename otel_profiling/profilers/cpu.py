@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yappi
 
 from otel_profiling._gcpause import gc_paused
-from otel_profiling._threads import is_own_thread
+from otel_profiling._threads import LIBRARY_THREAD_PREFIX
 from otel_profiling.formats.calltree import CallNode, Frame
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
 from otel_profiling.formats.folded import encode_folded
@@ -53,6 +53,15 @@ def _thread_name() -> Optional[str]:
     """
     thread = threading._active.get(threading.get_ident())  # type: ignore[attr-defined]
     return None if thread is None else thread.name
+
+
+def _is_library_thread(thread: Any) -> bool:
+    """This library's threads and fsspec's I/O loop, by the name yappi recorded.
+
+    The name is the one the thread had when yappi first saw it (``_thread_name``),
+    so an ident reused by a later thread cannot hide an application thread.
+    """
+    return str(thread.name).startswith(LIBRARY_THREAD_PREFIX) or thread.name == "fsspecIO"
 
 
 def _code_name(code: CodeType) -> str:
@@ -176,7 +185,7 @@ class CpuProfiler(Profiler):
 
     def _yappi_file(self, kind: str) -> bytes:
         """The application threads' call graph written by yappi itself (exact, not a tree)."""
-        own = {t.id for t in yappi.get_thread_stats() if is_own_thread(int(t.tid))}
+        own = {t.id for t in yappi.get_thread_stats() if _is_library_thread(t)}
         stats = yappi.get_func_stats(filter_callback=lambda stat: stat.ctx_id not in own)
         handle, path = tempfile.mkstemp(prefix="otel-profiling-", suffix="." + kind)
         os.close(handle)
@@ -189,12 +198,11 @@ class CpuProfiler(Profiler):
         return _fix_pstats_counts(data) if kind == "pstat" else data
 
     def _collect(self) -> List[Tuple[str, int, Any, List[Frame]]]:
-        names = {thread.ident: thread.name for thread in threading.enumerate()}
         threads = []
         for thread in yappi.get_thread_stats():
-            name = names.get(int(thread.tid), str(thread.name))
-            if is_own_thread(int(thread.tid)) or name == "fsspecIO":
+            if _is_library_thread(thread):
                 continue
+            name = str(thread.name)
             stats = yappi.get_func_stats(filter={"ctx_id": thread.id})
             stack = self._start_stacks.get(int(thread.tid), [])
             threads.append((name, int(thread.tid), list(stats), stack))

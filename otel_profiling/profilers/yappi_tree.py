@@ -21,6 +21,10 @@ function*. It records no stacks. The tree is rebuilt top-down:
   from first call to return, suspensions included, and a resume is not a new
   call), so its time under a caller can exceed that caller's total; such a
   callee keeps its full time, and does not reduce the caller's self time;
+* a function running before profiling began that yappi never saw start (a
+  coroutine resumed after ``await``) has no time of its own in yappi: it is
+  given its callees' time, and what its callers do not account for hangs
+  from the start-time stack like an entry point;
 * a callee already on the path (recursion) is not expanded again: its time
   stays in the outer call, where yappi also counts it;
 * each node with self time counts one sample (``self_count = 1``), the
@@ -70,25 +74,43 @@ def thread_tree(
     present = {stat.index for stat in stats}
     funcs: Dict[int, Tuple[Frame, float, List[Tuple[int, float]]]] = {}
     called: Set[int] = set()
+    incoming: Dict[int, float] = {}
+    unseen: Set[int] = set()
     for stat in stats:
         edges = [
             (child.index, float(child.ttot)) for child in stat.children if child.index in present
         ]
-        funcs[stat.index] = (_frame(stat), float(stat.ttot), edges)
-        called.update(index for index, _ in edges if index != stat.index)
+        ttot = float(stat.ttot)
+        if ttot < min_seconds and edges:
+            # Running before profiling began and never seen to start (e.g. a coroutine
+            # resumed after ``await``): yappi gives it no time; it has at least its callees'.
+            ttot = sum(time for index, time in edges if index != stat.index)
+            unseen.add(stat.index)
+        funcs[stat.index] = (_frame(stat), ttot, edges)
+        for index, time in edges:
+            if index != stat.index:
+                called.add(index)
+                incoming[index] = incoming.get(index, 0.0) + time
     if not funcs:
         return
-    roots = [index for index in funcs if index not in called]
-    if not roots:  # everything is in a cycle: start from the most expensive function
-        roots = [max(funcs, key=lambda index: funcs[index][1])]
+    entries = [(index, funcs[index][1]) for index in funcs if index not in called]
+    # An unseen function whose callers account for little of its time hangs from the
+    # start-time stack like an entry point, with the time no caller gave it.
+    for index in unseen & called:
+        owed = funcs[index][1] - incoming.get(index, 0.0)
+        if owed >= min_seconds and owed > 0.5 * funcs[index][1]:
+            entries.append((index, owed))
+    if not entries:  # everything is in a cycle: start from the most expensive function
+        top = max(funcs, key=lambda index: funcs[index][1])
+        entries = [(top, funcs[top][1])]
     if budget is None:
         budget = [max_nodes]
     thread_node = parent.child(thread_frame)
 
     # Explicit stack: (parent node, function index, time to give it, indexes on the path)
     work: List[Tuple[CallNode, int, float, Tuple[int, ...]]] = [
-        (_under_start_stack(thread_node, funcs[index][0], start_stack), index, funcs[index][1], ())
-        for index in roots
+        (_under_start_stack(thread_node, funcs[index][0], start_stack), index, total, ())
+        for index, total in entries
     ]
     while work:
         into, index, total, path = work.pop()
