@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Set
 
+LIBRARY_THREAD_PREFIX = "otel-profiling-"
 _own_idents: Set[int] = set()
 
 
@@ -23,7 +24,7 @@ def start_daemon(target: Callable[[], None], name: str) -> threading.Thread:
         finally:
             _own_idents.discard(ident)
 
-    thread = threading.Thread(target=run, name=f"otel-profiling-{name}", daemon=True)
+    thread = threading.Thread(target=run, name=LIBRARY_THREAD_PREFIX + name, daemon=True)
     thread.start()
     return thread
 

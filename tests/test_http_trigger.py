@@ -313,3 +313,33 @@ def test_forgotten_window_ends_after_max_window_seconds() -> None:
         assert len(exporter.get_finished_profiles()) == 2
     finally:
         agent.shutdown()
+
+
+def test_real_heap_profilers_over_http() -> None:
+    """/heap and /snapshot with HeapProfiler and HeapSnapshotProfiler: files DevTools loads."""
+    from viewers import HeapSnapshot, load_heapprofile
+
+    from otel_profiling.profilers import HeapProfiler, HeapSnapshotProfiler
+
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    trigger = HttpTrigger(token=TOKEN)
+    agent.register(trigger, HeapProfiler(), HeapSnapshotProfiler())
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+    try:
+        status, headers, body = request(trigger, "/heap?seconds=0.2")
+        assert status == 200, body
+        assert headers["Content-Type"] == "application/json"
+        assert headers["Content-Disposition"].endswith('.heapprofile"')
+        load_heapprofile(body)
+        status, headers, body = request(trigger, "/snapshot")
+        assert status == 200, body[:200]
+        assert headers["Content-Disposition"].endswith('.heapsnapshot"')
+        assert HeapSnapshot(body).count > 1000
+    finally:
+        agent.shutdown()
+    assert [p.kind.value for p in exporter.get_finished_profiles()] == [
+        "HEAP_PROFILE",
+        "HEAP_SNAPSHOT",
+    ]

@@ -23,10 +23,23 @@ class ProfileFormat:
 
 
 _JSON = "application/json"
+_PPROF = ProfileFormat("pprof", "pprof", "application/vnd.google.protobuf+gzip")
+_FOLDED = ProfileFormat("folded", "folded", "text/plain; charset=utf-8")
 
+# The first format of each kind is its default (the Chrome DevTools one).
 FORMATS: Dict[ProfileKind, Tuple[ProfileFormat, ...]] = {
-    ProfileKind.CPU_PROFILE: (ProfileFormat("cpuprofile", "cpuprofile", _JSON),),
-    ProfileKind.HEAP_PROFILE: (ProfileFormat("heapprofile", "heapprofile", _JSON),),
+    ProfileKind.CPU_PROFILE: (
+        ProfileFormat("cpuprofile", "cpuprofile", _JSON),
+        _PPROF,
+        ProfileFormat("pstats", "pstats", "application/octet-stream"),
+        ProfileFormat("callgrind", "callgrind", "text/plain; charset=utf-8"),
+        _FOLDED,
+    ),
+    ProfileKind.HEAP_PROFILE: (
+        ProfileFormat("heapprofile", "heapprofile", _JSON),
+        _PPROF,
+        _FOLDED,
+    ),
     ProfileKind.HEAP_SNAPSHOT: (ProfileFormat("heapsnapshot", "heapsnapshot", _JSON),),
 }
 

@@ -2,5 +2,7 @@
 
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.profilers.cpu import CpuProfiler
+from otel_profiling.profilers.heap import HeapProfiler
+from otel_profiling.profilers.snapshot import HeapSnapshotProfiler
 
-__all__ = ["CpuProfiler", "Profiler", "ProfilerBusyError"]
+__all__ = ["CpuProfiler", "HeapProfiler", "HeapSnapshotProfiler", "Profiler", "ProfilerBusyError"]

@@ -7,8 +7,10 @@ it) rather than corrupting the first.
 
 from __future__ import annotations
 
+import marshal
 import os
 import sys
+import tempfile
 import threading
 import time
 from types import CodeType, FrameType
@@ -16,9 +18,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yappi
 
-from otel_profiling._threads import is_own_thread
+from otel_profiling._gcpause import gc_paused
+from otel_profiling._threads import LIBRARY_THREAD_PREFIX
 from otel_profiling.formats.calltree import CallNode, Frame
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
+from otel_profiling.formats.folded import encode_folded
+from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.profilers.yappi_tree import yappi_call_tree
@@ -34,17 +39,29 @@ def _reset_lock_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_in_child)
 _CLOCKS = ("wall", "cpu")
+_YAPPI_FILES = {"pstats": "pstat", "callgrind": "callgrind"}  # format → yappi's save type
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _thread_name() -> Optional[str]:
-    """yappi's context-name callback: the thread's own name, not its class name.
+    """The thread's own name for yappi, read without locks.
 
-    Like yappi's default it reads ``threading._active`` rather than calling
-    ``current_thread()``, which can deadlock inside a profiler callback.
+    yappi's default names a thread by its class (``Thread``), and a thread that
+    ended before the profile stopped is gone from ``threading.enumerate()``.
+    ``threading._active`` is what yappi itself reads (``current_thread()``
+    could deadlock inside a profiler callback).
     """
     thread = threading._active.get(threading.get_ident())  # type: ignore[attr-defined]
     return None if thread is None else thread.name
+
+
+def _is_library_thread(thread: Any) -> bool:
+    """This library's threads and fsspec's I/O loop, by the name yappi recorded.
+
+    The name is the one the thread had when yappi first saw it (``_thread_name``),
+    so an ident reused by a later thread cannot hide an application thread.
+    """
+    return str(thread.name).startswith(LIBRARY_THREAD_PREFIX) or thread.name == "fsspecIO"
 
 
 def _code_name(code: CodeType) -> str:
@@ -84,6 +101,10 @@ class CpuProfiler(Profiler):
     I/O or suspended in ``await``; ``clock="cpu"`` measures thread CPU time
     (costlier per call: see the benchmarks). ``builtins=True`` also records C
     functions. The library's own threads are left out of the profile.
+
+    ``format``: ``cpuprofile`` (default), ``pprof`` and ``folded`` are written
+    from the derived call tree (each node with self time counts one sample);
+    ``pstats`` and ``callgrind`` are written by yappi from its exact call graph.
     """
 
     kind = ProfileKind.CPU_PROFILE
@@ -104,6 +125,8 @@ class CpuProfiler(Profiler):
         self.max_nodes = max_nodes
         self._running = False
         self._start_us = 0
+        self._start_perf = 0.0
+        self._duration_ns = 0
         self._start_stacks: Dict[int, List[Frame]] = {}
 
     @property
@@ -125,6 +148,7 @@ class CpuProfiler(Profiler):
             yappi.set_clock_type(self.clock)
             yappi.set_context_name_callback(_thread_name)
             self._start_us = int(time.time() * 1e6)
+            self._start_perf = time.perf_counter()
             yappi.start(builtins=self.builtins, profile_threads=True)
             self._start_stacks = running_stacks()
         except BaseException:
@@ -135,16 +159,23 @@ class CpuProfiler(Profiler):
     def stop(self) -> bytes:
         if not self._running:
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
-        try:
-            yappi.stop()
-            threads = self._collect()
-            yappi.clear_stats()
-            yappi.set_context_name_callback(None)
-        finally:
-            self._running = False
-            _yappi_lock.release()
-        tree = yappi_call_tree(threads, max_nodes=self.max_nodes)
-        return self.encode(tree)
+        with gc_paused():
+            try:
+                yappi.stop()
+                yappi.set_context_name_callback(None)
+                self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
+                if self.format.name in _YAPPI_FILES:
+                    data = self._yappi_file(_YAPPI_FILES[self.format.name])
+                else:
+                    threads = self._collect()
+                yappi.clear_stats()
+            finally:
+                self._running = False
+                _yappi_lock.release()
+            if self.format.name in _YAPPI_FILES:
+                return data
+            tree = yappi_call_tree(threads, max_nodes=self.max_nodes)
+            return self.encode(tree)
 
     def after_fork(self) -> None:
         if self._running:  # the parent's capture: the child's copy is meaningless
@@ -152,13 +183,26 @@ class CpuProfiler(Profiler):
             yappi.stop()
             yappi.clear_stats()
 
+    def _yappi_file(self, kind: str) -> bytes:
+        """The application threads' call graph written by yappi itself (exact, not a tree)."""
+        own = {t.id for t in yappi.get_thread_stats() if _is_library_thread(t)}
+        stats = yappi.get_func_stats(filter_callback=lambda stat: stat.ctx_id not in own)
+        handle, path = tempfile.mkstemp(prefix="otel-profiling-", suffix="." + kind)
+        os.close(handle)
+        try:
+            stats.save(path, type=kind)
+            with open(path, "rb") as file:
+                data = file.read()
+        finally:
+            os.unlink(path)
+        return _fix_pstats_counts(data) if kind == "pstat" else data
+
     def _collect(self) -> List[Tuple[str, int, Any, List[Frame]]]:
-        names = {thread.ident: thread.name for thread in threading.enumerate()}
         threads = []
         for thread in yappi.get_thread_stats():
-            name = names.get(int(thread.tid), str(thread.name))
-            if is_own_thread(int(thread.tid)) or name == "fsspecIO":
+            if _is_library_thread(thread):
                 continue
+            name = str(thread.name)
             stats = yappi.get_func_stats(filter={"ctx_id": thread.id})
             stack = self._start_stacks.get(int(thread.tid), [])
             threads.append((name, int(thread.tid), list(stats), stack))
@@ -166,6 +210,21 @@ class CpuProfiler(Profiler):
 
     def encode(self, tree: CallNode) -> bytes:
         """Write the call tree (self values in seconds) in this profiler's format."""
+        name = self.format.name
+        if name == "pprof":
+            return encode_pprof(
+                tree,
+                sample_types=[("samples", "count"), (self.clock, "nanoseconds")],
+                value_scale=1e9,
+                period_type=(self.clock, "nanoseconds"),
+                period=1,
+                time_nanos=self._start_us * 1000,
+                duration_nanos=self._duration_ns,
+            )
+        if name == "folded":
+            return encode_folded(tree, 1e6)  # microseconds
+        if name in _YAPPI_FILES:
+            raise ValueError(f"{name} is written from yappi's call graph, not from a call tree")
         return encode_cpuprofile(tree, self._start_us)
 
     def attributes(self) -> dict:
@@ -175,3 +234,18 @@ class CpuProfiler(Profiler):
 
     def __repr__(self) -> str:
         return f"CpuProfiler(format={self.format.name!r}, clock={self.clock!r})"
+
+
+def _fix_pstats_counts(data: bytes) -> bytes:
+    """Swap yappi's top-level ``(ncall, nactualcall)`` into pstats' ``(primitive, total)``.
+
+    ``pstats`` reads ``cc, nc, tt, ct, callers`` with ``cc`` the primitive
+    (non-recursive) calls; yappi writes the total first, which would show a
+    recursive function's counts reversed. Caller entries already follow pstats.
+    """
+    stats = marshal.loads(data)
+    fixed = {
+        func: (actual, total, tsub, ttot, callers)
+        for func, (total, actual, tsub, ttot, callers) in stats.items()
+    }
+    return marshal.dumps(fixed)

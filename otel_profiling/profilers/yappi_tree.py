@@ -17,8 +17,19 @@ function*. It records no stacks. The tree is rebuilt top-down:
   is assumed to be the same whichever path reached ``f`` (exact when ``f``
   has a single caller, the standard approximation otherwise);
 * the node's self time is what its children do not account for;
+* a coroutine outlives the calls that resume it (yappi's wall clock counts it
+  from first call to return, suspensions included, and a resume is not a new
+  call), so its time under a caller can exceed that caller's total; such a
+  callee keeps its full time, and does not reduce the caller's self time;
+* a function running before profiling began that yappi never saw start (a
+  coroutine resumed after ``await``) has no time of its own in yappi: it is
+  given its callees' time, and what its callers do not account for hangs
+  from the start-time stack like an entry point;
 * a callee already on the path (recursion) is not expanded again: its time
   stays in the outer call, where yappi also counts it;
+* each node with self time counts one sample (``self_count = 1``), the
+  synthetic sample the ``.cpuprofile`` writes for it; pprof's ``samples/count``
+  is this count;
 * expansion stops at ``max_depth`` or when ``max_nodes`` are reached, and
   nodes below ``min_seconds`` are folded into their parent's self time, so the
   tree stays bounded however the graph fans out.
@@ -29,6 +40,13 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
+
+# A callee whose time under a caller exceeds the caller's own total cannot have
+# run inside it: it is a coroutine resumed by many short calls (yappi's wall
+# clock counts a coroutine from its first call to its return, suspensions
+# included). Small excesses are clock noise.
+_OUTLIVE_RATIO = 1.05
+_OUTLIVE_SLACK = 1e-4
 
 
 def _frame(stat: Any) -> Frame:
@@ -50,67 +68,81 @@ def thread_tree(
 
     ``start_stack`` is the thread's stack (outermost first) when profiling began.
     """
-    funcs: Dict[int, Any] = {}
+    # One plain record per function, read once from yappi's (slow to iterate) objects:
+    # index -> (frame, total time, [(callee index, time under this function)])
+    stats = list(stats)
+    present = {stat.index for stat in stats}
+    funcs: Dict[int, Tuple[Frame, float, List[Tuple[int, float]]]] = {}
     called: Set[int] = set()
     incoming: Dict[int, float] = {}
+    unseen: Set[int] = set()
     for stat in stats:
-        funcs[stat.index] = stat
-        for child in stat.children:
-            if child.index != stat.index:
-                called.add(child.index)
-                incoming[child.index] = incoming.get(child.index, 0.0) + float(child.ttot)
+        edges = [
+            (child.index, float(child.ttot)) for child in stat.children if child.index in present
+        ]
+        ttot = float(stat.ttot)
+        if ttot < min_seconds and edges:
+            # Running before profiling began and never seen to start (e.g. a coroutine
+            # resumed after ``await``): yappi gives it no time; it has at least its callees'.
+            ttot = sum(time for index, time in edges if index != stat.index)
+            unseen.add(stat.index)
+        funcs[stat.index] = (_frame(stat), ttot, edges)
+        for index, time in edges:
+            if index != stat.index:
+                called.add(index)
+                incoming[index] = incoming.get(index, 0.0) + time
     if not funcs:
         return
-    # A function already running when profiling began (e.g. a coroutine resumed after
-    # ``await``) may be recorded with less time than its callees, even none. A function
-    # counts for at least its callees' time, and time no caller accounts for hangs from
-    # the start-time stack like an entry point.
-    own = {
-        index: max(
-            float(stat.ttot),
-            sum(float(edge.ttot) for edge in stat.children if edge.index != index),
-        )
-        for index, stat in funcs.items()
-    }
-    entries = [(stat, own[index]) for index, stat in funcs.items() if index not in called]
-    for index in called:
-        stat = funcs.get(index)
-        owed = own[index] - incoming.get(index, 0.0) if stat is not None else 0.0
-        if stat is not None and owed >= min_seconds and owed > 0.5 * own[index]:
-            entries.append((stat, owed))
+    entries = [(index, funcs[index][1]) for index in funcs if index not in called]
+    # An unseen function whose callers account for little of its time hangs from the
+    # start-time stack like an entry point, with the time no caller gave it.
+    for index in unseen & called:
+        owed = funcs[index][1] - incoming.get(index, 0.0)
+        if owed >= min_seconds and owed > 0.5 * funcs[index][1]:
+            entries.append((index, owed))
     if not entries:  # everything is in a cycle: start from the most expensive function
-        top = max(funcs.values(), key=lambda s: s.ttot)
-        entries = [(top, float(top.ttot))]
+        top = max(funcs, key=lambda index: funcs[index][1])
+        entries = [(top, funcs[top][1])]
     if budget is None:
         budget = [max_nodes]
     thread_node = parent.child(thread_frame)
 
-    # Explicit stack: (parent node, function stat, time to give it, path of indexes)
-    work: List[Tuple[CallNode, Any, float, Tuple[int, ...]]] = [
-        (_under_start_stack(thread_node, _frame(stat), start_stack), stat, total, ())
-        for stat, total in entries
+    # Explicit stack: (parent node, function index, time to give it, indexes on the path)
+    work: List[Tuple[CallNode, int, float, Tuple[int, ...]]] = [
+        (_under_start_stack(thread_node, funcs[index][0], start_stack), index, total, ())
+        for index, total in entries
     ]
     while work:
-        into, stat, total, path = work.pop()
+        into, index, total, path = work.pop()
         if total < min_seconds:
             into.self_value += max(total, 0.0)
             continue
-        node = into.child(_frame(stat))
+        frame, ttot, edges = funcs[index]
+        node = into.child(frame)
         budget[0] -= 1
-        scale = total / own[stat.index] if own[stat.index] > 0 else 0.0
-        path = path + (stat.index,)
-        shares: List[Tuple[Any, float]] = []
+        scale = total / ttot if ttot > 0 else 0.0
+        path = path + (index,)
+        shares: List[Tuple[int, float]] = []
+        outlived: List[Tuple[int, float]] = []
+        given = 0.0
         if len(path) < max_depth and budget[0] > 0:
-            for edge in stat.children:
-                callee = funcs.get(edge.index)
-                if callee is None or edge.index in path:
+            limit = ttot * _OUTLIVE_RATIO + _OUTLIVE_SLACK
+            for callee, edge_time in edges:
+                if callee in path:
                     continue
-                shares.append((callee, float(edge.ttot) * scale))
-        given = sum(share for _, share in shares)
+                if edge_time > limit:
+                    outlived.append((callee, edge_time * scale))  # a coroutine: its full time
+                else:
+                    share = edge_time * scale
+                    shares.append((callee, share))
+                    given += share
         if given > total > 0:  # clock noise: never give children more than the parent had
             shares = [(callee, share * total / given) for callee, share in shares]
             given = total
+        shares.extend(outlived)
         node.self_value += max(total - given, 0.0)
+        if node.self_value > 0:
+            node.self_count = 1  # one synthetic sample per node with self time
         for callee, share in shares:
             work.append((node, callee, share, path))
 

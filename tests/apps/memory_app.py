@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import sys
 
-from trigger_profilers import GcCountsSnapshotProfiler
-
 from otel_profiling import ProfilingAgent
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
+from otel_profiling.profilers import HeapSnapshotProfiler
 from otel_profiling.triggers import MemoryThresholdTrigger
 from otel_profiling.triggers.thresholds import resident_bytes
 
@@ -26,7 +25,7 @@ def main() -> None:
     memory = InMemoryProfileExporter()
     agent = ProfilingAgent()
     trigger = MemoryThresholdTrigger(rss_bytes=threshold, cooldown=cooldown, poll_interval=0.05)
-    agent.register(trigger, GcCountsSnapshotProfiler())
+    agent.register(trigger, HeapSnapshotProfiler())
     agent.add_profile_processor(SimpleProfileProcessor(memory))
     agent.add_profile_processor(BatchProfileProcessor(FsspecProfileExporter(url)))
     agent.start()

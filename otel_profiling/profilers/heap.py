@@ -1,0 +1,185 @@
+"""Heap profiler on tracemalloc: what was allocated during the window and is still alive.
+
+Tracing starts with the trigger's start and the profile is taken at its stop,
+so the profile holds the memory allocated inside the window that is still
+alive, grouped by allocation stack. When tracemalloc was already tracing
+(started by the application or ``PYTHONTRACEMALLOC``), the profiler takes a
+snapshot at start and keeps, per stack, only the growth since then; it never
+stops tracing it did not start.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tracemalloc
+from typing import Dict, List, Optional, Tuple
+
+from otel_profiling._gcpause import gc_paused
+from otel_profiling.formats.calltree import CallNode, Frame, add_stack, new_root
+from otel_profiling.formats.folded import encode_folded
+from otel_profiling.formats.heapprofile import encode_heapprofile
+from otel_profiling.formats.pprof import encode_pprof
+from otel_profiling.profile import ProfileKind
+from otel_profiling.profilers.base import Profiler, ProfilerBusyError
+from otel_profiling.profilers.source_names import FunctionNames, enclosing
+
+_lock = threading.Lock()  # one heap profile at a time: tracemalloc is process-global
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_IGNORED = (
+    tracemalloc.Filter(False, tracemalloc.__file__),
+    tracemalloc.Filter(False, os.path.join(_PACKAGE_DIR, "*")),
+)
+DEFAULT_FRAMES = 64
+
+
+def _reset_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+
+class HeapProfiler(Profiler):
+    """Live memory allocated during the window, by allocation stack (tracemalloc).
+
+    ``frames`` is the stack depth recorded per allocation (tracemalloc's
+    ``nframe``; deeper costs more). Each node reads ``function (file:line)``:
+    function names, which tracemalloc does not record, are recovered from the
+    source. Self values are bytes, self counts are live objects (blocks).
+    """
+
+    kind = ProfileKind.HEAP_PROFILE
+
+    def __init__(
+        self,
+        format: Optional[str] = None,  # noqa: A002
+        *,
+        frames: int = DEFAULT_FRAMES,
+    ) -> None:
+        super().__init__(format)
+        if not isinstance(frames, int) or not 1 <= frames <= 65535:
+            raise ValueError(f"frames must be an integer from 1 to 65535, not {frames!r}.")
+        self.frames = frames
+        self._running = False
+        self._we_started = False
+        self._baseline: Optional[tracemalloc.Snapshot] = None
+        self._start_ns = 0
+        self._start_perf = 0.0
+        self._names = FunctionNames()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        if self._running:
+            raise ProfilerBusyError("this HeapProfiler is already profiling")
+        if not _lock.acquire(blocking=False):
+            raise ProfilerBusyError("a heap profile is already running in this process")
+        try:
+            self._we_started = not tracemalloc.is_tracing()
+            if self._we_started:
+                tracemalloc.start(self.frames)
+                self._baseline = None
+            else:  # someone else traces: keep only what grows from now on
+                self._baseline = tracemalloc.take_snapshot().filter_traces(_IGNORED)
+            self._start_ns = time.time_ns()
+            self._start_perf = time.perf_counter()
+        except BaseException:
+            _lock.release()
+            raise
+        self._running = True
+
+    def stop(self) -> bytes:
+        if not self._running:
+            raise RuntimeError("HeapProfiler.stop() called while not profiling")
+        try:
+            duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
+            snapshot = tracemalloc.take_snapshot().filter_traces(_IGNORED)
+            if self._we_started:
+                tracemalloc.stop()
+        finally:
+            self._running = False
+            _lock.release()
+        with gc_paused():
+            stats = self._live_stacks(snapshot)
+            baseline, self._baseline = self._baseline, None
+            if baseline is not None:
+                stats = _growth(stats, self._live_stacks(baseline))
+            del snapshot, baseline
+            return self.encode(self._tree(stats), duration_ns)
+
+    def after_fork(self) -> None:
+        if self._running:  # the parent's window; release so the child can profile
+            self._running = False
+            self._baseline = None
+            if self._we_started and tracemalloc.is_tracing():
+                tracemalloc.stop()
+
+    @staticmethod
+    def _live_stacks(snapshot: tracemalloc.Snapshot) -> Dict[Tuple, Tuple[int, int]]:
+        """``{traceback frames: (bytes, blocks)}``, frames oldest first."""
+        return {
+            tuple((f.filename, f.lineno) for f in stat.traceback): (stat.size, stat.count)
+            for stat in snapshot.statistics("traceback")
+        }
+
+    def _tree(self, stats: Dict[Tuple, Tuple[int, int]]) -> CallNode:
+        root = new_root()
+        for stack, (size, count) in stats.items():
+            path: List[Frame] = []
+            inner = ""
+            # Innermost first: a frame on the same line as the frame it called is
+            # the scope around that frame (a comprehension or lambda called in place).
+            for index in range(len(stack) - 1, -1, -1):
+                filename, lineno = stack[index]
+                if index + 1 < len(stack) and stack[index + 1] == stack[index]:
+                    name = enclosing(inner)
+                else:
+                    name = self._names.name(filename, lineno)
+                path.append(Frame(name, filename, lineno))
+                inner = name
+            path.reverse()
+            add_stack(root, path, float(size), count)
+        return root
+
+    def encode(self, tree: CallNode, duration_ns: int = 0) -> bytes:
+        """Write the tree (self values in bytes, counts in objects) in this profiler's format."""
+        name = self.format.name
+        if name == "pprof":
+            return encode_pprof(
+                tree,
+                sample_types=[("inuse_objects", "count"), ("inuse_space", "bytes")],
+                value_scale=1.0,
+                period_type=("space", "bytes"),
+                period=1,
+                time_nanos=self._start_ns,
+                duration_nanos=duration_ns,
+            )
+        if name == "folded":
+            return encode_folded(tree, 1.0)
+        return encode_heapprofile(tree)
+
+    def attributes(self) -> dict:
+        attrs = super().attributes()
+        attrs["profiling.heap.frames"] = self.frames
+        return attrs
+
+    def __repr__(self) -> str:
+        return f"HeapProfiler(format={self.format.name!r}, frames={self.frames})"
+
+
+def _growth(
+    now: Dict[Tuple, Tuple[int, int]], before: Dict[Tuple, Tuple[int, int]]
+) -> Dict[Tuple, Tuple[int, int]]:
+    """Per stack, what is alive now beyond what was alive at start (positive growth only)."""
+    grown: Dict[Tuple, Tuple[int, int]] = {}
+    for stack, (size, count) in now.items():
+        old_size, old_count = before.get(stack, (0, 0))
+        if size > old_size:
+            grown[stack] = (size - old_size, max(count - old_count, 0))
+    return grown

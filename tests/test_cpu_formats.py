@@ -1,0 +1,184 @@
+"""CPU profiles in every format, read back by independent readers."""
+
+from __future__ import annotations
+
+import asyncio
+import pstats
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from viewers import (
+    cpuprofile_self_times,
+    cpuprofile_total_times,
+    load_cpuprofile,
+    load_folded,
+    load_pprof,
+    pprof_stacks,
+)
+
+from otel_profiling.profilers import CpuProfiler
+
+
+def spin_cpu(seconds: float) -> int:
+    """CPU-bound: dominates self time."""
+    end = time.perf_counter() + seconds
+    total = 0
+    while time.perf_counter() < end:
+        for i in range(2000):
+            total += i * i
+    return total
+
+
+def recurse(depth: int) -> int:
+    return 0 if depth == 0 else recurse(depth - 1) + 1
+
+
+def light_helper() -> int:
+    return sum(range(100))
+
+
+def workload() -> None:
+    spin_cpu(0.4)
+    recurse(15)
+    for _ in range(50):
+        light_helper()
+
+
+def capture(fmt: str, **options: object) -> bytes:
+    profiler = CpuProfiler(format=fmt, **options)  # type: ignore[arg-type]
+    profiler.start()
+    try:
+        workload()
+    finally:
+        data = profiler.stop()
+    return data
+
+
+def test_pstats_loads_in_pstats_with_exact_counts(tmp_path: Path) -> None:
+    path = tmp_path / "cpu.pstats"
+    path.write_bytes(capture("pstats"))
+    stats = pstats.Stats(str(path))
+    by_name = {func[2]: value for func, value in stats.stats.items()}  # type: ignore[attr-defined]
+    primitive, total, tottime, _cumtime, _callers = by_name["recurse"]
+    assert (primitive, total) == (1, 16), "pstats expects (primitive, total) calls"
+    assert by_name["light_helper"][:2] == (50, 50)
+    top = max(by_name.items(), key=lambda item: item[1][2])
+    assert top[0] == "spin_cpu", f"self time dominated by {top[0]}"
+    assert by_name["spin_cpu"][2] >= 0.2
+
+
+def test_callgrind_has_functions_and_costs() -> None:
+    text = capture("callgrind").decode("utf-8")
+    assert text.startswith("version: 1")
+    assert re.search(r"^events: ", text, re.M)
+    names = set(re.findall(r"^fn=\(\d+\)(?: (\S+))?", text, re.M))
+    assert {"spin_cpu", "recurse", "light_helper"} <= names
+    costs = [int(m) for m in re.findall(r"^\d+ (\d+)$", text, re.M)]
+    assert costs and max(costs) > 0
+
+
+def test_folded_self_time_dominated_by_cpu_function() -> None:
+    stacks = load_folded(capture("folded"))
+    self_us: dict = {}
+    for stack, count in stacks:
+        leaf = stack[-1].split(" (")[0]
+        self_us[leaf] = self_us.get(leaf, 0) + count
+    assert max(self_us, key=self_us.get) == "spin_cpu"
+    assert self_us["spin_cpu"] >= 200_000  # microseconds
+    assert any(stack[0].startswith("MainThread (thread ") for stack, _ in stacks)
+
+
+def test_pprof_decodes_with_profile_proto() -> None:
+    profile = load_pprof(capture("pprof"))
+    strings = profile.string_table
+    types = [(strings[t.type], strings[t.unit]) for t in profile.sample_type]
+    assert types == [("samples", "count"), ("wall", "nanoseconds")]
+    assert (strings[profile.period_type.type], strings[profile.period_type.unit]) == (
+        "wall",
+        "nanoseconds",
+    )
+    leaf_ns: dict = {}
+    for stack, values in pprof_stacks(profile):
+        assert values[0] >= 0 and values[1] >= 0
+        leaf_ns[stack[-1]] = leaf_ns.get(stack[-1], 0) + values[1]
+    assert max(leaf_ns, key=leaf_ns.get) == "spin_cpu"
+    assert leaf_ns["spin_cpu"] >= 200_000_000
+    assert profile.duration_nanos >= 400_000_000
+
+
+def test_pprof_cpu_clock_names_the_value() -> None:
+    profile = load_pprof(capture("pprof", clock="cpu"))
+    strings = profile.string_table
+    assert [strings[t.type] for t in profile.sample_type] == ["samples", "cpu"]
+
+
+def test_threads_keep_their_identity() -> None:
+    profiler = CpuProfiler()
+    profiler.start()
+    worker = threading.Thread(target=spin_cpu, args=(0.3,), name="pricing-worker")
+    worker.start()
+    worker.join()
+    profile = load_cpuprofile(profiler.stop())
+    by_id = {node["id"]: node for node in profile["nodes"]}
+    root = profile["nodes"][0]
+    threads = [by_id[c]["callFrame"]["functionName"] for c in root["children"]]
+    assert any(t.startswith("pricing-worker (thread ") for t in threads), threads
+    assert any(t.startswith("MainThread (thread ") for t in threads), threads
+    (subtree,) = [
+        by_id[c]
+        for c in root["children"]
+        if "pricing-worker" in by_id[c]["callFrame"]["functionName"]
+    ]
+    below = set()
+    stack = list(subtree["children"])
+    while stack:
+        node = by_id[stack.pop()]
+        below.add(node["callFrame"]["functionName"])
+        stack.extend(node["children"])
+    assert "spin_cpu" in below
+
+
+async def sleeper(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def gather_sleepers() -> None:
+    await asyncio.gather(sleeper(0.3), sleeper(0.3))
+
+
+def test_coroutines_keep_their_wall_time() -> None:
+    profiler = CpuProfiler(clock="wall")
+    profiler.start()
+    asyncio.run(gather_sleepers())
+    profile = load_cpuprofile(profiler.stop())
+    totals = cpuprofile_total_times(profile)
+    # Two coroutines suspended 0.3 s each: yappi's wall clock counts suspensions.
+    assert totals["sleeper"] >= 0.55e6, totals.get("sleeper")
+    assert totals["gather_sleepers"] >= 0.28e6, totals.get("gather_sleepers")
+    assert cpuprofile_self_times(profile).get("sleeper", 0) < 0.1e6  # time is in asyncio.sleep
+
+
+@pytest.mark.parametrize(
+    ("fmt", "extension", "content_type"),
+    [
+        ("cpuprofile", "cpuprofile", "application/json"),
+        ("pprof", "pprof", "application/vnd.google.protobuf+gzip"),
+        ("pstats", "pstats", "application/octet-stream"),
+        ("callgrind", "callgrind", "text/plain; charset=utf-8"),
+        ("folded", "folded", "text/plain; charset=utf-8"),
+    ],
+)
+def test_formats_set_extension_and_content_type(
+    fmt: str, extension: str, content_type: str
+) -> None:
+    profiler = CpuProfiler(format=fmt.upper())
+    assert profiler.format.extension == extension
+    assert profiler.format.content_type == content_type
+
+
+def test_unknown_format_lists_the_choices() -> None:
+    with pytest.raises(ValueError, match="cpuprofile, pprof, pstats, callgrind, folded"):
+        CpuProfiler(format="svg")

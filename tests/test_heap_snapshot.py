@@ -1,0 +1,203 @@
+"""Heap snapshots read back with the checks DevTools' loader applies."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import types
+from array import array
+from typing import Iterator
+
+import pytest
+from conftest import wait_for
+from viewers import HeapSnapshot
+
+from otel_profiling import ProfileKind, ProfilingAgent
+from otel_profiling.exporters import InMemoryProfileExporter
+from otel_profiling.formats.heapsnapshot import HeapGraph, write_heapsnapshot
+from otel_profiling.processors import SimpleProfileProcessor
+from otel_profiling.profilers import HeapSnapshotProfiler, ProfilerBusyError
+from otel_profiling.profilers.heap_graph import walk_heap
+from otel_profiling.triggers import SignalTrigger
+
+MODULE = "snapshot_fixture_module"
+
+
+class RetainedByGlobal:
+    """Found by its constructor name in the snapshot."""
+
+    def __init__(self) -> None:
+        self.payload = bytearray(512 * 1024)
+
+
+class HeldByThread:
+    pass
+
+
+@pytest.fixture
+def fixture_module() -> Iterator[types.ModuleType]:
+    module = types.ModuleType(MODULE)
+    module.CACHE = RetainedByGlobal()  # type: ignore[attr-defined]
+    module.ROWS = [RetainedByGlobal(), "a string element"]  # type: ignore[attr-defined]
+    sys.modules[MODULE] = module
+    try:
+        yield module
+    finally:
+        del sys.modules[MODULE]
+
+
+def take() -> HeapSnapshot:
+    profiler = HeapSnapshotProfiler()
+    profiler.start()
+    return HeapSnapshot(profiler.stop())
+
+
+def test_global_is_named_on_the_retaining_edge(fixture_module: types.ModuleType) -> None:
+    snap = take()
+    name = f"{__name__}.RetainedByGlobal"
+    found = snap.find(name)
+    assert len(found) == 2, found
+    retained = {}
+    for index in found:
+        for kind, label, source in snap.retainers(index):
+            retained[(kind, label)] = snap.node(source)
+    dict_node = retained[("property", "CACHE")]
+    assert dict_node["name"] == "dict"
+    # The namespace dict is the module's __dict__, and the module hangs off the root by name.
+    holders = snap.retainers(dict_node["index"])
+    module_index = next(src for kind, label, src in holders if label == "__dict__")
+    assert snap.node(module_index)["name"] == "module"
+    assert ("property", MODULE, 0) in snap.retainers(module_index)
+    # Sequences: element edges by index.
+    assert retained[("element", 0)]["name"] == "list"
+    (rows,) = [
+        src
+        for _, label, src in snap.retainers(retained[("element", 0)]["index"])
+        if label == "ROWS"
+    ]
+    assert rows == dict_node["index"]
+
+
+def test_sizes_strings_and_types(fixture_module: types.ModuleType) -> None:
+    snap = take()
+    (cache,) = [
+        i
+        for i in snap.find(f"{__name__}.RetainedByGlobal")
+        if any(label == "CACHE" for _, label, _ in snap.retainers(i))
+    ]
+    assert snap.node(cache)["type"] == "object"
+    # The instance's bytearray (its payload attribute) has sys.getsizeof as self size.
+    targets = [snap.node(to) for _, _, to in snap.edges_of(cache)]
+    payloads = [n for n in targets if n["name"] == "bytearray"]
+    assert payloads and payloads[0]["self_size"] >= 512 * 1024
+    strings = [i for i in snap.find("a string element") if snap.node(i)["type"] == "string"]
+    assert strings
+    assert any(snap.node(i)["type"] == "closure" for i in snap.find("take"))
+
+
+def test_thread_stacks_are_roots() -> None:
+    ready, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held_by_thread = HeldByThread()
+        ready.set()
+        release.wait(30)
+        del held_by_thread
+
+    worker = threading.Thread(target=hold, name="holder-thread")
+    worker.start()
+    try:
+        assert ready.wait(10)
+        snap = take()
+    finally:
+        release.set()
+        worker.join()
+    (held,) = snap.find(f"{__name__}.HeldByThread")
+    ((kind, label, frame),) = snap.retainers(held)
+    assert (kind, label) == ("property", "held_by_thread")
+    assert snap.node(frame)["name"].startswith("Frame test_thread_stacks_are_roots.<locals>.hold")
+    thread_nodes = [src for _, _, src in snap.retainers(frame)]
+    assert [snap.node(t)["name"] for t in thread_nodes] == ["Thread holder-thread"]
+    assert snap.retainers(thread_nodes[0])[0][2] == 0  # hangs off the synthetic root
+
+
+def test_snapshot_leaves_out_its_own_structures() -> None:
+    snap = take()
+    names = set(snap.strings)
+    assert "otel_profiling.formats.heapsnapshot.HeapGraph" not in names
+    assert "otel_profiling.formats.heapsnapshot.StringTable" not in names
+    # No closure cells: they would exist before gc.get_objects() and pull the walk in.
+    assert walk_heap.__code__.co_cellvars == ()
+    assert not any(n.startswith("Frame walk_heap") for n in names)
+
+
+def test_graph_is_held_in_compact_arrays() -> None:
+    graph = walk_heap()
+    for field in (
+        "node_type",
+        "node_name",
+        "node_size",
+        "node_edges",
+        "edge_type",
+        "edge_name",
+        "edge_to",
+    ):
+        assert isinstance(getattr(graph, field), array), field
+    out = io.BytesIO()
+    write_heapsnapshot(graph, out)
+    snap = HeapSnapshot(out.getvalue())
+    assert snap.count == graph.node_count > 1000
+    del snap, graph, out  # the walk gave this frame a locals dict; do not keep these alive
+
+
+def test_inconsistent_graph_is_refused() -> None:
+    graph = HeapGraph()
+    graph.node_type.append(9)
+    graph.node_name.append(0)
+    graph.node_size.append(0)
+    graph.node_edges.append(2)
+    with pytest.raises(ValueError, match="inconsistent"):
+        write_heapsnapshot(graph, io.BytesIO())
+
+
+def test_one_snapshot_per_start() -> None:
+    profiler = HeapSnapshotProfiler()
+    profiler.start()
+    with pytest.raises(ProfilerBusyError):
+        profiler.start()
+    first = profiler.stop()
+    with pytest.raises(RuntimeError):
+        profiler.stop()
+    profiler.start()
+    second = profiler.stop()
+    HeapSnapshot(first), HeapSnapshot(second)
+
+
+def test_signal_takes_a_snapshot_through_the_agent(fixture_module: types.ModuleType) -> None:
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    agent.register(SignalTrigger(signal.SIGUSR2), HeapSnapshotProfiler())
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert wait_for(lambda: agent.active_profiles, timeout=60)
+        fixture_module.LATE = RetainedByGlobal()  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert wait_for(exporter.get_finished_profiles, timeout=60)
+    finally:
+        agent.shutdown()
+    (profile,) = exporter.get_finished_profiles()
+    assert profile.kind == ProfileKind.HEAP_SNAPSHOT
+    assert profile.key.endswith(".heapsnapshot") and profile.content_type == "application/json"
+    snap = HeapSnapshot(profile.data)
+    labels = {
+        label
+        for i in snap.find(f"{__name__}.RetainedByGlobal")
+        for _, label, _ in snap.retainers(i)
+    }
+    assert "CACHE" in labels
+    assert "LATE" not in labels  # taken when the trigger started
