@@ -310,7 +310,7 @@ def test_interpreter_exit_with_hanging_server_is_bounded(bucket: str, _spool_in_
         server.stop()
     assert result.returncode == 0, result.stderr
     exited_at = float(result.stdout.split()[1])
-    assert time.time() - exited_at < 2.0 + 3.0, result.stderr  # exit timeout + margin
+    assert time.time() - exited_at < 2.0 + 8.0, result.stderr  # exit timeout + margin (loaded CI)
     assert total < 60
     entries = list((_spool_in_tmp / "hang").rglob("*.profile"))
     assert len(entries) == 1
