@@ -165,7 +165,7 @@ def render_html(tree: ProfileTree, title: str) -> str:
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     page = (ASSETS / "flamegraph.html").read_text("utf-8")
     for key, value in (
-        ("{{CSP}}", html.escape(csp)),
+        ("{{CSP}}", html.escape(csp, quote=False)),
         ("{{TITLE}}", html.escape(title)),
         ("{{SUBTITLE}}", html.escape(_describe(tree))),
         ("{{STYLE}}", style),
