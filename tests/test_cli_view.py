@@ -169,3 +169,33 @@ def test_view_from_s3_url(
     )
     assert result.returncode == 0, result.stderr
     assert "fibonacci" in (tmp_path / "s3.html").read_text()
+
+
+def test_search_and_zoom_in_chromium(chromium: str, workload_profile: Path, tmp_path: Path) -> None:
+    target = tmp_path / "cpu.html"
+    assert cli("view", str(workload_profile), "-o", str(target)).returncode == 0
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900"]
+
+    def dom(fragment: str) -> str:
+        return subprocess.run(
+            [chromium, *flags, "--dump-dom", target.as_uri() + fragment],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+
+    searched = dom("#q=fibonacci")
+    matched = re.findall(r'<div class="f match"[^>]*>([^<]*)</div>', searched)
+    assert matched and set(matched) <= {"fibonacci", ""}, matched
+    assert re.search(r'<span id="match">matched \d+ frames: .* \(\d+\.\d+%\)</span>', searched)
+    dimmed = re.findall(r'<div class="f dim"[^>]*>([^<]*)</div>', searched)
+    assert "run_workload" in dimmed
+
+    zoomed = dom("#zoom=checksum_lines")
+    # ancestors of the zoomed frame are drawn faded above it; its callee fills the width below
+    ancestors = re.findall(r'<div class="f anc"[^>]*>([^<]*)</div>', zoomed)
+    assert "handle_request" in ancestors and "checksum_lines" not in ancestors
+    full = re.search(
+        r'<div class="f"[^>]*style="left: 0px; width: (\d+)[^>]*>checksum_lines<', zoomed
+    )
+    assert full and int(full.group(1)) > 1000, "the zoomed frame spans the chart"

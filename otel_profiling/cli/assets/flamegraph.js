@@ -158,7 +158,23 @@
   document.getElementById("sort-self").addEventListener("click", function () { sortKey = 2; fillTable(); });
   document.getElementById("sort-total").addEventListener("click", function () { sortKey = 3; fillTable(); });
 
+  // deep links: #q=TEXT searches, #zoom=NAME zooms into the widest frame of that function
+  function fromHash() {
+    var params = {};
+    location.hash.replace(/^#/, "").split("&").forEach(function (pair) {
+      var kv = pair.split("=");
+      if (kv[0]) params[kv[0]] = decodeURIComponent(kv.slice(1).join("="));
+    });
+    if (params.zoom) {
+      for (var k = 1; k < count; k++) {
+        if (names[n[k]] === params.zoom) { zoomed = k; break; }
+      }
+    }
+    if (params.q) setQuery(params.q);
+  }
+
   fillTable();
+  fromHash();
   render();
   document.body.setAttribute("data-rendered", String(chart.children.length));
 })();
