@@ -226,3 +226,16 @@ def test_sniffing_and_errors() -> None:
         read_profile(b'{"hello": 1}')
     with pytest.raises(ProfileFormatError):
         read_profile(gzip.compress(b"\xff\xff\xff"))
+
+
+def test_merge_shares_one_frame_per_location_across_inputs() -> None:
+    frames: dict = {}
+    merged = new_root()
+    for _ in range(3):
+        source = new_root()
+        add_stack(source, [Frame("main", "a.py", 1), Frame("leaf", "a.py", 2)], 1.0)
+        merge_into(merged, source, frames)
+    leaf = find(merged, "leaf")
+    assert leaf is not None and leaf.self_value == 3.0
+    assert leaf.frame is frames[Frame("leaf", "a.py", 2)]
+    assert len(frames) == 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import posixpath
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from otel_profiling.cli.common import (
     CliError,
@@ -22,7 +22,7 @@ from otel_profiling.cli.common import (
 from otel_profiling.cli.convert import encode, output_format, write_output
 from otel_profiling.cli.listing import parse_kinds
 from otel_profiling.cli.ls import add_filters, entries_for
-from otel_profiling.formats.calltree import new_root
+from otel_profiling.formats.calltree import Frame, new_root
 from otel_profiling.formats.merge import merge_into
 from otel_profiling.formats.readers import ProfileFormatError, ProfileTree, read_profile
 from otel_profiling.formats.writers import WRITE_FORMATS
@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = output_format(args.to, args.output)
     inputs = _inputs(args)
     merged: Optional[ProfileTree] = None
+    frames: Dict[Frame, Frame] = {}
     start_ns: Optional[int] = None
     end_ns = 0
     progress = Progress("merging", len(inputs), want_progress(args.progress), items=True)
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{posixpath.basename(path)} holds {tree.unit} but earlier inputs hold "
                 f"{merged.unit}: merge one kind at a time (--kind)"
             )
-        merge_into(merged.root, tree.root)
+        merge_into(merged.root, tree.root, frames)
         if tree.start_ns:
             start_ns = tree.start_ns if start_ns is None else min(start_ns, tree.start_ns)
             end_ns = max(end_ns, tree.start_ns + tree.duration_ns)

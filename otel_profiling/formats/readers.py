@@ -45,6 +45,24 @@ def _frame(name: str, url: str = "", line0: int = -1) -> Frame:
     return Frame(name or "(anonymous)", url or "", line0 + 1 if line0 >= 0 else 0)
 
 
+class _Frames:
+    """One ``Frame`` per distinct V8 call frame of an input, so big inputs share them."""
+
+    def __init__(self) -> None:
+        self._cache: Dict[Tuple[str, str, int], Frame] = {}
+
+    def __call__(self, call_frame: Dict[str, Any]) -> Frame:
+        key = (
+            call_frame.get("functionName", ""),
+            call_frame.get("url", ""),
+            call_frame.get("lineNumber", -1),
+        )
+        frame = self._cache.get(key)
+        if frame is None:
+            frame = self._cache[key] = _frame(*key)
+        return frame
+
+
 # -- Chrome DevTools ------------------------------------------------------------------------
 
 
@@ -57,6 +75,7 @@ def read_cpuprofile(doc: Dict[str, Any]) -> ProfileTree:
     children = {child for node in nodes for child in node.get("children", [])}
     first = next((node for node in nodes if node["id"] not in children), nodes[0])
     root = new_root()
+    frame_of = _Frames()
     tree_nodes: Dict[int, CallNode] = {first["id"]: root}
     pending = [first]
     while pending:
@@ -64,12 +83,7 @@ def read_cpuprofile(doc: Dict[str, Any]) -> ProfileTree:
         parent = tree_nodes[node["id"]]
         for child_id in node.get("children", []):
             child = by_id[child_id]
-            frame = child["callFrame"]
-            tree_nodes[child_id] = parent.child(
-                _frame(
-                    frame.get("functionName", ""), frame.get("url", ""), frame.get("lineNumber", -1)
-                )
-            )
+            tree_nodes[child_id] = parent.child(frame_of(child["callFrame"]))
             pending.append(child)
     start = int(doc.get("startTime", 0))
     end = int(doc.get("endTime", start))
@@ -106,18 +120,14 @@ def read_heapprofile(doc: Dict[str, Any]) -> ProfileTree:
     for sample in doc.get("samples") or []:
         counts[sample["nodeId"]] = counts.get(sample["nodeId"], 0) + 1
     root = new_root()
+    frame_of = _Frames()
     root.self_value += head.get("selfSize", 0)
     root.self_count += counts.get(head.get("id", -1), 0)
     pending: List[Tuple[Dict[str, Any], CallNode]] = [(head, root)]
     while pending:
         node, tree_node = pending.pop()
         for child in node.get("children", []):
-            frame = child["callFrame"]
-            sub = tree_node.child(
-                _frame(
-                    frame.get("functionName", ""), frame.get("url", ""), frame.get("lineNumber", -1)
-                )
-            )
+            sub = tree_node.child(frame_of(child["callFrame"]))
             sub.self_value += child.get("selfSize", 0)
             sub.self_count += counts.get(child.get("id", -1), 0)
             pending.append((child, sub))
