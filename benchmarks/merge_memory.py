@@ -92,12 +92,35 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=200)
     parser.add_argument("--stacks", type=int, default=1500, help="stacks per profile")
     parser.add_argument("--pool", type=int, default=6000, help="distinct stacks in the fleet")
+    parser.add_argument("--write-to", help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    if opts.write_to:
+        write_profiles(Path(opts.write_to), opts.profiles, opts.stacks, opts.pool)
+        return
     mib = 1024 * 1024
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp, "in")
         inputs.mkdir()
-        total, seconds = write_profiles(inputs, opts.profiles, opts.stacks, opts.pool)
+        # written by a child process, so that this one stays small: a child's peak RSS
+        # counts the parent's pages it was forked with
+        started = time.monotonic()
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--write-to",
+                str(inputs),
+                "--profiles",
+                str(opts.profiles),
+                "--stacks",
+                str(opts.stacks),
+                "--pool",
+                str(opts.pool),
+            ],
+            check=True,
+        )
+        seconds = time.monotonic() - started
+        total = sum(p.stat().st_size for p in inputs.iterdir())
         print(
             f"inputs: {opts.profiles} profiles, {total / mib:.1f} MiB in all "
             f"({seconds:.1f} s to write)"

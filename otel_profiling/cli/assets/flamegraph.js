@@ -93,7 +93,7 @@
       if (m && !under[p[k]]) total += v[k];
       under[k] = under[p[k]] || m;
     }
-    matchInfo.textContent = hits ? "matched " + hits + " frames: " + fmt(total) + " (" + pct(total) + ")" : "no match";
+    matchInfo.textContent = hits ? "matched " + hits + (hits === 1 ? " frame: " : " frames: ") + fmt(total) + " (" + pct(total) + ")" : "no match";
   }
 
   function setQuery(text) {
