@@ -239,3 +239,27 @@ def test_merge_shares_one_frame_per_location_across_inputs() -> None:
     assert leaf is not None and leaf.self_value == 3.0
     assert leaf.frame is frames[Frame("leaf", "a.py", 2)]
     assert len(frames) == 2
+
+
+def test_speedscope_evented_profile_self_times() -> None:
+    doc = {
+        "shared": {"frames": [{"name": "main"}, {"name": "work", "file": "w.py", "line": 3}]},
+        "profiles": [
+            {
+                "type": "evented",
+                "unit": "milliseconds",
+                "startValue": 0,
+                "endValue": 10,
+                "events": [
+                    {"type": "O", "frame": 0, "at": 0},
+                    {"type": "O", "frame": 1, "at": 2},
+                    {"type": "C", "frame": 1, "at": 9},
+                    {"type": "C", "frame": 0, "at": 10},
+                ],
+            }
+        ],
+    }
+    tree = read_profile(json.dumps(doc).encode(), "x.speedscope.json")
+    assert tree.unit == "seconds"
+    assert self_by_name(tree.root)["work"] == pytest.approx(0.007)
+    assert self_by_name(tree.root)["main"] == pytest.approx(0.003)

@@ -191,17 +191,17 @@ def read_speedscope(doc: Dict[str, Any]) -> ProfileTree:
             for stack, weight in zip(profile.get("samples", []), weights):
                 add_stack(root, [frames[i] for i in stack], weight * scale)
         elif profile.get("type") == "evented":
-            stack: List[int] = []
+            opened: List[int] = []
             last = profile.get("startValue", 0)
             for event in profile.get("events", []):
                 at = event["at"]
-                if stack and at > last:
-                    add_stack(root, [frames[i] for i in stack], (at - last) * scale, 0)
+                if opened and at > last:
+                    add_stack(root, [frames[i] for i in opened], (at - last) * scale, 0)
                 last = at
                 if event["type"] == "O":
-                    stack.append(event["frame"])
-                elif stack:
-                    stack.pop()
+                    opened.append(event["frame"])
+                elif opened:
+                    opened.pop()
         else:
             raise ProfileFormatError(f"unknown speedscope profile type {profile.get('type')!r}")
     return ProfileTree(root, unit, "speedscope")
@@ -337,9 +337,9 @@ def read_pprof(data: bytes) -> ProfileTree:
         for loc_id in locs:  # leaf first
             stack.extend(location_frames(loc_id))
         stack.reverse()
-        value = values[value_at] * scale if value_at < len(values) else 0.0
+        amount = values[value_at] * scale if value_at < len(values) else 0.0
         count = values[count_at] if 0 <= count_at < len(values) else 1
-        add_stack(root, stack, value, count)
+        add_stack(root, stack, amount, count)
     return ProfileTree(root, unit, "pprof", time_nanos, duration_nanos)
 
 
