@@ -50,18 +50,19 @@ def test_run_module_with_duration_to_s3(s3_endpoint: str, bucket: str, tmp_path:
         "-m",
         "cli_workload",
         "--",
-        "25",
+        "20",
+        "4",  # idle at the end, as a service mostly is: the window's export completes
         env=env,
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
-    assert elapsed > 2.0  # the program ran well past the window
+    assert elapsed > 5.0  # the program ran well past the window
     listing = cli("ls", f"s3://{bucket}/runs", "--json", env=env)
-    assert listing.returncode == 0, listing.stderr
+    assert listing.returncode == 0, (listing.stderr, result.stderr)
     rows = json.loads(listing.stdout)
     assert len(rows) == 1, rows
     assert rows[0]["service"] == "cli-test" and rows[0]["status"] == "OK"
-    assert 400 <= rows[0]["duration_ms"] < min(2000, elapsed * 1000), rows[0]
+    assert 400 <= rows[0]["duration_ms"] < 3000, rows[0]
 
 
 def test_run_with_signal_and_trigger(tmp_path: Path) -> None:
