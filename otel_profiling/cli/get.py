@@ -1,0 +1,113 @@
+"""``otel-profiling get URL/KEY``: download one profile, streaming, with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import posixpath
+import sys
+import tempfile
+from pathlib import Path
+
+from otel_profiling.cli.common import (
+    CliError,
+    Progress,
+    is_url,
+    open_url,
+    print_json,
+    storage_error,
+    want_progress,
+)
+from otel_profiling.redact import redact_url
+
+CHUNK = 1 << 20
+PROGRESS_MIN_BYTES = 1 << 20
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "get",
+        parents=[common],
+        help="download a profile",
+        description="Download the profile at URL/KEY to a file (default: the key's name in "
+        "the current directory). A progress bar is drawn for large objects when "
+        "stderr is a terminal.",
+        epilog="example: otel-profiling get "
+        "s3://bucket/profiles/CPU_PROFILE-2026-11-24T10:15:30.123Z.cpuprofile -o app.cpuprofile",
+    )
+    parser.add_argument("url", help="the profile's URL (as printed by `otel-profiling ls`)")
+    parser.add_argument("-o", "--output", help="file to write; '-' for stdout")
+    parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing file")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw a progress bar (default: when stderr is a terminal)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not is_url(args.url):
+        raise CliError(
+            f"{args.url!r} is not a URL: give e.g. s3://bucket/prefix/KEY or file:///dir/KEY"
+        )
+    fs, path = open_url(args.url, args.storage_options)
+    try:
+        info = fs.info(path)
+    except OSError as exc:
+        raise storage_error(exc, args.url) from None
+    if info.get("type") == "directory":
+        raise CliError(
+            f"{redact_url(args.url)} is a prefix, not a profile: list it with `otel-profiling ls`"
+        )
+    size = int(info.get("size") or 0)
+    name = posixpath.basename(path.rstrip("/"))
+    to_stdout = args.output == "-"
+    target = Path(args.output or name)
+    if not to_stdout and target.exists() and not args.force:
+        raise CliError(f"{target} already exists: pass --force to overwrite, or -o another name")
+    progress = Progress(
+        name, size, want_progress(args.progress) and (args.progress or size >= PROGRESS_MIN_BYTES)
+    )
+    written = 0
+    tmp = None
+    try:
+        if to_stdout:
+            out = sys.stdout.buffer
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".otel-profiling-", dir=str(target.parent))
+            out = os.fdopen(fd, "wb")
+        with fs.open(path, "rb", block_size=CHUNK) as source:
+            while True:
+                chunk = source.read(CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                written += len(chunk)
+                progress.update(len(chunk))
+        out.flush()
+        if tmp is not None:
+            out.close()
+            os.replace(tmp, target)
+            tmp = None
+    except OSError as exc:
+        raise storage_error(exc, args.url) from None
+    finally:
+        if tmp is not None:
+            os.unlink(tmp)
+    progress.finish()
+    if written != size:
+        raise CliError(f"downloaded {written} bytes of {size}: the object changed, try again")
+    if args.json:
+        print_json(
+            {
+                "url": redact_url(args.url),
+                "output": str(target) if not to_stdout else "-",
+                "size": written,
+            }
+        )
+    elif not to_stdout:
+        print(target)
+    return 0

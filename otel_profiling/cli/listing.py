@@ -1,0 +1,171 @@
+"""Finding profiles under a URL: the key names kind and start, object metadata the rest.
+
+Listing never reads a profile's body. The key ``{kind}-{start_time}.{extension}``
+gives kind and start time, so the ``--kind``/``--since``/``--until`` filters
+apply before any further request; duration, status and service come from the
+object's user metadata written by ``FsspecProfileExporter`` (fetched
+concurrently on async backends such as S3), when the backend keeps metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+from urllib.parse import unquote
+
+from otel_profiling.cli.common import CliError, open_url, storage_error
+from otel_profiling.profile import ProfileKind, iso_millis
+from otel_profiling.redact import redact_url
+
+KEY = re.compile(
+    r"^(?P<kind>CPU_PROFILE|HEAP_PROFILE|HEAP_SNAPSHOT)-"
+    r"(?P<start>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"
+    r"(?:-[0-9A-Za-z]+)?\.(?P<ext>[A-Za-z0-9]+(?:\.[A-Za-z0-9]+)?)$"
+)
+_METADATA_CONCURRENCY = 16
+
+
+@dataclass
+class Entry:
+    """One profile object found under a URL."""
+
+    url: str
+    path: str
+    key: str
+    kind: str
+    start_time: datetime
+    size: int
+    duration_ms: Optional[int] = None
+    status: Optional[str] = None
+    service: Optional[str] = None
+    format: Optional[str] = None
+
+    def as_json(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out["start_time"] = iso_millis(self.start_time)
+        return out
+
+
+def parse_key(name: str) -> Optional[Dict[str, Any]]:
+    """Kind, start time and extension from an object name, or ``None`` if not a profile's."""
+    match = KEY.match(posixpath.basename(name))
+    if not match:
+        return None
+    start = datetime.strptime(match["start"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return {"kind": match["kind"], "start_time": start, "ext": match["ext"]}
+
+
+def parse_kinds(values: Optional[Sequence[str]]) -> Optional[List[str]]:
+    """``--kind cpu,HEAP_PROFILE`` → canonical kind names; an unknown one is an error."""
+    if not values:
+        return None
+    aliases = {"cpu": "CPU_PROFILE", "heap": "HEAP_PROFILE", "snapshot": "HEAP_SNAPSHOT"}
+    out: List[str] = []
+    for value in values:
+        for item in value.split(","):
+            name = aliases.get(item.strip().lower(), item.strip().upper())
+            if name not in ProfileKind.__members__:
+                raise CliError(
+                    f"unknown kind {item!r}: use CPU_PROFILE, HEAP_PROFILE or HEAP_SNAPSHOT "
+                    "(or cpu, heap, snapshot)"
+                )
+            out.append(name)
+    return out
+
+
+def _user_metadata(fs: Any, paths: List[str]) -> Dict[str, Dict[str, str]]:
+    """User metadata per path: concurrent ``head`` requests on async filesystems."""
+    if not paths:
+        return {}
+    if getattr(fs, "async_impl", False) and hasattr(fs, "_metadata"):
+        from fsspec.asyn import sync
+
+        async def gather() -> List[Any]:
+            gate = asyncio.Semaphore(_METADATA_CONCURRENCY)
+
+            async def one(path: str) -> Any:
+                async with gate:
+                    try:
+                        return await fs._metadata(path)
+                    except OSError:
+                        return {}
+
+            return await asyncio.gather(*(one(p) for p in paths))
+
+        return dict(zip(paths, sync(fs.loop, gather)))
+    if hasattr(fs, "metadata"):
+        return {p: fs.metadata(p) for p in paths}
+    return {}
+
+
+def _from_info(info: Dict[str, Any]) -> Dict[str, str]:
+    meta = info.get("metadata") or info.get("Metadata") or {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def list_profiles(
+    url: str,
+    options: Dict[str, Any],
+    *,
+    kinds: Optional[Iterable[str]] = None,
+    since: Optional[datetime] = None,
+    until: Optional[datetime] = None,
+    services: Optional[Iterable[str]] = None,
+    metadata: bool = True,
+) -> List[Entry]:
+    """Profiles under ``url`` (recursively), filtered, sorted by start time."""
+    fs, base = open_url(url, options)
+    try:
+        found = fs.find(base, detail=True)
+    except OSError as exc:
+        raise storage_error(exc, url) from None
+    if not found and not fs.exists(base):
+        raise CliError(f"{redact_url(url)} does not exist: check the bucket and prefix")
+    wanted = set(kinds) if kinds else None
+    entries: List[Entry] = []
+    infos: Dict[str, Dict[str, Any]] = {}
+    for path, info in found.items():
+        if info.get("type") == "directory":
+            continue
+        parsed = parse_key(path)
+        if parsed is None:
+            continue
+        if wanted is not None and parsed["kind"] not in wanted:
+            continue
+        if since is not None and parsed["start_time"] < since:
+            continue
+        if until is not None and parsed["start_time"] > until:
+            continue
+        infos[path] = info
+        entries.append(
+            Entry(
+                url=str(fs.unstrip_protocol(path)),
+                path=path,
+                key=posixpath.relpath(path, base.rstrip("/")) if base else path,
+                kind=parsed["kind"],
+                start_time=parsed["start_time"],
+                size=int(info.get("size") or 0),
+                format=parsed["ext"],
+            )
+        )
+    if metadata:
+        fetched = _user_metadata(fs, [e.path for e in entries if not _from_info(infos[e.path])])
+        for entry in entries:
+            meta = {
+                k.lower(): unquote(v)
+                for k, v in (_from_info(infos[entry.path]) or fetched.get(entry.path, {})).items()
+            }
+            duration = meta.get("profile-duration-ms")
+            entry.duration_ms = int(duration) if duration and duration.isdigit() else None
+            entry.status = meta.get("profile-status") or None
+            entry.service = meta.get("service-name") or None
+            entry.format = meta.get("profile-format") or entry.format
+    if services:
+        allowed = set(services)
+        entries = [e for e in entries if e.service in allowed]
+    entries.sort(key=lambda e: (e.start_time, e.key))
+    return entries

@@ -1,0 +1,80 @@
+"""``otel-profiling view``: any profile as a self-contained HTML flame graph (or a static SVG)."""
+
+from __future__ import annotations
+
+import argparse
+import posixpath
+import sys
+from pathlib import Path
+
+from otel_profiling.cli.common import CliError, print_json, read_source
+from otel_profiling.cli.flamegraph import format_value, render_html, render_svg
+from otel_profiling.formats.readers import READERS, ProfileFormatError, ProfileTree, read_profile
+
+
+def load_tree(source: str, args: argparse.Namespace) -> ProfileTree:
+    """Read and parse a profile from a file or URL; format from ``--from``, name or bytes."""
+    data = read_source(source, args.storage_options)
+    try:
+        return read_profile(data, source, getattr(args, "source_format", None))
+    except ProfileFormatError as exc:
+        raise CliError(
+            f"{posixpath.basename(source)}: {exc} (pass --from FORMAT if known)"
+        ) from None
+
+
+def add_source_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="source_format",
+        choices=sorted(READERS),
+        help="the input's format (default: from the extension, else from the content)",
+    )
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "view",
+        parents=[common],
+        help="render a profile as an HTML flame graph",
+        description="Render a profile (cpuprofile, heapprofile, heapsnapshot, pprof, folded, "
+        "speedscope) as a self-contained HTML flame graph with search, click-to-zoom and a "
+        "top-functions table; it opens offline. CPU profiles are shown in time, heap "
+        "profiles in bytes.",
+        epilog="example: otel-profiling view profiles/CPU_PROFILE-...Z.cpuprofile -o cpu.html",
+    )
+    parser.add_argument("source", help="a profile file, or its URL (s3://bucket/prefix/KEY)")
+    parser.add_argument("-o", "--output", help="file to write (default: NAME.html); '-' for stdout")
+    parser.add_argument("--svg", action="store_true", help="write a static SVG instead of HTML")
+    parser.add_argument("--title", help="page title (default: the profile's name)")
+    add_source_format(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    tree = load_tree(args.source, args)
+    name = posixpath.basename(args.source.rstrip("/")) or "profile"
+    title = args.title or name
+    text = render_svg(tree, title) if args.svg else render_html(tree, title)
+    suffix = ".svg" if args.svg else ".html"
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.output or (name + suffix))
+    try:
+        target.write_text(text, "utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if args.json:
+        print_json(
+            {
+                "output": str(target),
+                "format": tree.format,
+                "unit": tree.unit,
+                "total": tree.total,
+                "total_text": format_value(tree.total, tree.unit),
+            }
+        )
+    else:
+        print(target)
+    return 0

@@ -1,0 +1,73 @@
+"""The command's shape: help everywhere, exit codes 0/1/2, one-line errors, the script entry."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from clitools import cli
+from conftest import ROOT
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+SUBCOMMANDS = ["run", "ls", "get", "view", "convert", "merge", "trigger"]
+
+
+def test_console_script_is_declared() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["otel-profiling"] == "otel_profiling.__main__:main"
+    version = cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("otel-profiling ")
+
+
+def test_top_level_help_lists_every_subcommand() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name: str) -> None:
+    result = cli(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"usage: otel-profiling {name}" in result.stdout
+    assert "example" in result.stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    assert cli().returncode == 2
+    assert cli("nosuch").returncode == 2
+    assert cli("ls").returncode == 2  # URL missing
+    bad = cli("convert", "a", "b", "--to", "png")
+    assert bad.returncode == 2
+    assert "invalid choice" in bad.stderr
+
+
+def test_failures_exit_1_with_one_line_saying_what_to_do(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    missing = cli("view", str(tmp_path / "nope.cpuprofile"))
+    assert missing.returncode == 1
+    assert missing.stderr.count("\n") == 1
+    assert missing.stderr.startswith("otel-profiling: error: ")
+    assert "does not exist" in missing.stderr
+
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x00\x01 not a profile at all")
+    result = cli("view", str(garbage))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "--from" in result.stderr
+
+    scheme = cli("ls", "nosuchscheme://bucket/x")
+    assert scheme.returncode == 1
+    assert scheme.stderr.count("\n") == 1
+
+
+def test_module_entry_point_runs_main() -> None:
+    from otel_profiling.__main__ import main
+
+    assert main(["trigger", "999999999", "--json"]) == 1

@@ -1,0 +1,242 @@
+"""``convert`` between formats and ``merge`` of many profiles, through the real command."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from clitools import (
+    build_pprof,
+    cli,
+    make_profile,
+    parse_pprof,
+    random_cpuprofile,
+    speedscope_totals,
+    utc,
+)
+from conftest import child_env, s3_options
+from viewers import cpuprofile_self_times, load_cpuprofile
+
+from otel_profiling import ProfileKind
+from otel_profiling.exporters import FsspecProfileExporter
+
+
+def devtools_total_us(data: bytes) -> float:
+    return sum(cpuprofile_self_times(load_cpuprofile(data)).values())
+
+
+def test_convert_cpuprofile_to_speedscope_and_back(tmp_path: Path) -> None:
+    source = tmp_path / "in.cpuprofile"
+    source.write_bytes(random_cpuprofile(7, start_us=1_000_000))
+    expected = cpuprofile_self_times(load_cpuprofile(source.read_bytes()))
+
+    result = cli("convert", str(source), str(tmp_path / "out.speedscope.json"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["format"] == "speedscope"
+    weights = speedscope_totals((tmp_path / "out.speedscope.json").read_bytes())
+    for name, micros in expected.items():
+        if name != "(root)":
+            assert weights[name] * 1e6 == pytest.approx(micros)
+
+    back = cli(
+        "convert",
+        str(tmp_path / "out.speedscope.json"),
+        str(tmp_path / "back.x"),
+        "--to",
+        "cpuprofile",
+    )
+    assert back.returncode == 0, back.stderr
+    again = cpuprofile_self_times(load_cpuprofile((tmp_path / "back.x").read_bytes()))
+    assert sum(again.values()) == pytest.approx(sum(expected.values()), abs=len(expected))
+
+
+def test_convert_pprof_to_cpuprofile(tmp_path: Path) -> None:
+    source = tmp_path / "p.pprof"
+    source.write_bytes(
+        build_pprof(
+            [
+                ([("main", "a.py", 1), ("work", "a.py", 4)], 2, 20_000_000),
+                ([("main", "a.py", 1)], 1, 5_000_000),
+            ]
+        )
+    )
+    result = cli("convert", str(source), str(tmp_path / "p.cpuprofile"))
+    assert result.returncode == 0, result.stderr
+    times = cpuprofile_self_times(load_cpuprofile((tmp_path / "p.cpuprofile").read_bytes()))
+    assert times["work"] == pytest.approx(20_000, abs=1) and times["main"] == pytest.approx(
+        5_000, abs=1
+    )
+
+
+def test_convert_refuses_what_cannot_be_expressed(tmp_path: Path) -> None:
+    heap = tmp_path / "h.pprof"
+    heap.write_bytes(
+        build_pprof(
+            [([("alloc", "a.py", 1)], 1, 4096)],
+            sample_types=(("samples", "count"), ("space", "bytes")),
+        )
+    )
+    result = cli("convert", str(heap), str(tmp_path / "h.cpuprofile"))
+    assert result.returncode == 1 and "holds bytes" in result.stderr
+    unknown = cli("convert", str(heap), str(tmp_path / "h.png"))
+    assert unknown.returncode == 1 and "--to" in unknown.stderr
+
+
+def test_convert_to_pprof(tmp_path: Path) -> None:
+    pytest.importorskip("otel_profiling.formats.pprof")
+    source = tmp_path / "in.cpuprofile"
+    source.write_bytes(random_cpuprofile(11))
+    expected = cpuprofile_self_times(load_cpuprofile(source.read_bytes()))
+    result = cli("convert", str(source), str(tmp_path / "out.pprof"), "--to", "pprof")
+    assert result.returncode == 0, result.stderr
+    parsed = parse_pprof((tmp_path / "out.pprof").read_bytes())
+    assert parsed["types"][-1][1] == "nanoseconds"
+    assert parsed["totals"][-1] == pytest.approx(
+        sum(expected.values()) * 1000, rel=1e-6, abs=len(expected)
+    )
+
+
+def test_convert_to_folded(tmp_path: Path) -> None:
+    pytest.importorskip("otel_profiling.formats.folded")
+    source = tmp_path / "in.cpuprofile"
+    source.write_bytes(random_cpuprofile(12))
+    profile = load_cpuprofile(source.read_bytes())
+    expected = sum(cpuprofile_self_times(profile).values())
+    result = cli("convert", str(source), str(tmp_path / "out.folded"))
+    assert result.returncode == 0, result.stderr
+    total = 0.0
+    for line in (tmp_path / "out.folded").read_text().splitlines():
+        total += float(line.rsplit(" ", 1)[1])
+    assert total == pytest.approx(expected, abs=len(profile["nodes"]))  # µs, rounded per stack
+
+
+@pytest.fixture
+def fleet(s3_endpoint: str, bucket: str):  # type: ignore[no-untyped-def]
+    """30 CPU profiles from three containers plus one heap profile, in S3."""
+    exporter = FsspecProfileExporter(
+        f"s3://{bucket}/fleet/{{service.name}}", s3_options(s3_endpoint)
+    )
+    start = utc(2026, 11, 24, 10, 0, 0)
+    inputs = []
+    for i in range(30):
+        data = random_cpuprofile(100 + i, stacks=80, start_us=int((start.timestamp() + i) * 1e6))
+        inputs.append(data)
+        exporter.write(
+            make_profile(
+                ProfileKind.CPU_PROFILE, data, start + timedelta(seconds=i), f"pod-{i % 3}"
+            )
+        )
+    exporter.write(make_profile(ProfileKind.HEAP_PROFILE, b'{"head": {}}', start, "pod-0"))
+    return bucket, inputs
+
+
+def test_merge_totals_equal_the_sum_of_inputs(s3_endpoint: str, fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bucket, inputs = fleet
+    env = child_env(AWS_ENDPOINT_URL=s3_endpoint)
+    out = tmp_path / "merged.cpuprofile"
+    result = cli(
+        "merge",
+        f"s3://{bucket}/fleet",
+        "--kind",
+        "CPU_PROFILE",
+        "-o",
+        str(out),
+        "--json",
+        "--progress",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["inputs"] == 30
+    expected_us = sum(devtools_total_us(data) for data in inputs)
+    merged = load_cpuprofile(out.read_bytes())  # a valid DevTools profile
+    assert sum(cpuprofile_self_times(merged).values()) == pytest.approx(expected_us, abs=1)
+    assert summary["total"] * 1e6 == pytest.approx(expected_us, abs=1)
+    # per function too
+    per_input: dict = {}
+    for data in inputs:
+        for name, us in cpuprofile_self_times(load_cpuprofile(data)).items():
+            per_input[name] = per_input.get(name, 0) + us
+    for name, us in cpuprofile_self_times(merged).items():
+        assert us == pytest.approx(per_input[name], abs=2)
+    assert "30/30" in result.stderr  # progress
+
+    # only one container's profiles, to speedscope
+    pod = cli(
+        "merge",
+        f"s3://{bucket}/fleet",
+        "--kind",
+        "cpu",
+        "--service",
+        "pod-1",
+        "-o",
+        str(tmp_path / "pod1.speedscope.json"),
+        "--json",
+        env=env,
+    )
+    assert pod.returncode == 0, pod.stderr
+    assert json.loads(pod.stdout)["inputs"] == 10
+    expected_pod = sum(devtools_total_us(d) for i, d in enumerate(inputs) if i % 3 == 1)
+    weights = speedscope_totals((tmp_path / "pod1.speedscope.json").read_bytes())
+    assert sum(weights.values()) * 1e6 == pytest.approx(expected_pod, abs=1)
+
+
+def test_merge_to_pprof_keeps_sample_counts(s3_endpoint: str, fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("otel_profiling.formats.pprof")
+    bucket, inputs = fleet
+    env = child_env(AWS_ENDPOINT_URL=s3_endpoint)
+    out = tmp_path / "merged.pprof"
+    result = cli(
+        "merge",
+        f"s3://{bucket}/fleet",
+        "--kind",
+        "CPU_PROFILE",
+        "--since",
+        "2026-11-24T10:00:00Z",
+        "-o",
+        str(out),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    parsed = parse_pprof(out.read_bytes())
+    samples = sum(len(load_cpuprofile(d)["samples"]) for d in inputs)
+    assert parsed["totals"][0] == samples
+    expected_ns = sum(devtools_total_us(d) for d in inputs) * 1000
+    assert parsed["totals"][-1] == pytest.approx(expected_ns, abs=len(inputs) * 100)
+
+
+def test_merge_refuses_mixed_kinds_and_empty_selection(
+    s3_endpoint: str, fleet, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    bucket, _ = fleet
+    env = child_env(AWS_ENDPOINT_URL=s3_endpoint)
+    mixed = cli("merge", f"s3://{bucket}/fleet", "-o", str(tmp_path / "m.speedscope.json"), env=env)
+    assert mixed.returncode == 1 and "--kind" in mixed.stderr
+    none = cli(
+        "merge",
+        f"s3://{bucket}/fleet",
+        "--kind",
+        "cpu",
+        "--until",
+        "2020-01-01T00:00:00Z",
+        "-o",
+        str(tmp_path / "m.speedscope.json"),
+        env=env,
+    )
+    assert none.returncode == 1 and "no profile matched" in none.stderr
+    assert not (tmp_path / "m.speedscope.json").exists()
+
+
+def test_merge_local_files(tmp_path: Path) -> None:
+    files = []
+    for i in range(3):
+        path = tmp_path / f"p{i}.cpuprofile"
+        path.write_bytes(random_cpuprofile(i))
+        files.append(path)
+    out = tmp_path / "all.cpuprofile"
+    result = cli("merge", *map(str, files), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    expected = sum(devtools_total_us(p.read_bytes()) for p in files)
+    assert devtools_total_us(out.read_bytes()) == pytest.approx(expected, abs=1)

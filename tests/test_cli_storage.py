@@ -1,0 +1,147 @@
+"""``ls`` and ``get`` against the moto S3 server and ``file://`` URLs, through the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from clitools import cli, make_profile, random_cpuprofile, utc
+from conftest import child_env, s3_options
+
+from otel_profiling import ProfileKind
+from otel_profiling.exporters import FsspecProfileExporter
+
+
+def s3_env(endpoint: str):  # type: ignore[no-untyped-def]
+    return child_env(AWS_ENDPOINT_URL=endpoint)
+
+
+@pytest.fixture
+def s3_profiles(s3_endpoint: str, bucket: str):  # type: ignore[no-untyped-def]
+    """Four profiles of two services and two kinds, written by the real exporter."""
+    exporter = FsspecProfileExporter(
+        f"s3://{bucket}/profiles/{{service.name}}", s3_options(s3_endpoint)
+    )
+    written = [
+        make_profile(
+            ProfileKind.CPU_PROFILE, random_cpuprofile(1), utc(2026, 11, 24, 10, 0, 0), "checkout"
+        ),
+        make_profile(
+            ProfileKind.HEAP_PROFILE,
+            b'{"head": {}}',
+            utc(2026, 11, 24, 9, 0, 0),
+            "checkout",
+            duration=timedelta(milliseconds=1500),
+        ),
+        make_profile(
+            ProfileKind.CPU_PROFILE, random_cpuprofile(2), utc(2026, 11, 24, 11, 0, 0), "billing"
+        ),
+        make_profile(
+            ProfileKind.CPU_PROFILE,
+            b"not even json: ls never reads bodies",
+            utc(2026, 11, 24, 8, 0, 0),
+            "billing",
+        ),
+    ]
+    for profile in written:
+        exporter.write(profile)
+    # an unrelated object is not a profile and is not listed
+    exporter.fs.pipe_file(f"{bucket}/profiles/README.txt", b"hello")
+    return bucket, written
+
+
+def test_ls_s3_sorted_with_metadata_and_filters(s3_endpoint: str, s3_profiles) -> None:  # type: ignore[no-untyped-def]
+    bucket, _ = s3_profiles
+    env = s3_env(s3_endpoint)
+    result = cli("ls", f"s3://{bucket}/profiles", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["start_time"] for r in rows] == [
+        "2026-11-24T08:00:00.000Z",
+        "2026-11-24T09:00:00.000Z",
+        "2026-11-24T10:00:00.000Z",
+        "2026-11-24T11:00:00.000Z",
+    ]
+    assert [r["service"] for r in rows] == ["billing", "checkout", "checkout", "billing"]
+    assert rows[1]["kind"] == "HEAP_PROFILE" and rows[1]["duration_ms"] == 1500
+    assert rows[2]["duration_ms"] == 2000 and rows[2]["status"] == "OK"
+    assert rows[2]["key"] == "checkout/CPU_PROFILE-2026-11-24T10:00:00.000Z.cpuprofile"
+    assert all(r["size"] > 0 for r in rows)
+
+    def keys(*args: str) -> list:
+        out = cli("ls", f"s3://{bucket}/profiles", "--json", *args, env=env)
+        assert out.returncode == 0, out.stderr
+        return [r["start_time"][11:13] for r in json.loads(out.stdout)]
+
+    assert keys("--kind", "CPU_PROFILE") == ["08", "10", "11"]
+    assert keys("--kind", "heap") == ["09"]
+    assert keys("--service", "checkout") == ["09", "10"]
+    assert keys("--since", "2026-11-24T09:30:00Z", "--until", "2026-11-24T10:30:00Z") == ["10"]
+    assert keys("--since", "100000d") == ["08", "09", "10", "11"]
+    table = cli("ls", f"s3://{bucket}/profiles", env=env)
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:2] == ["KIND", "START"]
+    assert "1.5s" in lines[2] and "checkout" in lines[2]
+
+
+def test_ls_errors_are_one_line(s3_endpoint: str, bucket: str, tmp_path: Path) -> None:
+    env = s3_env(s3_endpoint)
+    missing = cli("ls", f"s3://{bucket}-absent/x", env=env)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    assert "does not exist" in missing.stderr
+    bad_kind = cli("ls", str(tmp_path), "--kind", "GPU")
+    assert bad_kind.returncode == 1 and "CPU_PROFILE" in bad_kind.stderr
+    bad_time = cli("ls", str(tmp_path), "--since", "yesterday")
+    assert bad_time.returncode == 1 and "30m" in bad_time.stderr
+
+
+def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
+    exporter = FsspecProfileExporter(f"file://{tmp_path}")
+    for hour in (5, 3, 4):
+        exporter.write(
+            make_profile(ProfileKind.CPU_PROFILE, random_cpuprofile(hour), utc(2026, 1, 2, hour))
+        )
+    result = cli("ls", f"file://{tmp_path}", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["start_time"][11:13] for r in rows] == ["03", "04", "05"]
+    assert all(r["kind"] == "CPU_PROFILE" for r in rows)
+    empty = cli("ls", str(tmp_path), "--kind", "heap")
+    assert empty.returncode == 0 and "(no profiles)" in empty.stdout
+
+
+def test_get_downloads_exact_bytes_with_progress(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    exporter = FsspecProfileExporter(f"s3://{bucket}/p", s3_options(s3_endpoint))
+    big = os.urandom(3 << 20)
+    profile = make_profile(ProfileKind.HEAP_SNAPSHOT, big, datetime.now(timezone.utc))
+    path = exporter.write(profile)
+    url = f"s3://{path}"
+    env = s3_env(s3_endpoint)
+    result = cli(
+        "get", url, "-o", str(tmp_path / "snap.heapsnapshot"), "--progress", "--json", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "snap.heapsnapshot").read_bytes() == big
+    assert "100.0%" in result.stderr and "3.0 MiB" in result.stderr
+    assert json.loads(result.stdout)["size"] == len(big)
+
+    # default name: the key, in the working directory; no progress bar when not a terminal
+    plain = cli("get", url, env=env, cwd=str(tmp_path))
+    assert plain.returncode == 0, plain.stderr
+    assert (tmp_path / profile.key).read_bytes() == big
+    assert plain.stderr == ""
+
+    again = cli("get", url, env=env, cwd=str(tmp_path))
+    assert again.returncode == 1 and "--force" in again.stderr
+    assert cli("get", url, "--force", env=env, cwd=str(tmp_path)).returncode == 0
+
+    absent = cli("get", url + ".nope", "-o", str(tmp_path / "x"), env=env)
+    assert absent.returncode == 1 and absent.stderr.count("\n") == 1
+    assert "does not exist" in absent.stderr
+    assert not (tmp_path / "x").exists()
