@@ -137,10 +137,10 @@ def test_secrets_never_in_repr_or_logs(
         access_key="AKIA-visible-id",
         secret_key=SECRET,
         storage_options={"config_kwargs": {"retries": {"max_attempts": 1}}},
+        timeout_millis=2_000,
     )
     assert SECRET not in repr(exporter) and "AKIA-visible-id" not in repr(exporter)
     assert "***" in repr(exporter)
-    exporter.fs.retries = 1
     with caplog.at_level(logging.DEBUG):
         assert exporter.export([profile_at()]) is ProfileExportResult.FAILURE
     text = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
@@ -219,3 +219,14 @@ def test_in_memory_and_console_exporters() -> None:
     line = json.loads(out.getvalue())
     assert line["key"] == profile.key and line["service.name"] == "checkout"
     assert line["size"] == len(profile.data)
+
+
+def test_local_files_follow_the_umask(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    old = os.umask(0o022)
+    try:
+        exporter = FsspecProfileExporter(f"file://{tmp_path}")
+        assert exporter.export([profile_at()]) is ProfileExportResult.SUCCESS
+    finally:
+        os.umask(old)
+    (name,) = os.listdir(tmp_path)
+    assert os.stat(tmp_path / name).st_mode & 0o777 == 0o644

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import tempfile
+import secrets
 import threading
 from typing import Any, Dict, Mapping, Set, Tuple
 
@@ -120,7 +120,9 @@ class LocalBackend(Backend):
         self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
     ) -> None:
         directory = os.path.dirname(path) or "."
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        tmp = os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(8)}")
+        # 0o666 less the umask, like any file the application writes (mkstemp would be 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
