@@ -67,3 +67,53 @@ OTEL_PROFILING_SPOOL_DIR = "OTEL_PROFILING_SPOOL_DIR"
 
 OTEL_PROFILING_SPOOL_MAX_BYTES = "OTEL_PROFILING_SPOOL_MAX_BYTES"
 """Size cap of the spool; the oldest entries are evicted first."""
+
+OTEL_PROFILING_AT_START = "OTEL_PROFILING_AT_START"
+"""``true``: profile from the program's start for ``OTEL_PROFILING_DURATION`` seconds, else until
+exit (set by ``otel-profiling run``) (default ``false``).
+"""
+
+OTEL_PROFILING_CPU_BUILTINS = "OTEL_PROFILING_CPU_BUILTINS"
+"""Also record C functions (default ``true``)."""
+
+OTEL_PROFILING_CPU_BY_SPAN = "OTEL_PROFILING_CPU_BY_SPAN"
+"""Split CPU profiles by OpenTelemetry span (``CpuProfiler(by_span=True)``) (default ``false``)."""
+
+OTEL_PROFILING_CPU_CLOCK = "OTEL_PROFILING_CPU_CLOCK"
+"""``wall`` or ``cpu`` (default ``wall``)."""
+
+OTEL_PROFILING_CPU_COOLDOWN = "OTEL_PROFILING_CPU_COOLDOWN"
+"""Seconds between two CPU-triggered profiles (default ``300``)."""
+
+OTEL_PROFILING_CPU_FORMAT = "OTEL_PROFILING_CPU_FORMAT"
+"""``cpuprofile``, ``pprof``, ``pstats``, ``callgrind`` or ``folded`` (default ``cpuprofile``)."""
+
+OTEL_PROFILING_CPU_FOR_SECONDS = "OTEL_PROFILING_CPU_FOR_SECONDS"
+"""Seconds the CPU use must last (default ``30``)."""
+
+OTEL_PROFILING_CPU_THRESHOLD = "OTEL_PROFILING_CPU_THRESHOLD"
+"""CPU use, percent of one core, that triggers a CPU profile (default unset: off)."""
+
+OTEL_PROFILING_HEAP_FORMAT = "OTEL_PROFILING_HEAP_FORMAT"
+"""``heapprofile``, ``pprof`` or ``folded`` (default ``heapprofile``)."""
+
+OTEL_PROFILING_HEAP_FRAMES = "OTEL_PROFILING_HEAP_FRAMES"
+"""Stack depth per allocation (1 to 65535) (default ``64``)."""
+
+OTEL_PROFILING_HTTP_MAX_SECONDS = "OTEL_PROFILING_HTTP_MAX_SECONDS"
+"""Largest ``seconds=`` accepted (default ``300``)."""
+
+OTEL_PROFILING_JITTER = "OTEL_PROFILING_JITTER"
+"""Largest random delay before the first window, seconds (default the interval)."""
+
+OTEL_PROFILING_MEMORY_COOLDOWN = "OTEL_PROFILING_MEMORY_COOLDOWN"
+"""Seconds between two memory-triggered profiles (default ``300``)."""
+
+OTEL_PROFILING_MEMORY_THRESHOLD = "OTEL_PROFILING_MEMORY_THRESHOLD"
+"""Resident memory that triggers heap profiling: bytes, ``512MiB``, ``2GB`` (unset: off)."""
+
+OTEL_PROFILING_SNAPSHOT_GC_COLLECT = "OTEL_PROFILING_SNAPSHOT_GC_COLLECT"
+"""Run ``gc.collect()`` before a heap snapshot (default ``true``)."""
+
+OTEL_PROFILING_THRESHOLD_DURATION = "OTEL_PROFILING_THRESHOLD_DURATION"
+"""Seconds a threshold-triggered heap or CPU profile lasts (default ``10``)."""

@@ -26,6 +26,7 @@ from otel_profiling.formats.folded import encode_folded
 from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
+from otel_profiling.profilers.span_tags import current_span_tag, span_frame, tags_by_context
 from otel_profiling.profilers.yappi_tree import yappi_call_tree
 
 _yappi_lock = threading.Lock()  # held for the whole capture: one yappi session per process
@@ -116,6 +117,7 @@ class CpuProfiler(Profiler):
         clock: str = "wall",
         builtins: bool = True,
         max_nodes: int = 200_000,
+        by_span: bool = False,
     ) -> None:
         super().__init__(format)
         if clock not in _CLOCKS:
@@ -123,6 +125,7 @@ class CpuProfiler(Profiler):
         self.clock = clock
         self.builtins = builtins
         self.max_nodes = max_nodes
+        self.by_span = by_span
         self._running = False
         self._start_us = 0
         self._start_perf = 0.0
@@ -147,6 +150,7 @@ class CpuProfiler(Profiler):
             yappi.clear_stats()
             yappi.set_clock_type(self.clock)
             yappi.set_context_name_callback(_thread_name)
+            yappi.set_tag_callback(current_span_tag if self.by_span else None)
             self._start_us = int(time.time() * 1e6)
             self._start_perf = time.perf_counter()
             yappi.start(builtins=self.builtins, profile_threads=True)
@@ -163,6 +167,7 @@ class CpuProfiler(Profiler):
             try:
                 yappi.stop()
                 yappi.set_context_name_callback(None)
+                yappi.set_tag_callback(None)
                 self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
                 if self.format.name in _YAPPI_FILES:
                     data = self._yappi_file(_YAPPI_FILES[self.format.name])
@@ -197,15 +202,19 @@ class CpuProfiler(Profiler):
             os.unlink(path)
         return _fix_pstats_counts(data) if kind == "pstat" else data
 
-    def _collect(self) -> List[Tuple[str, int, Any, List[Frame]]]:
+    def _collect(self) -> List[Tuple[str, int, Any, List[Frame], Optional[Frame]]]:
+        """Per thread (and per span with ``by_span``): its name, stats and start stack."""
+        span_tags = tags_by_context() if self.by_span else {}
         threads = []
         for thread in yappi.get_thread_stats():
             if _is_library_thread(thread):
                 continue
-            name = str(thread.name)
-            stats = yappi.get_func_stats(filter={"ctx_id": thread.id})
-            stack = self._start_stacks.get(int(thread.tid), [])
-            threads.append((name, int(thread.tid), list(stats), stack))
+            name, ident = str(thread.name), int(thread.tid)
+            stack = self._start_stacks.get(ident, [])
+            for tag in span_tags.get(thread.id, [0]):
+                stats = yappi.get_func_stats(filter={"ctx_id": thread.id, "tag": tag})
+                scope = span_frame(tag) if tag else None
+                threads.append((name, ident, list(stats), stack, scope))
         return threads
 
     def encode(self, tree: CallNode) -> bytes:
@@ -230,6 +239,8 @@ class CpuProfiler(Profiler):
     def attributes(self) -> dict:
         attrs = super().attributes()
         attrs["profiling.cpu.clock"] = self.clock
+        if self.by_span:
+            attrs["profiling.cpu.by_span"] = True
         return attrs
 
     def __repr__(self) -> str:

@@ -33,7 +33,7 @@ def _format_from_env(name: str, kind: ProfileKind) -> Optional[str]:
 
 
 def cpu_profiler_from_env() -> CpuProfiler:
-    """``OTEL_PROFILING_CPU_FORMAT``, ``_CPU_CLOCK`` and ``_CPU_BUILTINS``."""
+    """``OTEL_PROFILING_CPU_FORMAT``, ``_CPU_CLOCK``, ``_CPU_BUILTINS`` and ``_CPU_BY_SPAN``."""
     clock = (env_str("OTEL_PROFILING_CPU_CLOCK", "wall") or "wall").lower()
     if clock not in ("wall", "cpu"):
         _invalid("OTEL_PROFILING_CPU_CLOCK", clock, "wall or cpu", "wall")
@@ -42,6 +42,7 @@ def cpu_profiler_from_env() -> CpuProfiler:
         _format_from_env("OTEL_PROFILING_CPU_FORMAT", ProfileKind.CPU_PROFILE),
         clock=clock,
         builtins=env_bool("OTEL_PROFILING_CPU_BUILTINS", True),
+        by_span=env_bool("OTEL_PROFILING_CPU_BY_SPAN", False),
     )
 
 

@@ -159,12 +159,17 @@ def _under_start_stack(thread_node: CallNode, entry: Frame, stack: Sequence[Fram
 
 
 def yappi_call_tree(
-    threads: Iterable[Tuple[str, int, Iterable[Any], Sequence[Frame]]], **limits: Any
+    threads: Iterable[Tuple[str, int, Iterable[Any], Sequence[Frame], Optional[Frame]]],
+    **limits: Any,
 ) -> CallNode:
-    """Build the tree from ``(thread name, ident, YFuncStats, stack at start)`` tuples."""
+    """Build the tree from ``(thread name, ident, YFuncStats, stack at start, scope)`` tuples.
+
+    ``scope``, when given (a span), is a level between the thread and its calls.
+    """
     root = new_root()
     budget = [int(limits.pop("max_nodes", 200_000))]
-    for name, ident, stats, stack in threads:
+    for name, ident, stats, stack, scope in threads:
         thread_frame = Frame(f"{name} (thread {ident})")
-        thread_tree(root, thread_frame, stats, budget=budget, start_stack=stack, **limits)
+        parent, top = (root, thread_frame) if scope is None else (root.child(thread_frame), scope)
+        thread_tree(parent, top, stats, budget=budget, start_stack=stack, **limits)
     return root
