@@ -28,6 +28,7 @@ from otel_profiling.processors.base import ProfileProcessor
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
+from otel_profiling.resource import default_resource
 from otel_profiling.triggers.base import Trigger
 from otel_profiling.version import __version__
 
@@ -82,7 +83,7 @@ class _Binding:
 class ProfilingAgent:
     """Runs profilers when triggers ask, and hands the profiles to processors.
 
-    ``resource`` defaults to ``Resource.create()``, which reads
+    ``resource`` defaults to ``Resource.create()`` on ``host.name``, which reads
     ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``. At interpreter exit
     a started agent shuts down by itself, waiting at most
     ``exit_timeout_millis`` for the export of what is queued.
@@ -94,7 +95,7 @@ class ProfilingAgent:
         *,
         exit_timeout_millis: int = DEFAULT_EXIT_TIMEOUT_MILLIS,
     ) -> None:
-        self.resource = resource if resource is not None else Resource.create()
+        self.resource = resource if resource is not None else default_resource()
         self.instrumentation_scope = InstrumentationScope("otel_profiling", __version__)
         self.exit_timeout_millis = exit_timeout_millis
         self.refused_starts = 0

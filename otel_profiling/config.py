@@ -11,12 +11,11 @@ application keeps running.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from typing import Optional
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import HOST_NAME, Resource
+from opentelemetry.sdk.resources import Resource
 
 from otel_profiling._env import env_bool
 from otel_profiling.agent import ProfilingAgent
@@ -24,6 +23,7 @@ from otel_profiling.exporters.env import DEFAULT_URL, exporters_from_env
 from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profilers.env import profilers_from_env
+from otel_profiling.resource import default_resource
 from otel_profiling.triggers.env import triggers_from_env
 
 __all__ = ["DEFAULT_URL", "configure", "exporters_from_env", "resource_from_env"]
@@ -42,7 +42,7 @@ def resource_from_env(tracer_provider: Optional[object] = None) -> Resource:
     resource = getattr(provider, "resource", None)
     if isinstance(resource, Resource):
         return resource
-    return Resource({HOST_NAME: socket.gethostname()}).merge(Resource.create())
+    return default_resource()
 
 
 def configure(resource: Optional[Resource] = None) -> Optional[ProfilingAgent]:

@@ -234,3 +234,11 @@ def test_profiler_base_validates_format() -> None:
         CpuProfiler(format="nope")
     assert CpuProfiler().format.extension == "cpuprofile"
     assert issubclass(CpuProfiler, Profiler) and CpuProfiler.kind is ProfileKind.CPU_PROFILE
+
+
+def test_default_resource_names_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    assert ProfilingAgent().resource.attributes["host.name"] == socket.gethostname()
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "host.name=web-7")
+    assert ProfilingAgent().resource.attributes["host.name"] == "web-7"

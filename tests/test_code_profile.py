@@ -59,6 +59,12 @@ def test_decorator_profiles_each_call(agent_and_exporter) -> None:  # type: igno
     assert block.profile is second
     assert first.name == second.name == "test_decorator_profiles_each_call.<locals>.import_batch"
     assert import_batch.__name__ == "import_batch"
+    # OpenTelemetry semantic conventions: what ran, and on which thread
+    assert first.attributes["code.function.name"] == (
+        "test_code_profile.test_decorator_profiles_each_call.<locals>.import_batch"
+    )
+    assert first.attributes["thread.name"] == threading.current_thread().name
+    assert first.attributes["thread.id"] == threading.get_ident()
 
 
 def test_exception_propagates_and_the_profile_is_kept(agent_and_exporter) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Tuple, TypeVar
 
 from opentelemetry.util.types import AttributeValue
@@ -77,7 +78,7 @@ class ProfileBlock:
         )
 
     # -- the block --------------------------------------------------------------
-    def _begin(self, name: Optional[str]) -> ProfileHandle:
+    def _begin(self, name: Optional[str], function: Optional[str] = None) -> ProfileHandle:
         name = name or self.name
         try:
             profile: Optional[Profile] = self._agent._begin(
@@ -89,6 +90,12 @@ class ProfileBlock:
             )
         except Exception:  # refused or failed: counted/logged by the agent; run unprofiled
             profile = None
+        if profile is not None:  # semantic conventions: where the profiled block ran
+            thread = threading.current_thread()
+            profile.set_attribute("thread.id", thread.ident or 0)
+            profile.set_attribute("thread.name", thread.name)
+            if function:
+                profile.set_attribute("code.function.name", function)
         handle = ProfileHandle(profile)
         self._entries.set(self._entries.get() + (handle,))
         return handle
@@ -126,13 +133,14 @@ class ProfileBlock:
 
     # -- the decorator ----------------------------------------------------------
     def __call__(self, func: F) -> F:
+        function = f"{func.__module__}.{func.__qualname__}"
         name = self.name or getattr(func, "__qualname__", repr(func))
 
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                self._begin(name)
+                self._begin(name, function)
                 failed = True
                 try:
                     result = await func(*args, **kwargs)
@@ -145,7 +153,7 @@ class ProfileBlock:
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self._begin(name)
+            self._begin(name, function)
             failed = True
             try:
                 result = func(*args, **kwargs)
