@@ -172,5 +172,11 @@ class Progress:
 
 
 def want_progress(flag: Optional[bool]) -> bool:
-    """``--progress``/``--no-progress``, else only when stderr is a terminal."""
-    return sys.stderr.isatty() if flag is None else flag
+    """``--progress``/``--no-progress``; by default only for a person at a terminal.
+
+    That is when stdout is a terminal (not a script reading it) and so is stderr,
+    where the bar is drawn (a redirected log never gets one).
+    """
+    if flag is not None:
+        return flag
+    return sys.stdout.isatty() and sys.stderr.isatty()

@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         parents=[common],
         help="download a profile",
         description="Download the profile at URL/KEY to a file (default: the key's name in "
-        "the current directory). A progress bar is drawn for large objects when "
-        "stderr is a terminal.",
+        "the current directory). A progress bar is drawn on stderr for large objects when "
+        "stdout is a terminal.",
         epilog="example: otel-profiling get "
         "s3://bucket/profiles/CPU_PROFILE-2026-11-24T10:15:30.123Z.cpuprofile -o app.cpuprofile",
     )
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="draw a progress bar (default: when stderr is a terminal)",
+        help="draw a progress bar on stderr (default: when stdout and stderr are terminals)",
     )
     parser.set_defaults(handler=run)
 
