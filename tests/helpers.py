@@ -9,6 +9,7 @@ from typing import List, Sequence
 from otel_profiling.exporters import ProfileExporter, ProfileExportResult
 from otel_profiling.profile import Profile, ProfileKind
 from otel_profiling.profilers import Profiler
+from otel_profiling.triggers import Trigger
 
 
 class WallClockProfiler(Profiler):
@@ -83,3 +84,22 @@ class HangingExporter(ProfileExporter):
         self.entered.set()
         self.release.wait(60)
         return ProfileExportResult.SUCCESS
+
+
+class ManualTrigger(Trigger):
+    """A trigger driven by the test itself, so a test decides exactly when a profile runs."""
+
+    name = "manual"
+
+    def _bound(self):  # type: ignore[no-untyped-def]
+        assert self.target is not None, "agent not started"
+        return self.target
+
+    def start(self) -> List[Profile]:
+        return self._bound().start("test")
+
+    def stop(self) -> List[Profile]:
+        return self._bound().stop("test")
+
+    def fire(self) -> List[Profile]:
+        return self._bound().toggle("test fired")

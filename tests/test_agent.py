@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import child_env
-from helpers import RecordingExporter, WallClockProfiler
+from helpers import ManualTrigger, RecordingExporter, WallClockProfiler
 from viewers import load_cpuprofile
 
 from otel_profiling import ProfileStatus, ProfilingAgent
@@ -20,17 +20,7 @@ from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers import CpuProfiler, Profiler
-from otel_profiling.triggers import SignalTrigger, Trigger
-
-
-class ManualTrigger(Trigger):
-    """A trigger fired by the test itself."""
-
-    name = "manual"
-
-    def fire(self) -> list:
-        assert self.target is not None, "agent not started"
-        return self.target.toggle("test fired")
+from otel_profiling.triggers import SignalTrigger
 
 
 class BrokenProfiler(WallClockProfiler):

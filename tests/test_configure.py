@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pytest
 from conftest import s3_options
+from helpers import ManualTrigger
 from instrumented import write_distribution
-from manual_trigger import ManualTrigger
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from viewers import cpuprofile_function_names, load_cpuprofile
@@ -30,7 +30,6 @@ from otel_profiling.auto_instrumentation import link_tracer_provider, post_instr
 from otel_profiling.config import resource_from_env
 from otel_profiling.exporters import ConsoleProfileExporter, FsspecProfileExporter
 from otel_profiling.exporters.env import known_exporter_names
-from otel_profiling.global_agent import _reset_profiling_agent
 from otel_profiling.processors.batch import DEFAULT_SCHEDULE_DELAY_MILLIS
 from otel_profiling.profilers import CpuProfiler
 
@@ -39,16 +38,12 @@ ENV_PREFIXES = ("OTEL_", "FSSPEC_")
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No inherited OTEL_* setting, no global agent before or after; no signal trigger."""
+    """No inherited OTEL_* setting and no signal trigger."""
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.setenv("OTEL_PROFILING_SIGNAL", "none")
-    _reset_profiling_agent()
-    yield
-    agent = _reset_profiling_agent()
-    if agent is not None:
-        agent.shutdown(5_000)
+    yield  # conftest's _no_global_agent resets the global agent around every test
 
 
 def profile_once(agent: ProfilingAgent) -> None:

@@ -14,21 +14,20 @@ from typing import Iterator, Tuple
 import fsspec
 import pytest
 from conftest import ROOT, child_env, s3_options
-from manual_trigger import ManualTrigger
+from helpers import ManualTrigger
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
+from trigger_profilers import GcCountsSnapshotProfiler
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent, ProfilingSpanProcessor, set_profiling_agent
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
 from otel_profiling.global_agent import _reset_profiling_agent
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
-from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers import CpuProfiler
-from otel_profiling.profilers.base import Profiler
 
 
 def handle_report() -> int:
@@ -217,27 +216,6 @@ def test_processor_without_agent_uses_the_global_one() -> None:
     assert second.attributes["profiling.profile.url"] == profile.attributes["profiling.profile.url"]
 
 
-class NoteProfiler(Profiler):
-    """A second, independent profiler (yappi allows one CPU profile at a time)."""
-
-    kind = ProfileKind.HEAP_SNAPSHOT
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._running = False
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-    def start(self) -> None:
-        self._running = True
-
-    def stop(self) -> bytes:
-        self._running = False
-        return b"{}"
-
-
 def test_two_profiles_at_once_put_both_urls_on_the_span() -> None:
     agent = ProfilingAgent()
     agent.add_profile_processor(
@@ -245,7 +223,7 @@ def test_two_profiles_at_once_put_both_urls_on_the_span() -> None:
     )
     cpu_trigger, note_trigger = ManualTrigger(), ManualTrigger()
     agent.register(cpu_trigger, CpuProfiler())
-    agent.register(note_trigger, NoteProfiler())
+    agent.register(note_trigger, GcCountsSnapshotProfiler())
     agent.start()
     provider = TracerProvider()
     spans = InMemorySpanExporter()
@@ -334,7 +312,7 @@ def test_profile_url_never_carries_credentials() -> None:
     agent = ProfilingAgent()
     agent.add_profile_processor(SimpleProfileProcessor(UserinfoExporter()))
     trigger = ManualTrigger()
-    agent.register(trigger, NoteProfiler())
+    agent.register(trigger, GcCountsSnapshotProfiler())
     agent.start()
     try:
         [profile] = trigger.start()
