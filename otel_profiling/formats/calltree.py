@@ -7,13 +7,15 @@ tracemalloc tracebacks) are both turned into this tree first; each encoder
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 
-@dataclass(frozen=True)
-class Frame:
-    """A code location. ``lineno`` is 1-based (0 when unknown)."""
+class Frame(NamedTuple):
+    """A code location. ``lineno`` is 1-based (0 when unknown).
+
+    A named tuple: frames are dictionary keys in every tree, and a tuple's hash
+    and equality run in C.
+    """
 
     function: str
     filename: str = ""
