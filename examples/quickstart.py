@@ -41,23 +41,20 @@ def main() -> int:
     agent.add_profile_processor(SimpleProfileProcessor(written))
     agent.start()
 
-    os.kill(os.getpid(), signal.SIGUSR2)  # start profiling
-    _wait(lambda: agent.active_profiles)
+    os.kill(os.getpid(), signal.SIGUSR2)  # start profiling (on the trigger's thread)
+    deadline = time.monotonic() + 10
+    while not agent.active_profiles and time.monotonic() < deadline:
+        time.sleep(0.01)
     run_workload()
     os.kill(os.getpid(), signal.SIGUSR2)  # stop profiling: the profile is exported
-    _wait(lambda: written.get_finished_profiles())
+    while not written.get_finished_profiles() and time.monotonic() < deadline + 10:
+        time.sleep(0.01)
     agent.shutdown()
 
     for profile in written.get_finished_profiles():
         print(f"{profile.kind.value} profile ({len(profile.data)} bytes) written to:")
         print(f"  {exporter.url_for(profile)}")
     return 0 if written.get_finished_profiles() else 1
-
-
-def _wait(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 if __name__ == "__main__":
