@@ -150,6 +150,36 @@ def child_env(**extra: str) -> Dict[str, str]:
     return env
 
 
+def signal_child(command: list, env: Dict[str, str], signals: int = 2, **popen: object) -> tuple:
+    """Run a child that prints "ready", send SIGUSR2 ``signals`` times with work in
+    between, then say "quit" on stdin; returns (stdout, stderr) of a clean exit."""
+    import signal
+
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        **popen,  # type: ignore[arg-type]
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line == "ready", (line, proc.stderr.read() if proc.stderr else "")
+        for _ in range(signals):
+            proc.send_signal(signal.SIGUSR2)
+            time.sleep(0.6)
+        out, err = proc.communicate("quit\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "done" in out
+    return out, err
+
+
 def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,14 +1,22 @@
-"""Real building blocks for tests: a profiler without yappi, exporters that fail or hang."""
+"""Real building blocks for tests: small profilers, a manual trigger, exporters that fail or hang.
+
+The heap-kind profilers measure for real (tracemalloc statistics, gc object
+counts) and write JSON, so triggers can be tested with any kind.
+"""
 
 from __future__ import annotations
 
+import collections
+import gc
+import json
 import threading
 import time
+import tracemalloc
 from typing import List, Sequence
 
 from otel_profiling.exporters import ProfileExporter, ProfileExportResult
 from otel_profiling.profile import Profile, ProfileKind
-from otel_profiling.profilers import Profiler
+from otel_profiling.profilers import Profiler, ProfilerBusyError
 from otel_profiling.triggers import Trigger
 
 
@@ -103,3 +111,52 @@ class ManualTrigger(Trigger):
 
     def fire(self) -> List[Profile]:
         return self._bound().toggle("test fired")
+
+
+class _FlagProfiler(Profiler):
+    """Keeps ``running`` in a flag; subclasses measure something real."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+
+class TracemallocStatsProfiler(_FlagProfiler):
+    """``HEAP_PROFILE``: the lines that allocated most between start and stop."""
+
+    kind = ProfileKind.HEAP_PROFILE
+
+    def start(self) -> None:
+        if self._running or tracemalloc.is_tracing():
+            raise ProfilerBusyError("tracemalloc is already tracing")
+        tracemalloc.start(1)
+        self._running = True
+
+    def stop(self) -> bytes:
+        snapshot = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        self._running = False
+        stats = snapshot.statistics("lineno")[:20]
+        top = [
+            {"file": s.traceback[0].filename, "line": s.traceback[0].lineno, "size": s.size}
+            for s in stats
+        ]
+        return json.dumps({"total": sum(s.size for s in stats), "top": top}).encode()
+
+
+class GcCountsSnapshotProfiler(_FlagProfiler):
+    """``HEAP_SNAPSHOT``: live gc-tracked objects counted by type at stop."""
+
+    kind = ProfileKind.HEAP_SNAPSHOT
+
+    def start(self) -> None:
+        self._running = True
+
+    def stop(self) -> bytes:
+        self._running = False
+        counts = collections.Counter(type(obj).__name__ for obj in gc.get_objects())
+        return json.dumps({"types": dict(counts.most_common(50))}).encode()

@@ -12,7 +12,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import pytest
 from conftest import s3_options, wait_for
-from trigger_profilers import GcCountsSnapshotProfiler, TracemallocStatsProfiler
+from helpers import GcCountsSnapshotProfiler, TracemallocStatsProfiler
 from viewers import load_cpuprofile
 
 from otel_profiling import ProfilingAgent

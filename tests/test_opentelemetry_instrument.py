@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Dict, Sequence, Tuple
 
-from conftest import APPS, child_env
+from conftest import APPS, child_env, signal_child
 from instrumented import instrument_command, instrumented_env, write_distribution
 from viewers import cpuprofile_function_names, load_cpuprofile
 
@@ -28,29 +25,8 @@ def run_instrumented(
 ) -> Tuple[str, str]:
     """Run ``app`` under opentelemetry-instrument, send SIGUSR2 ``signals`` times, quit."""
     full_env = instrumented_env(child_env(**env), tmp_path, extra_dist=tmp_path / "extra")
-    proc = subprocess.Popen(
-        instrument_command(APPS / app, options=options),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=full_env,
-        cwd=tmp_path,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line == "ready", (line, proc.stderr.read() if proc.stderr else "")
-        for _ in range(signals):
-            proc.send_signal(signal.SIGUSR2)
-            time.sleep(0.6)
-        out, err = proc.communicate("quit\n", timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "done" in out
-    return out, err
+    command = instrument_command(APPS / app, options=options)
+    return signal_child(command, full_env, signals, cwd=tmp_path)
 
 
 def test_file_url_named_and_attributed_by_env(tmp_path: Path) -> None:

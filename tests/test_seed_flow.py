@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import APPS, child_env, wait_for
+from conftest import APPS, child_env, signal_child, wait_for
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent
@@ -25,27 +24,7 @@ KEY = re.compile(r"^CPU_PROFILE-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\.cpuprofi
 
 def run_seed_child(*args: str) -> str:
     """Start the child, send SIGUSR2 twice with work in between, shut it down."""
-    proc = subprocess.Popen(
-        [sys.executable, str(APPS / "seed_app.py"), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGUSR2)
-        time.sleep(0.6)
-        proc.send_signal(signal.SIGUSR2)
-        time.sleep(0.3)
-        out, err = proc.communicate("quit\n", timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "done" in out
+    _, err = signal_child([sys.executable, str(APPS / "seed_app.py"), *args], child_env())
     return err
 
 

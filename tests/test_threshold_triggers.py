@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import APPS, child_env, wait_for
-from trigger_profilers import GcCountsSnapshotProfiler, TracemallocStatsProfiler
+from helpers import GcCountsSnapshotProfiler, TracemallocStatsProfiler
 from viewers import HeapSnapshot, cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent

@@ -9,18 +9,17 @@ import threading
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator, Tuple
+from typing import Any, Iterator, Tuple
 
 import fsspec
 import pytest
 from conftest import ROOT, child_env, s3_options
-from helpers import ManualTrigger
+from helpers import GcCountsSnapshotProfiler, ManualTrigger
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
-from trigger_profilers import GcCountsSnapshotProfiler
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent, ProfilingSpanProcessor, set_profiling_agent
@@ -131,6 +130,15 @@ def test_traced_request_while_profiling_links_span_and_profile(
     assert meta["attr-profiling.profile.url"] == profile_url
 
 
+def traced(agent: ProfilingAgent) -> Tuple[Any, InMemorySpanExporter]:
+    """A tracer whose spans go through ProfilingSpanProcessor(agent) into memory."""
+    provider = TracerProvider()
+    spans = InMemorySpanExporter()
+    provider.add_span_processor(ProfilingSpanProcessor(agent))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    return provider.get_tracer("test"), spans
+
+
 def memory_agent() -> Tuple[ProfilingAgent, ManualTrigger, InMemoryProfileExporter]:
     exported = InMemoryProfileExporter()
     agent = ProfilingAgent()
@@ -145,11 +153,7 @@ def memory_agent() -> Tuple[ProfilingAgent, ManualTrigger, InMemoryProfileExport
 
 def test_span_running_when_the_profile_starts_is_linked() -> None:
     agent, trigger, exported = memory_agent()
-    provider = TracerProvider()
-    spans = InMemorySpanExporter()
-    provider.add_span_processor(ProfilingSpanProcessor(agent))
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracer = provider.get_tracer("test")
+    tracer, spans = traced(agent)
     try:
         with tracer.start_as_current_span("long job") as job:
             [profile] = trigger.start()
@@ -225,13 +229,10 @@ def test_two_profiles_at_once_put_both_urls_on_the_span() -> None:
     agent.register(cpu_trigger, CpuProfiler())
     agent.register(note_trigger, GcCountsSnapshotProfiler())
     agent.start()
-    provider = TracerProvider()
-    spans = InMemorySpanExporter()
-    provider.add_span_processor(ProfilingSpanProcessor(agent))
-    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer, spans = traced(agent)
     try:
         [cpu] = cpu_trigger.start()
-        with provider.get_tracer("test").start_as_current_span("both"):
+        with tracer.start_as_current_span("both"):
             [note] = note_trigger.start()  # starts while the span runs
         note_trigger.stop()
         cpu_trigger.stop()
@@ -273,11 +274,7 @@ def test_traced_service_example(tmp_path) -> None:  # type: ignore[no-untyped-de
 
 def test_forked_child_does_not_link_to_the_parents_profile() -> None:
     agent, trigger, _ = memory_agent()
-    provider = TracerProvider()
-    spans = InMemorySpanExporter()
-    provider.add_span_processor(ProfilingSpanProcessor(agent))
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracer = provider.get_tracer("test")
+    tracer, spans = traced(agent)
     try:
         [profile] = trigger.start()
         pid = os.fork()
