@@ -13,6 +13,7 @@ import pytest
 from viewers import (
     cpuprofile_self_times,
     cpuprofile_total_times,
+    load_callgrind,
     load_cpuprofile,
     load_folded,
     load_pprof,
@@ -62,22 +63,33 @@ def test_pstats_loads_in_pstats_with_exact_counts(tmp_path: Path) -> None:
     path.write_bytes(capture("pstats"))
     stats = pstats.Stats(str(path))
     by_name = {func[2]: value for func, value in stats.stats.items()}  # type: ignore[attr-defined]
-    primitive, total, tottime, _cumtime, _callers = by_name["recurse"]
+    primitive, total, tottime, _cumtime, callers = by_name["recurse"]
     assert (primitive, total) == (1, 16), "pstats expects (primitive, total) calls"
+    by_caller = {caller[2]: value for caller, value in callers.items()}
+    assert by_caller["recurse"][0] == 15 and by_caller["workload"][:2] == (1, 1)
     assert by_name["light_helper"][:2] == (50, 50)
+    helper_callers = {caller[2]: value for caller, value in by_name["light_helper"][4].items()}
+    assert helper_callers["workload"][:2] == (50, 50)
     top = max(by_name.items(), key=lambda item: item[1][2])
     assert top[0] == "spin_cpu", f"self time dominated by {top[0]}"
     assert by_name["spin_cpu"][2] >= 0.2
+    assert by_name["workload"][3] >= by_name["spin_cpu"][3] >= 0.35  # cumulative
 
 
-def test_callgrind_has_functions_and_costs() -> None:
-    text = capture("callgrind").decode("utf-8")
-    assert text.startswith("version: 1")
-    assert re.search(r"^events: ", text, re.M)
-    names = set(re.findall(r"^fn=\(\d+\)(?: (\S+))?", text, re.M))
-    assert {"spin_cpu", "recurse", "light_helper"} <= names
-    costs = [int(m) for m in re.findall(r"^\d+ (\d+)$", text, re.M)]
-    assert costs and max(costs) > 0
+def test_callgrind_reads_back_as_a_call_graph() -> None:
+    data = capture("callgrind")
+    text = data.decode("utf-8")
+    assert text.startswith("# callgrind format\nversion: 1\n")
+    assert re.search(r"^events: wall$", text, re.M)
+    functions = load_callgrind(data)
+    top = max(functions, key=lambda name: functions[name][1])
+    assert top == "spin_cpu", f"self cost dominated by {top}"
+    assert functions["spin_cpu"][1] >= 200_000  # microseconds
+    calls, _cost, callees = functions["workload"]
+    assert callees["light_helper"][0] == 50
+    assert callees["spin_cpu"][0] == 1 and callees["spin_cpu"][1] >= 350_000  # inclusive
+    assert functions["light_helper"][0] == 50
+    assert functions["recurse"][2]["recurse"][0] == 15
 
 
 def test_folded_self_time_dominated_by_cpu_function() -> None:

@@ -7,6 +7,7 @@ speedscope would, and fail on what would make those viewers reject the file.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Dict, List, Tuple
 
 
@@ -304,3 +305,42 @@ def load_folded(data: bytes) -> List[Tuple[List[str], int]]:
         assert stack and count.isdigit(), f"bad folded line {line!r}"
         out.append((stack.split(";"), int(count)))
     return out
+
+
+def load_callgrind(data: bytes) -> Dict[str, Any]:
+    """Parse callgrind data with gprof2dot's parser (what turns it into a call graph).
+
+    Returns ``{function name: (calls, self cost, {callee name: (calls, cost)})}``
+    with the name cut before its `` file:line`` suffix; fails on a reference
+    to a file or function number that was never named.
+    """
+    import io
+
+    import gprof2dot
+
+    text = data.decode("utf-8")
+    named = set()
+    for match in re.finditer(r"^(c?f[ln])=\((\d+)\)( .+)?$", text, re.M):
+        kind, number, name = match.group(1).lstrip("c"), match.group(2), match.group(3)
+        if name:
+            assert (kind, number) not in named, f"{kind}=({number}) named twice"
+            named.add((kind, number))
+        else:
+            assert (kind, number) in named, f"{kind}=({number}) used before it was named"
+    profile = gprof2dot.CallgrindParser(io.StringIO(text)).parse()
+    functions = profile.functions
+    result: Dict[str, Any] = {}
+    for function in functions.values():
+        calls = {
+            functions[call.callee_id].name.split(" ")[0]: (
+                call.events.get(gprof2dot.CALLS, 0),
+                call.events.get(gprof2dot.SAMPLES2, 0),
+            )
+            for call in function.calls.values()
+        }
+        result[function.name.split(" ")[0]] = (
+            function.called or 0,
+            function.events.get(gprof2dot.SAMPLES, 0),
+            calls,
+        )
+    return result

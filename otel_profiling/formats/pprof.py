@@ -25,6 +25,8 @@ _SMALL = [bytes([i]) for i in range(128)]
 def _varint(value: int) -> bytes:
     if 0 <= value < 128:
         return _SMALL[value]
+    if 0 < value < 16384:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     if value < 0:
         value += 1 << 64  # int64 negatives are ten-byte two's complement
     out = bytearray()
@@ -119,19 +121,28 @@ def encode_pprof(
         location_msgs.append(_int_field(1, loc_id) + _bytes_field(4, line))
         return loc_id
 
-    location_varints: Dict[int, bytes] = {}  # by id(frame): a location id, varint-encoded
-    for path, node in root.stacks():
-        values = [int(node.self_count), round(node.self_value * value_scale)]
-        if not any(values):
+    # Pre-order walk carrying each node's stack as encoded location ids, leaf
+    # first: a child's is its own id followed by its parent's.
+    encoded: Dict[Frame, bytes] = {}
+    sample_key = _key(_SAMPLE, 2)
+    work: List[Tuple[CallNode, bytes]] = [
+        (child, b"") for child in reversed(list(root.children.values()))
+    ]
+    while work:
+        node, above = work.pop()
+        frame = node.frame
+        own = encoded.get(frame)
+        if own is None:
+            own = encoded[frame] = _varint(location_id(frame))
+        ids = own + above
+        if node.children:
+            work.extend((child, ids) for child in reversed(list(node.children.values())))
+        count, value = int(node.self_count), round(node.self_value * value_scale)
+        if not (count or value):
             continue
-        ids = []
-        for frame in reversed(path):  # leaf first
-            encoded = location_varints.get(id(frame))
-            if encoded is None:
-                encoded = location_varints[id(frame)] = _varint(location_id(frame))
-            ids.append(encoded)
-        sample = _bytes_field(1, b"".join(ids)) + _packed(2, values)
-        out.append(_bytes_field(_SAMPLE, sample))
+        values = _varint(count) + _varint(value)
+        sample = b"\n" + _varint(len(ids)) + ids + b"\x12" + _varint(len(values)) + values
+        out.append(sample_key + _varint(len(sample)) + sample)
     out.extend(_bytes_field(_LOCATION, msg) for msg in location_msgs)
     out.extend(_bytes_field(_FUNCTION, msg) for msg in function_msgs)
     period_msg = _bytes_field(_PERIOD_TYPE, _value_type(strings, period_type))
@@ -140,4 +151,4 @@ def encode_pprof(
     out.append(_int_field(_DURATION_NANOS, int(duration_nanos)))
     out.append(period_msg)
     out.append(_int_field(_PERIOD, int(period)))
-    return gzip.compress(b"".join(out), compresslevel=6, mtime=0)
+    return gzip.compress(b"".join(out), compresslevel=1, mtime=0)

@@ -7,10 +7,8 @@ it) rather than corrupting the first.
 
 from __future__ import annotations
 
-import marshal
 import os
 import sys
-import tempfile
 import threading
 import time
 from types import CodeType, FrameType
@@ -20,13 +18,16 @@ import yappi
 
 from otel_profiling._gcpause import gc_paused
 from otel_profiling._threads import LIBRARY_THREAD_PREFIX
+from otel_profiling.formats.callgrind import encode_callgrind
 from otel_profiling.formats.calltree import CallNode, Frame
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
 from otel_profiling.formats.folded import encode_folded
 from otel_profiling.formats.pprof import encode_pprof
+from otel_profiling.formats.pstats import encode_pstats
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.profilers.span_tags import current_span_tag, span_frame, tags_by_context
+from otel_profiling.profilers.yappi_stats import FuncStat, by_context, call_graph, read_func_stats
 from otel_profiling.profilers.yappi_tree import yappi_call_tree
 
 _yappi_lock = threading.Lock()  # held for the whole capture: one yappi session per process
@@ -40,7 +41,6 @@ def _reset_lock_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_in_child)
 _CLOCKS = ("wall", "cpu")
-_YAPPI_FILES = {"pstats": "pstat", "callgrind": "callgrind"}  # format → yappi's save type
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -105,7 +105,7 @@ class CpuProfiler(Profiler):
 
     ``format``: ``cpuprofile`` (default), ``pprof`` and ``folded`` are written
     from the derived call tree (each node with self time counts one sample);
-    ``pstats`` and ``callgrind`` are written by yappi from its exact call graph.
+    ``pstats`` and ``callgrind`` are written from yappi's exact call graph.
     """
 
     kind = ProfileKind.CPU_PROFILE
@@ -169,17 +169,18 @@ class CpuProfiler(Profiler):
                 yappi.set_context_name_callback(None)
                 yappi.set_tag_callback(None)
                 self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
-                if self.format.name in _YAPPI_FILES:
-                    data = self._yappi_file(_YAPPI_FILES[self.format.name])
-                else:
-                    threads = self._collect()
+                own = {t.id for t in yappi.get_thread_stats() if _is_library_thread(t)}
+                threads = [t for t in yappi.get_thread_stats() if t.id not in own]
+                stats = [stat for stat in read_func_stats() if stat.ctx_id not in own]
                 yappi.clear_stats()
             finally:
                 self._running = False
                 _yappi_lock.release()
-            if self.format.name in _YAPPI_FILES:
-                return data
-            tree = yappi_call_tree(threads, max_nodes=self.max_nodes)
+            if self.format.name == "pstats":
+                return encode_pstats(call_graph(stats))
+            if self.format.name == "callgrind":
+                return encode_callgrind(call_graph(stats), self.clock, f"{self.clock} time")
+            tree = yappi_call_tree(self._per_thread(threads, stats), max_nodes=self.max_nodes)
             return self.encode(tree)
 
     def after_fork(self) -> None:
@@ -188,34 +189,20 @@ class CpuProfiler(Profiler):
             yappi.stop()
             yappi.clear_stats()
 
-    def _yappi_file(self, kind: str) -> bytes:
-        """The application threads' call graph written by yappi itself (exact, not a tree)."""
-        own = {t.id for t in yappi.get_thread_stats() if _is_library_thread(t)}
-        stats = yappi.get_func_stats(filter_callback=lambda stat: stat.ctx_id not in own)
-        handle, path = tempfile.mkstemp(prefix="otel-profiling-", suffix="." + kind)
-        os.close(handle)
-        try:
-            stats.save(path, type=kind)
-            with open(path, "rb") as file:
-                data = file.read()
-        finally:
-            os.unlink(path)
-        return _fix_pstats_counts(data) if kind == "pstat" else data
-
-    def _collect(self) -> List[Tuple[str, int, Any, List[Frame], Optional[Frame]]]:
+    def _per_thread(
+        self, threads: List[Any], stats: List[FuncStat]
+    ) -> List[Tuple[str, int, List[FuncStat], List[Frame], Optional[Frame]]]:
         """Per thread (and per span with ``by_span``): its name, stats and start stack."""
-        span_tags = tags_by_context() if self.by_span else {}
-        threads = []
-        for thread in yappi.get_thread_stats():
-            if _is_library_thread(thread):
-                continue
+        groups = by_context(stats)
+        span_tags = tags_by_context(groups) if self.by_span else {}
+        result = []
+        for thread in threads:
             name, ident = str(thread.name), int(thread.tid)
             stack = self._start_stacks.get(ident, [])
             for tag in span_tags.get(thread.id, [0]):
-                stats = yappi.get_func_stats(filter={"ctx_id": thread.id, "tag": tag})
                 scope = span_frame(tag) if tag else None
-                threads.append((name, ident, list(stats), stack, scope))
-        return threads
+                result.append((name, ident, groups.get((thread.id, tag), []), stack, scope))
+        return result
 
     def encode(self, tree: CallNode) -> bytes:
         """Write the call tree (self values in seconds) in this profiler's format."""
@@ -232,8 +219,8 @@ class CpuProfiler(Profiler):
             )
         if name == "folded":
             return encode_folded(tree, 1e6)  # microseconds
-        if name in _YAPPI_FILES:
-            raise ValueError(f"{name} is written from yappi's call graph, not from a call tree")
+        if name in ("pstats", "callgrind"):
+            raise ValueError(f"{name} is written from the exact call graph, not from a call tree")
         return encode_cpuprofile(tree, self._start_us)
 
     def attributes(self) -> dict:
@@ -245,18 +232,3 @@ class CpuProfiler(Profiler):
 
     def __repr__(self) -> str:
         return f"CpuProfiler(format={self.format.name!r}, clock={self.clock!r})"
-
-
-def _fix_pstats_counts(data: bytes) -> bytes:
-    """Swap yappi's top-level ``(ncall, nactualcall)`` into pstats' ``(primitive, total)``.
-
-    ``pstats`` reads ``cc, nc, tt, ct, callers`` with ``cc`` the primitive
-    (non-recursive) calls; yappi writes the total first, which would show a
-    recursive function's counts reversed. Caller entries already follow pstats.
-    """
-    stats = marshal.loads(data)
-    fixed = {
-        func: (actual, total, tsub, ttot, callers)
-        for func, (total, actual, tsub, ttot, callers) in stats.items()
-    }
-    return marshal.dumps(fixed)

@@ -10,9 +10,8 @@ lookup per call, hence opt-in (``CpuProfiler(by_span=True)``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Set, Tuple
+from typing import Dict, Iterable, List, Tuple
 
-import yappi
 from opentelemetry import trace
 
 from otel_profiling.formats.calltree import Frame
@@ -37,17 +36,13 @@ def span_frame(tag: int) -> Frame:
     return Frame(f"span {tag & ((_SIGN << 1) - 1):016x}")
 
 
-def tags_by_context() -> Dict[int, List[int]]:
-    """Which span tags each yappi context (thread) recorded, 0 (no span) first."""
-    seen: Set[Tuple[int, int]] = set()
+def tags_by_context(groups: Iterable[Tuple[int, int]]) -> Dict[int, List[int]]:
+    """Which span tags each yappi context (thread) recorded, 0 (no span) first.
 
-    def record(stat: Any) -> bool:
-        seen.add((int(stat.ctx_id), int(stat.tag)))
-        return False  # nothing is kept: this pass only lists the pairs
-
-    yappi.get_func_stats(filter_callback=record)
+    ``groups``: the ``(ctx_id, tag)`` pairs the stats were recorded under.
+    """
     tags: Dict[int, List[int]] = {}
-    for ctx_id, tag in sorted(seen):
+    for ctx_id, tag in sorted(set(groups)):
         tags.setdefault(ctx_id, []).append(tag)
     for ctx_id, found in tags.items():
         if len(found) > MAX_SPANS_PER_THREAD:

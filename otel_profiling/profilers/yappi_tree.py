@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
+from otel_profiling.profilers.yappi_stats import FuncStat
 
 # A callee whose time under a caller exceeds the caller's own total cannot have
 # run inside it: it is a coroutine resumed by many short calls (yappi's wall
@@ -49,14 +50,14 @@ _OUTLIVE_RATIO = 1.05
 _OUTLIVE_SLACK = 1e-4
 
 
-def _frame(stat: Any) -> Frame:
-    return Frame(str(stat.name), str(stat.module or ""), int(stat.lineno or 0))
+def _frame(stat: FuncStat) -> Frame:
+    return Frame(stat.name, stat.module, stat.lineno)
 
 
 def thread_tree(
     parent: CallNode,
     thread_frame: Frame,
-    stats: Iterable[Any],
+    stats: Iterable[FuncStat],
     *,
     max_depth: int = 256,
     max_nodes: int = 200_000,
@@ -64,12 +65,11 @@ def thread_tree(
     budget: Optional[List[int]] = None,
     start_stack: Sequence[Frame] = (),
 ) -> None:
-    """Add one thread's yappi ``YFuncStats`` under ``parent`` as a subtree.
+    """Add one thread's function stats under ``parent`` as a subtree.
 
     ``start_stack`` is the thread's stack (outermost first) when profiling began.
     """
-    # One plain record per function, read once from yappi's (slow to iterate) objects:
-    # index -> (frame, total time, [(callee index, time under this function)])
+    # One record per function: index -> (frame, total time, [(callee index, time under it)])
     stats = list(stats)
     present = {stat.index for stat in stats}
     funcs: Dict[int, Tuple[Frame, float, List[Tuple[int, float]]]] = {}
@@ -159,10 +159,10 @@ def _under_start_stack(thread_node: CallNode, entry: Frame, stack: Sequence[Fram
 
 
 def yappi_call_tree(
-    threads: Iterable[Tuple[str, int, Iterable[Any], Sequence[Frame], Optional[Frame]]],
+    threads: Iterable[Tuple[str, int, Iterable[FuncStat], Sequence[Frame], Optional[Frame]]],
     **limits: Any,
 ) -> CallNode:
-    """Build the tree from ``(thread name, ident, YFuncStats, stack at start, scope)`` tuples.
+    """Build the tree from ``(thread name, ident, stats, stack at start, scope)`` tuples.
 
     ``scope``, when given (a span), is a level between the thread and its calls.
     """
