@@ -15,7 +15,7 @@ import gc
 import sys
 from array import array
 from itertools import chain, compress, groupby, repeat
-from operator import is_, itemgetter
+from operator import is_, is_not, itemgetter
 from types import FunctionType, ModuleType
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -42,6 +42,8 @@ _SEGMENT = 8192  # objects classified at a time
 _STR_ONLY = {str}
 _INT_SIZE = array("i").itemsize
 _ELEMENT_TABLE = 4096  # sequences shorter than this get their element names by table
+_GROUP_ORDER = (SEQ, GENERIC, DICT, MODULE, LEAF)
+_MASKS = {kind: bytes(kind == byte for byte in range(256)) for kind in range(7)}  # for translate
 _LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
 
 
@@ -52,19 +54,35 @@ class GraphBuilder:
     node's offset in the ``nodes`` array (node index × field count).
     """
 
-    def __init__(
-        self, graph: HeapGraph, types: Dict[type, TypeInfo], objs: List[Any], base: int
-    ) -> None:
-        step = NODE_FIELD_COUNT
-        self.graph, self.types, self.objs, self.base = graph, types, objs, base
-        self.index: Dict[int, int] = dict(
-            zip(map(id, objs), range(base * step, (base + len(objs)) * step, step))
-        )
+    def __init__(self, graph: HeapGraph, base: int) -> None:
+        self.graph, self.base = graph, base
+        self.types: Dict[type, TypeInfo] = {}
         self.walk_kinds: Dict[type, int] = {}
         self.labels: Dict[type, int] = {}
         self.dict_name = graph.strings.add("__dict__")
         self.key_name = graph.strings.add("key")
         self.elements: List[bytes] = [b""]  # element names 0..n-1, as array bytes, by n
+        self.objs: List[Any] = []
+        self.runs: List[Tuple[int, int]] = []  # (kind, count) at the start of objs
+        self.index: Dict[int, int] = {}
+
+    def group(self, found: List[Any]) -> List[Any]:
+        """``found`` as the first nodes, grouped by kind so that each kind is walked in bulk.
+
+        ``found`` itself (gc.get_objects() lists its own result) is left out.
+        """
+        self._learn(found)
+        kinds = bytes(map(self.walk_kinds.__getitem__, map(type, found)))
+        objs = self.objs
+        for kind in _GROUP_ORDER:
+            group = list(compress(found, kinds.translate(_MASKS[kind])))
+            if kind == SEQ:
+                group = list(compress(group, map(is_not, group, repeat(found))))
+            self.runs.append((kind, len(group)))
+            objs.extend(group)
+        step, base = NODE_FIELD_COUNT, self.base
+        self.index = dict(zip(map(id, objs), range(base * step, (base + len(objs)) * step, step)))
+        return objs
 
     def target(self, obj: Any) -> int:
         """The node offset of ``obj``, adding it as a new node if unseen (one at a time)."""
@@ -76,25 +94,26 @@ class GraphBuilder:
 
     def walk(self) -> None:
         """Edges of every object in ``objs``, including those appended on the way."""
-        objs, graph = self.objs, self.graph
+        objs = self.objs
         position = 0
-        while position < len(objs):
+        for kind, count in self.runs:  # grouped by ``group``
+            for start in range(position, position + count, _SEGMENT):
+                self._run(kind, objs[start : min(start + _SEGMENT, position + count)])
+            position += count
+        while position < len(objs):  # found on the way: classified a segment at a time
             segment = objs[position : position + _SEGMENT]
             self._learn(segment)
             start = 0
             for kind, run in groupby(map(self.walk_kinds.__getitem__, map(type, segment))):
                 count = len(list(run))
-                if kind == LEAF:
-                    graph.node_edges.frombytes(bytes(count * _INT_SIZE))
-                else:
-                    self._run(kind, segment[start : start + count])
+                self._run(kind, segment[start : start + count])
                 start += count
             position += len(segment)
             segment = []
         self.index = {}
 
-    def _learn(self, segment: List[Any]) -> None:
-        for t in set(map(type, segment)):
+    def _learn(self, objs: List[Any]) -> None:
+        for t in set(map(type, objs)):
             if t not in self.walk_kinds:
                 if t not in self.types:
                     self.types[t] = type_info(t, self.graph.strings)
@@ -104,6 +123,9 @@ class GraphBuilder:
     def _run(self, kind: int, run: List[Any]) -> None:
         """Edges of a run of objects of one kind, in order."""
         graph = self.graph
+        if kind == LEAF:
+            graph.node_edges.frombytes(bytes(len(run) * _INT_SIZE))
+            return
         if kind == DICT:
             counts, refs = self._dicts(run)
         else:
@@ -192,17 +214,17 @@ class GraphBuilder:
         infos = list(map(self.types.__getitem__, map(type, objs)))
         graph.node_type.frombytes(bytes(map(itemgetter(0), infos)))
         graph.node_name.extend(array("i", list(map(itemgetter(1), infos))))
-        kinds = list(map(itemgetter(2), infos))
+        kinds = bytes(map(itemgetter(2), infos))
         del infos
         _sizes(graph, objs)
         node_name = graph.node_name
         # str's own slicing: a subclass's __getitem__ never runs
-        positions = list(compress(range(len(objs)), map(STR.__eq__, kinds)))
+        positions = list(compress(range(len(objs)), kinds.translate(_MASKS[STR])))
         texts = list(map(str.__getitem__, map(objs.__getitem__, positions), repeat(_NAME_SLICE)))
         for position, name in zip(positions, graph.strings.add_many(texts)):
             node_name[base + position] = name
         del texts
-        for position in compress(range(len(objs)), map(FUNC.__eq__, kinds)):
+        for position in compress(range(len(objs)), kinds.translate(_MASKS[FUNC])):
             name = getattr(objs[position], "__qualname__", "") or "function"
             node_name[base + position] = graph.strings.add(name)
 

@@ -31,10 +31,8 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-from itertools import compress
-from operator import itemgetter
 from types import FrameType, ModuleType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from otel_profiling._threads import is_own_thread
 from otel_profiling.formats.heapsnapshot import (
@@ -47,13 +45,7 @@ from otel_profiling.formats.heapsnapshot import (
     HeapGraph,
 )
 from otel_profiling.profilers.heap_edges import (
-    DICT,
-    FUNC,
-    GENERIC,
-    SEQ,
     GraphBuilder,
-    TypeInfo,
-    type_info,
 )
 
 
@@ -91,40 +83,16 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     threads = _frames_of_threads(skip_dirs)
     modules = [(name, m) for name, m in list(sys.modules.items()) if m is not None]
     graph = HeapGraph()
-    types: Dict[type, TypeInfo] = {}
-    objs = _grouped(found_objects, types, graph.strings)
-    del found_objects  # gc.get_objects()'s own result, which lists itself: not a node
     base = 1 + len(threads) + sum(len(frames) for _, frames in threads)
-    builder = GraphBuilder(graph, types, objs, base)  # root, threads and frames come first
+    builder = GraphBuilder(graph, base)  # root, threads and frames come first
+    objs = builder.group(found_objects)
+    del found_objects  # gc.get_objects()'s own result, which lists itself: not a node
     _add_virtual_nodes(builder, _virtual_nodes(threads, modules, graph.strings.add, sys.getsizeof))
     del threads, modules
     builder.walk()
     builder.node_fields()
     objs.clear()  # it may hold a frame that holds it: free it without waiting for gc
     return graph
-
-
-_GROUP_ORDER = (SEQ, GENERIC, FUNC, DICT)  # then the other kinds, in gc's order
-
-
-def _grouped(found: List[Any], types: Dict[type, TypeInfo], strings: Any) -> List[Any]:
-    """``found`` reordered so that objects of one kind are contiguous (walked in runs).
-
-    ``found`` itself (gc.get_objects() lists its own result) is left out.
-    """
-    for t in set(map(type, found)):
-        if t not in types:
-            types[t] = type_info(t, strings)
-    kinds = list(map(itemgetter(2), map(types.__getitem__, map(type, found))))
-    ordered: List[Any] = []
-    for kind in _GROUP_ORDER:
-        group = list(compress(found, map(kind.__eq__, kinds)))
-        if kind == SEQ:
-            group = [obj for obj in group if obj is not found]
-        ordered.extend(group)
-    rest = set(range(7)) - set(_GROUP_ORDER)
-    ordered.extend(compress(found, map(rest.__contains__, kinds)))
-    return ordered
 
 
 _Virtual = Tuple[int, str, int, List[Tuple[int, int, Any]]]
