@@ -138,7 +138,7 @@ class GraphBuilder:
                 graph.edge_name.frombytes(self._element_names(counts))
             else:
                 graph.edge_type.frombytes(bytes([INTERNAL]) * len(refs))
-                graph.edge_name.extend(array("i", self._labels(refs, kind)))
+                graph.edge_name.extend(self._labels(refs, kind))
         graph.node_edges.extend(array("i", counts))
         self._targets(refs)
 
@@ -171,18 +171,18 @@ class GraphBuilder:
             table.extend(array("i", range(n)).tobytes() for n in range(len(table), top + 1))
         return b"".join(map(table.__getitem__, counts))
 
-    def _labels(self, refs: List[Any], kind: int) -> List[int]:
+    def _labels(self, refs: List[Any], kind: int) -> array:
         """``internal`` edge names: the referent's type (``__dict__`` for a module's dict)."""
         if kind == MODULE:
-            return [self.dict_name if type(r) is dict else 0 for r in refs]
+            return array("i", [self.dict_name if type(r) is dict else 0 for r in refs])
         labels = self.labels
-        found = list(map(labels.get, map(type, refs)))
-        if None in found:
-            add = self.graph.strings.add
-            for t in set(map(type, refs)) - labels.keys():
-                labels[t] = add(t.__name__)
-            found = list(map(labels.__getitem__, map(type, refs)))
-        return found
+        try:
+            return array("i", list(map(labels.get, map(type, refs))))
+        except TypeError:  # None: types not seen yet
+            pass
+        for t in set(map(type, refs)) - labels.keys():
+            labels[t] = self.graph.strings.add(t.__name__)
+        return array("i", list(map(labels.__getitem__, map(type, refs))))
 
     def _dicts(self, dicts: List[Any]) -> Tuple[List[int], List[Any]]:
         """Edge types and names of dicts; their edge counts and targets.
