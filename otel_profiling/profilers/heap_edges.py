@@ -32,9 +32,9 @@ from otel_profiling.formats.heapsnapshot import (
     HeapGraph,
 )
 
-# How an object is walked, from its type (``heap_graph._type_info``); from _LEAF
-# up there are no edges to derive (functions are walked as _GENERIC).
-GENERIC, DICT, SEQ, MODULE, LEAF, STR, FUNC = range(7)
+# How an object is walked, from its type (``type_info``); LEAF and STR have no
+# edges to derive, functions are walked as GENERIC; SUBDICT: a dict subclass.
+GENERIC, DICT, SEQ, MODULE, LEAF, STR, FUNC, SUBDICT = range(8)
 TypeInfo = Tuple[int, int, int]  # (node type, name index, kind)
 _MAX_ELEMENT = 2**31 - 1
 _NAME_SLICE = slice(0, 80)  # strings are named by their first 80 characters
@@ -42,8 +42,8 @@ _SEGMENT = 8192  # objects classified at a time
 _STR_ONLY = {str}
 _INT_SIZE = array("i").itemsize
 _ELEMENT_TABLE = 4096  # sequences shorter than this get their element names by table
-_GROUP_ORDER = (SEQ, GENERIC, DICT, MODULE, LEAF)
-_MASKS = {kind: bytes(kind == byte for byte in range(256)) for kind in range(7)}  # for translate
+_GROUP_ORDER = (SEQ, GENERIC, DICT, SUBDICT, MODULE, LEAF)
+_MASKS = {kind: bytes(kind == byte for byte in range(256)) for kind in range(8)}  # for translate
 _LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
 
 
@@ -126,8 +126,8 @@ class GraphBuilder:
         if kind == LEAF:
             graph.node_edges.frombytes(bytes(len(run) * _INT_SIZE))
             return
-        if kind == DICT:
-            counts, refs = self._dicts(run)
+        if kind in (DICT, SUBDICT):
+            counts, refs = self._dicts(run, kind)
         else:
             ref_lists = list(map(list, run)) if kind == SEQ else list(map(gc.get_referents, run))
             counts = list(map(len, ref_lists))
@@ -184,23 +184,28 @@ class GraphBuilder:
             labels[t] = self.graph.strings.add(t.__name__)
         return array("i", list(map(labels.__getitem__, map(type, refs))))
 
-    def _dicts(self, dicts: List[Any]) -> Tuple[List[int], List[Any]]:
+    def _dicts(self, dicts: List[Any], kind: int) -> Tuple[List[int], List[Any]]:
         """Edge types and names of dicts; their edge counts and targets.
 
-        ``dict.keys``/``dict.values`` read a dict without running Python code
-        (a subclass's overrides are not called).
+        Each dict is copied atomically without running Python code (a
+        subclass's overrides, such as ``__iter__`` that ``dict.copy`` would
+        call, are bypassed by ``dict.items``), so another thread cannot change
+        it between reading its keys and its values.
         """
-        keys = list(chain.from_iterable(map(dict.keys, dicts)))
+        if kind == DICT:
+            copies = list(map(dict.copy, dicts))
+        else:
+            copies = list(map(dict, map(dict.items, dicts)))
+        keys = list(chain.from_iterable(copies))
         if set(map(type, keys)) <= _STR_ONLY:
-            refs = list(chain.from_iterable(map(dict.values, dicts)))
-            strings = self.graph.strings
             self.graph.edge_type.frombytes(bytes([PROPERTY]) * len(keys))
-            self.graph.edge_name.extend(strings.add_many(keys))
-            return list(map(dict.__len__, dicts)), refs
+            self.graph.edge_name.extend(self.graph.strings.add_many(keys))
+            return list(map(len, copies)), list(chain.from_iterable(map(dict.values, copies)))
+        del keys
         counts: List[int] = []
         targets: List[Any] = []
-        for obj in dicts:  # other keys: one dict at a time
-            items = list(dict.items(obj))
+        for copy in copies:  # other keys: one dict at a time
+            items = list(copy.items())
             _dict_edges(self.graph, items, self.key_name)
             refs = _dict_targets(items)
             counts.append(len(refs))
@@ -239,7 +244,7 @@ def type_info(t: type, strings: Any) -> TypeInfo:
     if issubclass(t, str):
         return STRING, name, STR
     if issubclass(t, dict):
-        return OBJECT, name, DICT
+        return OBJECT, name, DICT if t is dict else SUBDICT
     if t is list or t is tuple:
         return OBJECT, name, SEQ
     if t is FunctionType:
