@@ -44,9 +44,7 @@ from otel_profiling.formats.heapsnapshot import (
     SYNTHETIC,
     HeapGraph,
 )
-from otel_profiling.profilers.heap_edges import (
-    GraphBuilder,
-)
+from otel_profiling.profilers.heap_edges import GraphBuilder
 
 
 def _frames_of_threads(skip_dirs: Tuple[str, ...]) -> List[Tuple[str, List[FrameType]]]:
