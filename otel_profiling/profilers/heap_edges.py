@@ -146,7 +146,7 @@ class GraphBuilder:
         """``edge_to`` for ``refs``; unseen referents become nodes, in order of first use."""
         ids = list(map(id, refs))
         index_get = self.index.get
-        targets = list(map(index_get, ids))
+        targets: List[Any] = list(map(index_get, ids))  # None where new
         try:
             self.graph.edge_to.extend(array("i", targets))
             return
