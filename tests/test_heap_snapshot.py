@@ -228,3 +228,22 @@ def test_dict_subclass_overrides_are_not_called(fixture_module: types.ModuleType
         for _, label, source in snap.retainers(i)
     }
     assert ("held", f"{__name__}.NoisyDict") in labels
+
+
+class BrokenSize:
+    def __sizeof__(self) -> int:
+        raise RuntimeError("no size")
+
+
+def test_broken_sizeof_counts_as_zero(fixture_module: types.ModuleType) -> None:
+    fixture_module.BROKEN = BrokenSize()  # type: ignore[attr-defined]
+    snap = take()
+    (broken,) = snap.find(f"{__name__}.BrokenSize")
+    assert snap.node(broken)["self_size"] == 0
+    # the other nodes keep their sizes
+    (cache,) = [
+        i
+        for i in snap.find(f"{__name__}.RetainedByGlobal")
+        if any(label == "CACHE" for _, label, _ in snap.retainers(i))
+    ]
+    assert snap.node(cache)["self_size"] > 0
