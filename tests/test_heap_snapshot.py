@@ -201,3 +201,49 @@ def test_signal_takes_a_snapshot_through_the_agent(fixture_module: types.ModuleT
     }
     assert "CACHE" in labels
     assert "LATE" not in labels  # taken when the trigger started
+
+
+class NoisyDict(dict):
+    """Every override raises: the walk must read the dict without calling them."""
+
+    def __iter__(self):  # type: ignore[override]
+        raise AssertionError("__iter__ called")
+
+    def keys(self):  # type: ignore[override]
+        raise AssertionError("keys called")
+
+    def items(self):  # type: ignore[override]
+        raise AssertionError("items called")
+
+    def __len__(self) -> int:
+        raise AssertionError("__len__ called")
+
+
+def test_dict_subclass_overrides_are_not_called(fixture_module: types.ModuleType) -> None:
+    fixture_module.NOISY = NoisyDict(held=RetainedByGlobal(), other=1)  # type: ignore[attr-defined]
+    snap = take()
+    labels = {
+        (label, snap.node(source)["name"])
+        for i in snap.find(f"{__name__}.RetainedByGlobal")
+        for _, label, source in snap.retainers(i)
+    }
+    assert ("held", f"{__name__}.NoisyDict") in labels
+
+
+class BrokenSize:
+    def __sizeof__(self) -> int:
+        raise RuntimeError("no size")
+
+
+def test_broken_sizeof_counts_as_zero(fixture_module: types.ModuleType) -> None:
+    fixture_module.BROKEN = BrokenSize()  # type: ignore[attr-defined]
+    snap = take()
+    (broken,) = snap.find(f"{__name__}.BrokenSize")
+    assert snap.node(broken)["self_size"] == 0
+    # the other nodes keep their sizes
+    (cache,) = [
+        i
+        for i in snap.find(f"{__name__}.RetainedByGlobal")
+        if any(label == "CACHE" for _, label, _ in snap.retainers(i))
+    ]
+    assert snap.node(cache)["self_size"] > 0

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 from array import array
-from typing import BinaryIO, Dict, List
+from itertools import compress, repeat
+from operator import is_
+from typing import BinaryIO, Dict, List, Sequence
 
 NODE_FIELDS = ["type", "name", "id", "self_size", "edge_count", "trace_node_id", "detachedness"]
 NODE_TYPES = [
@@ -48,6 +50,19 @@ class StringTable:
             found = self.index[text] = len(self.strings)
             self.strings.append(text)
         return found
+
+    def add_many(self, texts: List[str]) -> array:
+        """Indexes of ``texts`` (exact ``str``) as an ``i`` array; new ones added in order."""
+        get = self.index.get
+        found = list(map(get, texts))
+        try:
+            return array("i", found)
+        except TypeError:  # None: some are new
+            pass
+        new = dict.fromkeys(compress(texts, map(is_, found, repeat(None))))
+        self.index.update(zip(new, range(len(self.strings), len(self.strings) + len(new))))
+        self.strings.extend(new)
+        return array("i", list(map(get, texts)))
 
 
 class HeapGraph:
@@ -114,29 +129,12 @@ def write_heapsnapshot(graph: HeapGraph, out: BinaryIO) -> None:
     }
     out.write(b'{"snapshot":' + json.dumps(header, separators=(",", ":")).encode())
     out.write(b',\n"nodes":[')
-    # printf-style formatting of a whole chunk runs in C; trace_node_id and
-    # detachedness are always 0. Every row ends with a comma but the last.
-    node_row = b"%d,%d,%d,%d,%d,0,0,"
-    for start in range(0, count, _CHUNK):
-        stop = min(start + _CHUNK, count)
-        rows = array("q", bytes(8 * 5 * (stop - start)))
-        rows[0::5] = array("q", graph.node_type[start:stop])
-        rows[1::5] = array("q", graph.node_name[start:stop])
-        rows[2::5] = array("q", range(node_id(start), node_id(stop), 2))
-        rows[3::5] = graph.node_size[start:stop]
-        rows[4::5] = array("q", graph.node_edges[start:stop])
-        text = (node_row * (stop - start)) % tuple(rows)
-        out.write(text[:-1] if stop == count else text)
+    # trace_node_id and detachedness are always 0
+    ids = range(node_id(0), node_id(count), 2)
+    node_columns = (graph.node_type, graph.node_name, ids, graph.node_size, graph.node_edges)
+    _write_rows(out, node_columns, b"%d,%d,%d,%d,%d,0,0,", count)
     out.write(b'],\n"edges":[')
-    edge_row = b"%d,%d,%d,"
-    for start in range(0, edges, _CHUNK):
-        stop = min(start + _CHUNK, edges)
-        rows = array("q", bytes(8 * 3 * (stop - start)))
-        rows[0::3] = array("q", graph.edge_type[start:stop])
-        rows[1::3] = array("q", graph.edge_name[start:stop])
-        rows[2::3] = array("q", graph.edge_to[start:stop])
-        text = (edge_row * (stop - start)) % tuple(rows)
-        out.write(text[:-1] if stop == edges else text)
+    _write_rows(out, (graph.edge_type, graph.edge_name, graph.edge_to), b"%d,%d,%d,", edges)
     out.write(b'],\n"trace_function_infos":[],"trace_tree":[],"samples":[],"locations":[],')
     out.write(b'\n"strings":[')
     strings = graph.strings.strings
@@ -147,3 +145,21 @@ def write_heapsnapshot(graph: HeapGraph, out: BinaryIO) -> None:
         chunk = json.dumps(strings[start : start + _CHUNK], ensure_ascii=True)
         out.write(chunk[1:-1].encode("ascii"))
     out.write(b"]}")
+
+
+def _write_rows(out: BinaryIO, columns: Sequence[Sequence[int]], row: bytes, count: int) -> None:
+    """``count`` rows of ``columns`` (arrays or ranges), formatted as ``row``, comma-separated.
+
+    printf-style formatting of a whole chunk runs in C. The chunk's values are
+    interleaved into a list by slice assignment (each column's slice becomes
+    Python ints in one C loop); every row ends with a comma but the last.
+    """
+    width = len(columns)
+    for start in range(0, count, _CHUNK):
+        stop = min(start + _CHUNK, count)
+        values = [0] * (width * (stop - start))
+        for offset, column in enumerate(columns):
+            values[offset::width] = column[start:stop]
+        text = (row * (stop - start)) % tuple(values)
+        del values
+        out.write(text[:-1] if stop == count else text)
