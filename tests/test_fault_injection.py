@@ -89,6 +89,8 @@ def test_server_down_for_ten_seconds_loses_nothing(tmp_path: Path, bucket: str) 
         assert digests(objects) == expected
         assert sorted(objects) == sorted(p.key for p in produced)
         assert processor.spooled_profiles > 0  # the outage really made it spool
+        # the counter moves just after the upload is visible: wait for it too
+        wait_for(lambda: processor.resent_profiles == processor.spooled_profiles, 30)
         assert processor.resent_profiles == processor.spooled_profiles
         assert processor.spool is not None and processor.spool.pending() == 0
         assert processor.dropped_profiles == 0 and processor.failed_profiles == 0
@@ -328,7 +330,8 @@ def test_resent_profile_that_had_arrived_is_not_duplicated(
     spool.put(profile)
     processor = BatchProfileProcessor(s3(s3_endpoint, bucket), spool=spool)
     try:
-        assert wait_for(lambda: spool.pending() == 0, 30)
+        # the counter moves just after the spool file is removed: wait for both
+        assert wait_for(lambda: spool.pending() == 0 and processor.resent_profiles >= 1, 30)
         assert processor.resent_profiles == 1
         objects = bucket_objects(boto3_client, bucket)
         assert list(objects) == [profile.key]
