@@ -38,13 +38,13 @@ def recorded() -> Iterator[None]:
 
 def summary(stats: Any) -> Dict[Tuple[int, int, str, str, int], Tuple[Any, ...]]:
     """Comparable content: counts, times and callees (by name) per thread and function."""
-    names = {(s.ctx_id, s.tag, s.index): (s.module, s.lineno, s.name) for s in stats}
+    names = {(s.ctx_id, s.tag, s.function_id): (s.module, s.lineno, s.name) for s in stats}
     result = {}
     for s in stats:
         callees = sorted(
-            (names[(s.ctx_id, s.tag, c.index)], c.ncall, c.nactualcall, round(c.ttot, 9))
+            (names[(s.ctx_id, s.tag, c.callee_id)], c.ncall, c.nactualcall, round(c.ttot, 9))
             for c in s.children
-            if (s.ctx_id, s.tag, c.index) in names
+            if (s.ctx_id, s.tag, c.callee_id) in names
         )
         key = (s.ctx_id, s.tag, s.module, s.name, s.lineno)
         result[key] = (s.ncall, s.nactualcall, s.builtin, round(s.ttot, 9), callees)

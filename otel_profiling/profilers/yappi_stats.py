@@ -18,7 +18,7 @@ import yappi
 from otel_profiling.formats.callgraph import CallGraph, FunctionKey, FunctionStats
 
 try:
-    import _yappi
+    import _yappi  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - yappi always ships its C module
     _yappi = None
 
@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - yappi always ships its C module
 class ChildStat(NamedTuple):
     """Calls from one function to a callee, as yappi counts them."""
 
-    index: int
+    callee_id: int  # the callee's ``FuncStat.function_id``
     ncall: int
     nactualcall: int  # calls not nested in another call of the callee
     ttot: float  # time in the callee (and below) when called from this function
@@ -44,7 +44,7 @@ class FuncStat(NamedTuple):
     builtin: bool
     ttot: float
     tsub: float
-    index: int
+    function_id: int  # yappi's index of the function, which ``ChildStat.callee_id`` names
     children: List[ChildStat]
     ctx_id: int
     tag: int
@@ -147,15 +147,17 @@ def call_graph(stats: List[FuncStat]) -> CallGraph:
     """``stats`` merged across threads and tags into one exact call graph."""
     graph: CallGraph = {}
     for group in by_context(stats).values():
-        keys = {stat.index: FunctionKey(stat.module, stat.lineno, stat.name) for stat in group}
+        keys = {
+            stat.function_id: FunctionKey(stat.module, stat.lineno, stat.name) for stat in group
+        }
         for stat in group:
-            key = keys[stat.index]
+            key = keys[stat.function_id]
             function = graph.get(key)
             if function is None:
                 function = graph[key] = FunctionStats()
             function.add(stat.ncall, stat.nactualcall, stat.tsub, stat.ttot)
             for child in stat.children:
-                callee = keys.get(child.index)
+                callee = keys.get(child.callee_id)
                 if callee is not None:  # yappi may name a callee it has no entry for
                     function.callee(callee).add(
                         child.ncall, child.nactualcall, child.tsub, child.ttot

@@ -71,24 +71,26 @@ def thread_tree(
     """
     # One record per function: index -> (frame, total time, [(callee index, time under it)])
     stats = list(stats)
-    present = {stat.index for stat in stats}
+    present = {stat.function_id for stat in stats}
     funcs: Dict[int, Tuple[Frame, float, List[Tuple[int, float]]]] = {}
     called: Set[int] = set()
     incoming: Dict[int, float] = {}
     unseen: Set[int] = set()
     for stat in stats:
         edges = [
-            (child.index, float(child.ttot)) for child in stat.children if child.index in present
+            (child.callee_id, float(child.ttot))
+            for child in stat.children
+            if child.callee_id in present
         ]
         ttot = float(stat.ttot)
         if ttot < min_seconds and edges:
             # Running before profiling began and never seen to start (e.g. a coroutine
             # resumed after ``await``): yappi gives it no time; it has at least its callees'.
-            ttot = sum(time for index, time in edges if index != stat.index)
-            unseen.add(stat.index)
-        funcs[stat.index] = (_frame(stat), ttot, edges)
+            ttot = sum(time for index, time in edges if index != stat.function_id)
+            unseen.add(stat.function_id)
+        funcs[stat.function_id] = (_frame(stat), ttot, edges)
         for index, time in edges:
-            if index != stat.index:
+            if index != stat.function_id:
                 called.add(index)
                 incoming[index] = incoming.get(index, 0.0) + time
     if not funcs:
