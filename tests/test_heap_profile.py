@@ -25,7 +25,7 @@ from otel_profiling import ProfileKind, ProfilingAgent
 from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profilers import HeapProfiler, ProfilerBusyError
-from otel_profiling.profilers.source_names import FunctionNames
+from otel_profiling.profilers.source_names import FunctionNames, walk_code
 from otel_profiling.triggers import SignalTrigger
 
 MB = 1024 * 1024
@@ -181,3 +181,34 @@ def test_function_names_from_code_objects_without_source(
     names = FunctionNames()
     assert names.name("/nonexistent/generated.py", 2) == "outer"
     assert names.name("/nonexistent/generated.py", 4) == "outer.<locals>.inner"
+
+
+def test_nested_names_match_what_python_names_them() -> None:
+    """The qualified names derived from nesting (used before 3.11) agree with ``__qualname__``."""
+    source = (
+        "def outer():\n"
+        "    class Local:\n"
+        "        def method(self):\n"
+        "            return [x for x in range(2)]\n"
+        "    return Local, lambda: 1\n"
+        "class Top:\n"
+        "    def method(self):\n"
+        "        def helper():\n"
+        "            return 1\n"
+        "        return helper\n"
+    )
+    namespace: dict = {}
+    exec(compile(source, "/nonexistent/nested.py", "exec"), namespace)  # noqa: S102
+    local_class, function = namespace["outer"]()
+    helper = namespace["Top"]().method()
+    roots = [
+        (namespace["outer"].__code__, "outer"),
+        (namespace["Top"].method.__code__, "Top.method"),
+    ]
+    derived = {code: name for code, name in walk_code(roots)}
+    assert derived[local_class.method.__code__] == local_class.method.__qualname__
+    assert derived[function.__code__] == function.__qualname__ == "outer.<locals>.<lambda>"
+    assert derived[helper.__code__] == helper.__qualname__ == "Top.method.<locals>.helper"
+    if sys.version_info >= (3, 11):  # every nested code object, comprehensions included
+        for code, name in derived.items():
+            assert name == code.co_qualname

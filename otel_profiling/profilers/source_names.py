@@ -13,12 +13,13 @@ from __future__ import annotations
 import ast
 import bisect
 import dis
+import inspect
 import linecache
 import os
 import sys
 import threading
 from types import CodeType, FunctionType
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 _Scope = Tuple[int, int, str]  # first line, last line, qualified name
 
@@ -128,22 +129,39 @@ def _innermost(parsed: Tuple[List[int], List[_Scope]], lineno: int) -> Optional[
 
 
 def _code_spans() -> Dict[str, List[Tuple[int, int, str]]]:
-    """Line spans of the code objects of loaded modules' functions, by file."""
+    """Line spans of the code objects of loaded modules' functions, by file.
+
+    Nested code objects get the name ``__qualname__`` would give them
+    (``co_qualname`` from Python 3.11; derived from the nesting before that).
+    """
     spans: Dict[str, List[Tuple[int, int, str]]] = {}
-    codes: List[CodeType] = []
+    codes: List[Tuple[CodeType, str]] = []
     for module in list(sys.modules.values()):
         for value in list(getattr(module, "__dict__", {}).values()):
             if isinstance(value, FunctionType):
-                codes.append(value.__code__)
+                codes.append((value.__code__, value.__qualname__))
             elif isinstance(value, type):
                 codes.extend(
-                    v.__code__ for v in list(vars(value).values()) if isinstance(v, FunctionType)
+                    (v.__code__, v.__qualname__)
+                    for v in list(vars(value).values())
+                    if isinstance(v, FunctionType)
                 )
-    while codes:
-        code = codes.pop()
+    for code, derived in walk_code(codes):
+        name = getattr(code, "co_qualname", derived)
         lines = [line for _, line in dis.findlinestarts(code) if line is not None]
         if lines:
-            name = getattr(code, "co_qualname", code.co_name)
             spans.setdefault(code.co_filename, []).append((min(lines), max(lines), name))
-        codes.extend(c for c in code.co_consts if isinstance(c, CodeType))
     return spans
+
+
+def walk_code(codes: List[Tuple[CodeType, str]]) -> Iterator[Tuple[CodeType, str]]:
+    """Each code object and those nested in it, with the qualified name of each.
+
+    A nested name is its parent's plus ``.<locals>.`` (inside a function) or
+    ``.`` (inside a class body), as ``__qualname__`` is formed.
+    """
+    while codes:
+        code, name = codes.pop()
+        yield code, name
+        scope = f"{name}.<locals>." if code.co_flags & inspect.CO_NEWLOCALS else f"{name}."
+        codes.extend((c, scope + c.co_name) for c in code.co_consts if isinstance(c, CodeType))
