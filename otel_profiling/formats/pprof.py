@@ -56,10 +56,6 @@ def _bytes_field(field: int, payload: bytes) -> bytes:
     return _key(field, 2) + _varint(len(payload)) + payload
 
 
-def _packed(field: int, values: Sequence[int]) -> bytes:
-    return _bytes_field(field, b"".join(_varint(v) for v in values)) if values else b""
-
-
 class _Strings:
     def __init__(self) -> None:
         self.index: Dict[str, int] = {"": 0}
@@ -97,14 +93,11 @@ def encode_pprof(
     strings = _Strings()
     out: List[bytes] = [_bytes_field(_SAMPLE_TYPE, _value_type(strings, t)) for t in sample_types]
     functions: Dict[Tuple[str, str], int] = {}
-    locations: Dict[Frame, int] = {}
+    locations: Dict[Frame, bytes] = {}  # a frame's location id, varint-encoded
     function_msgs: List[bytes] = []
     location_msgs: List[bytes] = []
 
-    def location_id(frame: Frame) -> int:
-        found = locations.get(frame)
-        if found is not None:
-            return found
+    def new_location(frame: Frame) -> bytes:
         fkey = (frame.function, frame.filename)
         func_id = functions.get(fkey)
         if func_id is None:
@@ -116,32 +109,33 @@ def encode_pprof(
                 + _int_field(3, name)
                 + _int_field(4, strings(frame.filename))
             )
-        loc_id = locations[frame] = len(locations) + 1
+        loc_id = len(locations) + 1
         line = _int_field(1, func_id) + _int_field(2, max(frame.lineno, 0))
         location_msgs.append(_int_field(1, loc_id) + _bytes_field(4, line))
-        return loc_id
+        encoded = locations[frame] = _varint(loc_id)
+        return encoded
 
     # Pre-order walk carrying each node's stack as encoded location ids, leaf
     # first: a child's is its own id followed by its parent's.
-    encoded: Dict[Frame, bytes] = {}
     sample_key = _key(_SAMPLE, 2)
+    locations_key, values_key = _key(1, 2), _key(2, 2)  # Sample's packed repeated fields
     work: List[Tuple[CallNode, bytes]] = [
         (child, b"") for child in reversed(list(root.children.values()))
     ]
     while work:
         node, above = work.pop()
         frame = node.frame
-        own = encoded.get(frame)
-        if own is None:
-            own = encoded[frame] = _varint(location_id(frame))
-        ids = own + above
+        own = locations.get(frame)
+        ids = (own if own is not None else new_location(frame)) + above
         if node.children:
             work.extend((child, ids) for child in reversed(list(node.children.values())))
         count, value = int(node.self_count), round(node.self_value * value_scale)
         if not (count or value):
             continue
         values = _varint(count) + _varint(value)
-        sample = b"\n" + _varint(len(ids)) + ids + b"\x12" + _varint(len(values)) + values
+        sample = (
+            locations_key + _varint(len(ids)) + ids + values_key + _varint(len(values)) + values
+        )
         out.append(sample_key + _varint(len(sample)) + sample)
     out.extend(_bytes_field(_LOCATION, msg) for msg in location_msgs)
     out.extend(_bytes_field(_FUNCTION, msg) for msg in function_msgs)

@@ -13,28 +13,25 @@ from typing import Dict, Tuple
 
 from otel_profiling.formats.callgraph import CallGraph, FunctionKey
 
-_Entry = Tuple[int, int, float, float, Dict[FunctionKey, Tuple[int, int, float, float]]]
+_Key = Tuple[str, int, str]
+_Entry = Tuple[int, int, float, float, Dict[_Key, Tuple[int, int, float, float]]]
 
 
 def encode_pstats(graph: CallGraph) -> bytes:
     """``graph`` as a ``pstats`` file (times in seconds)."""
-    stats: Dict[Tuple[str, int, str], _Entry] = {}
+    stats: Dict[_Key, _Entry] = {}
     for key, function in graph.items():
-        stats[tuple(key)] = (  # type: ignore[index]
-            function.primitive_calls,
-            function.calls,
-            function.self_time,
-            function.total_time,
-            {},
-        )
+        calls = (function.primitive_calls, function.calls)
+        stats[_plain(key)] = (*calls, function.self_time, function.total_time, {})
     for caller, function in graph.items():
         for callee, call in function.callees.items():
-            entry = stats.get(tuple(callee))  # type: ignore[arg-type]
+            entry = stats.get(_plain(callee))
             if entry is not None:
-                entry[4][tuple(caller)] = (  # type: ignore[index]
-                    call.calls,
-                    call.primitive_calls,
-                    call.self_time,
-                    call.total_time,
-                )
+                times = (call.self_time, call.total_time)
+                entry[4][_plain(caller)] = (call.calls, call.primitive_calls, *times)
     return marshal.dumps(stats)
+
+
+def _plain(key: FunctionKey) -> _Key:
+    """A plain tuple: ``marshal`` writes only exact built-in types."""
+    return (key.filename, key.lineno, key.name)

@@ -169,8 +169,9 @@ class CpuProfiler(Profiler):
                 yappi.set_context_name_callback(None)
                 yappi.set_tag_callback(None)
                 self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
-                own = {t.id for t in yappi.get_thread_stats() if _is_library_thread(t)}
-                threads = [t for t in yappi.get_thread_stats() if t.id not in own]
+                contexts = list(yappi.get_thread_stats())
+                own = {t.id for t in contexts if _is_library_thread(t)}
+                threads = [t for t in contexts if t.id not in own]
                 stats = [stat for stat in read_func_stats() if stat.ctx_id not in own]
                 yappi.clear_stats()
             finally:
