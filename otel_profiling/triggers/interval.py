@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from typing import Optional
 
-from otel_profiling import _threads
 from otel_profiling.triggers._windows import run_window
-from otel_profiling.triggers.base import Trigger, TriggerTarget
+from otel_profiling.triggers.background import BackgroundTrigger
 
 _logger = logging.getLogger(__name__)
-JOIN_TIMEOUT = 10.0
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> float:
@@ -27,7 +24,7 @@ def _positive(name: str, value: float, allow_zero: bool = False) -> float:
     return number
 
 
-class IntervalTrigger(Trigger):
+class IntervalTrigger(BackgroundTrigger):
     """Profiles for ``duration`` seconds once every ``every`` seconds.
 
     Windows start at a fixed rate (``every`` from one start to the next) and
@@ -51,16 +48,10 @@ class IntervalTrigger(Trigger):
             )
         self.jitter = self.every if jitter is None else _positive("jitter", jitter, True)
         self.windows = 0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
 
-    def install(self, target: TriggerTarget) -> None:
-        super().install(target)
-        self._spawn()
-
-    def _spawn(self) -> None:
-        self._stop = threading.Event()
-        self._thread = _threads.start_daemon(self._run, "interval")
+    @property
+    def thread_name(self) -> str:
+        return "interval"
 
     def _run(self) -> None:
         stop = self._stop
@@ -80,18 +71,6 @@ class IntervalTrigger(Trigger):
             if next_start < now:  # the window overran: skip the slots already missed
                 missed = int((now - next_start) // self.every) + 1
                 next_start += missed * self.every
-
-    def after_fork(self) -> None:
-        if self._thread is not None:  # a new, independently jittered schedule in the child
-            self._spawn()
-
-    def uninstall(self) -> None:
-        """Stop the schedule; a window in progress ends now and is exported."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(JOIN_TIMEOUT)
-        self._thread = None
-        super().uninstall()
 
     def __repr__(self) -> str:
         return (

@@ -13,22 +13,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 from typing import Dict, Iterable, Optional, Tuple
 
 from opentelemetry.util.types import AttributeValue
 
-from otel_profiling import _threads
 from otel_profiling.profile import ProfileKind
 from otel_profiling.triggers._windows import run_window
-from otel_profiling.triggers.base import Trigger, TriggerTarget, profilers_of
+from otel_profiling.triggers.background import BackgroundTrigger
+from otel_profiling.triggers.base import TriggerTarget, profilers_of
 
 _logger = logging.getLogger(__name__)
 
 HEAP_KINDS = (ProfileKind.HEAP_PROFILE, ProfileKind.HEAP_SNAPSHOT)
 CPU_KINDS = (ProfileKind.CPU_PROFILE,)
-JOIN_TIMEOUT = 10.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -57,7 +55,7 @@ def _number(
     return number
 
 
-class _PollingTrigger(Trigger):
+class _PollingTrigger(BackgroundTrigger):
     """Samples on a daemon thread; fires a profiling window when ``_check`` says so."""
 
     def __init__(
@@ -77,11 +75,8 @@ class _PollingTrigger(Trigger):
             None if kinds is None else tuple(ProfileKind(k) for k in kinds)
         )
         self.fired = 0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
 
     def install(self, target: TriggerTarget) -> None:
-        super().install(target)
         if not profilers_of(target, self.kinds):
             kinds = ", ".join(k.value for k in self.kinds or ())
             _logger.warning(
@@ -90,11 +85,7 @@ class _PollingTrigger(Trigger):
                 self,
                 kinds,
             )
-        self._spawn()
-
-    def _spawn(self) -> None:
-        self._stop = threading.Event()
-        self._thread = _threads.start_daemon(self._run, type(self).__name__)
+        super().install(target)
 
     def _check(self, now: float) -> Optional[Tuple[str, Dict[str, AttributeValue]]]:
         """The reason and attributes for a profile now, or ``None``."""
@@ -134,18 +125,6 @@ class _PollingTrigger(Trigger):
 
     def _reset(self) -> None:
         """Forget samples taken before now."""
-
-    def after_fork(self) -> None:
-        if self._thread is not None:
-            self._spawn()
-
-    def uninstall(self) -> None:
-        """Stop sampling; a window in progress ends now and is exported."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(JOIN_TIMEOUT)
-        self._thread = None
-        super().uninstall()
 
 
 class MemoryThresholdTrigger(_PollingTrigger):
