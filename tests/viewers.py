@@ -6,6 +6,7 @@ speedscope would, and fail on what would make those viewers reject the file.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from typing import Any, Dict, List, Tuple
@@ -314,8 +315,6 @@ def load_callgrind(data: bytes) -> Dict[str, Any]:
     with the name cut before its `` file:line`` suffix; fails on a reference
     to a file or function number that was never named.
     """
-    import io
-
     import gprof2dot
 
     text = data.decode("utf-8")
