@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 import signal
 import sys
 import threading
 import types
+import weakref
 from array import array
-from typing import Iterator
+from typing import Generic, Iterator, TypeVar
 
 import pytest
 from conftest import wait_for
@@ -20,6 +22,7 @@ from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.formats.heapsnapshot import HeapGraph, write_heapsnapshot
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profilers import HeapSnapshotProfiler, ProfilerBusyError
+from otel_profiling.profilers.heap_edges import GraphBuilder
 from otel_profiling.profilers.heap_graph import walk_heap
 from otel_profiling.triggers import SignalTrigger
 
@@ -254,3 +257,123 @@ def test_broken_sizeof_counts_as_zero(fixture_module: types.ModuleType) -> None:
         if any(label == "CACHE" for _, label, _ in snap.retainers(i))
     ]
     assert snap.node(cache)["self_size"] > 0
+
+
+class Holder:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def test_each_object_is_one_node_however_many_hold_it(fixture_module: types.ModuleType) -> None:
+    # Built at run time (no constant elsewhere shares them), then held by the
+    # module's containers only: exactly two references each.
+    text = "".join(["held by two ", str(os.getpid())])
+    inner = [Holder(None)]
+    fixture_module.A = [text, inner]  # type: ignore[attr-defined]
+    fixture_module.B = {"text": text, "inner": inner}  # type: ignore[attr-defined]
+    fixture_module.C = ["".join(["held by one ", str(os.getpid())])]  # type: ignore[attr-defined]
+    del text, inner
+    snap = take()
+    (shared,) = [
+        i for i in snap.find(f"held by two {os.getpid()}") if snap.node(i)["type"] == "string"
+    ]
+    assert sorted((k, str(label)) for k, label, _ in snap.retainers(shared)) == [
+        ("element", "0"),
+        ("property", "text"),
+    ]
+    (lonely,) = [
+        i for i in snap.find(f"held by one {os.getpid()}") if snap.node(i)["type"] == "string"
+    ]
+    assert [(k, label) for k, label, _ in snap.retainers(lonely)] == [("element", 0)]
+    (holder,) = [  # the Holder inside ``inner``: that list is one node, retained twice
+        i
+        for i in snap.find(f"{__name__}.Holder")
+        if any(snap.node(src)["name"] == "list" for _, _, src in snap.retainers(i))
+    ]
+    ((_, _, inner_node),) = snap.retainers(holder)
+    assert sorted(str(label) for _, label, _ in snap.retainers(inner_node)) == ["1", "inner"]
+
+
+class HeldOnlyByC:
+    def __init__(self) -> None:
+        self.items = [HeldOnlyByC.Inner()]
+
+    class Inner:
+        pass
+
+
+def test_objects_that_only_c_code_holds_are_in_the_snapshot() -> None:
+    """An object whose one reference gc cannot see, with what it holds."""
+    obj = HeldOnlyByC()
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))  # the reference gc cannot see
+    ref = weakref.ref(obj)
+    del obj
+    try:
+        snap = take()
+    finally:
+        held = ref()
+        ctypes.pythonapi.Py_DecRef(ctypes.py_object(held))
+        del held
+    assert ref() is None  # the test's own reference is gone again
+    (outer,) = snap.find(f"{__name__}.HeldOnlyByC")
+    assert snap.retainers(outer) == []
+    (inner,) = snap.find(f"{__name__}.HeldOnlyByC.Inner")
+    ((kind, label, items),) = snap.retainers(inner)
+    assert (kind, label, snap.node(items)["name"]) == ("element", 0, "list")
+    # the list hangs off the instance (through its __dict__ before 3.11)
+    (holder,) = [src for _, _, src in snap.retainers(items)]
+    if snap.node(holder)["name"] == "dict":
+        (holder,) = [src for _, _, src in snap.retainers(holder)]
+    assert holder == outer
+
+
+def test_attributes_of_an_instance_whose_dict_was_read_are_one_node_each(
+    fixture_module: types.ModuleType,
+) -> None:
+    # From 3.13 the instance and its __dict__ (made by reading it) share one
+    # store of values, which the instance reports. Setting a list value
+    # through the dict has gc track the dict, so that the walk meets it too.
+    holder = Holder(None)
+    vars(holder)["value"] = ["".join(["held through __dict__ ", str(os.getpid())])]
+    fixture_module.HOLDER = holder  # type: ignore[attr-defined]
+    del holder
+    snap = take()
+    text = f"held through __dict__ {os.getpid()}"
+    (node,) = [i for i in snap.find(text) if snap.node(i)["type"] == "string"]
+    ((_, _, value),) = snap.retainers(node)
+    ((kind, label, source),) = snap.retainers(value)
+    if snap.node(source)["name"] == "dict":  # the instance's dict (3.11 and 3.12 move values there)
+        assert (kind, label) == ("property", "value")
+        (source,) = [src for _, _, src in snap.retainers(source)]
+    assert snap.node(source)["name"] == f"{__name__}.Holder"
+
+
+T = TypeVar("T")
+
+
+class Generic1(Generic[T]):
+    pass
+
+
+def test_no_object_becomes_two_nodes(
+    fixture_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk's own invariant, on this process's whole heap, with the cases that test it:
+    objects held once, held by C code only, and (3.13+) a __dict__ sharing its instance's values."""
+    alias = Generic1[int]
+    assert alias.__dict__  # typing's alias keeps its __dict__ tracked, sharing its values
+    fixture_module.ALIAS = alias  # type: ignore[attr-defined]
+    fixture_module.SHARED = [Holder(None)] * 2  # type: ignore[attr-defined]
+    del alias
+    seen = []
+    walk = GraphBuilder.walk
+
+    def checked_walk(builder: GraphBuilder) -> None:
+        walk(builder)
+        seen.append((len(builder.objs), len(set(map(id, builder.objs)))))
+
+    monkeypatch.setattr(GraphBuilder, "walk", checked_walk)
+    graph = walk_heap()
+    ((nodes, distinct),) = seen
+    assert nodes == distinct > 1000
+    assert graph.node_count > nodes  # and the root, threads and frames

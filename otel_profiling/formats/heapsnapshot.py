@@ -64,6 +64,16 @@ class StringTable:
         self.strings.extend(new)
         return array("i", list(map(get, texts)))
 
+    def append_many(self, texts: List[str]) -> range:
+        """Indexes of ``texts`` appended as they are, without looking them up.
+
+        For the contents of string nodes: mostly distinct, so a lookup would
+        cost time and an index entry each for nothing (the file allows repeats).
+        """
+        first = len(self.strings)
+        self.strings.extend(texts)
+        return range(first, len(self.strings))
+
 
 class HeapGraph:
     """Nodes and edges of a heap, one compact array per field.

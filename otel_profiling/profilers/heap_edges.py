@@ -14,8 +14,8 @@ from __future__ import annotations
 import gc
 import sys
 from array import array
-from itertools import chain, compress, groupby, repeat
-from operator import is_, is_not, itemgetter
+from itertools import chain, compress, repeat
+from operator import add, eq, gt, is_, le, not_, or_
 from types import FunctionType, ModuleType
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -42,8 +42,9 @@ _SEGMENT = 8192  # objects classified at a time
 _STR_ONLY = {str}
 _INT_SIZE = array("i").itemsize
 _ELEMENT_TABLE = 4096  # sequences shorter than this get their element names by table
-_GROUP_ORDER = (SEQ, GENERIC, DICT, SUBDICT, MODULE, LEAF)
+_GROUP_ORDER = (SEQ, GENERIC, FUNC, DICT, SUBDICT, MODULE, LEAF, STR)
 _MASKS = {kind: bytes(kind == byte for byte in range(256)) for kind in range(8)}  # for translate
+_EMBEDDED_VALUES = sys.version_info >= (3, 13)  # a __dict__ can share its instance's values
 _LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
 
 
@@ -56,30 +57,39 @@ class GraphBuilder:
 
     def __init__(self, graph: HeapGraph, base: int) -> None:
         self.graph, self.base = graph, base
-        self.types: Dict[type, TypeInfo] = {}
+        self.node_types: Dict[type, int] = {}
+        self.type_names: Dict[type, int] = {}
         self.walk_kinds: Dict[type, int] = {}
         self.labels: Dict[type, int] = {}
         self.dict_name = graph.strings.add("__dict__")
         self.key_name = graph.strings.add("key")
         self.elements: List[bytes] = [b""]  # element names 0..n-1, as array bytes, by n
         self.objs: List[Any] = []
-        self.runs: List[Tuple[int, int]] = []  # (kind, count) at the start of objs
+        self.runs: List[Tuple[int, int]] = []  # (kind, count) of consecutive objs
+        self.walking = -1  # the run being walked: later ones may still grow
         self.index: Dict[int, int] = {}
+        self.singles: List[Any] = []
+        # What sys.getrefcount reads for an object that one list holds (the
+        # list and the call): the base of every "held by one reference" test.
+        self.listed = _refcount_in_list()
 
     def group(self, found: List[Any]) -> List[Any]:
-        """``found`` as the first nodes, grouped by kind so that each kind is walked in bulk.
+        """Seed the nodes with ``found``, the gc-tracked objects, grouped by kind.
 
-        ``found`` itself (gc.get_objects() lists its own result) is left out.
+        An object held by exactly one reference is left out of the index: its
+        one referrer meets it during the walk (``_targets``), and if that
+        referrer is invisible to gc (C code), ``_recover`` adds it at the end.
+        Only the rest, objects that several references hold, are indexed
+        here. ``found`` itself (gc.get_objects() lists its own result) is left out.
         """
-        self._learn(found)
-        kinds = bytes(map(self.walk_kinds.__getitem__, map(type, found)))
+        once = list(map(eq, map(sys.getrefcount, found), repeat(1 + self.listed)))
+        ours = list(map(is_, found, repeat(found)))
+        self.singles = list(compress(found, map(gt, once, ours)))  # once, and not ``found``
+        seeds = list(compress(found, map(not_, map(or_, once, ours))))
+        del once, ours
+        self._place(seeds)  # grouped by kind: the index follows ``objs``, not ``seeds``
+        del seeds
         objs = self.objs
-        for kind in _GROUP_ORDER:
-            group = list(compress(found, kinds.translate(_MASKS[kind])))
-            if kind == SEQ:
-                group = list(compress(group, map(is_not, group, repeat(found))))
-            self.runs.append((kind, len(group)))
-            objs.extend(group)
         step, base = NODE_FIELD_COUNT, self.base
         self.index = dict(zip(map(id, objs), range(base * step, (base + len(objs)) * step, step)))
         return objs
@@ -89,41 +99,69 @@ class GraphBuilder:
         found = self.index.get(id(obj))
         if found is None:
             found = self.index[id(obj)] = (self.base + len(self.objs)) * NODE_FIELD_COUNT
-            self.objs.append(obj)
+            self._place([obj])
         return found
 
     def walk(self) -> None:
         """Edges of every object in ``objs``, including those appended on the way."""
-        objs = self.objs
+        objs, runs = self.objs, self.runs
         position = 0
-        for kind, count in self.runs:  # grouped by ``group``
-            for start in range(position, position + count, _SEGMENT):
-                self._run(kind, objs[start : min(start + _SEGMENT, position + count)])
-            position += count
-        while position < len(objs):  # found on the way: classified a segment at a time
-            segment = objs[position : position + _SEGMENT]
-            self._learn(segment)
-            start = 0
-            for kind, run in groupby(map(self.walk_kinds.__getitem__, map(type, segment))):
-                count = len(list(run))
-                self._run(kind, segment[start : start + count])
-                start += count
-            position += len(segment)
-            segment = []
+        while True:
+            while self.walking + 1 < len(runs):
+                self.walking += 1
+                kind, count = runs[self.walking]
+                for start in range(position, position + count, _SEGMENT):
+                    self._run(kind, objs[start : min(start + _SEGMENT, position + count)])
+                position += count
+            if not self._recover():
+                break
         self.index = {}
 
+    def _place(self, new: List[Any]) -> None:
+        """Append ``new`` to the nodes grouped by walk kind, so that each kind is walked in bulk."""
+        self._learn(new)
+        kinds = bytes(map(self.walk_kinds.__getitem__, map(type, new)))
+        runs = self.runs
+        for kind in _GROUP_ORDER:
+            group = list(compress(new, kinds.translate(_MASKS[kind])))
+            if not group:
+                continue
+            if len(runs) - 1 > self.walking and runs[-1][0] == kind:
+                runs[-1] = (kind, runs[-1][1] + len(group))
+            else:
+                runs.append((kind, len(group)))
+            self.objs.extend(group)
+
+    def _recover(self) -> bool:
+        """Add the objects held once that the walk did not meet; True if there were any.
+
+        Their one reference is invisible to gc (held by C code). A met object
+        is also held by ``objs``, so its count is one more than a missed one's
+        (the referrer, ``singles`` and the call).
+        """
+        singles, self.singles = self.singles, []
+        counts = list(map(sys.getrefcount, singles))  # before compress holds an item
+        missed = list(compress(singles, map(le, counts, repeat(1 + self.listed))))
+        del singles
+        if missed:
+            first = (self.base + len(self.objs)) * NODE_FIELD_COUNT
+            self._place(missed)
+            step = NODE_FIELD_COUNT
+            placed = self.objs[-len(missed) :]
+            self.index.update(zip(map(id, placed), range(first, first + len(placed) * step, step)))
+        return bool(missed)
+
     def _learn(self, objs: List[Any]) -> None:
-        for t in set(map(type, objs)):
-            if t not in self.walk_kinds:
-                if t not in self.types:
-                    self.types[t] = type_info(t, self.graph.strings)
-                kind = self.types[t][2]
-                self.walk_kinds[t] = LEAF if kind == STR else GENERIC if kind == FUNC else kind
+        for t in set(map(type, objs)) - self.walk_kinds.keys():
+            self.node_types[t], self.type_names[t], self.walk_kinds[t] = type_info(
+                t, self.graph.strings
+            )
 
     def _run(self, kind: int, run: List[Any]) -> None:
-        """Edges of a run of objects of one kind, in order."""
+        """Node fields and edges of a run of objects of one kind, in order."""
         graph = self.graph
-        if kind == LEAF:
+        self._fields(kind, run)
+        if kind in (LEAF, STR):
             graph.node_edges.frombytes(bytes(len(run) * _INT_SIZE))
             return
         if kind in (DICT, SUBDICT):
@@ -143,7 +181,7 @@ class GraphBuilder:
         self._targets(refs)
 
     def _targets(self, refs: List[Any]) -> None:
-        """``edge_to`` for ``refs``; unseen referents become nodes, in order of first use."""
+        """``edge_to`` for ``refs``; unseen referents become nodes, grouped by kind."""
         ids = list(map(id, refs))
         index_get = self.index.get
         targets: List[Any] = list(map(index_get, ids))  # None where new
@@ -152,12 +190,22 @@ class GraphBuilder:
             return
         except TypeError:  # None: some referents are new
             pass
-        fresh = dict(compress(zip(ids, refs), map(is_, targets, repeat(None))))
-        start = (self.base + len(self.objs)) * NODE_FIELD_COUNT
+        new = list(dict(compress(zip(ids, refs), map(is_, targets, repeat(None)))).values())
+        first = len(self.objs)
+        self._place(new)
+        del new
+        placed = self.objs[first:]
         step = NODE_FIELD_COUNT
-        added = dict(zip(fresh, range(start, start + len(fresh) * step, step)))
-        self.index.update(added)
-        self.objs.extend(fresh.values())
+        start = (self.base + first) * step
+        added = dict(zip(map(id, placed), range(start, start + len(placed) * step, step)))
+        # Only a referent held by more than this one edge can be met again, so
+        # only those are indexed (most strings and numbers are not). Counted:
+        # the referrer, ``refs``, ``objs``, ``placed`` and the call; plus
+        # ``singles`` for a gc-tracked object.
+        held = map(sys.getrefcount, placed)
+        once = map(add, map(gc.is_tracked, placed), repeat(3 + self.listed))
+        self.index.update(compress(added.items(), map(gt, held, once)))
+        del placed
         # the known targets stay; the new ones come from the small dict of this run
         self.graph.edge_to.extend(array("i", list(map(added.get, ids, targets))))
 
@@ -194,6 +242,13 @@ class GraphBuilder:
         """
         if kind == DICT:
             copies = list(map(dict.copy, dicts))
+            if _EMBEDDED_VALUES:
+                # gc reports nothing for an instance's __dict__ whose values the
+                # instance stores (3.13+): the instance reports them, once.
+                for position in compress(
+                    range(len(dicts)), map(not_, map(gc.get_referents, dicts))
+                ):
+                    copies[position] = {}
         else:
             copies = list(map(dict, map(dict.items, dicts)))
         keys = list(chain.from_iterable(copies))
@@ -212,26 +267,27 @@ class GraphBuilder:
             targets.extend(refs)
         return counts, targets
 
-    def node_fields(self) -> None:
-        """Type, name and self size of every object node, in bulk after the walk."""
-        graph, objs = self.graph, self.objs
-        base = len(graph.node_type)
-        infos = list(map(self.types.__getitem__, map(type, objs)))
-        graph.node_type.frombytes(bytes(map(itemgetter(0), infos)))
-        graph.node_name.extend(array("i", list(map(itemgetter(1), infos))))
-        kinds = bytes(map(itemgetter(2), infos))
-        del infos
-        _sizes(graph, objs)
-        node_name = graph.node_name
-        # str's own slicing: a subclass's __getitem__ never runs
-        positions = list(compress(range(len(objs)), kinds.translate(_MASKS[STR])))
-        texts = list(map(str.__getitem__, map(objs.__getitem__, positions), repeat(_NAME_SLICE)))
-        for position, name in zip(positions, graph.strings.add_many(texts)):
-            node_name[base + position] = name
-        del texts
-        for position in compress(range(len(objs)), kinds.translate(_MASKS[FUNC])):
-            name = getattr(objs[position], "__qualname__", "") or "function"
-            node_name[base + position] = graph.strings.add(name)
+    def _fields(self, kind: int, run: List[Any]) -> None:
+        """Type, name and self size of each object of a run (just walked: still in cache)."""
+        graph = self.graph
+        types = list(map(type, run))
+        graph.node_type.frombytes(bytes(map(self.node_types.__getitem__, types)))
+        if kind == STR:  # named by their first characters; str's own slicing, never a subclass's
+            texts = list(map(str.__getitem__, run, repeat(_NAME_SLICE)))
+            graph.node_name.extend(array("i", graph.strings.append_many(texts)))
+        elif kind == FUNC:
+            add = graph.strings.add
+            names = [add(getattr(f, "__qualname__", "") or "function") for f in run]
+            graph.node_name.extend(array("i", names))
+        else:
+            graph.node_name.extend(array("i", list(map(self.type_names.__getitem__, types))))
+        _sizes(graph, run)
+
+
+def _refcount_in_list() -> int:
+    """``sys.getrefcount`` of an object that one list holds, read as ``_targets`` reads it."""
+    probe = [object()]
+    return next(map(sys.getrefcount, probe))
 
 
 def type_info(t: type, strings: Any) -> TypeInfo:

@@ -29,6 +29,7 @@ left out.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 from types import FrameType, ModuleType
@@ -68,8 +69,14 @@ def _frames_of_threads(skip_dirs: Tuple[str, ...]) -> List[Tuple[str, List[Frame
     return result
 
 
-def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def walk_heap(skip_dirs: Tuple[str, ...] = (_PACKAGE_DIR,)) -> HeapGraph:
     """A ``HeapGraph`` of the live objects, reachable from modules and thread stacks.
+
+    Frames of code under ``skip_dirs`` (this package by default) are cut from
+    the stacks: the walk's own locals would hold the structures being built.
 
     One function without closures (a closure's cells would exist before
     ``gc.get_objects()`` and drag the walk's own structures into the graph);
@@ -88,7 +95,6 @@ def walk_heap(skip_dirs: Tuple[str, ...] = ()) -> HeapGraph:
     _add_virtual_nodes(builder, _virtual_nodes(threads, modules, graph.strings.add, sys.getsizeof))
     del threads, modules
     builder.walk()
-    builder.node_fields()
     objs.clear()  # it may hold a frame that holds it: free it without waiting for gc
     return graph
 

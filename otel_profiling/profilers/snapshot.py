@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import io
-import os
 import threading
 import time
 from typing import Optional
@@ -22,8 +21,6 @@ from otel_profiling.formats.heapsnapshot import write_heapsnapshot
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.profilers.heap_graph import walk_heap
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class HeapSnapshotProfiler(Profiler):
@@ -79,7 +76,7 @@ class HeapSnapshotProfiler(Profiler):
         if self.collect:
             gc.collect()
         with gc_paused():
-            graph = walk_heap((_PACKAGE_DIR,))
+            graph = walk_heap()
             self.last_node_count, self.last_edge_count = graph.node_count, graph.edge_count
             out = io.BytesIO()
             write_heapsnapshot(graph, out)
