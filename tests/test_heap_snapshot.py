@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ctypes
 import io
+import json
 import os
+import random
 import signal
 import sys
 import threading
 import types
 import weakref
 from array import array
+from itertools import chain
 from typing import Generic, Iterator, TypeVar
 
 import pytest
@@ -171,6 +174,108 @@ def test_inconsistent_graph_is_refused() -> None:
     graph.node_edges.append(2)
     with pytest.raises(ValueError, match="inconsistent"):
         write_heapsnapshot(graph, io.BytesIO())
+
+
+NODE_COLUMNS = ("node_type", "node_name", "node_size", "node_edges")
+EDGE_COLUMNS = ("edge_type", "edge_name", "edge_to")
+
+
+def varied_graph(nodes: int, edges: int) -> HeapGraph:
+    """Mostly small numbers, with stretches of large or negative ones and multi-digit types.
+
+    The writer works in blocks of 5,000 nodes and chunks of 16,384 edges; the
+    stretches make some of them fall back to plain formatting (for a field or
+    for the whole chunk) while others use its table of texts throughout.
+    """
+    rng = random.Random(1234)
+    graph = HeapGraph()
+    for i in range(nodes):
+        graph.node_type.append(14 if 20_000 <= i < 20_003 else -1 if i == 31_000 else i % 10)
+        big_name = 12_000 <= i < 17_000
+        graph.node_name.append(rng.randrange(2**31) if big_name else rng.randrange(3000))
+        big_size = 25_000 <= i < 35_000
+        size = rng.choice((2**44, 10**17)) if big_size else rng.choice((16, 56, 72, 4000))
+        graph.node_size.append(-(2**40) if i == 40_000 else size)
+    counts = [0] * nodes
+    for _ in range(edges // 2):
+        counts[rng.randrange(nodes)] += 1
+    counts[7] += edges - edges // 2  # beyond the writer's text table
+    counts[7], counts[-9] = counts[7] + counts[-9] + 1, -1  # a negative count, same sum
+    graph.node_edges.extend(counts)
+    for j in range(edges):
+        graph.edge_type.append(12 if j == 33_000 else -3 if j == 40_000 else j % 7)
+        name = rng.randrange(2**31) if 16_384 <= j < 2 * 16_384 else rng.randrange(20_000)
+        graph.edge_name.append(-5 if j == 60_000 else name)
+        graph.edge_to.append(-7 if j == 1 else 7 * rng.randrange(nodes))
+    graph.strings.add("a")
+    return graph
+
+
+def expected_text(graph: HeapGraph) -> bytes:
+    """The sections as the simplest formatting writes them."""
+    nodes = []
+    for i in range(graph.node_count):
+        nodes += [graph.node_type[i], graph.node_name[i], 2 * i + 1, graph.node_size[i]]
+        nodes += [graph.node_edges[i], 0, 0]
+    edges = list(chain.from_iterable(zip(graph.edge_type, graph.edge_name, graph.edge_to)))
+    return b'"nodes":[%s],\n"edges":[%s]' % (
+        b",".join(b"%d" % n for n in nodes),
+        b",".join(b"%d" % n for n in edges),
+    )
+
+
+def test_numbers_of_any_size_and_sign_are_written_exactly() -> None:
+    # 55,001 nodes: ids of one to six digits, and a last block of one node;
+    # 65,537 edges: a last chunk of one edge.
+    graph = varied_graph(55_001, 65_537)
+    assert sum(graph.node_edges) == graph.edge_count  # the fixture is consistent
+    assert min(graph.node_edges) < 0 and max(graph.node_edges) > 30_000
+    out = io.BytesIO()
+    write_heapsnapshot(graph, out)
+    data = out.getvalue()
+    assert expected_text(graph) in data
+    doc = json.loads(data)
+    assert doc["nodes"][3::7] == list(graph.node_size)
+    assert doc["edges"][1::3] == list(graph.edge_name)
+    assert doc["strings"] == ["", "a"]
+
+
+def test_release_frees_each_section_once_written() -> None:
+    graph = varied_graph(12_001, 20_000)
+    kept = io.BytesIO()
+    write_heapsnapshot(graph, kept)
+    assert graph.node_count == 12_001 and graph.edge_count == 20_000  # kept by default
+    alive = {name: weakref.ref(getattr(graph, name)) for name in NODE_COLUMNS + EDGE_COLUMNS}
+    freed_at = {}
+
+    class Out(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            for marker in (b'"edges":[', b'"strings":['):
+                if marker in data:
+                    freed_at[marker] = {name for name, ref in alive.items() if ref() is None}
+            return super().write(data)
+
+    released = Out()
+    write_heapsnapshot(graph, released, release=True)
+    assert released.getvalue() == kept.getvalue()
+    assert freed_at[b'"edges":['] == set(NODE_COLUMNS)
+    assert freed_at[b'"strings":['] == set(NODE_COLUMNS + EDGE_COLUMNS)
+    assert graph.node_count == graph.edge_count == 0
+    assert all(len(getattr(graph, name)) == 0 for name in NODE_COLUMNS + EDGE_COLUMNS)
+    assert graph.strings.strings == [""]
+
+
+def test_inconsistent_graph_is_neither_written_nor_released() -> None:
+    graph = HeapGraph()
+    graph.node_type.append(9)
+    graph.node_name.append(0)
+    graph.node_size.append(0)
+    graph.node_edges.append(1)
+    out = io.BytesIO()
+    with pytest.raises(ValueError, match="inconsistent"):
+        write_heapsnapshot(graph, out, release=True)
+    assert out.getvalue() == b""
+    assert graph.node_count == 1 and list(graph.node_edges) == [1]
 
 
 def test_one_snapshot_per_start() -> None:

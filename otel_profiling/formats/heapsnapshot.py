@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from array import array
 from itertools import compress, repeat
-from operator import is_
-from typing import BinaryIO, Dict, List, Sequence
+from operator import is_, itemgetter
+from typing import BinaryIO, Dict, List, Literal, Optional, Sequence, Tuple
 
 NODE_FIELDS = ["type", "name", "id", "self_size", "edge_count", "trace_node_id", "detachedness"]
 NODE_TYPES = [
@@ -124,8 +124,14 @@ def node_id(index: int) -> int:
     return 2 * index + 1
 
 
-def write_heapsnapshot(graph: HeapGraph, out: BinaryIO) -> None:
-    """Stream ``graph`` as ``.heapsnapshot`` JSON into ``out`` (chunk by chunk)."""
+def write_heapsnapshot(graph: HeapGraph, out: BinaryIO, *, release: bool = False) -> None:
+    """Stream ``graph`` as ``.heapsnapshot`` JSON into ``out`` (chunk by chunk).
+
+    ``release=True`` empties each of the graph's arrays (and then its string
+    table) as soon as its section is written, so that the output can reuse
+    their memory: the graph is left empty. The consistency check runs first,
+    so a refused graph is neither written nor emptied.
+    """
     count, edges = graph.node_count, graph.edge_count
     if sum(graph.node_edges) != edges or not (
         len(graph.node_name) == len(graph.node_size) == len(graph.node_edges) == count
@@ -139,12 +145,15 @@ def write_heapsnapshot(graph: HeapGraph, out: BinaryIO) -> None:
     }
     out.write(b'{"snapshot":' + json.dumps(header, separators=(",", ":")).encode())
     out.write(b',\n"nodes":[')
-    # trace_node_id and detachedness are always 0
-    ids = range(node_id(0), node_id(count), 2)
-    node_columns = (graph.node_type, graph.node_name, ids, graph.node_size, graph.node_edges)
-    _write_rows(out, node_columns, b"%d,%d,%d,%d,%d,0,0,", count)
+    texts = [b"%d," % number for number in range(_TEXTS)]
+    _write_nodes(out, graph, texts)
+    if release:
+        _release(graph, ("node_type", "node_name", "node_size", "node_edges"))
     out.write(b'],\n"edges":[')
-    _write_rows(out, (graph.edge_type, graph.edge_name, graph.edge_to), b"%d,%d,%d,", edges)
+    _write_edges(out, graph, texts)
+    del texts
+    if release:
+        _release(graph, ("edge_type", "edge_name", "edge_to"))
     out.write(b'],\n"trace_function_infos":[],"trace_tree":[],"samples":[],"locations":[],')
     out.write(b'\n"strings":[')
     strings = graph.strings.strings
@@ -155,21 +164,153 @@ def write_heapsnapshot(graph: HeapGraph, out: BinaryIO) -> None:
         chunk = json.dumps(strings[start : start + _CHUNK], ensure_ascii=True)
         out.write(chunk[1:-1].encode("ascii"))
     out.write(b"]}")
+    if release:
+        del strings
+        graph.strings = StringTable()
 
 
-def _write_rows(out: BinaryIO, columns: Sequence[Sequence[int]], row: bytes, count: int) -> None:
-    """``count`` rows of ``columns`` (arrays or ranges), formatted as ``row``, comma-separated.
+# Every number is written with its trailing comma (the section's last one is cut).
+# Numbers below _TEXTS (most string indexes, element indexes, counts, sizes) are
+# gathered from a table of their texts, in C, and written with "%s"; a chunk
+# of a column with a larger or negative number writes that column with "%d".
+_TEXTS = 1 << 14
+# A node id is 2 * index + 1: below 10**_ID_DIGITS it is written whole, above
+# it as a prefix (the same for a block of nodes) and the odd _ID_DIGITS-digit
+# suffix, both in the template, so ids need no formatting at all.
+_ID_DIGITS = 4
+_ID_BLOCK = 10**_ID_DIGITS // 2  # nodes per id prefix (one chunk)
+# A type (0-9) is one digit, set into the template by a strided copy from the
+# column's bytes; 0 marks a type that is not one digit (the chunk then falls
+# back to formatting every field).
+_TYPE_DIGITS = bytes(ord("0") + value if value < 10 else 0 for value in range(256))
+_UNSIGNED: Dict[str, Literal["B", "H", "I", "L", "Q"]] = {
+    "b": "B", "h": "H", "i": "I", "l": "L", "q": "Q",
+}  # fmt: skip
 
-    printf-style formatting of a whole chunk runs in C. The chunk's values are
-    interleaved into a list by slice assignment (each column's slice becomes
-    Python ints in one C loop); every row ends with a comma but the last.
+
+def _release(graph: HeapGraph, fields: Sequence[str]) -> None:
+    """Replace the named arrays by empty ones, freeing the originals."""
+    for field in fields:
+        setattr(graph, field, array(getattr(graph, field).typecode))
+
+
+def _gather(texts: List[bytes], column: array, start: int, stop: int) -> Optional[Sequence[bytes]]:
+    """``texts[value]`` for the chunk's values, or None if one is outside ``texts``.
+
+    The values are read as unsigned (a negative one becomes too large, instead
+    of indexing from the end of ``texts``); ``itemgetter`` indexes them all in C.
     """
-    width = len(columns)
+    keys = memoryview(column)[start:stop].cast("B").cast(_UNSIGNED[column.typecode])
+    try:
+        if len(keys) > 1:
+            found: Sequence[bytes] = itemgetter(*keys)(texts)
+            return found
+        return [texts[key] for key in keys]
+    except IndexError:
+        return None
+
+
+def _spec(slot: Optional[Sequence[bytes]]) -> bytes:
+    """The template's conversion for a field: its texts (with commas), or its numbers."""
+    return b"%d," if slot is None else b"%s"
+
+
+def _write_nodes(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
+    """The ``nodes`` section: ``type,name,id,self_size,edge_count,0,0,`` per node.
+
+    trace_node_id and detachedness are always 0. A chunk is one block of ids.
+    Its template holds, for every row, the type digit, the id and the constant
+    fields; the name, self size and edge count are its values (texts from
+    ``texts``, or numbers).
+    """
+    count = graph.node_count
+    types, names, sizes, counts = (
+        graph.node_type,
+        graph.node_name,
+        graph.node_size,
+        graph.node_edges,
+    )
+    ids = range(node_id(0), node_id(count), 2)
+    columns = (types, names, ids, sizes, counts)
+    plain_row = b"%d,%d,%d,%d,%d,0,0,"
+    first = min(count, _ID_BLOCK)  # ids with fewer than _ID_DIGITS + 1 digits
+    _write_plain(out, columns, plain_row, 0, first, count)
+    suffixes = [b"%0*d," % (_ID_DIGITS, number) for number in range(1, 2 * _ID_BLOCK, 2)]
+    # Templates of a whole block by row layout and prefix length (placeholders: NUL bytes).
+    templates: Dict[Tuple[bytes, bytes, int], bytes] = {}
+    for start in range(first, count, _ID_BLOCK):
+        stop = min(start + _ID_BLOCK, count)
+        rows = stop - start
+        digits = types[start:stop].tobytes().translate(_TYPE_DIGITS)
+        if 0 in digits:
+            _write_plain(out, columns, plain_row, start, stop, count)
+            continue
+        fields = [_gather(texts, column, start, stop) for column in (names, sizes, counts)]
+        head = b"\0," + _spec(fields[0])
+        tail = _spec(fields[1]) + _spec(fields[2]) + b"0,0,"
+        prefix = b"%d" % (start // _ID_BLOCK)
+        key = (head, tail, len(prefix))
+        whole = templates.get(key)
+        if whole is None:
+            row_start = head + bytes(len(prefix))
+            whole = templates[key] = b"".join([row_start + suffix + tail for suffix in suffixes])
+        width = len(whole) // _ID_BLOCK
+        template = bytearray(whole[: rows * width])
+        template[::width] = digits
+        for offset, digit in enumerate(prefix, len(head)):
+            template[offset::width] = bytes((digit,)) * rows
+        values: List[object] = [None] * (3 * rows)
+        for offset, (found, column) in enumerate(zip(fields, (names, sizes, counts))):
+            values[offset::3] = column[start:stop] if found is None else found
+        del fields
+        text = bytes(template) % tuple(values)
+        del template, values
+        out.write(text[:-1] if stop == count else text)
+
+
+def _write_edges(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
+    """The ``edges`` section: ``type,name_or_index,to_node,`` per edge.
+
+    The template holds the type digit; the name is a text from ``texts`` (or
+    a number) and ``to_node`` a number (they are many and all different).
+    """
+    count = graph.edge_count
+    types, names, targets = graph.edge_type, graph.edge_name, graph.edge_to
     for start in range(0, count, _CHUNK):
         stop = min(start + _CHUNK, count)
-        values = [0] * (width * (stop - start))
-        for offset, column in enumerate(columns):
-            values[offset::width] = column[start:stop]
-        text = (row * (stop - start)) % tuple(values)
-        del values
+        rows = stop - start
+        digits = types[start:stop].tobytes().translate(_TYPE_DIGITS)
+        if 0 in digits:
+            _write_plain(out, (types, names, targets), b"%d,%d,%d,", start, stop, count)
+            continue
+        found = _gather(texts, names, start, stop)
+        row = b"\0," + _spec(found) + b"%d,"
+        template = bytearray(row * rows)
+        template[:: len(row)] = digits
+        values: List[object] = [None] * (2 * rows)
+        values[::2] = names[start:stop] if found is None else found
+        values[1::2] = targets[start:stop]
+        del found
+        text = bytes(template) % tuple(values)
+        del template, values
         out.write(text[:-1] if stop == count else text)
+
+
+def _write_plain(
+    out: BinaryIO, columns: Sequence[Sequence[int]], row: bytes, start: int, stop: int, count: int
+) -> None:
+    """Rows ``start:stop`` of ``columns`` (arrays or ranges) formatted as ``row``, in C.
+
+    The values are interleaved into a list by slice assignment (each column's
+    slice becomes Python ints in one C loop); the last of ``count`` rows loses
+    its comma.
+    """
+    if start >= stop:
+        return
+    width = len(columns)
+    values = [0] * (width * (stop - start))
+    for offset, column in enumerate(columns):
+        values[offset::width] = column[start:stop]
+    text = (row * (stop - start)) % tuple(values)
+    del values
+    out.write(text[:-1] if stop == count else text)

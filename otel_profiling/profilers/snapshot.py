@@ -79,7 +79,7 @@ class HeapSnapshotProfiler(Profiler):
             graph = walk_heap()
             self.last_node_count, self.last_edge_count = graph.node_count, graph.edge_count
             out = io.BytesIO()
-            write_heapsnapshot(graph, out)
+            write_heapsnapshot(graph, out, release=True)  # its arrays are freed as written
             del graph
         self.last_seconds = time.perf_counter() - began
         return out.getvalue()
