@@ -14,6 +14,7 @@ never holds the graph as Python dicts or the document as one string.
 
 from __future__ import annotations
 
+import io
 import json
 from array import array
 from itertools import compress, repeat
@@ -122,6 +123,24 @@ def _meta() -> Dict[str, object]:
 def node_id(index: int) -> int:
     """Node ids are odd, as V8's are for heap objects; the root is 1."""
     return 2 * index + 1
+
+
+def encode_heapsnapshot(graph: HeapGraph, *, release: bool = False) -> bytes:
+    """``graph`` as ``.heapsnapshot`` bytes (see ``write_heapsnapshot``).
+
+    The buffer is first sized to the least the text can take (every row's
+    numbers at one digit), in one allocation: growing it step by step from
+    nothing would leave each outgrown copy behind in the process's memory.
+    """
+    out = io.BytesIO()
+    least = graph.node_count * 2 * NODE_FIELD_COUNT + graph.edge_count * 2 * len(EDGE_FIELDS)
+    if least:
+        out.seek(least - 1)
+        out.write(b"\0")
+        out.seek(0)
+    write_heapsnapshot(graph, out, release=release)
+    out.truncate()  # nothing to cut: the text is never shorter than ``least``
+    return out.getvalue()
 
 
 def write_heapsnapshot(graph: HeapGraph, out: BinaryIO, *, release: bool = False) -> None:

@@ -11,13 +11,12 @@ Node.js process does for a V8 snapshot.
 from __future__ import annotations
 
 import gc
-import io
 import threading
 import time
 from typing import Optional
 
 from otel_profiling._gcpause import gc_paused
-from otel_profiling.formats.heapsnapshot import write_heapsnapshot
+from otel_profiling.formats.heapsnapshot import encode_heapsnapshot
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.profilers.heap_graph import walk_heap
@@ -78,11 +77,10 @@ class HeapSnapshotProfiler(Profiler):
         with gc_paused():
             graph = walk_heap()
             self.last_node_count, self.last_edge_count = graph.node_count, graph.edge_count
-            out = io.BytesIO()
-            write_heapsnapshot(graph, out, release=True)  # its arrays are freed as written
+            data = encode_heapsnapshot(graph, release=True)  # its arrays are freed as written
             del graph
         self.last_seconds = time.perf_counter() - began
-        return out.getvalue()
+        return data
 
     def after_fork(self) -> None:
         with self._lock:
