@@ -1,18 +1,24 @@
 """Edges and node fields of a ``HeapGraph``, added in bulk (see ``heap_graph``).
 
-Objects are walked in runs of one kind: each run's referents, edge names and
-targets are computed with ``map`` over the whole run, so the per-object and
-per-edge work runs in C. Referents seen for the first time (strings, ints and
-other untracked objects) are appended to the node list in bulk; leaves (no
-edges) only get a zero edge count. Integers reach the arrays through an
-``array`` built from a list (one C loop), about twice as fast as
-``array.extend`` with a list or an iterator.
+Objects are walked in runs of one kind: each run's node fields, referents,
+edge names and targets are computed with ``map`` over the whole run, so the
+per-object and per-edge work runs in C. Referents seen for the first time are
+appended to the nodes in bulk, grouped by kind; leaves (no edges) only get a
+zero edge count.
+
+The id → node map holds only objects that more than one reference holds: an
+object that one reference holds is met once, by its referrer, and needs no
+lookup. ``sys.getrefcount`` tells them apart; every count is compared with
+what the builder's own lists add, measured once (``_refcount_in_list``).
+Integers reach the arrays through an ``array`` built from a list (one C
+loop), about twice as fast as ``array.extend`` with a list or an iterator.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+import sysconfig
 from array import array
 from itertools import chain, compress, repeat
 from operator import add, eq, gt, is_, le, not_, or_
@@ -33,26 +39,29 @@ from otel_profiling.formats.heapsnapshot import (
 )
 
 # How an object is walked, from its type (``type_info``); LEAF and STR have no
-# edges to derive, functions are walked as GENERIC; SUBDICT: a dict subclass.
+# edges to derive, FUNC is walked as GENERIC and named; SUBDICT: a dict subclass.
 GENERIC, DICT, SEQ, MODULE, LEAF, STR, FUNC, SUBDICT = range(8)
 TypeInfo = Tuple[int, int, int]  # (node type, name index, kind)
 _MAX_ELEMENT = 2**31 - 1
 _NAME_SLICE = slice(0, 80)  # strings are named by their first 80 characters
-_SEGMENT = 8192  # objects classified at a time
+_SEGMENT = 8192  # objects walked at a time
 _STR_ONLY = {str}
 _INT_SIZE = array("i").itemsize
 _ELEMENT_TABLE = 4096  # sequences shorter than this get their element names by table
 _GROUP_ORDER = (SEQ, GENERIC, FUNC, DICT, SUBDICT, MODULE, LEAF, STR)
 _MASKS = {kind: bytes(kind == byte for byte in range(256)) for kind in range(8)}  # for translate
+# A free-threaded build defers some reference counts: every object is indexed.
+_COUNTS_EXACT = not sysconfig.get_config_var("Py_GIL_DISABLED")
 _EMBEDDED_VALUES = sys.version_info >= (3, 13)  # a __dict__ can share its instance's values
 _LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
 
 
 class GraphBuilder:
-    """Adds the edges of ``objs`` (node ``base`` onwards) to ``graph``, then their fields.
+    """Adds the nodes of ``objs`` (node ``base`` onwards) to ``graph``, with their edges.
 
     ``objs`` grows as new referents are found; ``index`` maps ``id`` to the
-    node's offset in the ``nodes`` array (node index × field count).
+    node's offset in the ``nodes`` array (node index × field count) for the
+    objects that may be met more than once.
     """
 
     def __init__(self, graph: HeapGraph, base: int) -> None:
@@ -82,7 +91,10 @@ class GraphBuilder:
         Only the rest, objects that several references hold, are indexed
         here. ``found`` itself (gc.get_objects() lists its own result) is left out.
         """
-        once = list(map(eq, map(sys.getrefcount, found), repeat(1 + self.listed)))
+        if _COUNTS_EXACT:
+            once = list(map(eq, map(sys.getrefcount, found), repeat(1 + self.listed)))
+        else:
+            once = [False] * len(found)
         ours = list(map(is_, found, repeat(found)))
         self.singles = list(compress(found, map(gt, once, ours)))  # once, and not ``found``
         seeds = list(compress(found, map(not_, map(or_, once, ours))))
@@ -202,9 +214,12 @@ class GraphBuilder:
         # only those are indexed (most strings and numbers are not). Counted:
         # the referrer, ``refs``, ``objs``, ``placed`` and the call; plus
         # ``singles`` for a gc-tracked object.
-        held = map(sys.getrefcount, placed)
-        once = map(add, map(gc.is_tracked, placed), repeat(3 + self.listed))
-        self.index.update(compress(added.items(), map(gt, held, once)))
+        if _COUNTS_EXACT:
+            held = map(sys.getrefcount, placed)
+            once = map(add, map(gc.is_tracked, placed), repeat(3 + self.listed))
+            self.index.update(compress(added.items(), map(gt, held, once)))
+        else:
+            self.index.update(added)
         del placed
         # the known targets stay; the new ones come from the small dict of this run
         self.graph.edge_to.extend(array("i", list(map(added.get, ids, targets))))
