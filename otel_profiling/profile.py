@@ -49,8 +49,8 @@ class ProfileStatus(str, enum.Enum):
 
 def iso_millis(moment: datetime) -> str:
     """``moment`` as JavaScript's ``Date.toISOString()``: UTC, milliseconds, ``Z``."""
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"  # years below 1000 padded, as JS does
 
 
 class Profile:

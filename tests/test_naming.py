@@ -31,6 +31,12 @@ def test_iso_millis_is_javascript_toisostring(moment: datetime) -> None:
     assert timedelta(0) <= moment - parsed < timedelta(milliseconds=1)
 
 
+def test_iso_millis_pads_years_below_1000_as_javascript_does() -> None:
+    # new Date(Date.UTC(999, 11, 31, 18, 30)).toISOString()
+    moment = datetime(1000, 1, 1, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    assert iso_millis(moment) == "0999-12-31T18:30:00.000Z"
+
+
 @given(st.text(min_size=1, max_size=40), st.sampled_from(list(ProfileKind)))
 def test_placeholders_never_leave_the_prefix(service: str, kind: ProfileKind) -> None:
     exporter = FsspecProfileExporter("memory://bucket/{service.name}")
