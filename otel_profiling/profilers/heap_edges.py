@@ -99,19 +99,14 @@ class GraphBuilder:
         self.singles = list(compress(found, map(gt, once, ours)))  # once, and not ``found``
         seeds = list(compress(found, map(not_, map(or_, once, ours))))
         del once, ours
-        self._place(seeds)  # grouped by kind: the index follows ``objs``, not ``seeds``
-        del seeds
-        objs = self.objs
-        step, base = NODE_FIELD_COUNT, self.base
-        self.index = dict(zip(map(id, objs), range(base * step, (base + len(objs)) * step, step)))
-        return objs
+        self.index = self._place(seeds)
+        return self.objs
 
     def target(self, obj: Any) -> int:
         """The node offset of ``obj``, adding it as a new node if unseen (one at a time)."""
         found = self.index.get(id(obj))
         if found is None:
-            found = self.index[id(obj)] = (self.base + len(self.objs)) * NODE_FIELD_COUNT
-            self._place([obj])
+            found = self.index[id(obj)] = self._place([obj])[id(obj)]
         return found
 
     def walk(self) -> None:
@@ -129,8 +124,13 @@ class GraphBuilder:
                 break
         self.index = {}
 
-    def _place(self, new: List[Any]) -> None:
-        """Append ``new`` to the nodes grouped by walk kind, so that each kind is walked in bulk."""
+    def _place(self, new: List[Any]) -> Dict[int, int]:
+        """Append ``new`` to the nodes grouped by walk kind; their ids → node offsets.
+
+        Grouped so that each kind is walked in bulk: the offsets follow that
+        order, not the order of ``new``.
+        """
+        first = len(self.objs)
         self._learn(new)
         kinds = bytes(map(self.walk_kinds.__getitem__, map(type, new)))
         runs = self.runs
@@ -143,6 +143,9 @@ class GraphBuilder:
             else:
                 runs.append((kind, len(group)))
             self.objs.extend(group)
+        step = NODE_FIELD_COUNT
+        start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
+        return dict(zip(map(id, self.objs[first:]), range(start, stop, step)))
 
     def _recover(self) -> bool:
         """Add the objects held once that the walk did not meet; True if there were any.
@@ -156,11 +159,7 @@ class GraphBuilder:
         missed = list(compress(singles, map(le, counts, repeat(1 + self.listed))))
         del singles
         if missed:
-            first = (self.base + len(self.objs)) * NODE_FIELD_COUNT
-            self._place(missed)
-            step = NODE_FIELD_COUNT
-            placed = self.objs[-len(missed) :]
-            self.index.update(zip(map(id, placed), range(first, first + len(placed) * step, step)))
+            self.index.update(self._place(missed))
         return bool(missed)
 
     def _learn(self, objs: List[Any]) -> None:
@@ -204,23 +203,20 @@ class GraphBuilder:
             pass
         new = list(dict(compress(zip(ids, refs), map(is_, targets, repeat(None)))).values())
         first = len(self.objs)
-        self._place(new)
+        added = self._place(new)
         del new
-        placed = self.objs[first:]
-        step = NODE_FIELD_COUNT
-        start = (self.base + first) * step
-        added = dict(zip(map(id, placed), range(start, start + len(placed) * step, step)))
         # Only a referent held by more than this one edge can be met again, so
         # only those are indexed (most strings and numbers are not). Counted:
         # the referrer, ``refs``, ``objs``, ``placed`` and the call; plus
         # ``singles`` for a gc-tracked object.
         if _COUNTS_EXACT:
+            placed = self.objs[first:]  # in the order of ``added``
             held = map(sys.getrefcount, placed)
             once = map(add, map(gc.is_tracked, placed), repeat(3 + self.listed))
             self.index.update(compress(added.items(), map(gt, held, once)))
+            del placed
         else:
             self.index.update(added)
-        del placed
         # the known targets stay; the new ones come from the small dict of this run
         self.graph.edge_to.extend(array("i", list(map(added.get, ids, targets))))
 
