@@ -389,6 +389,27 @@ def test_each_object_is_one_node_however_many_hold_it(fixture_module: types.Modu
     assert sorted(str(label) for _, label, _ in snap.retainers(inner_node)) == ["1", "inner"]
 
 
+def test_an_object_one_container_holds_twice_is_one_node(fixture_module: types.ModuleType) -> None:
+    # Only this list holds them, each twice: both references are met in one run.
+    text = "".join(["held twice by one list ", str(os.getpid())])
+    fixture_module.TWICE = [text, Holder(None), text]  # type: ignore[attr-defined]
+    fixture_module.TWICE[1:1] = [fixture_module.TWICE[1]]  # type: ignore[attr-defined]
+    del text
+    snap = take()
+    (shared,) = [
+        i
+        for i in snap.find(f"held twice by one list {os.getpid()}")
+        if snap.node(i)["type"] == "string"
+    ]
+    assert sorted(label for _, label, _ in snap.retainers(shared)) == [0, 3]
+    holders = [
+        i
+        for i in snap.find(f"{__name__}.Holder")
+        if any(snap.node(src)["name"] == "list" for _, _, src in snap.retainers(i))
+    ]
+    assert [sorted(label for _, label, _ in snap.retainers(i)) for i in holders] == [[1, 2]]
+
+
 class HeldOnlyByC:
     def __init__(self) -> None:
         self.items = [HeldOnlyByC.Inner()]

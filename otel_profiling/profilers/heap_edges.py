@@ -20,10 +20,11 @@ import gc
 import sys
 import sysconfig
 from array import array
+from collections import deque
 from itertools import chain, compress, repeat
 from operator import add, eq, gt, is_, le, not_, or_
-from types import FunctionType, ModuleType
-from typing import Any, Dict, List, Sequence, Tuple
+from types import FunctionType, MethodDescriptorType, ModuleType
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from otel_profiling.formats.heapsnapshot import (
     CLOSURE,
@@ -70,6 +71,7 @@ class GraphBuilder:
         self.type_names: Dict[type, int] = {}
         self.walk_kinds: Dict[type, int] = {}
         self.labels: Dict[type, int] = {}
+        self.sizers: Dict[type, Optional[Tuple[Any, int]]] = {}
         self.dict_name = graph.strings.add("__dict__")
         self.key_name = graph.strings.add("key")
         self.elements: List[bytes] = [b""]  # element names 0..n-1, as array bytes, by n
@@ -125,27 +127,41 @@ class GraphBuilder:
         self.index = {}
 
     def _place(self, new: List[Any]) -> Dict[int, int]:
-        """Append ``new`` to the nodes grouped by walk kind; their ids → node offsets.
-
-        Grouped so that each kind is walked in bulk: the offsets follow that
-        order, not the order of ``new``.
-        """
+        """Append ``new`` to the nodes (see ``_append``); their ids → node offsets."""
         first = len(self.objs)
-        self._learn(new)
-        kinds = bytes(map(self.walk_kinds.__getitem__, map(type, new)))
-        runs = self.runs
+        self._append(new)
+        step = NODE_FIELD_COUNT
+        start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
+        return dict(zip(map(id, self.objs[first:]), range(start, stop, step)))
+
+    def _append(self, new: List[Any]) -> List[Optional[bytes]]:
+        """Append ``new`` to the nodes grouped by walk kind; each group's mask over ``new``.
+
+        Grouped so that each kind is walked in bulk: the nodes follow the
+        order of the masks (None: the group is all of ``new``), each group in
+        the order of ``new``.
+        """
+        types = list(map(type, new))
+        try:
+            kinds = bytes(map(self.walk_kinds.__getitem__, types))
+        except KeyError:  # types not seen yet
+            self._learn(types)
+            kinds = bytes(map(self.walk_kinds.__getitem__, types))
+        del types
+        present = set(kinds)
+        runs, masks = self.runs, []
         for kind in _GROUP_ORDER:
-            group = list(compress(new, kinds.translate(_MASKS[kind])))
-            if not group:
+            if kind not in present:
                 continue
+            mask = None if len(present) == 1 else kinds.translate(_MASKS[kind])
+            group = new if mask is None else list(compress(new, mask))
             if len(runs) - 1 > self.walking and runs[-1][0] == kind:
                 runs[-1] = (kind, runs[-1][1] + len(group))
             else:
                 runs.append((kind, len(group)))
             self.objs.extend(group)
-        step = NODE_FIELD_COUNT
-        start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
-        return dict(zip(map(id, self.objs[first:]), range(start, stop, step)))
+            masks.append(mask)
+        return masks
 
     def _recover(self) -> bool:
         """Add the objects held once that the walk did not meet; True if there were any.
@@ -162,8 +178,8 @@ class GraphBuilder:
             self.index.update(self._place(missed))
         return bool(missed)
 
-    def _learn(self, objs: List[Any]) -> None:
-        for t in set(map(type, objs)) - self.walk_kinds.keys():
+    def _learn(self, types: List[type]) -> None:
+        for t in set(types) - self.walk_kinds.keys():
             self.node_types[t], self.type_names[t], self.walk_kinds[t] = type_info(
                 t, self.graph.strings
             )
@@ -194,31 +210,54 @@ class GraphBuilder:
     def _targets(self, refs: List[Any]) -> None:
         """``edge_to`` for ``refs``; unseen referents become nodes, grouped by kind."""
         ids = list(map(id, refs))
-        index_get = self.index.get
-        targets: List[Any] = list(map(index_get, ids))  # None where new
+        targets: List[Any] = list(map(self.index.get, ids))  # None where new
         try:
             self.graph.edge_to.extend(array("i", targets))
             return
         except TypeError:  # None: some referents are new
             pass
-        new = list(dict(compress(zip(ids, refs), map(is_, targets, repeat(None)))).values())
+        missing = list(map(is_, targets, repeat(None)))
+        new = list(compress(refs, missing))
+        if _COUNTS_EXACT and not any(map(gt, map(sys.getrefcount, new), self._once(new, 2))):
+            # Each new referent is held by this edge only (so it is in ``new``
+            # once): nothing to index, and each offset is set at its position.
+            first = len(self.objs)
+            masks = self._append(new)
+            del new
+            positions = list(compress(range(len(refs)), missing))
+            step = NODE_FIELD_COUNT
+            offset = (self.base + first) * step
+            for mask in masks:
+                where = positions if mask is None else list(compress(positions, mask))
+                stop = offset + len(where) * step
+                deque(map(targets.__setitem__, where, range(offset, stop, step)), 0)
+                offset = stop
+            self.graph.edge_to.extend(array("i", targets))
+            return
+        new = list(dict(zip(map(id, new), new)).values())  # once each
         first = len(self.objs)
         added = self._place(new)
         del new
         # Only a referent held by more than this one edge can be met again, so
-        # only those are indexed (most strings and numbers are not). Counted:
-        # the referrer, ``refs``, ``objs``, ``placed`` and the call; plus
-        # ``singles`` for a gc-tracked object.
+        # only those are indexed (most strings and numbers are not).
         if _COUNTS_EXACT:
             placed = self.objs[first:]  # in the order of ``added``
             held = map(sys.getrefcount, placed)
-            once = map(add, map(gc.is_tracked, placed), repeat(3 + self.listed))
-            self.index.update(compress(added.items(), map(gt, held, once)))
+            self.index.update(compress(added.items(), map(gt, held, self._once(placed, 3))))
             del placed
         else:
             self.index.update(added)
         # the known targets stay; the new ones come from the small dict of this run
         self.graph.edge_to.extend(array("i", list(map(added.get, ids, targets))))
+
+    def _once(self, listed: List[Any], others: int) -> Iterator[int]:
+        """The reference count each of ``listed`` has if one reference holds it.
+
+        ``others``: the references it then has besides ``listed`` and the call
+        (``_refcount_in_list``): that one referrer, the run's ``refs`` and, once
+        placed, ``objs``. A gc-tracked one is also in ``singles``.
+        """
+        return map(add, map(gc.is_tracked, listed), repeat(others + self.listed))
 
     def _element_names(self, counts: List[int]) -> bytes:
         """Element indexes ``0..n-1`` of each sequence, as the bytes of an ``i`` array."""
@@ -282,7 +321,12 @@ class GraphBuilder:
         """Type, name and self size of each object of a run (just walked: still in cache)."""
         graph = self.graph
         types = list(map(type, run))
-        graph.node_type.frombytes(bytes(map(self.node_types.__getitem__, types)))
+        # often the whole run is one type: its fields are then repeated, not looked up
+        one = types[0] if types.count(types[0]) == len(types) else None
+        if one is not None:
+            graph.node_type.frombytes(bytes((self.node_types[one],)) * len(run))
+        else:
+            graph.node_type.frombytes(bytes(map(self.node_types.__getitem__, types)))
         if kind == STR:  # named by their first characters; str's own slicing, never a subclass's
             texts = list(map(str.__getitem__, run, repeat(_NAME_SLICE)))
             graph.node_name.extend(array("i", graph.strings.append_many(texts)))
@@ -290,9 +334,44 @@ class GraphBuilder:
             add = graph.strings.add
             names = [add(getattr(f, "__qualname__", "") or "function") for f in run]
             graph.node_name.extend(array("i", names))
+        elif one is not None:
+            graph.node_name.extend(array("i", (self.type_names[one],)) * len(run))
         else:
             graph.node_name.extend(array("i", list(map(self.type_names.__getitem__, types))))
-        _sizes(graph, run)
+        self._sizes(run, one)
+
+    def _sizes(self, objs: List[Any], one: Optional[type]) -> None:
+        """``sys.getsizeof`` of each object; a broken ``__sizeof__`` counts as 0.
+
+        For a run of one type whose ``__sizeof__`` is built in, that method is
+        called directly (a fifth of ``getsizeof``'s cost) and ``getsizeof``'s
+        addition, the same for every object of the type, is added.
+        """
+        sizes = self.graph.node_size
+        base = len(sizes)
+        try:
+            sizer = None if one is None else self._sizer(one, objs[0])
+            if sizer is None:
+                sizes.extend(array("q", list(map(sys.getsizeof, objs))))
+            else:
+                sizeof, extra = sizer
+                sizes.extend(array("q", list(map(add, map(sizeof, objs), repeat(extra)))))
+        except Exception:  # noqa: BLE001 - a broken __sizeof__: one object at a time
+            del sizes[base:]
+            for obj in objs:
+                try:
+                    sizes.append(sys.getsizeof(obj))
+                except Exception:  # noqa: BLE001
+                    sizes.append(0)
+
+    def _sizer(self, t: type, sample: Any) -> Optional[Tuple[Any, int]]:
+        """``(t.__sizeof__, what getsizeof adds)`` if that is the same for every ``t``."""
+        if t not in self.sizers:
+            sizeof: Any = t.__sizeof__  # unbound: called with the object
+            # getsizeof adds the gc header, a per-type constant except for types themselves
+            same = isinstance(sizeof, MethodDescriptorType) and not issubclass(t, type)
+            self.sizers[t] = (sizeof, sys.getsizeof(sample) - sizeof(sample)) if same else None
+        return self.sizers[t]
 
 
 def _refcount_in_list() -> int:
@@ -323,20 +402,6 @@ def type_info(t: type, strings: Any) -> TypeInfo:
     if t.__name__ == "code":
         return CODE, name, GENERIC
     return OBJECT, name, GENERIC
-
-
-def _sizes(graph: HeapGraph, objs: List[Any]) -> None:
-    """``sys.getsizeof`` of each object; a broken ``__sizeof__`` counts as 0."""
-    base = len(graph.node_size)
-    try:
-        graph.node_size.extend(array("q", list(map(sys.getsizeof, objs))))
-    except Exception:  # noqa: BLE001 - a broken __sizeof__: one object at a time
-        del graph.node_size[base:]
-        for obj in objs:
-            try:
-                graph.node_size.append(sys.getsizeof(obj))
-            except Exception:  # noqa: BLE001
-                graph.node_size.append(0)
 
 
 def _dict_edges(graph: HeapGraph, items: Sequence[Tuple[Any, Any]], key_name: int) -> None:
