@@ -6,8 +6,10 @@ import ctypes
 import io
 import json
 import os
+import platform
 import random
 import signal
+import subprocess
 import sys
 import threading
 import types
@@ -493,3 +495,32 @@ def test_no_object_becomes_two_nodes(
     ((nodes, distinct),) = seen
     assert nodes == distinct > 1000
     assert graph.node_count > nodes  # and the root, threads and frames
+
+
+FREED_MEMORY_PROBE = """
+from otel_profiling._memory import return_free_memory
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 // 2**20
+blocks, pins = [], []
+for _ in range(1024):
+    blocks.append(bytearray(64 * 1024))  # from malloc's heap (below its mmap threshold)
+    pins.append(bytearray(1024))  # keeps the heap from shrinking on its own
+del blocks
+before = rss()
+return_free_memory()
+print(before, rss())
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="malloc_trim is glibc's",
+)
+def test_freed_memory_goes_back_to_the_system() -> None:
+    # In a fresh process: 64 MiB freed between live blocks stays resident until handed back.
+    out = subprocess.run(
+        [sys.executable, "-c", FREED_MEMORY_PROBE], capture_output=True, text=True, check=True
+    ).stdout
+    before, after = map(int, out.split())
+    assert before - after >= 48, (before, after)

@@ -21,6 +21,8 @@ from itertools import compress, repeat
 from operator import is_, itemgetter
 from typing import BinaryIO, Dict, List, Literal, Optional, Sequence, Tuple
 
+from otel_profiling._memory import return_free_memory
+
 NODE_FIELDS = ["type", "name", "id", "self_size", "edge_count", "trace_node_id", "detachedness"]
 NODE_TYPES = [
     "hidden", "array", "string", "object", "code", "closure", "regexp", "number",
@@ -208,9 +210,10 @@ _UNSIGNED: Dict[str, Literal["B", "H", "I", "L", "Q"]] = {
 
 
 def _release(graph: HeapGraph, fields: Sequence[str]) -> None:
-    """Replace the named arrays by empty ones, freeing the originals."""
+    """Replace the named arrays by empty ones, freeing the originals for the output."""
     for field in fields:
         setattr(graph, field, array(getattr(graph, field).typecode))
+    return_free_memory()
 
 
 def _gather(texts: List[bytes], column: array, start: int, stop: int) -> Optional[Sequence[bytes]]:

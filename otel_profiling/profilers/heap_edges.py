@@ -9,7 +9,10 @@ zero edge count.
 The id → node map holds only objects that more than one reference holds: an
 object that one reference holds is met once, by its referrer, and needs no
 lookup. ``sys.getrefcount`` tells them apart; every count is compared with
-what the builder's own lists add, measured once (``_refcount_in_list``).
+what the builder's own lists add, measured once (``_refcount_in_list``). A
+new referent's offset is set straight at its edge's position; only one met
+again within the same run is looked up. Freed memory is handed back to the
+system as the walk goes (``return_free_memory``).
 Integers reach the arrays through an ``array`` built from a list (one C
 loop), about twice as fast as ``array.extend`` with a list or an iterator.
 """
@@ -21,11 +24,12 @@ import sys
 import sysconfig
 from array import array
 from collections import deque
-from itertools import chain, compress, repeat
+from itertools import chain, compress, count, repeat
 from operator import add, eq, gt, is_, le, not_, or_
 from types import FunctionType, MethodDescriptorType, ModuleType
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from otel_profiling._memory import return_free_memory
 from otel_profiling.formats.heapsnapshot import (
     CLOSURE,
     CODE,
@@ -46,6 +50,10 @@ TypeInfo = Tuple[int, int, int]  # (node type, name index, kind)
 _MAX_ELEMENT = 2**31 - 1
 _NAME_SLICE = slice(0, 80)  # strings are named by their first 80 characters
 _SEGMENT = 8192  # objects walked at a time
+# Segments between handing freed memory back: the arrays' growth and the
+# segments' temporaries leave freed blocks behind that otherwise add a
+# quarter to the walk's peak; each time costs about half a millisecond.
+_TRIM_EVERY = 16
 _STR_ONLY = {str}
 _INT_SIZE = array("i").itemsize
 _ELEMENT_TABLE = 4096  # sequences shorter than this get their element names by table
@@ -114,14 +122,17 @@ class GraphBuilder:
     def walk(self) -> None:
         """Edges of every object in ``objs``, including those appended on the way."""
         objs, runs = self.objs, self.runs
-        position = 0
+        position = segments = 0
         while True:
             while self.walking + 1 < len(runs):
                 self.walking += 1
-                kind, count = runs[self.walking]
-                for start in range(position, position + count, _SEGMENT):
-                    self._run(kind, objs[start : min(start + _SEGMENT, position + count)])
-                position += count
+                kind, length = runs[self.walking]
+                for start in range(position, position + length, _SEGMENT):
+                    self._run(kind, objs[start : min(start + _SEGMENT, position + length)])
+                    segments += 1
+                    if segments % _TRIM_EVERY == 0:
+                        return_free_memory()
+                position += length
             if not self._recover():
                 break
         self.index = {}
@@ -218,37 +229,47 @@ class GraphBuilder:
             pass
         missing = list(map(is_, targets, repeat(None)))
         new = list(compress(refs, missing))
-        if _COUNTS_EXACT and not any(map(gt, map(sys.getrefcount, new), self._once(new, 2))):
-            # Each new referent is held by this edge only (so it is in ``new``
-            # once): nothing to index, and each offset is set at its position.
-            first = len(self.objs)
-            masks = self._append(new)
-            del new
-            positions = list(compress(range(len(refs)), missing))
-            step = NODE_FIELD_COUNT
-            offset = (self.base + first) * step
-            for mask in masks:
-                where = positions if mask is None else list(compress(positions, mask))
-                stop = offset + len(where) * step
-                deque(map(targets.__setitem__, where, range(offset, stop, step)), 0)
-                offset = stop
-            self.graph.edge_to.extend(array("i", targets))
-            return
-        new = list(dict(zip(map(id, new), new)).values())  # once each
-        first = len(self.objs)
-        added = self._place(new)
-        del new
-        # Only a referent held by more than this one edge can be met again, so
-        # only those are indexed (most strings and numbers are not).
+        where = list(compress(range(len(refs)), missing))
+        # Those of ``new`` that something else holds too, or that ``refs``
+        # holds more than once: only they can be met again.
         if _COUNTS_EXACT:
-            placed = self.objs[first:]  # in the order of ``added``
+            shared = list(compress(count(), map(gt, map(sys.getrefcount, new), self._once(new, 2))))
+        else:
+            shared = list(range(len(new)))
+        if shared:
+            new, where = _first_occurrences(new, where, shared)
+        first = len(self.objs)
+        masks = self._append(new)
+        del new
+        # Each placed referent's offset, set at its position in ``refs``: the
+        # groups follow one another, each in the order of ``refs``.
+        step = NODE_FIELD_COUNT
+        offset = (self.base + first) * step
+        for mask in masks:
+            at = where if mask is None else list(compress(where, mask))
+            stop = offset + len(at) * step
+            deque(map(targets.__setitem__, at, range(offset, stop, step)), 0)
+            offset = stop
+        if shared:
+            self._index_shared(first)
+            # a referent met again within ``refs``: the offset it was just indexed at
+            again = list(map(is_, targets, repeat(None)))
+            if any(again):
+                found = map(self.index.__getitem__, compress(ids, again))
+                deque(map(targets.__setitem__, compress(count(), again), found), 0)
+        self.graph.edge_to.extend(array("i", targets))
+
+    def _index_shared(self, first: int) -> None:
+        """Index the objects placed from ``first`` on that more than one reference holds."""
+        step = NODE_FIELD_COUNT
+        placed = self.objs[first:]
+        start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
+        added = zip(map(id, placed), range(start, stop, step))
+        if _COUNTS_EXACT:
             held = map(sys.getrefcount, placed)
-            self.index.update(compress(added.items(), map(gt, held, self._once(placed, 3))))
-            del placed
+            self.index.update(compress(added, map(gt, held, self._once(placed, 3))))
         else:
             self.index.update(added)
-        # the known targets stay; the new ones come from the small dict of this run
-        self.graph.edge_to.extend(array("i", list(map(added.get, ids, targets))))
 
     def _once(self, listed: List[Any], others: int) -> Iterator[int]:
         """The reference count each of ``listed`` has if one reference holds it.
@@ -372,6 +393,20 @@ class GraphBuilder:
             same = isinstance(sizeof, MethodDescriptorType) and not issubclass(t, type)
             self.sizers[t] = (sizeof, sys.getsizeof(sample) - sizeof(sample)) if same else None
         return self.sizers[t]
+
+
+def _first_occurrences(
+    new: List[Any], where: List[int], shared: List[int]
+) -> Tuple[List[Any], List[int]]:
+    """``new`` and ``where`` without the repeats of an object (only a ``shared`` one repeats)."""
+    shared_ids = list(map(id, map(new.__getitem__, shared)))
+    firsts = dict(zip(reversed(shared_ids), reversed(shared)))  # id → its first position
+    if len(firsts) == len(shared):
+        return new, where
+    keep = bytearray(b"\1") * len(new)
+    repeats = set(shared).difference(firsts.values())
+    deque(map(keep.__setitem__, repeats, repeat(0)), 0)
+    return list(compress(new, keep)), list(compress(where, keep))
 
 
 def _refcount_in_list() -> int:

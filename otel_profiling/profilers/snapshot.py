@@ -16,6 +16,7 @@ import time
 from typing import Optional
 
 from otel_profiling._gcpause import gc_paused
+from otel_profiling._memory import return_free_memory
 from otel_profiling.formats.heapsnapshot import encode_heapsnapshot
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
@@ -77,8 +78,10 @@ class HeapSnapshotProfiler(Profiler):
         with gc_paused():
             graph = walk_heap()
             self.last_node_count, self.last_edge_count = graph.node_count, graph.edge_count
+            return_free_memory()  # the walk's tables, before the output grows
             data = encode_heapsnapshot(graph, release=True)  # its arrays are freed as written
             del graph
+            return_free_memory()
         self.last_seconds = time.perf_counter() - began
         return data
 
