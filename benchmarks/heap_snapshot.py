@@ -2,9 +2,10 @@
 
 The floor is a bare walk of the same heap: ``gc.get_objects()`` and
 ``gc.get_referents()`` of each object, visiting every referent once (a set of
-ids). Each measurement runs in a fresh process that builds the same heap, so
-neither sees the other's memory; peak extra memory is the process's peak RSS
-minus its RSS just before the snapshot.
+ids). Each measurement runs in a fresh process that imports the library and
+then builds the same heap, so both walk the same objects and neither sees the
+other's memory; peak extra memory is the process's peak RSS minus its RSS
+just before the snapshot.
 
     python benchmarks/heap_snapshot.py [--objects 1000000]
 """
@@ -63,7 +64,6 @@ def floor_walk() -> Dict[str, float]:
 
 
 def snapshot() -> Dict[str, float]:
-    sys.path.insert(0, str(ROOT))
     from otel_profiling.profilers import HeapSnapshotProfiler
 
     profiler = HeapSnapshotProfiler(collect=False)  # the heap was just collected
@@ -82,6 +82,10 @@ def snapshot() -> Dict[str, float]:
 
 
 def child(mode: str, objects: int) -> None:
+    # Imported in both modes, before the heap is built: both walk the same heap.
+    sys.path.insert(0, str(ROOT))
+    import otel_profiling.profilers  # noqa: F401
+
     build(objects)
     result = floor_walk() if mode == "floor" else snapshot()
     result["tracked"] = len(gc.get_objects())

@@ -25,7 +25,7 @@ import sysconfig
 from array import array
 from collections import deque
 from itertools import chain, compress, count, repeat
-from operator import add, eq, gt, is_, le, not_, or_
+from operator import add, eq, gt, is_, le, not_
 from types import FunctionType, MethodDescriptorType, ModuleType
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -58,6 +58,7 @@ _STR_ONLY = {str}
 _INT_SIZE = array("i").itemsize
 _ELEMENT_TABLE = 4096  # sequences shorter than this get their element names by table
 _GROUP_ORDER = (SEQ, GENERIC, FUNC, DICT, SUBDICT, MODULE, LEAF, STR)
+_FLIP = bytes.maketrans(b"\0\1", b"\1\0")  # negates a mask of 0s and 1s
 _MASKS = {kind: bytes(kind == byte for byte in range(256)) for kind in range(8)}  # for translate
 # A free-threaded build defers some reference counts: every object is indexed.
 _COUNTS_EXACT = not sysconfig.get_config_var("Py_GIL_DISABLED")
@@ -99,16 +100,18 @@ class GraphBuilder:
         one referrer meets it during the walk (``_targets``), and if that
         referrer is invisible to gc (C code), ``_recover`` adds it at the end.
         Only the rest, objects that several references hold, are indexed
-        here. ``found`` itself (gc.get_objects() lists its own result) is left out.
+        here. ``found`` itself is taken out of it, should it list itself.
         """
+        at = next(compress(count(), map(is_, found, repeat(found))), None)
+        if at is not None:  # CPython's gc.get_objects() leaves its own result out
+            del found[at]
         if _COUNTS_EXACT:
-            once = list(map(eq, map(sys.getrefcount, found), repeat(1 + self.listed)))
+            once = bytes(map(eq, map(sys.getrefcount, found), repeat(1 + self.listed)))
         else:
-            once = [False] * len(found)
-        ours = list(map(is_, found, repeat(found)))
-        self.singles = list(compress(found, map(gt, once, ours)))  # once, and not ``found``
-        seeds = list(compress(found, map(not_, map(or_, once, ours))))
-        del once, ours
+            once = bytes(len(found))
+        self.singles = list(compress(found, once))
+        seeds = list(compress(found, once.translate(_FLIP)))
+        del once
         self.index = self._place(seeds)
         return self.objs
 
