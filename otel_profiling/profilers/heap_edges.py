@@ -236,11 +236,12 @@ class GraphBuilder:
         # Those of ``new`` that something else holds too, or that ``refs``
         # holds more than once: only they can be met again.
         if _COUNTS_EXACT:
-            shared = list(compress(count(), map(gt, map(sys.getrefcount, new), self._once(new, 2))))
+            shared = list(compress(count(), map(gt, map(sys.getrefcount, new), self._once(new))))
         else:
             shared = list(range(len(new)))
+        firsts: Dict[int, int] = {}
         if shared:
-            new, where = _first_occurrences(new, where, shared)
+            new, where, firsts = _first_occurrences(new, where, shared)
         first = len(self.objs)
         masks = self._append(new)
         del new
@@ -253,35 +254,24 @@ class GraphBuilder:
             stop = offset + len(at) * step
             deque(map(targets.__setitem__, at, range(offset, stop, step)), 0)
             offset = stop
-        if shared:
-            self._index_shared(first)
-            # a referent met again within ``refs``: the offset it was just indexed at
+        if firsts:
+            # indexed at the offsets just set, to be found when met again
+            self.index.update(zip(firsts, map(targets.__getitem__, firsts.values())))
+            # a referent that ``refs`` holds more than once takes its first one's offset
             again = list(map(is_, targets, repeat(None)))
             if any(again):
                 found = map(self.index.__getitem__, compress(ids, again))
                 deque(map(targets.__setitem__, compress(count(), again), found), 0)
         self.graph.edge_to.extend(array("i", targets))
 
-    def _index_shared(self, first: int) -> None:
-        """Index the objects placed from ``first`` on that more than one reference holds."""
-        step = NODE_FIELD_COUNT
-        placed = self.objs[first:]
-        start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
-        added = zip(map(id, placed), range(start, stop, step))
-        if _COUNTS_EXACT:
-            held = map(sys.getrefcount, placed)
-            self.index.update(compress(added, map(gt, held, self._once(placed, 3))))
-        else:
-            self.index.update(added)
+    def _once(self, listed: List[Any]) -> Iterator[int]:
+        """The reference count each of ``listed`` (a run's new referents) has if held once.
 
-    def _once(self, listed: List[Any], others: int) -> Iterator[int]:
-        """The reference count each of ``listed`` has if one reference holds it.
-
-        ``others``: the references it then has besides ``listed`` and the call
-        (``_refcount_in_list``): that one referrer, the run's ``refs`` and, once
-        placed, ``objs``. A gc-tracked one is also in ``singles``.
+        Held once: by its one referrer. It then also has the run's ``refs``,
+        ``listed`` and the call (``_refcount_in_list``), and, if gc-tracked,
+        ``singles``.
         """
-        return map(add, map(gc.is_tracked, listed), repeat(others + self.listed))
+        return map(add, map(gc.is_tracked, listed), repeat(2 + self.listed))
 
     def _element_names(self, counts: List[int]) -> bytes:
         """Element indexes ``0..n-1`` of each sequence, as the bytes of an ``i`` array."""
@@ -400,16 +390,20 @@ class GraphBuilder:
 
 def _first_occurrences(
     new: List[Any], where: List[int], shared: List[int]
-) -> Tuple[List[Any], List[int]]:
-    """``new`` and ``where`` without the repeats of an object (only a ``shared`` one repeats)."""
+) -> Tuple[List[Any], List[int], Dict[int, int]]:
+    """``new`` and ``where`` without repeats, and the shared ones' ids → positions in ``refs``.
+
+    Only one of ``shared`` (positions in ``new``) can repeat; each keeps its first position.
+    """
     shared_ids = list(map(id, map(new.__getitem__, shared)))
     firsts = dict(zip(reversed(shared_ids), reversed(shared)))  # id → its first position
+    at = dict(zip(firsts, map(where.__getitem__, firsts.values())))
     if len(firsts) == len(shared):
-        return new, where
+        return new, where, at
     keep = bytearray(b"\1") * len(new)
     repeats = set(shared).difference(firsts.values())
     deque(map(keep.__setitem__, repeats, repeat(0)), 0)
-    return list(compress(new, keep)), list(compress(where, keep))
+    return list(compress(new, keep)), list(compress(where, keep)), at
 
 
 def _refcount_in_list() -> int:
