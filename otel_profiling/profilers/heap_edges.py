@@ -6,7 +6,7 @@ per-object and per-edge work runs in C. Referents seen for the first time are
 appended to the nodes in bulk, grouped by kind; leaves (no edges) only get a
 zero edge count.
 
-The id → node map holds only objects that more than one reference holds: an
+The index (object → node offset) holds only objects that more than one reference holds: an
 object that one reference holds is met once, by its referrer, and needs no
 lookup. ``sys.getrefcount`` tells them apart; every count is compared with
 what the builder's own lists add, measured once (``_refcount_in_list``). A
@@ -63,13 +63,17 @@ _MASKS = {kind: bytes(kind == byte for byte in range(256)) for kind in range(8)}
 # A free-threaded build defers some reference counts: every object is indexed.
 _COUNTS_EXACT = not sysconfig.get_config_var("Py_GIL_DISABLED")
 _EMBEDDED_VALUES = sys.version_info >= (3, 13)  # a __dict__ can share its instance's values
+# The index's key for an object: its address rotated by 4 bits, unique while
+# it lives, whatever its own __hash__. ``id`` would leave the low 4 bits zero
+# (objects are 16-byte aligned), crowding the first slots a dict probes.
+_key = object.__hash__
 _LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
 
 
 class GraphBuilder:
     """Adds the nodes of ``objs`` (node ``base`` onwards) to ``graph``, with their edges.
 
-    ``objs`` grows as new referents are found; ``index`` maps ``id`` to the
+    ``objs`` grows as new referents are found; ``index`` maps ``_key(obj)`` to the
     node's offset in the ``nodes`` array (node index × field count) for the
     objects that may be met more than once.
     """
@@ -117,9 +121,9 @@ class GraphBuilder:
 
     def target(self, obj: Any) -> int:
         """The node offset of ``obj``, adding it as a new node if unseen (one at a time)."""
-        found = self.index.get(id(obj))
+        found = self.index.get(_key(obj))
         if found is None:
-            found = self.index[id(obj)] = self._place([obj])[id(obj)]
+            found = self.index[_key(obj)] = self._place([obj])[_key(obj)]
         return found
 
     def walk(self) -> None:
@@ -141,12 +145,12 @@ class GraphBuilder:
         self.index = {}
 
     def _place(self, new: List[Any]) -> Dict[int, int]:
-        """Append ``new`` to the nodes (see ``_append``); their ids → node offsets."""
+        """Append ``new`` to the nodes (see ``_append``); their keys → node offsets."""
         first = len(self.objs)
         self._append(new)
         step = NODE_FIELD_COUNT
         start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
-        return dict(zip(map(id, self.objs[first:]), range(start, stop, step)))
+        return dict(zip(map(_key, self.objs[first:]), range(start, stop, step)))
 
     def _append(self, new: List[Any]) -> List[Optional[bytes]]:
         """Append ``new`` to the nodes grouped by walk kind; each group's mask over ``new``.
@@ -223,8 +227,8 @@ class GraphBuilder:
 
     def _targets(self, refs: List[Any]) -> None:
         """``edge_to`` for ``refs``; unseen referents become nodes, grouped by kind."""
-        ids = list(map(id, refs))
-        targets: List[Any] = list(map(self.index.get, ids))  # None where new
+        keys = list(map(_key, refs))
+        targets: List[Any] = list(map(self.index.get, keys))  # None where new
         try:
             self.graph.edge_to.extend(array("i", targets))
             return
@@ -260,7 +264,7 @@ class GraphBuilder:
             # a referent that ``refs`` holds more than once takes its first one's offset
             again = list(map(is_, targets, repeat(None)))
             if any(again):
-                found = map(self.index.__getitem__, compress(ids, again))
+                found = map(self.index.__getitem__, compress(keys, again))
                 deque(map(targets.__setitem__, compress(count(), again), found), 0)
         self.graph.edge_to.extend(array("i", targets))
 
@@ -391,12 +395,12 @@ class GraphBuilder:
 def _first_occurrences(
     new: List[Any], where: List[int], shared: List[int]
 ) -> Tuple[List[Any], List[int], Dict[int, int]]:
-    """``new`` and ``where`` without repeats, and the shared ones' ids → positions in ``refs``.
+    """``new`` and ``where`` without repeats, and the shared ones' keys → positions in ``refs``.
 
     Only one of ``shared`` (positions in ``new``) can repeat; each keeps its first position.
     """
-    shared_ids = list(map(id, map(new.__getitem__, shared)))
-    firsts = dict(zip(reversed(shared_ids), reversed(shared)))  # id → its first position
+    shared_keys = list(map(_key, map(new.__getitem__, shared)))
+    firsts = dict(zip(reversed(shared_keys), reversed(shared)))  # key → its first position
     at = dict(zip(firsts, map(where.__getitem__, firsts.values())))
     if len(firsts) == len(shared):
         return new, where, at
