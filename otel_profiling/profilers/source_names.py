@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from types import CodeType, FunctionType
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple, Union, cast
 
 _Scope = Tuple[int, int, str]  # first line, last line, qualified name
 
@@ -53,9 +53,9 @@ def _scopes(tree: ast.AST) -> List[_Scope]:
                 name = prefix + _COMPREHENSIONS[type(child)]
                 inner = name + ".<locals>."
             if name is not None:
-                first = min(
-                    [child.lineno] + [d.lineno for d in getattr(child, "decorator_list", [])]
-                )
+                scope = cast(Union[ast.stmt, ast.expr], child)  # def, class, lambda, comprehension
+                decorators = getattr(child, "decorator_list", [])
+                first = min([scope.lineno] + [d.lineno for d in decorators])
                 scopes.append((first, getattr(child, "end_lineno", None) or first, name))
             stack.append((child, inner))
     return scopes

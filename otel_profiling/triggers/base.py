@@ -29,7 +29,8 @@ class TriggerTarget(Protocol):
     a profile another trigger started.
     """
 
-    profilers: Sequence[Profiler]
+    @property
+    def profilers(self) -> Sequence[Profiler]: ...
 
     @property
     def active(self) -> bool: ...
