@@ -104,11 +104,8 @@ class GraphBuilder:
         one referrer meets it during the walk (``_targets``), and if that
         referrer is invisible to gc (C code), ``_recover`` adds it at the end.
         Only the rest, objects that several references hold, are indexed
-        here. ``found`` itself is taken out of it, should it list itself.
+        here. (``gc.get_objects()`` leaves its own result out of it.)
         """
-        at = next(compress(count(), map(is_, found, repeat(found))), None)
-        if at is not None:  # CPython's gc.get_objects() leaves its own result out
-            del found[at]
         if _COUNTS_EXACT:
             once = bytes(map(eq, map(sys.getrefcount, found), repeat(1 + self.listed)))
         else:

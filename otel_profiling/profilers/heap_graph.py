@@ -80,8 +80,9 @@ def walk_heap(skip_dirs: Tuple[str, ...] = (_PACKAGE_DIR,)) -> HeapGraph:
 
     One function without closures (a closure's cells would exist before
     ``gc.get_objects()`` and drag the walk's own structures into the graph);
-    ``gc.get_objects()``'s own result list is removed. The objects are walked
-    in bulk by ``GraphBuilder``, grouped by kind.
+    ``gc.get_objects()`` leaves its own result list out, and that list is
+    freed once grouped. The objects are walked in bulk by ``GraphBuilder``,
+    grouped by kind.
     """
     found_objects: List[Any] = gc.get_objects()
     # Taken after gc.get_objects(), so that these lists are not themselves in the graph.
@@ -91,7 +92,7 @@ def walk_heap(skip_dirs: Tuple[str, ...] = (_PACKAGE_DIR,)) -> HeapGraph:
     base = 1 + len(threads) + sum(len(frames) for _, frames in threads)
     builder = GraphBuilder(graph, base)  # root, threads and frames come first
     objs = builder.group(found_objects)
-    del found_objects  # gc.get_objects()'s own result, which lists itself: not a node
+    del found_objects  # the walk's own list: freed, never a node
     _add_virtual_nodes(builder, _virtual_nodes(threads, modules, graph.strings.add, sys.getsizeof))
     del threads, modules
     builder.walk()
