@@ -21,7 +21,8 @@ def _malloc_trim() -> Optional[Any]:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        # PyDLL keeps the GIL: a snapshot walk calling this is not opened to other threads
+        trim = ctypes.PyDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int

@@ -524,3 +524,10 @@ def test_freed_memory_goes_back_to_the_system() -> None:
     ).stdout
     before, after = map(int, out.split())
     assert before - after >= 48, (before, after)
+
+
+def test_freed_memory_is_left_to_the_allocator_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_profiling import _memory
+
+    monkeypatch.setattr(_memory.sys, "platform", "darwin")
+    assert _memory._malloc_trim.__wrapped__() is None  # uncached: looks again
