@@ -6,13 +6,13 @@ per-object and per-edge work runs in C. Referents seen for the first time are
 appended to the nodes in bulk, grouped by kind; leaves (no edges) only get a
 zero edge count.
 
-The index (object → node offset) holds only objects that more than one reference holds: an
-object that one reference holds is met once, by its referrer, and needs no
-lookup. ``sys.getrefcount`` tells them apart; every count is compared with
-what the builder's own lists add, measured once (``_refcount_in_list``). A
-new referent's offset is set straight at its edge's position; only one met
-again within the same run is looked up. Freed memory is handed back to the
-system as the walk goes (``return_free_memory``).
+The index (object → node offset) holds only objects that more than one
+reference holds: an object that one reference holds is met once, by its
+referrer, and needs no lookup. ``sys.getrefcount`` tells them apart; every
+count is compared with what the builder's own lists add, measured once
+(``_refcount_in_list``). A new referent's offset is set straight at its
+edge's position; only one met again within the same run is looked up. Freed
+memory is handed back to the system as the walk goes (``return_free_memory``).
 Integers reach the arrays through an ``array`` built from a list (one C
 loop), about twice as fast as ``array.extend`` with a list or an iterator.
 """
