@@ -210,21 +210,28 @@ def varied_graph(nodes: int, edges: int) -> HeapGraph:
 
     The writer works in blocks of 5,000 nodes and chunks of 16,384 edges; the
     stretches make some of them fall back to plain formatting (for a field or
-    for the whole chunk) while others use its table of texts throughout.
+    for the whole chunk) while others use its table of texts throughout. From
+    node 45,000 on, whole blocks have the same name, size or edge count in
+    every row (the writer puts those into its template), small or large.
     """
     rng = random.Random(1234)
     graph = HeapGraph()
     for i in range(nodes):
         graph.node_type.append(14 if 20_000 <= i < 20_003 else -1 if i == 31_000 else i % 10)
         big_name = 12_000 <= i < 17_000
-        graph.node_name.append(rng.randrange(2**31) if big_name else rng.randrange(3000))
+        name = rng.randrange(2**31) if big_name else rng.randrange(3000)
+        graph.node_name.append(42 if i >= 45_000 else name)
         big_size = 25_000 <= i < 35_000
         size = rng.choice((2**44, 10**17)) if big_size else rng.choice((16, 56, 72, 4000))
+        size = 56 if 45_000 <= i < 50_000 else 10**17 if 50_000 <= i < 55_000 else size
         graph.node_size.append(-(2**40) if i == 40_000 else size)
     counts = [0] * nodes
     for _ in range(edges // 2):
         counts[rng.randrange(nodes)] += 1
     counts[7] += edges - edges // 2  # beyond the writer's text table
+    leaves = range(45_000, min(nodes, 50_000))  # a block of nodes without edges
+    counts[7] += sum(counts[i] for i in leaves)
+    counts[leaves.start : leaves.stop] = [0] * len(leaves)
     counts[7], counts[-9] = counts[7] + counts[-9] + 1, -1  # a negative count, same sum
     graph.node_edges.extend(counts)
     for j in range(edges):

@@ -200,6 +200,7 @@ _TEXTS = 1 << 14
 # suffix, both in the template, so ids need no formatting at all.
 _ID_DIGITS = 4
 _ID_BLOCK = 10**_ID_DIGITS // 2  # nodes per id prefix (one chunk)
+_TEMPLATES = 32  # node templates kept (a block's fixed fields are part of its template)
 # A type (0-9) is one digit, set into the template by a strided copy from the
 # column's bytes; 0 marks a type that is not one digit (the chunk then falls
 # back to formatting every field).
@@ -232,6 +233,14 @@ def _gather(texts: List[bytes], column: array, start: int, stop: int) -> Optiona
         return None
 
 
+def _same(column: array, start: int, stop: int) -> Optional[bytes]:
+    """The text of the value in rows ``start:stop`` of ``column`` if they all hold it."""
+    raw = memoryview(column)[start:stop].tobytes()
+    if raw != raw[: column.itemsize] * (stop - start):
+        return None
+    return b"%d," % column[start]
+
+
 def _spec(slot: Optional[Sequence[bytes]]) -> bytes:
     """The template's conversion for a field: its texts (with commas), or its numbers."""
     return b"%d," if slot is None else b"%s"
@@ -241,9 +250,10 @@ def _write_nodes(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
     """The ``nodes`` section: ``type,name,id,self_size,edge_count,0,0,`` per node.
 
     trace_node_id and detachedness are always 0. A chunk is one block of ids.
-    Its template holds, for every row, the type digit, the id and the constant
-    fields; the name, self size and edge count are its values (texts from
-    ``texts``, or numbers).
+    Its template holds, for every row, the type digit, the id, the constant
+    fields and whichever of name, self size and edge count is the same in
+    every row of the block (a run of one type often is); the others are its
+    values (texts from ``texts``, or numbers).
     """
     count = graph.node_count
     types, names, sizes, counts = (
@@ -267,13 +277,19 @@ def _write_nodes(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
         if 0 in digits:
             _write_plain(out, columns, plain_row, start, stop, count)
             continue
-        fields = [_gather(texts, column, start, stop) for column in (names, sizes, counts)]
-        head = b"\0," + _spec(fields[0])
-        tail = _spec(fields[1]) + _spec(fields[2]) + b"0,0,"
+        fixed = [_same(column, start, stop) for column in (names, sizes, counts)]
+        varying = [column for column, text in zip((names, sizes, counts), fixed) if text is None]
+        fields = [_gather(texts, column, start, stop) for column in varying]
+        specs = iter(map(_spec, fields))
+        name, size, edges = [next(specs) if text is None else text for text in fixed]
+        head = b"\0," + name
+        tail = size + edges + b"0,0,"
         prefix = b"%d" % (start // _ID_BLOCK)
         key = (head, tail, len(prefix))
         whole = templates.get(key)
         if whole is None:
+            if len(templates) >= _TEMPLATES:
+                templates.clear()
             row_start = head + bytes(len(prefix))
             whole = templates[key] = b"".join([row_start + suffix + tail for suffix in suffixes])
         width = len(whole) // _ID_BLOCK
@@ -281,9 +297,9 @@ def _write_nodes(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
         template[::width] = digits
         for offset, digit in enumerate(prefix, len(head)):
             template[offset::width] = bytes((digit,)) * rows
-        values: List[object] = [None] * (3 * rows)
-        for offset, (found, column) in enumerate(zip(fields, (names, sizes, counts))):
-            values[offset::3] = column[start:stop] if found is None else found
+        values: List[object] = [None] * (len(varying) * rows)
+        for offset, (found, column) in enumerate(zip(fields, varying)):
+            values[offset :: len(varying)] = column[start:stop] if found is None else found
         del fields
         text = bytes(template) % tuple(values)
         del template, values
