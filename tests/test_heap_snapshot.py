@@ -144,6 +144,34 @@ def test_sizes_of_a_run_of_one_type_are_those_of_getsizeof() -> None:
     assert len(by_type) > 100 and not wrong
 
 
+class Text(str):
+    pass
+
+
+def test_strings_are_named_by_their_first_80_characters(
+    fixture_module: types.ModuleType,
+) -> None:
+    pid = str(os.getpid())
+    long_text = "".join(["long ", pid, " ", "x" * 200])
+    fixture_module.TEXTS = {  # type: ignore[attr-defined]
+        "long": long_text,
+        "short": "".join(["short ", pid]),
+        "subclass": Text("".join(["subclass ", pid, " ", "y" * 200])),
+    }
+    snap = take()
+    names = {
+        label: snap.node(to)["name"]
+        for d in snap.find("dict")
+        if any(label == "TEXTS" for _, label, _ in snap.retainers(d))
+        for _, label, to in snap.edges_of(d)
+    }
+    assert names == {
+        "long": long_text[:80],
+        "short": f"short {pid}",
+        "subclass": f"subclass {pid} " + "y" * (80 - len(f"subclass {pid} ")),
+    }
+
+
 def test_thread_stacks_are_roots() -> None:
     ready, release = threading.Event(), threading.Event()
 

@@ -163,11 +163,9 @@ class GraphBuilder:
             self._learn(types)
             kinds = bytes(map(self.walk_kinds.__getitem__, types))
         del types
-        present = set(kinds)
+        present = [kind for kind in _GROUP_ORDER if kinds.find(kind) >= 0]
         runs, masks = self.runs, []
-        for kind in _GROUP_ORDER:
-            if kind not in present:
-                continue
+        for kind in present:
             mask = None if len(present) == 1 else kinds.translate(_MASKS[kind])
             group = new if mask is None else list(compress(new, mask))
             if len(runs) - 1 > self.walking and runs[-1][0] == kind:
@@ -343,7 +341,8 @@ class GraphBuilder:
         else:
             graph.node_type.frombytes(bytes(map(self.node_types.__getitem__, types)))
         if kind == STR:  # named by their first characters; str's own slicing, never a subclass's
-            texts = list(map(str.__getitem__, run, repeat(_NAME_SLICE)))
+            short = one is str and max(map(len, run)) <= _NAME_SLICE.stop
+            texts = run if short else list(map(str.__getitem__, run, repeat(_NAME_SLICE)))
             graph.node_name.extend(array("i", graph.strings.append_many(texts)))
         elif kind == FUNC:
             add = graph.strings.add
