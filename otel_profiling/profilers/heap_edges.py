@@ -149,14 +149,15 @@ class GraphBuilder:
         start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
         return dict(zip(map(_key, self.objs[first:]), range(start, stop, step)))
 
-    def _append(self, new: List[Any]) -> List[Optional[bytes]]:
+    def _append(self, new: List[Any], types: Optional[List[type]] = None) -> List[Optional[bytes]]:
         """Append ``new`` to the nodes grouped by walk kind; each group's mask over ``new``.
 
         Grouped so that each kind is walked in bulk: the nodes follow the
         order of the masks (None: the group is all of ``new``), each group in
-        the order of ``new``.
+        the order of ``new``. ``types``: those of ``new``, if already read.
         """
-        types = list(map(type, new))
+        if types is None:
+            types = list(map(type, new))
         try:
             kinds = bytes(map(self.walk_kinds.__getitem__, types))
         except KeyError:  # types not seen yet
@@ -215,13 +216,20 @@ class GraphBuilder:
                 graph.edge_type.frombytes(bytes([ELEMENT]) * len(refs))
                 graph.edge_name.frombytes(self._element_names(counts))
             else:
+                types = list(map(type, refs))
                 graph.edge_type.frombytes(bytes([INTERNAL]) * len(refs))
-                graph.edge_name.extend(self._labels(refs, kind))
+                graph.edge_name.extend(self._labels(refs, kind, types))
+                graph.node_edges.extend(array("i", counts))
+                self._targets(refs, types)
+                return
         graph.node_edges.extend(array("i", counts))
         self._targets(refs)
 
-    def _targets(self, refs: List[Any]) -> None:
-        """``edge_to`` for ``refs``; unseen referents become nodes, grouped by kind."""
+    def _targets(self, refs: List[Any], types: Optional[List[type]] = None) -> None:
+        """``edge_to`` for ``refs``; unseen referents become nodes, grouped by kind.
+
+        ``types``: those of ``refs``, if the run already read them.
+        """
         keys = list(map(_key, refs))
         targets: List[Any] = list(map(self.index.get, keys))  # None where new
         try:
@@ -232,6 +240,8 @@ class GraphBuilder:
         missing = list(map(is_, targets, repeat(None)))
         new = list(compress(refs, missing))
         where = list(compress(range(len(refs)), missing))
+        if types is not None:
+            types = list(compress(types, missing))
         # Those of ``new`` that something else holds too, or that ``refs``
         # holds more than once: only they can be met again.
         if _COUNTS_EXACT:
@@ -240,9 +250,12 @@ class GraphBuilder:
             shared = list(range(len(new)))
         firsts: Dict[int, int] = {}
         if shared:
-            new, where, firsts = _first_occurrences(new, where, shared)
+            keep, firsts = _first_occurrences(new, where, shared)
+            if keep is not None:
+                new, where = list(compress(new, keep)), list(compress(where, keep))
+                types = None if types is None else list(compress(types, keep))
         first = len(self.objs)
-        masks = self._append(new)
+        masks = self._append(new, types)
         del new
         # Each placed referent's offset, set at its position in ``refs``: the
         # groups follow one another, each in the order of ``refs``.
@@ -282,18 +295,18 @@ class GraphBuilder:
             table.extend(array("i", range(n)).tobytes() for n in range(len(table), top + 1))
         return b"".join(map(table.__getitem__, counts))
 
-    def _labels(self, refs: List[Any], kind: int) -> array:
+    def _labels(self, refs: List[Any], kind: int, types: List[type]) -> array:
         """``internal`` edge names: the referent's type (``__dict__`` for a module's dict)."""
         if kind == MODULE:
             return array("i", [self.dict_name if type(r) is dict else 0 for r in refs])
         labels = self.labels
         try:
-            return array("i", list(map(labels.get, map(type, refs))))
+            return array("i", list(map(labels.get, types)))
         except TypeError:  # None: types not seen yet
             pass
-        for t in set(map(type, refs)) - labels.keys():
+        for t in set(types) - labels.keys():
             labels[t] = self.graph.strings.add(t.__name__)
-        return array("i", list(map(labels.__getitem__, map(type, refs))))
+        return array("i", list(map(labels.__getitem__, types)))
 
     def _dicts(self, dicts: List[Any], kind: int) -> Tuple[List[int], List[Any]]:
         """Edge types and names of dicts; their edge counts and targets.
@@ -390,20 +403,21 @@ class GraphBuilder:
 
 def _first_occurrences(
     new: List[Any], where: List[int], shared: List[int]
-) -> Tuple[List[Any], List[int], Dict[int, int]]:
-    """``new`` and ``where`` without repeats, and the shared ones' keys → positions in ``refs``.
+) -> Tuple[Optional[bytearray], Dict[int, int]]:
+    """A mask over ``new`` dropping repeats (None: there are none), and keys → positions.
 
-    Only one of ``shared`` (positions in ``new``) can repeat; each keeps its first position.
+    Only one of ``shared`` (positions in ``new``) can repeat: it keeps its first
+    position, given as its position in ``refs`` (from ``where``).
     """
     shared_keys = list(map(_key, map(new.__getitem__, shared)))
     firsts = dict(zip(reversed(shared_keys), reversed(shared)))  # key → its first position
     at = dict(zip(firsts, map(where.__getitem__, firsts.values())))
     if len(firsts) == len(shared):
-        return new, where, at
+        return None, at
     keep = bytearray(b"\1") * len(new)
     repeats = set(shared).difference(firsts.values())
     deque(map(keep.__setitem__, repeats, repeat(0)), 0)
-    return list(compress(new, keep)), list(compress(where, keep)), at
+    return keep, at
 
 
 def _refcount_in_list() -> int:
