@@ -230,8 +230,7 @@ class GraphBuilder:
 
         ``types``: those of ``refs``, if the run already read them.
         """
-        keys = list(map(_key, refs))
-        targets: List[Any] = list(map(self.index.get, keys))  # None where new
+        targets: List[Any] = list(map(self.index.get, map(_key, refs)))  # None where new
         try:
             self.graph.edge_to.extend(array("i", targets))
             return
@@ -272,7 +271,7 @@ class GraphBuilder:
             # a referent that ``refs`` holds more than once takes its first one's offset
             again = list(map(is_, targets, repeat(None)))
             if any(again):
-                found = map(self.index.__getitem__, compress(keys, again))
+                found = map(self.index.__getitem__, map(_key, compress(refs, again)))
                 deque(map(targets.__setitem__, compress(count(), again), found), 0)
         self.graph.edge_to.extend(array("i", targets))
 
@@ -382,7 +381,8 @@ class GraphBuilder:
                 sizes.extend(array("q", list(map(sys.getsizeof, objs))))
             else:
                 sizeof, extra = sizer
-                sizes.extend(array("q", list(map(add, map(sizeof, objs), repeat(extra)))))
+                found = map(sizeof, objs)
+                sizes.extend(array("q", list(map(add, found, repeat(extra)) if extra else found)))
         except Exception:  # noqa: BLE001 - a broken __sizeof__: one object at a time
             del sizes[base:]
             for obj in objs:
