@@ -280,7 +280,7 @@ def _write_nodes(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
         fixed = [_same(column, start, stop) for column in (names, sizes, counts)]
         varying = [column for column, text in zip((names, sizes, counts), fixed) if text is None]
         fields = [_gather(texts, column, start, stop) for column in varying]
-        specs = iter(map(_spec, fields))
+        specs = map(_spec, fields)
         name, size, edges = [next(specs) if text is None else text for text in fixed]
         head = b"\0," + name
         tail = size + edges + b"0,0,"
