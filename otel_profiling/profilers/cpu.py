@@ -41,6 +41,7 @@ def _reset_lock_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_in_child)
 _CLOCKS = ("wall", "cpu")
+ENGINES = ("yappi",)
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -114,12 +115,16 @@ class CpuProfiler(Profiler):
         self,
         format: Optional[str] = None,  # noqa: A002
         *,
+        engine: str = "yappi",
         clock: str = "wall",
         builtins: bool = True,
         max_nodes: int = 200_000,
         by_span: bool = False,
     ) -> None:
         super().__init__(format)
+        if engine not in ENGINES:
+            raise ValueError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
+        self.engine = engine
         if clock not in _CLOCKS:
             raise ValueError(f"Unknown clock {clock!r}: choose 'wall' or 'cpu'.")
         self.clock = clock
@@ -227,9 +232,13 @@ class CpuProfiler(Profiler):
     def attributes(self) -> dict:
         attrs = super().attributes()
         attrs["profiling.cpu.clock"] = self.clock
+        attrs["profiling.cpu.engine"] = self.engine
         if self.by_span:
             attrs["profiling.cpu.by_span"] = True
         return attrs
 
     def __repr__(self) -> str:
-        return f"CpuProfiler(format={self.format.name!r}, clock={self.clock!r})"
+        return (
+            f"CpuProfiler(engine={self.engine!r}, format={self.format.name!r}, "
+            f"clock={self.clock!r})"
+        )
