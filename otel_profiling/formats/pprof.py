@@ -1,4 +1,4 @@
-"""pprof (``profile.proto``, gzip-compressed) from a call tree, encoded by hand.
+"""pprof (``profile.proto``, gzip-compressed) from a call tree or a sampling capture, by hand.
 
 The protobuf wire format is small enough to write directly (varints and
 length-delimited fields), which keeps the library free of generated code and
@@ -13,6 +13,7 @@ import gzip
 from typing import Dict, List, Sequence, Tuple
 
 from otel_profiling.formats.calltree import CallNode, Frame
+from otel_profiling.formats.samples import IDLE, SampleCapture
 
 # Profile fields
 _SAMPLE_TYPE, _SAMPLE, _LOCATION, _FUNCTION, _STRING_TABLE = 1, 2, 4, 5, 6
@@ -73,6 +74,88 @@ def _value_type(strings: _Strings, kind: Tuple[str, str]) -> bytes:
     return _int_field(1, strings(kind[0])) + _int_field(2, strings(kind[1]))
 
 
+class _Writer:
+    """The tables every pprof profile has: strings, functions, locations; then the header."""
+
+    def __init__(self, sample_types: Sequence[Tuple[str, str]]) -> None:
+        if len(sample_types) != 2:
+            raise ValueError("pprof is written with two values per sample: give two sample types")
+        self.strings = _Strings()
+        self.out: List[bytes] = [
+            _bytes_field(_SAMPLE_TYPE, _value_type(self.strings, t)) for t in sample_types
+        ]
+        self._functions: Dict[Tuple[str, str], int] = {}
+        self._function_msgs: List[bytes] = []
+        self._location_msgs: List[bytes] = []
+        self.locations: Dict[Frame, bytes] = {}  # a frame's location id, varint-encoded
+
+    def location(self, frame: Frame) -> bytes:
+        """The varint-encoded location id of ``frame`` (one location per frame)."""
+        found = self.locations.get(frame)
+        if found is not None:
+            return found
+        fkey = (frame.function, frame.filename)
+        func_id = self._functions.get(fkey)
+        if func_id is None:
+            func_id = self._functions[fkey] = len(self._functions) + 1
+            # system_name stays empty: go tool pprof strips "<...>" from it (C++ templates),
+            # which would turn Python's <module> or <listcomp> into <unknown>.
+            self._function_msgs.append(
+                _int_field(1, func_id)
+                + _int_field(2, self.strings(frame.function))
+                + _int_field(4, self.strings(frame.filename))
+                + _int_field(5, max(frame.lineno, 0))
+            )
+        loc_id = len(self.locations) + 1
+        line = _int_field(1, func_id) + _int_field(2, max(frame.lineno, 0))
+        self._location_msgs.append(_int_field(1, loc_id) + _bytes_field(4, line))
+        found = self.locations[frame] = _varint(loc_id)
+        return found
+
+    def sample(self, location_ids: bytes, count: int, value: int, labels: bytes = b"") -> None:
+        """One sample: packed location ids (leaf first), two values, encoded labels."""
+        values = _varint(count) + _varint(value)
+        sample = (
+            _LOCATIONS_KEY
+            + _varint(len(location_ids))
+            + location_ids
+            + _VALUES_KEY
+            + _varint(len(values))
+            + values
+            + labels
+        )
+        self.out.append(_SAMPLE_KEY + _varint(len(sample)) + sample)
+
+    def label(self, key: str, text: str = "", number: int = 0) -> bytes:
+        """An encoded ``Label``: a string value, or a number."""
+        body = _int_field(1, self.strings(key))
+        body += _int_field(2, self.strings(text)) if text else _int_field(3, number)
+        return _bytes_field(3, body)
+
+    def finish(
+        self,
+        *,
+        period_type: Tuple[str, str],
+        period: int,
+        time_nanos: int,
+        duration_nanos: int,
+    ) -> bytes:
+        out = self.out
+        out.extend(_bytes_field(_LOCATION, msg) for msg in self._location_msgs)
+        out.extend(_bytes_field(_FUNCTION, msg) for msg in self._function_msgs)
+        period_msg = _bytes_field(_PERIOD_TYPE, _value_type(self.strings, period_type))
+        out.extend(_bytes_field(_STRING_TABLE, text.encode("utf-8")) for text in self.strings.table)
+        out.append(_int_field(_TIME_NANOS, int(time_nanos)))
+        out.append(_int_field(_DURATION_NANOS, int(duration_nanos)))
+        out.append(period_msg)
+        out.append(_int_field(_PERIOD, int(period)))
+        return gzip.compress(b"".join(out), compresslevel=1, mtime=0)
+
+
+_SAMPLE_KEY = _key(_SAMPLE, 2)
+_LOCATIONS_KEY, _VALUES_KEY = _key(1, 2), _key(2, 2)  # Sample's packed repeated fields
+
+
 def encode_pprof(
     root: CallNode,
     *,
@@ -88,61 +171,82 @@ def encode_pprof(
     One sample per node with a nonzero value; its values are
     ``[node.self_count, round(node.self_value * value_scale)]``.
     """
-    if len(sample_types) != 2:
-        raise ValueError("encode_pprof writes two values per sample: give two sample types")
-    strings = _Strings()
-    out: List[bytes] = [_bytes_field(_SAMPLE_TYPE, _value_type(strings, t)) for t in sample_types]
-    functions: Dict[Tuple[str, str], int] = {}
-    locations: Dict[Frame, bytes] = {}  # a frame's location id, varint-encoded
-    function_msgs: List[bytes] = []
-    location_msgs: List[bytes] = []
-
-    def new_location(frame: Frame) -> bytes:
-        fkey = (frame.function, frame.filename)
-        func_id = functions.get(fkey)
-        if func_id is None:
-            func_id = functions[fkey] = len(functions) + 1
-            name = strings(frame.function)
-            function_msgs.append(
-                _int_field(1, func_id)
-                + _int_field(2, name)
-                + _int_field(3, name)
-                + _int_field(4, strings(frame.filename))
-            )
-        loc_id = len(locations) + 1
-        line = _int_field(1, func_id) + _int_field(2, max(frame.lineno, 0))
-        location_msgs.append(_int_field(1, loc_id) + _bytes_field(4, line))
-        encoded = locations[frame] = _varint(loc_id)
-        return encoded
-
+    writer = _Writer(sample_types)
     # Pre-order walk carrying each node's stack as encoded location ids, leaf
     # first: a child's is its own id followed by its parent's.
-    sample_key = _key(_SAMPLE, 2)
-    locations_key, values_key = _key(1, 2), _key(2, 2)  # Sample's packed repeated fields
     work: List[Tuple[CallNode, bytes]] = [
         (child, b"") for child in reversed(list(root.children.values()))
     ]
     while work:
         node, above = work.pop()
-        frame = node.frame
-        own = locations.get(frame)
-        ids = (own if own is not None else new_location(frame)) + above
+        ids = writer.location(node.frame) + above
         if node.children:
             work.extend((child, ids) for child in reversed(list(node.children.values())))
         count, value = int(node.self_count), round(node.self_value * value_scale)
-        if not (count or value):
-            continue
-        values = _varint(count) + _varint(value)
-        sample = (
-            locations_key + _varint(len(ids)) + ids + values_key + _varint(len(values)) + values
-        )
-        out.append(sample_key + _varint(len(sample)) + sample)
-    out.extend(_bytes_field(_LOCATION, msg) for msg in location_msgs)
-    out.extend(_bytes_field(_FUNCTION, msg) for msg in function_msgs)
-    period_msg = _bytes_field(_PERIOD_TYPE, _value_type(strings, period_type))
-    out.extend(_bytes_field(_STRING_TABLE, text.encode("utf-8")) for text in strings.table)
-    out.append(_int_field(_TIME_NANOS, int(time_nanos)))
-    out.append(_int_field(_DURATION_NANOS, int(duration_nanos)))
-    out.append(period_msg)
-    out.append(_int_field(_PERIOD, int(period)))
-    return gzip.compress(b"".join(out), compresslevel=1, mtime=0)
+        if count or value:
+            writer.sample(ids, count, value)
+    return writer.finish(
+        period_type=period_type,
+        period=period,
+        time_nanos=time_nanos,
+        duration_nanos=duration_nanos,
+    )
+
+
+def encode_pprof_samples(capture: SampleCapture) -> bytes:
+    """A sampling capture as pprof: exact stacks, one sample per (stack, thread, task, span).
+
+    Values are ``samples/count`` and ``wall|cpu/nanoseconds``; the period is
+    the sampling interval. Labels: ``thread.id`` (number), ``thread.name``,
+    ``task.name`` for a suspended asyncio task, ``trace_id`` and ``span_id``
+    (hex) for samples taken in a span. Under ``clock="cpu"`` the unused time is
+    one ``(idle)`` sample without labels.
+    """
+    clock = capture.clock
+    writer = _Writer([("samples", "count"), (clock, "nanoseconds")])
+    totals: Dict[Tuple[int, int, int], List[int]] = {}
+    for track, stack, span, _, count, value in capture.rows():
+        key = (track, stack, span)
+        found = totals.get(key)
+        if found is None:
+            totals[key] = [count, value]
+        else:
+            found[0] += count
+            found[1] += value
+    frames, stacks = capture.frames, capture.stacks
+    stack_ids: Dict[int, bytes] = {}
+    track_labels: Dict[int, bytes] = {}
+    span_labels: Dict[int, bytes] = {}
+    for (track, stack, span), (count, value) in totals.items():
+        ids = stack_ids.get(stack)
+        if ids is None:
+            ids = stack_ids[stack] = b"".join(
+                writer.location(frames[index]) for index in reversed(stacks[stack])
+            )
+        labels = track_labels.get(track)
+        if labels is None:
+            where = capture.tracks[track]
+            thread = capture.threads[where.thread]
+            labels = writer.label("thread.id", number=thread.ident) + writer.label(
+                "thread.name", thread.name
+            )
+            if where.task:
+                labels += writer.label("task.name", where.task)
+            track_labels[track] = labels
+        if span:
+            found_label = span_labels.get(span)
+            if found_label is None:
+                trace_id, span_id = capture.spans[span]
+                found_label = span_labels[span] = writer.label(
+                    "trace_id", f"{trace_id:032x}"
+                ) + writer.label("span_id", f"{span_id:016x}")
+            labels += found_label
+        writer.sample(ids, count, value, labels)
+    if capture.idle_ns > 0:
+        writer.sample(writer.location(IDLE), capture.idle_count, capture.idle_ns)
+    return writer.finish(
+        period_type=(clock, "nanoseconds"),
+        period=capture.interval_ns,
+        time_nanos=capture.start_ns,
+        duration_nanos=capture.duration_ns,
+    )
