@@ -273,6 +273,9 @@ class ProfilingAgent:
                 _logger.exception("%r failed to produce a profile.", profiler)
                 profile.end(error=exc)
             else:
+                found = _call(profiler.end_attributes)  # e.g. profiling.idle, known only now
+                if found:
+                    profile.set_attributes(found)
                 profile.end(data)
         _logger.info(
             "%s profile ended (%s, %d bytes).",
@@ -325,11 +328,14 @@ class ProfilingAgent:
     def _after_fork(self) -> None:
         """In a forked child: fresh lock; profiles running in the parent are not ours."""
         self._lock = threading.RLock()
+        running = list(self._active)  # also those started by agent.profile(), bound to no trigger
         self._active = {}
         _threads.forget_all()
+        profilers = {id(p): p for p in running}
+        profilers.update((id(p), p) for b in self._bindings for p in b.profilers)
+        for profiler in profilers.values():
+            _call(profiler.after_fork)
         for binding in self._bindings:
-            for profiler in binding.profilers:
-                _call(profiler.after_fork)
             _call(binding.trigger.after_fork)
 
     def __enter__(self) -> ProfilingAgent:

@@ -59,8 +59,8 @@ def test_several_profilers_per_trigger_all_fire() -> None:
 def test_second_cpu_profile_is_refused_not_crashed(caplog: pytest.LogCaptureFixture) -> None:
     agent, exporter = agent_with_memory()
     first, second = ManualTrigger(), ManualTrigger()
-    agent.register(first, CpuProfiler())
-    agent.register(second, CpuProfiler())
+    agent.register(first, CpuProfiler(engine="yappi"))
+    agent.register(second, CpuProfiler(engine="yappi"))
     with agent, caplog.at_level(logging.WARNING):
         assert len(first.fire()) == 1
         assert second.fire() == []  # yappi is process-global: refused
@@ -184,8 +184,11 @@ from otel_profiling.triggers import Trigger
 class Once(Trigger):
     name = "once"
 
-def spin():
-    return sum(i for i in range(200000))
+def spin():  # 0.3 s: long enough to be sampled
+    import time
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:
+        pass
 
 trigger = Once()
 agent = ProfilingAgent()

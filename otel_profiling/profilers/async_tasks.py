@@ -1,0 +1,109 @@
+"""asyncio tasks suspended in ``await``, seen from another thread.
+
+A task suspended in ``await`` is on no thread's stack; its await chain is
+reached from the task itself (``get_coro()``, then ``cr_await`` down). The
+pending tasks are kept by asyncio in module-level collections that differ by
+Python version:
+
+* 3.10 and 3.11: ``asyncio.tasks._all_tasks``, a ``WeakSet`` of every task;
+* 3.12 and 3.13: ``asyncio.tasks._scheduled_tasks`` (a ``WeakSet``) plus
+  ``asyncio.tasks._eager_tasks`` (a ``set`` of tasks in their first, eager
+  step).
+
+The C accelerator (``_asyncio``) exports the same objects under the same
+names. They are read from the sampler's thread while the loops' threads
+change them, so copying one may raise "changed size during iteration": the
+copy is retried, as ``asyncio.all_tasks()`` itself does. A task whose
+coroutine is running right now is left out (its frames are on its thread's
+stack), and so is a task whose loop is not running.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional
+
+_TASK_SETS = ("_all_tasks", "_scheduled_tasks", "_eager_tasks")
+_RETRIES = 100
+
+
+class SuspendedTask(NamedTuple):
+    """A pending task, the thread that runs its loop, and its coroutine."""
+
+    name: str
+    thread: int
+    coro: Any
+    ident: int  # id() of the task, the key its spans are registered under
+
+
+def _copy(collection: Iterable[Any]) -> List[Any]:
+    for _ in range(_RETRIES):
+        try:
+            return list(collection)
+        except RuntimeError:  # changed size during iteration: another thread added a task
+            continue
+    return []
+
+
+def _asyncio_tasks() -> Optional[Any]:
+    asyncio = sys.modules.get("asyncio")
+    return None if asyncio is None else getattr(asyncio, "tasks", None)
+
+
+def suspended_tasks() -> List[SuspendedTask]:
+    """Every pending task of a running loop whose coroutine is not running right now."""
+    tasks_module = _asyncio_tasks()
+    if tasks_module is None:
+        return []
+    found: List[SuspendedTask] = []
+    seen = set()
+    for name in _TASK_SETS:
+        collection = getattr(tasks_module, name, None)
+        if collection is None:
+            continue
+        for task in _copy(collection):
+            key = id(task)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                if task.done():
+                    continue
+                coro = task.get_coro()
+                if coro is None or getattr(coro, "cr_running", False):
+                    continue
+                if getattr(coro, "gi_running", False):
+                    continue
+                thread = getattr(task.get_loop(), "_thread_id", None)
+                if thread is None:  # its loop is not running
+                    continue
+                found.append(SuspendedTask(task.get_name(), thread, coro, key))
+            except Exception:  # a task-like object with another shape: not ours to judge
+                continue
+    return found
+
+
+def running_task_ids() -> Dict[int, int]:
+    """``{thread ident: id() of the task running on it}`` for threads running a loop now."""
+    tasks_module = _asyncio_tasks()
+    current = None if tasks_module is None else getattr(tasks_module, "_current_tasks", None)
+    if not current:
+        return {}
+    result: Dict[int, int] = {}
+    for loop, task in dict(current).items():  # a dict copy is atomic under the GIL
+        thread = getattr(loop, "_thread_id", None)
+        if thread is not None:
+            result[thread] = id(task)
+    return result
+
+
+def current_task_id() -> int:
+    """``id()`` of the asyncio task running on the calling thread, 0 outside any task."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return 0
+    loop = asyncio.events._get_running_loop()
+    if loop is None:
+        return 0
+    task = asyncio.current_task(loop)
+    return 0 if task is None else id(task)

@@ -1,0 +1,318 @@
+"""One sampling capture: look at every thread (and suspended task), record weighted samples.
+
+``Sampler.tick()`` is called at start (the baseline: no sample, only each
+thread's CPU clock), then every interval from the sampling thread, and once
+more at stop. Each later tick records, per application thread, one sample
+whose weight is the clock's time since the previous tick:
+
+* ``clock="wall"``: the elapsed time, for every thread, waiting ones too;
+* ``clock="cpu"``: the CPU time that thread used since the previous tick
+  (threads that used none record nothing); the rest of each interval, what
+  the application's threads together left unused, is counted as idle.
+
+So a window of T seconds holds T per thread that lived through it (wall).
+A thread that has used no CPU time since the previous tick cannot have moved:
+if its innermost frame is also the same one at the same instruction, its
+stack is not walked again. Suspended asyncio tasks are sampled under the
+wall clock only (a suspended task uses no CPU); above ``max_tasks`` pending
+tasks a random subset is sampled each tick, each weighed by the share it
+stands for.
+
+Memory is bounded: at most ``max_stacks`` distinct stacks (later new ones are
+recorded as ``(truncated)``), ``max_rows`` rows (later samples are counted as
+dropped) and ``max_spans`` distinct spans (later ones are recorded without
+span). Consecutive samples of one thread with the same stack and span share
+one row.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Dict, Optional, Tuple
+
+from otel_profiling._threads import LIBRARY_THREAD_PREFIX, is_own_thread
+from otel_profiling.formats.calltree import Frame
+from otel_profiling.formats.samples import SampleCapture, SampleThread, Track
+from otel_profiling.profilers import thread_clocks
+from otel_profiling.profilers.async_tasks import running_task_ids, suspended_tasks
+from otel_profiling.profilers.open_spans import OPEN_SPANS
+from otel_profiling.profilers.stack_walk import CodeTable, Stack
+
+TRUNCATED = Frame("(truncated)")
+OTHER_TASKS = "(other tasks)"
+
+DEFAULT_MAX_STACKS = 20_000
+DEFAULT_MAX_ROWS = 500_000
+DEFAULT_MAX_SPANS = 65_536
+DEFAULT_MAX_TASKS = 100
+MAX_TRACKS = 4096
+
+
+def _is_library_thread(ident: int, name: str) -> bool:
+    """The library's own threads, and fsspec's I/O loop (used by its exporters)."""
+    return is_own_thread(ident) or name.startswith(LIBRARY_THREAD_PREFIX) or name == "fsspecIO"
+
+
+class _Track:
+    """A timeline being recorded: its track index and its last row (for runs)."""
+
+    __slots__ = ("index", "row", "stack", "span")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.row = -1
+        self.stack = -1
+        self.span = -1
+
+
+class _Thread(_Track):
+    """An application thread: its identity, CPU clock and last walked stack."""
+
+    __slots__ = ("owner", "thread", "clock", "cpu", "leaf", "lasti", "walked", "library")
+
+    def __init__(self, owner: Optional[threading.Thread], library: bool) -> None:
+        super().__init__(-1)
+        self.owner = owner  # the Thread object: an ident reused by a new thread is a new one
+        self.library = library
+        self.thread = -1
+        self.clock: Optional[int] = None
+        self.cpu = 0
+        self.leaf = 0
+        self.lasti = -1
+        self.walked = -1
+
+
+class Sampler:
+    """Collects a ``SampleCapture`` over one window (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        clock: str,
+        max_stacks: int = DEFAULT_MAX_STACKS,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        max_spans: int = DEFAULT_MAX_SPANS,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+    ) -> None:
+        self.clock = clock
+        self.max_stacks = max_stacks
+        self.max_rows = max_rows
+        self.max_spans = max_spans
+        self.max_tasks = max_tasks
+        self._random = random.Random()
+        self._codes = CodeTable()
+        self._stack_ids: Dict[Stack, int] = {}
+        self._span_ids: Dict[Tuple[int, int], int] = {}
+        self._threads: Dict[int, _Thread] = {}
+        self._tasks: Dict[Tuple[int, str], _Track] = {}
+        self._truncated = -1
+        self._baseline = True
+        self._lock = threading.Lock()
+        self._mono0 = time.perf_counter_ns()
+        self._last = self._mono0
+        self.capture = SampleCapture(
+            start_ns=time.time_ns(),
+            end_ns=0,
+            interval_ns=round(interval * 1e9),
+            clock=clock,
+        )
+        if not thread_clocks.SUPPORTED:
+            self.capture.application_cpu_ns = -1
+
+    # -- the tick -------------------------------------------------------------------
+    def tick(self) -> None:
+        """Sample every application thread (and, under the wall clock, suspended tasks)."""
+        with self._lock:
+            frames = sys._current_frames()
+            now = time.perf_counter_ns()
+            elapsed = now - self._last
+            self._last = now
+            when = self.capture.start_ns + (now - self._mono0)
+            baseline, self._baseline = self._baseline, False
+            spans = len(OPEN_SPANS) > 0
+            running = running_task_ids() if spans and not baseline else {}
+            used = self._sample_threads(frames, elapsed, when, baseline, spans, running)
+            if baseline:
+                return
+            capture = self.capture
+            if capture.application_cpu_ns >= 0:
+                capture.application_cpu_ns += used
+            if self.clock == "cpu" and elapsed > used:
+                capture.idle_ns += elapsed - used
+                capture.idle_count += 1
+            if self.clock == "wall" and "asyncio" in sys.modules:
+                self._sample_tasks(elapsed, when, spans)
+
+    def _sample_threads(
+        self,
+        frames: Dict[int, FrameType],
+        elapsed: int,
+        when: int,
+        baseline: bool,
+        spans: bool,
+        running: Dict[int, int],
+    ) -> int:
+        """Record one sample per application thread; return the CPU ns they used.
+
+        A thread whose CPU clock cannot be read counts as having used none.
+        """
+        threads = self._threads
+        active = threading._active  # type: ignore[attr-defined]
+        wall = self.clock == "wall"
+        read_ns = thread_clocks.read_ns
+        used = 0
+        for ident, top in frames.items():
+            owner = active.get(ident)
+            state = threads.get(ident)
+            if state is None or state.owner is not owner:
+                state = threads[ident] = self._thread_state(ident, owner, state)
+            if state.library:
+                continue
+            cpu_delta = -1
+            if state.clock is not None:
+                cpu = read_ns(state.clock)
+                if cpu is not None:
+                    cpu_delta = cpu - state.cpu if cpu >= state.cpu else cpu
+                    state.cpu = cpu
+                    used += cpu_delta
+            if baseline:
+                continue
+            value = elapsed if wall else cpu_delta
+            if value <= 0:
+                continue
+            if cpu_delta == 0 and state.leaf == id(top) and state.lasti == top.f_lasti:
+                stack = state.walked  # it has not run since: the same stack
+            else:
+                stack = self._intern(self._codes.thread_stack(top))
+                state.walked, state.leaf, state.lasti = stack, id(top), top.f_lasti
+            span = self._span(ident, running.get(ident, 0)) if spans else 0
+            self._record(state, stack, span, when, value)
+        if len(threads) > len(frames) + 64:  # forget threads that have ended
+            self._threads = {ident: threads[ident] for ident in frames if ident in threads}
+        return used
+
+    def _thread_state(
+        self, ident: int, owner: Optional[threading.Thread], known: Optional[_Thread]
+    ) -> _Thread:
+        """A thread seen for the first time, or a known one that has registered itself since."""
+        if known is not None and known.owner is None and not known.library and owner is not None:
+            known.owner = owner  # it was sampled while starting, before threading knew it
+            native_id = getattr(owner, "native_id", None)
+            self.capture.threads[known.thread] = SampleThread(ident, owner.name, native_id or 0)
+            if known.clock is None:
+                known.clock = thread_clocks.clock_id(ident, native_id)
+            return known
+        return self._new_thread(ident, owner)
+
+    def _new_thread(self, ident: int, owner: Optional[threading.Thread]) -> _Thread:
+        name = owner.name if owner is not None else "(unnamed)"
+        state = _Thread(owner, _is_library_thread(ident, name))
+        if state.library:
+            return state
+        native_id = getattr(owner, "native_id", None) if owner is not None else None
+        capture = self.capture
+        state.thread = len(capture.threads)
+        capture.threads.append(SampleThread(ident, name, native_id or 0))
+        state.index = len(capture.tracks)
+        capture.tracks.append(Track(state.thread, ""))
+        state.clock = thread_clocks.clock_id(ident, native_id)
+        if not self._baseline:
+            state.cpu = 0  # started since the previous tick: all its CPU time is new
+        return state
+
+    def _sample_tasks(self, elapsed: int, when: int, spans: bool) -> None:
+        tasks = suspended_tasks()
+        if not tasks:
+            return
+        weight = elapsed
+        if len(tasks) > self.max_tasks:
+            weight = elapsed * len(tasks) // self.max_tasks
+            tasks = self._random.sample(tasks, self.max_tasks)
+        for task in tasks:
+            thread = self._threads.get(task.thread)
+            if thread is None or thread.library:
+                continue
+            track = self._task_track(thread, task.name)
+            stack = self._intern(self._codes.coroutine_stack(task.coro))
+            span = self._span(task.thread, task.ident) if spans else 0
+            self._record(track, stack, span, when, weight)
+
+    def _task_track(self, thread: _Thread, name: str) -> _Track:
+        key = (thread.thread, name)
+        track = self._tasks.get(key)
+        if track is None:
+            if len(self._tasks) >= MAX_TRACKS:
+                return self._task_track(thread, OTHER_TASKS) if name != OTHER_TASKS else thread
+            track = self._tasks[key] = _Track(len(self.capture.tracks))
+            self.capture.tracks.append(Track(thread.thread, name))
+        return track
+
+    # -- interning and rows ---------------------------------------------------------
+    def _intern(self, stack: Stack) -> int:
+        found = self._stack_ids.get(stack)
+        if found is not None:
+            return found
+        stacks = self.capture.stacks
+        if len(stacks) >= self.max_stacks:
+            self.capture.truncated_stacks += 1
+            if self._truncated < 0:
+                self._truncated = len(stacks)
+                stacks.append(())  # its frame is added at the end of the capture
+            return self._truncated
+        found = self._stack_ids[stack] = len(stacks)
+        stacks.append(stack)
+        return found
+
+    def _span(self, thread: int, task: int) -> int:
+        ids = OPEN_SPANS.current(thread, task)
+        if ids is None:
+            return 0
+        found = self._span_ids.get(ids)
+        if found is None:
+            spans = self.capture.spans
+            if len(spans) > self.max_spans:
+                return 0
+            found = self._span_ids[ids] = len(spans)
+            spans.append(ids)
+        return found
+
+    def _record(self, track: _Track, stack: int, span: int, when: int, value: int) -> None:
+        capture = self.capture
+        row = track.row
+        if row >= 0 and track.stack == stack and track.span == span:
+            capture.sample_count[row] += 1
+            capture.sample_value[row] += value
+            return
+        if len(capture.sample_count) >= self.max_rows:
+            capture.dropped_samples += 1
+            return
+        track.row, track.stack, track.span = len(capture.sample_count), stack, span
+        capture.sample_track.append(track.index)
+        capture.sample_stack.append(stack)
+        capture.sample_span.append(span)
+        capture.sample_time.append(when)
+        capture.sample_count.append(1)
+        capture.sample_value.append(value)
+
+    # -- the end --------------------------------------------------------------------
+    def finish(self) -> SampleCapture:
+        """Take the last sample and return the capture (frames named, code released)."""
+        self.tick()
+        with self._lock:
+            capture = self.capture
+            capture.end_ns = capture.start_ns + (self._last - self._mono0)
+            capture.frames = self._codes.frames()
+            if self._truncated >= 0:
+                capture.stacks[self._truncated] = (len(capture.frames),)
+                capture.frames.append(TRUNCATED)
+            self._codes = CodeTable()
+            self._threads = {}
+            self._tasks = {}
+            self._stack_ids = {}
+            self._span_ids = {}
+            return capture
