@@ -59,7 +59,7 @@ def suspended_tasks() -> List[SuspendedTask]:
     seen = set()
     for name in _TASK_SETS:
         collection = getattr(tasks_module, name, None)
-        if collection is None:
+        if not collection:  # absent in this version, or empty (a cheap check on a WeakSet)
             continue
         for task in _copy(collection):
             key = id(task)

@@ -11,6 +11,11 @@ whose weight is the clock's time since the previous tick:
   the application's threads together left unused, is counted as idle.
 
 So a window of T seconds holds T per thread that lived through it (wall).
+When a thread's stack (or span) differs from its previous sample, the change
+happened somewhere in between: the interval is split halfway between the two
+stacks, which halves the error at each change (it matters when a loaded
+machine or a busy GIL delays a sample); a thread that ended since the
+previous sample is likewise given half the interval.
 A thread that has used no CPU time since the previous tick cannot have moved:
 if its innermost frame is also the same one at the same instruction, its
 stack is not walked again. Suspended asyncio tasks are sampled under the
@@ -164,7 +169,8 @@ class Sampler:
         threads = self._threads
         active = threading._active  # type: ignore[attr-defined]
         wall = self.clock == "wall"
-        read_ns = thread_clocks.read_ns
+        clock_ns = time.clock_gettime_ns if thread_clocks.SUPPORTED else None
+        counts, values = self.capture.sample_count, self.capture.sample_value
         used = 0
         for ident, top in frames.items():
             owner = active.get(ident)
@@ -174,9 +180,12 @@ class Sampler:
             if state.library:
                 continue
             cpu_delta = -1
-            if state.clock is not None:
-                cpu = read_ns(state.clock)
-                if cpu is not None:
+            if state.clock is not None and clock_ns is not None:
+                try:
+                    cpu = clock_ns(state.clock)
+                except OSError:  # the thread has just ended
+                    cpu = -1
+                if cpu >= 0:
                     cpu_delta = cpu - state.cpu if cpu >= state.cpu else cpu
                     state.cpu = cpu
                     used += cpu_delta
@@ -191,10 +200,27 @@ class Sampler:
                 stack = self._intern(self._codes.thread_stack(top))
                 state.walked, state.leaf, state.lasti = stack, id(top), top.f_lasti
             span = self._span(ident, running.get(ident, 0)) if spans else 0
-            self._record(state, stack, span, when, value)
-        if len(threads) > len(frames) + 64:  # forget threads that have ended
-            self._threads = {ident: threads[ident] for ident in frames if ident in threads}
+            row = state.row
+            if row >= 0 and state.stack == stack and state.span == span:
+                counts[row] += 1  # the same as its previous sample: one more in that run
+                values[row] += value
+            else:
+                self._record(state, stack, span, when, value)
+        if len(threads) > len(frames):
+            self._forget_ended(frames, elapsed if wall and not baseline else 0)
         return used
+
+    def _forget_ended(self, frames: Dict[int, FrameType], elapsed: int) -> None:
+        """Threads that ended since the previous tick: halfway through it, on average.
+
+        Under the wall clock half the interval goes to each one's last stack
+        (its CPU clock can no longer be read once it has ended).
+        """
+        capture = self.capture
+        for ident in [ident for ident in self._threads if ident not in frames]:
+            state = self._threads.pop(ident)
+            if elapsed and state.row >= 0 and not state.library:
+                capture.sample_value[state.row] += elapsed // 2
 
     def _thread_state(
         self, ident: int, owner: Optional[threading.Thread], known: Optional[_Thread]
@@ -291,6 +317,10 @@ class Sampler:
         if len(capture.sample_count) >= self.max_rows:
             capture.dropped_samples += 1
             return
+        if row >= 0:  # the stack (or span) changed between two samples: halfway, on average
+            half = value // 2
+            capture.sample_value[row] += half
+            value -= half
         track.row, track.stack, track.span = len(capture.sample_count), stack, span
         capture.sample_track.append(track.index)
         capture.sample_stack.append(stack)

@@ -16,12 +16,13 @@ frame that called it. C functions are not frames of their own here.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import math
 import random
 import threading
 import time
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from opentelemetry.util.types import AttributeValue
 
@@ -102,7 +103,7 @@ class SamplingEngine:
         self.limits = {"max_stacks": max_stacks, "max_rows": max_rows, "max_tasks": max_tasks}
         self._sampler: Optional[Sampler] = None
         self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        self._stop = _new_stop()
         self._thread_cpu_ns = 0
         self._end_attributes: Dict[str, AttributeValue] = {}
 
@@ -115,7 +116,7 @@ class SamplingEngine:
             raise ProfilerBusyError("this CpuProfiler is already profiling")
         sampler = Sampler(interval=self.interval, clock=self.clock, **self.limits)
         sampler.tick()  # the baseline: each thread's CPU clock at the start
-        self._stop = threading.Event()
+        self._stop = _new_stop()
         self._thread_cpu_ns = 0
         self._end_attributes = {}
         self._sampler = sampler
@@ -134,7 +135,7 @@ class SamplingEngine:
             # Late (the GIL was busy, the machine loaded): the next tick is a step from
             # now, never at once, which would only add a sample of almost no time.
             deadline = deadline + step if deadline + step > now else now + step
-            if stop.wait(deadline - now):
+            if stop.acquire(timeout=deadline - now):  # released by stop_capture()
                 break
             try:
                 sampler.tick()
@@ -149,7 +150,7 @@ class SamplingEngine:
         sampler = self._sampler
         if sampler is None:
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
-        self._stop.set()
+        self._stop.release()
         if self._thread is not None:
             self._thread.join(_JOIN_TIMEOUT)
         began = time.thread_time_ns()
@@ -181,7 +182,19 @@ class SamplingEngine:
         """In a forked child the sampling thread does not exist: drop the parent's window."""
         self._sampler = None
         self._thread = None
-        self._stop = threading.Event()
+        self._stop = _new_stop()
+
+
+def _new_stop() -> Any:
+    """A held lock: the sampling thread waits on it between samples; releasing it stops it.
+
+    A bare lock's timed ``acquire`` is one system call, where ``Event.wait``
+    runs a ``Condition`` in Python: at 100 Hz the difference is a measurable
+    share of the sampler's own CPU time.
+    """
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    return lock
 
 
 def _end_attributes(capture: SampleCapture, sampler_cpu_ns: int) -> Dict[str, AttributeValue]:

@@ -84,32 +84,29 @@ class CodeTable:
 
     def frames(self) -> List[Frame]:
         """The frame table: one ``Frame(qualified name, file, first line)`` per index."""
-        names = _QualifiedNames()
-        return [Frame(names.of(code), code.co_filename, code.co_firstlineno) for code in self.codes]
+        return [
+            Frame(qualified_name(code), code.co_filename, code.co_firstlineno)
+            for code in self.codes
+        ]
 
 
-class _QualifiedNames:
-    """``co_qualname`` (3.11+), or the name recovered from the source on 3.10."""
+if sys.version_info >= (3, 11):
 
-    def __init__(self) -> None:
-        self._source: Any = None
+    def qualified_name(code: CodeType) -> str:
+        return str(code.co_qualname)
 
-    def of(self, code: CodeType) -> str:
-        qualname = getattr(code, "co_qualname", None)
-        if qualname is not None:
-            return str(qualname)
-        return self._recovered(code)
+else:  # pragma: no cover - Python 3.10
+    _SOURCE_NAMES: Optional[Any] = None
 
-    def _recovered(self, code: CodeType) -> str:  # pragma: no cover - Python 3.10 only
+    def qualified_name(code: CodeType) -> str:
+        """The name ``co_qualname`` would give, recovered from the source (cached per file)."""
+        global _SOURCE_NAMES
         if code.co_name == "<module>":
             return "<module>"
-        if self._source is None:
+        if _SOURCE_NAMES is None:
             from otel_profiling.profilers.source_names import FunctionNames
 
-            self._source = FunctionNames()
-        name = str(self._source.name(code.co_filename, code.co_firstlineno))
+            _SOURCE_NAMES = FunctionNames()
+        name = str(_SOURCE_NAMES.name(code.co_filename, code.co_firstlineno))
         # The source may have changed since the code was compiled: trust it only if it agrees.
         return name if name.rsplit(".", 1)[-1] == code.co_name else code.co_name
-
-
-HAS_QUALNAME = sys.version_info >= (3, 11)
