@@ -83,7 +83,7 @@ def test_call_tree_nests_callers_above_callees() -> None:
 def test_wall_clock_counts_sleep_cpu_clock_does_not() -> None:
     def mixed() -> None:
         sleepy()
-        cpu_bound_hot(200_000)
+        cpu_bound_hot(2_000_000)  # ~0.2 s: long enough to be sampled
 
     wall = cpuprofile_self_times(capture(CpuProfiler(clock="wall"), mixed))
     cpu = cpuprofile_self_times(capture(CpuProfiler(clock="cpu"), mixed))

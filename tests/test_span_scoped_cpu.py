@@ -127,11 +127,11 @@ def test_the_innermost_open_span_is_current(tracer: Tracer) -> None:
     def work() -> None:
         with tracer.start_as_current_span("outer") as outer:
             ids["outer"] = format_span_id(outer.get_span_context().span_id)
-            timed_work("outer-before", 0.4)
+            timed_work("outer-before", 0.5)
             with tracer.start_as_current_span("inner") as inner:
                 ids["inner"] = format_span_id(inner.get_span_context().span_id)
-                timed_work("inner", 0.6)
-            timed_work("outer-after", 0.4)
+                timed_work("inner", 0.8)
+            timed_work("outer-after", 0.5)
 
     groups = by_label(profile_pprof(work), "span_id")
     assert within(seconds(groups[ids["inner"]]), MEASURED["inner"])
@@ -145,7 +145,7 @@ def test_each_thread_has_its_own_current_span(tracer: Tracer) -> None:
     def traced_thread() -> None:
         with tracer.start_as_current_span("in-thread") as span:
             ids["thread"] = format_span_id(span.get_span_context().span_id)
-            timed_work("thread", 0.5)
+            timed_work("thread", 0.8)
 
     def work() -> None:
         thread = threading.Thread(target=traced_thread, name="traced-worker")
