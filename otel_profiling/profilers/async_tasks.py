@@ -12,16 +12,21 @@ Python version:
 
 The C accelerator (``_asyncio``) exports the same objects under the same
 names. They are read from the sampler's thread while the loops' threads
-change them, so copying one may raise "changed size during iteration": the
-copy is retried, as ``asyncio.all_tasks()`` itself does. A task whose
-coroutine is running right now is left out (its frames are on its thread's
-stack), and so is a task whose loop is not running.
+change them: a ``WeakSet``'s underlying set of references is copied in one C
+call, and a copy that still meets "changed size during iteration" is retried,
+as ``asyncio.all_tasks()`` does. Above a limit, a random subset is looked at
+before anything else is read, so the cost per sample stays bounded however
+many tasks are pending. A task whose coroutine is running right now is left
+out (its frames are on its thread's stack), and so is a task whose loop is
+not running.
 """
 
 from __future__ import annotations
 
+import random
 import sys
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional
+import weakref
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 _TASK_SETS = ("_all_tasks", "_scheduled_tasks", "_eager_tasks")
 _RETRIES = 100
@@ -36,10 +41,11 @@ class SuspendedTask(NamedTuple):
     ident: int  # id() of the task, the key its spans are registered under
 
 
-def _copy(collection: Iterable[Any]) -> List[Any]:
+def _references(collection: Any) -> List[Any]:
+    """A copy of a task set: its weak references for a ``WeakSet`` (copied in C, at once)."""
     for _ in range(_RETRIES):
         try:
-            return list(collection)
+            return list(getattr(collection, "data", collection))
         except RuntimeError:  # changed size during iteration: another thread added a task
             continue
     return []
@@ -50,37 +56,46 @@ def _asyncio_tasks() -> Optional[Any]:
     return None if asyncio is None else getattr(asyncio, "tasks", None)
 
 
-def suspended_tasks() -> List[SuspendedTask]:
-    """Every pending task of a running loop whose coroutine is not running right now."""
+def suspended_tasks(limit: int, choose: random.Random) -> Tuple[List[SuspendedTask], float]:
+    """Pending tasks of running loops whose coroutine is not running right now.
+
+    Above ``limit`` tasks a random ``limit`` of them are looked at; the second
+    value is how many tasks each one found stands for (1.0 when all were).
+    """
     tasks_module = _asyncio_tasks()
     if tasks_module is None:
-        return []
-    found: List[SuspendedTask] = []
-    seen = set()
+        return [], 1.0
+    references: List[Any] = []
     for name in _TASK_SETS:
         collection = getattr(tasks_module, name, None)
-        if not collection:  # absent in this version, or empty (a cheap check on a WeakSet)
+        if collection:  # absent in this version, or empty (a cheap check on a WeakSet)
+            references.extend(_references(collection))
+    scale = 1.0
+    if len(references) > limit:
+        scale = len(references) / limit
+        references = choose.sample(references, limit)
+    found: List[SuspendedTask] = []
+    seen = set()
+    for reference in references:
+        task = reference() if isinstance(reference, weakref.ref) else reference
+        if task is None or id(task) in seen:
             continue
-        for task in _copy(collection):
-            key = id(task)
-            if key in seen:
+        seen.add(id(task))
+        try:
+            if task.done():
                 continue
-            seen.add(key)
-            try:
-                if task.done():
-                    continue
-                coro = task.get_coro()
-                if coro is None or getattr(coro, "cr_running", False):
-                    continue
-                if getattr(coro, "gi_running", False):
-                    continue
-                thread = getattr(task.get_loop(), "_thread_id", None)
-                if thread is None:  # its loop is not running
-                    continue
-                found.append(SuspendedTask(task.get_name(), thread, coro, key))
-            except Exception:  # a task-like object with another shape: not ours to judge
+            coro = task.get_coro()
+            if coro is None or getattr(coro, "cr_running", False):
                 continue
-    return found
+            if getattr(coro, "gi_running", False):
+                continue
+            thread = getattr(task.get_loop(), "_thread_id", None)
+            if thread is None:  # its loop is not running
+                continue
+            found.append(SuspendedTask(task.get_name(), thread, coro, id(task)))
+        except Exception:  # a task-like object with another shape: not ours to judge
+            continue
+    return found, scale
 
 
 def running_task_ids() -> Dict[int, int]:

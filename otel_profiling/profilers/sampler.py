@@ -25,9 +25,10 @@ stands for.
 
 Memory is bounded: at most ``max_stacks`` distinct stacks (later new ones are
 recorded as ``(truncated)``), ``max_rows`` rows (later samples are counted as
-dropped) and ``max_spans`` distinct spans (later ones are recorded without
-span). Consecutive samples of one thread with the same stack and span share
-one row.
+dropped), ``max_spans`` distinct spans (later ones are recorded without span)
+and ``MAX_TRACKS`` thread and task timelines each (later threads share
+``(other threads)``, later task names ``(other tasks)``). Consecutive samples
+of one thread with the same stack and span share one row.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from otel_profiling.profilers.stack_walk import CodeTable, Stack
 
 TRUNCATED = Frame("(truncated)")
 OTHER_TASKS = "(other tasks)"
+OTHER_THREADS = "(other threads)"
 
 DEFAULT_MAX_STACKS = 20_000
 DEFAULT_MAX_ROWS = 500_000
@@ -116,6 +118,7 @@ class Sampler:
         self._threads: Dict[int, _Thread] = {}
         self._tasks: Dict[Tuple[int, str], _Track] = {}
         self._truncated = -1
+        self._overflow: Optional[Tuple[int, int]] = None
         self._baseline = True
         self._lock = threading.Lock()
         self._mono0 = time.perf_counter_ns()
@@ -225,11 +228,20 @@ class Sampler:
     def _thread_state(
         self, ident: int, owner: Optional[threading.Thread], known: Optional[_Thread]
     ) -> _Thread:
-        """A thread seen for the first time, or a known one that has registered itself since."""
+        """A thread seen for the first time, or a known one whose ``Thread`` object changed.
+
+        A thread is sampled a little before ``threading`` registers it and a
+        little after it forgets it: the same thread. Another ``Thread`` object
+        under a known ident is a new thread that reuses the ident.
+        """
+        if known is not None and owner is None:
+            return known  # ending: threading has already forgotten it
         if known is not None and known.owner is None and not known.library and owner is not None:
             known.owner = owner  # it was sampled while starting, before threading knew it
             native_id = getattr(owner, "native_id", None)
-            self.capture.threads[known.thread] = SampleThread(ident, owner.name, native_id or 0)
+            if known.thread >= 0:
+                entry = SampleThread(ident, owner.name, native_id or 0)
+                self.capture.threads[known.thread] = entry
             if known.clock is None:
                 known.clock = thread_clocks.clock_id(ident, native_id)
             return known
@@ -242,23 +254,30 @@ class Sampler:
             return state
         native_id = getattr(owner, "native_id", None) if owner is not None else None
         capture = self.capture
-        state.thread = len(capture.threads)
-        capture.threads.append(SampleThread(ident, name, native_id or 0))
-        state.index = len(capture.tracks)
-        capture.tracks.append(Track(state.thread, ""))
+        if len(capture.tracks) < MAX_TRACKS:
+            state.thread = len(capture.threads)
+            capture.threads.append(SampleThread(ident, name, native_id or 0))
+            state.index = len(capture.tracks)
+            capture.tracks.append(Track(state.thread, ""))
+        else:  # thousands of threads in one window: the later ones share one timeline
+            state.thread, state.index = self._other_threads()
         state.clock = thread_clocks.clock_id(ident, native_id)
         if not self._baseline:
             state.cpu = 0  # started since the previous tick: all its CPU time is new
         return state
 
+    def _other_threads(self) -> Tuple[int, int]:
+        """The thread and track entries shared by threads beyond ``MAX_TRACKS``."""
+        if self._overflow is None:
+            capture = self.capture
+            capture.threads.append(SampleThread(0, OTHER_THREADS, 0))
+            capture.tracks.append(Track(len(capture.threads) - 1, ""))
+            self._overflow = (len(capture.threads) - 1, len(capture.tracks) - 1)
+        return self._overflow
+
     def _sample_tasks(self, elapsed: int, when: int, spans: bool) -> None:
-        tasks = suspended_tasks()
-        if not tasks:
-            return
-        weight = elapsed
-        if len(tasks) > self.max_tasks:
-            weight = elapsed * len(tasks) // self.max_tasks
-            tasks = self._random.sample(tasks, self.max_tasks)
+        tasks, scale = suspended_tasks(self.max_tasks, self._random)
+        weight = round(elapsed * scale)
         for task in tasks:
             thread = self._threads.get(task.thread)
             if thread is None or thread.library:
