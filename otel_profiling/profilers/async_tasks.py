@@ -113,7 +113,11 @@ def running_task_ids() -> Dict[int, int]:
 
 
 def current_task_id() -> int:
-    """``id()`` of the asyncio task running on the calling thread, 0 outside any task."""
+    """``id()`` of the asyncio task running on the calling thread, 0 outside any task.
+
+    Called on the request path (each span start): asyncio is not imported for
+    it, only used once the application has imported it.
+    """
     asyncio = sys.modules.get("asyncio")
     if asyncio is None:
         return 0

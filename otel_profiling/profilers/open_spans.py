@@ -18,8 +18,6 @@ a forked child, where the parent's threads and tasks do not exist.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
 import threading
 from typing import Dict, List, Optional, Tuple
@@ -39,20 +37,24 @@ class OpenSpans:
         self.max_spans = max_spans
         self._lock = threading.Lock()
         self._by_key: Dict[Key, List[SpanIds]] = {}
-        self._where: collections.OrderedDict[int, Tuple[Key, SpanIds]] = collections.OrderedDict()
+        self._where: Dict[int, Tuple[Key, SpanIds]] = {}  # in start order: oldest first
 
     def started(self, trace_id: int, span_id: int) -> None:
         """Called on the thread (and task) where the span starts."""
         key = (threading.get_ident(), current_task_id())
         ids = (trace_id, span_id)
         with self._lock:
-            if span_id in self._where:
+            where = self._where
+            if span_id in where:
                 return
-            self._where[span_id] = (key, ids)
-            self._by_key.setdefault(key, []).append(ids)
-            if len(self._where) > self.max_spans:
-                _, (old_key, old_ids) = self._where.popitem(last=False)
-                self._remove(old_key, old_ids)
+            where[span_id] = (key, ids)
+            spans = self._by_key.get(key)
+            if spans is None:
+                self._by_key[key] = [ids]
+            else:
+                spans.append(ids)
+            if len(where) > self.max_spans:  # spans that never end: forget the oldest
+                self._remove(*where.pop(next(iter(where))))
 
     def ended(self, span_id: int) -> None:
         """Called wherever the span ends (possibly another thread)."""
@@ -65,7 +67,9 @@ class OpenSpans:
         spans = self._by_key.get(key)
         if spans is None:
             return
-        with contextlib.suppress(ValueError):
+        if spans[-1] == ids:  # the usual case: the innermost span ends first
+            spans.pop()
+        elif ids in spans:
             spans.remove(ids)
         if not spans:
             del self._by_key[key]
@@ -91,7 +95,7 @@ class OpenSpans:
         """Forget every span (after fork: the parent's threads and tasks are not ours)."""
         self._lock = threading.Lock()
         self._by_key = {}
-        self._where = collections.OrderedDict()
+        self._where = {}
 
 
 OPEN_SPANS = OpenSpans()
