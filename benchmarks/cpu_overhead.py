@@ -9,6 +9,9 @@ Two single-threaded workloads:
 Each round runs every case once, in a rotated order, on both workloads:
 
 * ``none``: no profiler;
+* ``plain-100Hz``: a thread that only reads ``sys._current_frames()`` 100
+  times a second: the floor of any sampler written in Python, which must
+  take the GIL from the program at each sample;
 * ``sampling``: ``CpuProfiler()``, the default engine, at 100 Hz;
 * ``yappi-engine``: ``CpuProfiler(engine="yappi")``;
 * ``bare-yappi``: ``yappi.start(builtins=True)``, ``stop()``, ``get_func_stats()``;
@@ -35,6 +38,7 @@ workload.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import cProfile
 import json
@@ -153,6 +157,24 @@ def case_sampling(work: Callable[[], int]) -> Tuple[float, float]:
     return result
 
 
+def case_plain_thread(work: Callable[[], int]) -> Tuple[float, float]:
+    """The floor of any sampler in Python: a thread reading sys._current_frames() at 100 Hz."""
+    stop = _thread.allocate_lock()
+    stop.acquire()
+
+    def wake() -> None:
+        while not stop.acquire(timeout=0.01):
+            sys._current_frames()
+
+    thread = threading.Thread(target=wake, daemon=True)
+    began = time.perf_counter()
+    thread.start()
+    seconds = timed(work)
+    stop.release()
+    thread.join()
+    return seconds, time.perf_counter() - began
+
+
 def case_bare_yappi(work: Callable[[], int]) -> Tuple[float, float]:
     yappi.clear_stats()
     yappi.set_clock_type("wall")
@@ -191,6 +213,7 @@ def case_pyinstrument(work: Callable[[], int]) -> Tuple[float, float]:
 def cases() -> Dict[str, Callable[[Callable[[], int]], Tuple[float, float]]]:
     found: Dict[str, Callable[[Callable[[], int]], Tuple[float, float]]] = {
         "none": case_none,
+        "plain-100Hz": case_plain_thread,
         "sampling": case_sampling,
         "yappi-engine": lambda work: case_profiler(CpuProfiler(engine="yappi"), work),
         "bare-yappi": case_bare_yappi,
@@ -271,13 +294,15 @@ def sampler_cpu(threads: int, busy: bool, seconds: float, rounds: int) -> None:
     ]
     for worker in workers:
         worker.start()
-    shares = []
+    shares, stops = [], []
     try:
         for _ in range(rounds):
             profiler = CpuProfiler()
             profiler.start()
             time.sleep(seconds)
-            profiler.stop()
+            began = time.perf_counter()
+            data = profiler.stop()
+            stops.append(time.perf_counter() - began)
             attributes = profiler.end_attributes()
             shares.append(float(attributes["profiling.cpu.sampler_cpu_seconds"]) / seconds)
             samples = attributes["profiling.cpu.samples"]
@@ -290,8 +315,9 @@ def sampler_cpu(threads: int, busy: bool, seconds: float, rounds: int) -> None:
     kind = "busy (web workload)" if busy else "waiting 15 calls deep"
     print(
         f"sampler CPU, {threads} threads {kind}, 100 Hz: median {statistics.median(shares):.2%} "
-        f"of a core (rounds: {', '.join(f'{s:.2%}' for s in shares)}; last window "
-        f"{samples} samples)"
+        f"of a core (rounds: {', '.join(f'{s:.2%}' for s in shares)}); last {seconds:g} s "
+        f"window: {samples} samples, stop to .cpuprofile bytes "
+        f"{statistics.median(stops) * 1000:.0f} ms (median), {len(data) / 1024:.0f} KiB"
     )
 
 

@@ -249,18 +249,16 @@ def test_no_library_frame_or_thread_in_any_format(agent) -> None:  # type: ignor
     def decorated() -> None:
         programs.timed("decorated", 0.3)
 
-    for fmt in ("cpuprofile", "pprof", "folded"):
-        profiler = CpuProfiler(format=fmt)
-        agent_.register(SignalTrigger(signal.SIGUSR2), profiler)
-        os.kill(os.getpid(), signal.SIGUSR2)
-        assert wait_for(lambda p=profiler: p.running, timeout=30)  # type: ignore[misc]
-        for _ in range(5):
-            with tracer.start_as_current_span("request"):
-                programs.timed("traced", 0.05)
-        decorated()
-        os.kill(os.getpid(), signal.SIGUSR2)
-        assert wait_for(lambda p=profiler: not p.running, timeout=30)  # type: ignore[misc]
-    assert wait_for(lambda: len(exporter.get_finished_profiles()) == 6, timeout=60)
+    profilers = [CpuProfiler(format=fmt) for fmt in ("cpuprofile", "pprof", "folded")]
+    agent_.register(SignalTrigger(signal.SIGUSR2), *profilers)  # sampling profilers run together
+    os.kill(os.getpid(), signal.SIGUSR2)
+    assert wait_for(lambda: all(p.running for p in profilers), timeout=30)
+    for _ in range(5):
+        with tracer.start_as_current_span("request"):
+            programs.timed("traced", 0.05)
+    decorated()
+    os.kill(os.getpid(), signal.SIGUSR2)
+    assert wait_for(lambda: len(exporter.get_finished_profiles()) == 4, timeout=60)
     results = {p.format: p.data for p in exporter.get_finished_profiles() if p.format != "pstats"}
     assert set(results) == {"cpuprofile", "pprof", "folded"}
     cpu = load_cpuprofile(results["cpuprofile"])
