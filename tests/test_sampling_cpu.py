@@ -384,13 +384,14 @@ def test_cpu_clock_is_refused_where_threads_have_no_cpu_clock(monkeypatch) -> No
 
 
 def test_interval_sets_the_sampling_rate() -> None:
-    """One CPU-bound thread: about 1/interval samples a second (the GIL's switch interval,
-    5 ms, bounds the rate from above; tolerance ±50 % for a loaded machine)."""
+    """About 1/interval samples a second of a waiting thread (tolerance ±50 %, and a third
+    of the rate at 5 ms, for a loaded machine). A CPU-bound thread gets fewer: the sampler
+    needs the GIL, which the interpreter hands over every 5 ms."""
     samples = {}
     for interval in (0.005, 0.05):
         profiler = CpuProfiler(format="pprof", interval=interval)
         profiler.start()
-        programs.spin(1.0)
+        time.sleep(1.0)
         profile = load_pprof(profiler.stop())
         samples[interval] = sum(
             sample.value[0]
@@ -400,7 +401,7 @@ def test_interval_sets_the_sampling_rate() -> None:
         assert profiler.attributes()["profiling.cpu.interval"] == interval
         assert profile.period == round(interval * 1e9)
     assert 10 <= samples[0.05] <= 30, samples
-    assert samples[0.005] > 2 * samples[0.05], samples
+    assert samples[0.005] >= 3 * samples[0.05], samples
 
 
 def test_two_sampling_profiles_run_at_once() -> None:

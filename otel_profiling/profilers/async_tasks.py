@@ -39,6 +39,23 @@ class SuspendedTask(NamedTuple):
     thread: int
     coro: Any
     ident: int  # id() of the task, the key its spans are registered under
+    task: weakref.ref  # to ask later whether it is still suspended
+
+
+def still_suspended(reference: weakref.ref) -> bool:
+    """Whether the task is still pending and not running (``False`` once it is gone)."""
+    task = reference()
+    if task is None:
+        return False
+    try:
+        if task.done():
+            return False
+        coro = task.get_coro()
+        return not (
+            coro is None or getattr(coro, "cr_running", False) or getattr(coro, "gi_running", False)
+        )
+    except Exception:
+        return False
 
 
 def _references(collection: Any) -> List[Any]:
@@ -92,7 +109,7 @@ def suspended_tasks(limit: int, choose: random.Random) -> Tuple[List[SuspendedTa
             thread = getattr(task.get_loop(), "_thread_id", None)
             if thread is None:  # its loop is not running
                 continue
-            found.append(SuspendedTask(task.get_name(), thread, coro, id(task)))
+            found.append(SuspendedTask(task.get_name(), thread, coro, id(task), weakref.ref(task)))
         except Exception:  # a task-like object with another shape: not ours to judge
             continue
     return found, scale

@@ -14,8 +14,9 @@ So a window of T seconds holds T per thread that lived through it (wall).
 When a thread's stack (or span) differs from its previous sample, the change
 happened somewhere in between: the interval is split halfway between the two
 stacks, which halves the error at each change (it matters when a loaded
-machine or a busy GIL delays a sample); a thread that ended since the
-previous sample is likewise given half the interval.
+machine or a busy GIL delays a sample); a thread that ended, or a task that
+resumed or ended, since the previous sample is likewise given half the
+interval.
 A thread that has used no CPU time since the previous tick cannot have moved:
 if its innermost frame is also the same one at the same instruction, its
 stack is not walked again. Suspended asyncio tasks are sampled under the
@@ -37,14 +38,19 @@ import random
 import sys
 import threading
 import time
+import weakref
 from types import FrameType
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from otel_profiling._threads import LIBRARY_THREAD_PREFIX, is_own_thread
 from otel_profiling.formats.calltree import Frame
 from otel_profiling.formats.samples import SampleCapture, SampleThread, Track
 from otel_profiling.profilers import thread_clocks
-from otel_profiling.profilers.async_tasks import running_task_ids, suspended_tasks
+from otel_profiling.profilers.async_tasks import (
+    running_task_ids,
+    still_suspended,
+    suspended_tasks,
+)
 from otel_profiling.profilers.open_spans import OPEN_SPANS
 from otel_profiling.profilers.stack_walk import CodeTable, Stack
 
@@ -117,6 +123,7 @@ class Sampler:
         self._span_ids: Dict[Tuple[int, int], int] = {}
         self._threads: Dict[int, _Thread] = {}
         self._tasks: Dict[Tuple[int, str], _Track] = {}
+        self._last_tasks: List[Tuple[weakref.ref, _Track, float]] = []  # sampled last tick
         self._truncated = -1
         self._overflow: Optional[Tuple[int, int]] = None
         self._baseline = True
@@ -276,6 +283,13 @@ class Sampler:
         return self._overflow
 
     def _sample_tasks(self, elapsed: int, when: int, spans: bool) -> None:
+        """Sample suspended tasks; those sampled last time that resumed or ended since
+        did so halfway through the interval, on average (as threads that end)."""
+        values = self.capture.sample_value
+        for reference, track, weight in self._last_tasks:
+            if track.row >= 0 and not still_suspended(reference):
+                values[track.row] += round(elapsed * weight) // 2
+        self._last_tasks = []
         tasks, scale = suspended_tasks(self.max_tasks, self._random)
         weight = round(elapsed * scale)
         for task in tasks:
@@ -286,6 +300,7 @@ class Sampler:
             stack = self._intern(self._codes.coroutine_stack(task.coro))
             span = self._span(task.thread, task.ident) if spans else 0
             self._record(track, stack, span, when, weight)
+            self._last_tasks.append((task.task, track, scale))
 
     def _task_track(self, thread: _Thread, name: str) -> _Track:
         key = (thread.thread, name)
@@ -362,6 +377,7 @@ class Sampler:
             self._codes = CodeTable()
             self._threads = {}
             self._tasks = {}
+            self._last_tasks = []
             self._stack_ids = {}
             self._span_ids = {}
             return capture
