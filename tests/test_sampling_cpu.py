@@ -231,6 +231,46 @@ def test_many_tasks_are_sampled_by_a_weighed_subset(agent) -> None:  # type: ign
     assert within(times["test_many_tasks_are_sampled_by_a_weighed_subset.<locals>.sleeper"], 300e6)
 
 
+def test_short_lived_tasks_and_threads_hold_only_their_lifetime(agent) -> None:  # type: ignore[no-untyped-def]
+    """Tasks and threads that live about two samples: a sample taken after one started
+    stands for the whole interval before it, so without placing starts and ends
+    halfway, each would gain or lose half an interval."""
+    lifetimes = {"task": 0.0, "thread": 0.0}
+
+    async def short_task(created: float) -> None:
+        await asyncio.sleep(0.02)
+        lifetimes["task"] += time.perf_counter() - created
+
+    async def waves() -> None:
+        for _ in range(60):
+            await asyncio.gather(
+                *(asyncio.create_task(short_task(time.perf_counter())) for _ in range(20))
+            )
+
+    def short_thread() -> None:
+        began = time.perf_counter()
+        time.sleep(0.02)
+        lifetimes["thread"] += time.perf_counter() - began
+
+    def work() -> None:
+        asyncio.run(waves())
+        for _ in range(10):
+            threads = [threading.Thread(target=short_thread, name="short") for _ in range(10)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    result, _ = profiled(agent[0], CpuProfiler(), work)
+    profile = load_cpuprofile(result.data)
+    times = cpuprofile_inclusive_times(profile)
+    tasks = times["test_short_lived_tasks_and_threads_hold_only_their_lifetime.<locals>.short_task"]
+    assert within(tasks / 1e6, lifetimes["task"]), (tasks, lifetimes)
+    paths = cpuprofile_paths(profile)
+    threads = sum(t for path, t in paths.items() if len(path) == 1 and path[0].startswith("short "))
+    assert within(threads / 1e6, lifetimes["thread"]), (threads, lifetimes)
+
+
 # -- what the profile must never contain -----------------------------------------------------
 
 

@@ -23,10 +23,11 @@ not running.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import weakref
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 _TASK_SETS = ("_all_tasks", "_scheduled_tasks", "_eager_tasks")
 _RETRIES = 100
@@ -40,6 +41,7 @@ class SuspendedTask(NamedTuple):
     coro: Any
     ident: int  # id() of the task, the key its spans are registered under
     task: weakref.ref  # to ask later whether it is still suspended
+    new: bool  # not pending at the previous read
 
 
 def still_suspended(reference: weakref.ref) -> bool:
@@ -73,46 +75,80 @@ def _asyncio_tasks() -> Optional[Any]:
     return None if asyncio is None else getattr(asyncio, "tasks", None)
 
 
-def suspended_tasks(limit: int, choose: random.Random) -> Tuple[List[SuspendedTask], float]:
-    """Pending tasks of running loops whose coroutine is not running right now.
-
-    Above ``limit`` tasks a random ``limit`` of them are looked at; the second
-    value is how many tasks each one found stands for (1.0 when all were).
-    """
+def _all_references() -> List[Any]:
     tasks_module = _asyncio_tasks()
     if tasks_module is None:
-        return [], 1.0
+        return []
     references: List[Any] = []
     for name in _TASK_SETS:
         collection = getattr(tasks_module, name, None)
         if collection:  # absent in this version, or empty (a cheap check on a WeakSet)
             references.extend(_references(collection))
-    scale = 1.0
-    if len(references) > limit:
-        scale = len(references) / limit
-        references = choose.sample(references, limit)
-    found: List[SuspendedTask] = []
-    seen = set()
-    for reference in references:
-        task = reference() if isinstance(reference, weakref.ref) else reference
-        if task is None or id(task) in seen:
-            continue
-        seen.add(id(task))
-        try:
-            if task.done():
+    return references
+
+
+class TaskScanner:
+    """Reads the suspended tasks at each sample, and tells which are new since the last one.
+
+    Above ``limit`` pending tasks a random ``limit`` of them are looked at, each
+    standing for ``scale`` tasks. A task is *new* when it was not pending at
+    the previous read: known exactly while at most ``NEW_TASKS_UP_TO`` tasks
+    are pending (the previous read's references are kept as a set), otherwise
+    not known (``new`` is then ``False``).
+    """
+
+    NEW_TASKS_UP_TO = 1000
+
+    def __init__(self, limit: int, choose: random.Random) -> None:
+        self.limit = limit
+        self._choose = choose
+        self._previous: Optional[Set[Any]] = None
+
+    def _remember(self, references: List[Any]) -> Optional[Set[Any]]:
+        previous = self._previous
+        self._previous = None
+        if len(references) <= self.NEW_TASKS_UP_TO:
+            with contextlib.suppress(TypeError):  # a dead reference never hashed
+                self._previous = set(references)
+        return previous
+
+    def prime(self) -> None:
+        """Remember the tasks pending now (at the start of a window)."""
+        self._remember(_all_references())
+
+    def scan(self) -> Tuple[List[SuspendedTask], float]:
+        """The suspended tasks looked at, and how many tasks each stands for."""
+        references = _all_references()
+        previous = self._remember(references)
+        scale = 1.0
+        if len(references) > self.limit:
+            scale = len(references) / self.limit
+            references = self._choose.sample(references, self.limit)
+        found: List[SuspendedTask] = []
+        seen = set()
+        for reference in references:
+            task = reference() if isinstance(reference, weakref.ref) else reference
+            if task is None or id(task) in seen:
                 continue
-            coro = task.get_coro()
-            if coro is None or getattr(coro, "cr_running", False):
+            seen.add(id(task))
+            try:
+                if task.done():
+                    continue
+                coro = task.get_coro()
+                if coro is None or getattr(coro, "cr_running", False):
+                    continue
+                if getattr(coro, "gi_running", False):
+                    continue
+                thread = getattr(task.get_loop(), "_thread_id", None)
+                if thread is None:  # its loop is not running
+                    continue
+                new = previous is not None and reference not in previous
+                found.append(
+                    SuspendedTask(task.get_name(), thread, coro, id(task), weakref.ref(task), new)
+                )
+            except Exception:  # a task-like object with another shape: not ours to judge
                 continue
-            if getattr(coro, "gi_running", False):
-                continue
-            thread = getattr(task.get_loop(), "_thread_id", None)
-            if thread is None:  # its loop is not running
-                continue
-            found.append(SuspendedTask(task.get_name(), thread, coro, id(task), weakref.ref(task)))
-        except Exception:  # a task-like object with another shape: not ours to judge
-            continue
-    return found, scale
+        return found, scale
 
 
 def running_task_ids() -> Dict[int, int]:

@@ -14,9 +14,10 @@ So a window of T seconds holds T per thread that lived through it (wall).
 When a thread's stack (or span) differs from its previous sample, the change
 happened somewhere in between: the interval is split halfway between the two
 stacks, which halves the error at each change (it matters when a loaded
-machine or a busy GIL delays a sample); a thread that ended, or a task that
-resumed or ended, since the previous sample is likewise given half the
-interval.
+machine or a busy GIL delays a sample). Likewise a thread or task that
+started, and a thread that ended or a task that resumed or ended, since the
+previous sample is given half the interval (under the wall clock; a new
+thread's CPU clock counts exactly what it used).
 A thread that has used no CPU time since the previous tick cannot have moved:
 if its innermost frame is also the same one at the same instruction, its
 stack is not walked again. Suspended asyncio tasks are sampled under the
@@ -46,11 +47,7 @@ from otel_profiling._threads import LIBRARY_THREAD_PREFIX, is_own_thread
 from otel_profiling.formats.calltree import Frame
 from otel_profiling.formats.samples import SampleCapture, SampleThread, Track
 from otel_profiling.profilers import thread_clocks
-from otel_profiling.profilers.async_tasks import (
-    running_task_ids,
-    still_suspended,
-    suspended_tasks,
-)
+from otel_profiling.profilers.async_tasks import TaskScanner, running_task_ids, still_suspended
 from otel_profiling.profilers.open_spans import OPEN_SPANS
 from otel_profiling.profilers.stack_walk import CodeTable, Stack
 
@@ -85,7 +82,17 @@ class _Track:
 class _Thread(_Track):
     """An application thread: its identity, CPU clock and last walked stack."""
 
-    __slots__ = ("owner", "thread", "clock", "cpu", "leaf", "lasti", "walked", "library")
+    __slots__ = (
+        "owner",
+        "thread",
+        "clock",
+        "cpu",
+        "leaf",
+        "lasti",
+        "walked",
+        "library",
+        "fresh",
+    )
 
     def __init__(self, owner: Optional[threading.Thread], library: bool) -> None:
         super().__init__(-1)
@@ -97,6 +104,7 @@ class _Thread(_Track):
         self.leaf = 0
         self.lasti = -1
         self.walked = -1
+        self.fresh = False  # first seen since the previous sample (not at the start)
 
 
 class Sampler:
@@ -118,6 +126,7 @@ class Sampler:
         self.max_spans = max_spans
         self.max_tasks = max_tasks
         self._random = random.Random()
+        self._scanner = TaskScanner(max_tasks, self._random)
         self._codes = CodeTable()
         self._stack_ids: Dict[Stack, int] = {}
         self._span_ids: Dict[Tuple[int, int], int] = {}
@@ -153,6 +162,8 @@ class Sampler:
             running = running_task_ids() if spans and not baseline else {}
             used = self._sample_threads(frames, elapsed, when, baseline, spans, running)
             if baseline:
+                if self.clock == "wall" and "asyncio" in sys.modules:
+                    self._scanner.prime()
                 return
             capture = self.capture
             if capture.application_cpu_ns >= 0:
@@ -202,6 +213,10 @@ class Sampler:
             if baseline:
                 continue
             value = elapsed if wall else cpu_delta
+            if state.fresh:  # started since the previous sample: halfway through, on average
+                state.fresh = False
+                if wall:
+                    value //= 2
             if value <= 0:
                 continue
             if cpu_delta == 0 and state.leaf == id(top) and state.lasti == top.f_lasti:
@@ -271,6 +286,7 @@ class Sampler:
         state.clock = thread_clocks.clock_id(ident, native_id)
         if not self._baseline:
             state.cpu = 0  # started since the previous tick: all its CPU time is new
+            state.fresh = True
         return state
 
     def _other_threads(self) -> Tuple[int, int]:
@@ -283,14 +299,15 @@ class Sampler:
         return self._overflow
 
     def _sample_tasks(self, elapsed: int, when: int, spans: bool) -> None:
-        """Sample suspended tasks; those sampled last time that resumed or ended since
-        did so halfway through the interval, on average (as threads that end)."""
+        """Sample suspended tasks. Those created since the previous sample, and those
+        sampled then that have resumed or ended since, are given half the interval
+        (as threads that start or end)."""
         values = self.capture.sample_value
         for reference, track, weight in self._last_tasks:
             if track.row >= 0 and not still_suspended(reference):
                 values[track.row] += round(elapsed * weight) // 2
         self._last_tasks = []
-        tasks, scale = suspended_tasks(self.max_tasks, self._random)
+        tasks, scale = self._scanner.scan()
         weight = round(elapsed * scale)
         for task in tasks:
             thread = self._threads.get(task.thread)
@@ -299,7 +316,8 @@ class Sampler:
             track = self._task_track(thread, task.name)
             stack = self._intern(self._codes.coroutine_stack(task.coro))
             span = self._span(task.thread, task.ident) if spans else 0
-            self._record(track, stack, span, when, weight)
+            # a task created since the previous sample started halfway through, on average
+            self._record(track, stack, span, when, weight // 2 if task.new else weight)
             self._last_tasks.append((task.task, track, scale))
 
     def _task_track(self, thread: _Thread, name: str) -> _Track:
