@@ -197,7 +197,8 @@ class Sampler:
             owner = active.get(ident)
             state = threads.get(ident)
             if state is None or state.owner is not owner:
-                state = threads[ident] = self._thread_state(ident, owner, state)
+                ended = elapsed // 2 if wall and not baseline else 0
+                state = threads[ident] = self._thread_state(ident, owner, state, ended)
             if state.library:
                 continue
             cpu_delta = -1
@@ -248,13 +249,19 @@ class Sampler:
                 capture.sample_value[state.row] += elapsed // 2
 
     def _thread_state(
-        self, ident: int, owner: Optional[threading.Thread], known: Optional[_Thread]
+        self,
+        ident: int,
+        owner: Optional[threading.Thread],
+        known: Optional[_Thread],
+        ended: int,
     ) -> _Thread:
         """A thread seen for the first time, or a known one whose ``Thread`` object changed.
 
         A thread is sampled a little before ``threading`` registers it and a
         little after it forgets it: the same thread. Another ``Thread`` object
-        under a known ident is a new thread that reuses the ident.
+        under a known ident is a new thread that reuses the ident (as threads
+        started one after another often do): the known one has ended, and gets
+        ``ended`` ns, half the interval, like any thread that ended.
         """
         if known is not None and owner is None:
             return known  # ending: threading has already forgotten it
@@ -267,6 +274,8 @@ class Sampler:
             if known.clock is None:
                 known.clock = thread_clocks.clock_id(ident, native_id)
             return known
+        if known is not None and not known.library and known.row >= 0:
+            self.capture.sample_value[known.row] += ended
         return self._new_thread(ident, owner)
 
     def _new_thread(self, ident: int, owner: Optional[threading.Thread]) -> _Thread:
