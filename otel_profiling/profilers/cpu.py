@@ -15,7 +15,6 @@ from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.sampling_engine import (
     DEFAULT_INTERVAL,
     SamplingEngine,
-    check_clock,
     check_interval,
 )
 from otel_profiling.profilers.sampling_engine import (
@@ -86,7 +85,6 @@ class CpuProfiler(Profiler):
         self.by_span = by_span
         self._engine: Union[SamplingEngine, YappiEngine]
         if self.engine == "sampling":
-            check_clock(clock)
             self._engine = SamplingEngine(
                 self.format.name, interval=self.interval, clock=clock, by_span=by_span
             )
