@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Tuple, TypeV
 
 from opentelemetry.util.types import AttributeValue
 
+from otel_profiling._own_code import calls_application
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler
 
@@ -138,6 +139,7 @@ class ProfileBlock:
 
         if inspect.iscoroutinefunction(func):
 
+            @calls_application
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 self._begin(name, function)
@@ -151,6 +153,7 @@ class ProfileBlock:
 
             return async_wrapper  # type: ignore[return-value]
 
+        @calls_application
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             self._begin(name, function)
