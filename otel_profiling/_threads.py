@@ -1,12 +1,22 @@
-"""The library's own threads, so profilers can leave them out of the application's profile."""
+"""The library's own threads, so profilers can leave them out of the application's profile.
+
+They also block the real-time signals: one sent to the process (the trigger
+signal under an application server) then goes to the thread that waits for it
+with ``sigwait``, never to one of these. Other signals are left alone, so a
+process started from a library thread behaves as usual.
+"""
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Callable, Set
 
 LIBRARY_THREAD_PREFIX = "otel-profiling-"
 _own_idents: Set[int] = set()
+REALTIME_SIGNALS = (
+    set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)) if hasattr(signal, "SIGRTMIN") else set()
+)
 
 
 def is_own_thread(ident: int) -> bool:
@@ -19,6 +29,8 @@ def start_daemon(target: Callable[[], None], name: str) -> threading.Thread:
     def run() -> None:
         ident = threading.get_ident()
         _own_idents.add(ident)
+        if REALTIME_SIGNALS:
+            signal.pthread_sigmask(signal.SIG_BLOCK, REALTIME_SIGNALS)
         try:
             target()
         finally:
