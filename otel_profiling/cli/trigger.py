@@ -121,16 +121,16 @@ def run(args: argparse.Namespace) -> int:
     targets = [f for f in found if f.signum is not None and not f.problem]
     if not targets:
         raise CliError(_nobody(args.pid, found))
-    sent = _send(targets)
+    sent = _send(args, targets)
+    result: Dict[str, Any] = {"signalled": sent}
     if args.seconds is not None and sent:
         _say(args, f"profiling for {args.seconds:g} s ...")
         time.sleep(args.seconds)
-        sent = _send([f for f in targets if f.process.pid in {s["pid"] for s in sent}])
+        pids = {row["pid"] for row in sent}
+        result["stopped"] = _send(args, [f for f in targets if f.process.pid in pids])
     if args.json:
-        print_json({"signalled": sent, "skipped": [f.row() for f in found if f not in targets]})
-    else:
-        for row in sent:
-            print(f"sent {row['signal']} to {row['pid']} ({row['name']})")
+        result["skipped"] = [f.row() for f in found if f not in targets]
+        print_json(result)
     return 0
 
 
@@ -171,7 +171,7 @@ def _nobody(root: int, found: List[Found]) -> str:
     )
 
 
-def _send(targets: List[Found]) -> List[Dict[str, Any]]:
+def _send(args: argparse.Namespace, targets: List[Found]) -> List[Dict[str, Any]]:
     sent = []
     for item in targets:
         assert item.signum is not None
@@ -179,9 +179,13 @@ def _send(targets: List[Found]) -> List[Dict[str, Any]]:
             os.kill(item.process.pid, item.signum)
         except ProcessLookupError:
             continue  # exited meanwhile (a worker being replaced)
-        sent.append(
-            {"pid": item.process.pid, "name": item.process.name, "signal": signal_name(item.signum)}
-        )
+        row = {
+            "pid": item.process.pid,
+            "name": item.process.name,
+            "signal": signal_name(item.signum),
+        }
+        sent.append(row)
+        _say(args, f"sent {row['signal']} to {row['pid']} ({row['name']})")
     return sent
 
 
@@ -196,16 +200,19 @@ def _forced(args: argparse.Namespace) -> int:
             f"process {args.pid} does not handle {signal_name(signum)}, which would end it: "
             f"{HOW_TO_ENABLE}, or give the --signal its agent listens on"
         )
-    sent = [{"pid": args.pid, "signal": signal_name(signum)}]
+    row = {"pid": args.pid, "signal": signal_name(signum)}
     os.kill(args.pid, signum)
+    _say(args, f"sent {row['signal']} to {args.pid}")
+    result: Dict[str, Any] = {"signalled": [row]}
     if args.seconds is not None:
         _say(args, f"profiling for {args.seconds:g} s ...")
         time.sleep(args.seconds)
         os.kill(args.pid, signum)
+        _say(args, f"sent {row['signal']} to {args.pid}")
+        result["stopped"] = [row]
     if args.json:
-        print_json({"signalled": sent, "skipped": []})
-    else:
-        print(f"sent {signal_name(signum)} to {args.pid}")
+        result["skipped"] = []
+        print_json(result)
     return 0
 
 
