@@ -98,7 +98,10 @@ def test_run_with_signal_and_trigger(tmp_path: Path) -> None:
         assert not out.exists() or not list(out.iterdir())  # nothing profiled before the signal
         first = cli("trigger", str(proc.pid), "--json")
         assert first.returncode == 0, first.stderr
-        assert json.loads(first.stdout) == {"pid": proc.pid, "signal": "SIGUSR2"}
+        assert json.loads(first.stdout) == {
+            "signalled": [{"pid": proc.pid, "name": "python", "signal": "SIGUSR2"}],
+            "skipped": [],
+        }
         time.sleep(1.0)
         assert cli("trigger", str(proc.pid)).returncode == 0
         files = wait_for(lambda: list(out.glob("CPU_PROFILE-*.cpuprofile")), timeout=30)
@@ -126,13 +129,16 @@ def test_trigger_refuses_a_gone_or_unprepared_process() -> None:
     try:
         time.sleep(0.3)
         refused = cli("trigger", str(plain.pid))
-        assert refused.returncode == 1 and "does not handle SIGUSR2" in refused.stderr
+        assert refused.returncode == 1 and "runs an otel-profiling agent" in refused.stderr
+        assert "nothing was sent" in refused.stderr
+        forced = cli("trigger", str(plain.pid), "--force")  # --force still never ends it
+        assert forced.returncode == 1 and "does not handle SIGUSR2" in forced.stderr
         time.sleep(0.2)
         assert plain.poll() is None  # still alive: the signal was not sent
     finally:
         plain.kill()
         plain.wait()
-    assert cli("trigger", "1", "--signal", "SIGNOPE").returncode == 1
+    assert cli("trigger", "1", "--force", "--signal", "SIGNOPE").returncode == 1
 
 
 def test_run_errors(tmp_path: Path) -> None:
