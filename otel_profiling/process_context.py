@@ -180,7 +180,7 @@ _owner: object = None
 
 
 def supported() -> bool:
-    """Linux on a 64-bit CPython with memfd or named anonymous mappings."""
+    """Linux with 64-bit pointers (the header's payload field is a 64-bit address)."""
     return sys.platform.startswith("linux") and struct.calcsize("P") == 8
 
 
@@ -212,11 +212,6 @@ def drop(owner: object = None) -> None:
     with _lock:
         if owner is None or owner is _owner:
             _drop_locked()
-
-
-def published() -> bool:
-    """Whether this process has a context published now."""
-    return _current is not None
 
 
 def _create(payload: bytes) -> bool:

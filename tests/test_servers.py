@@ -294,7 +294,12 @@ def test_uvicorn_workers_each_profiled(tmp_path: Path, servers: List[Server]) ->
     port = free_port()
     server = Server(
         tmp_path,
-        [str(BIN / "uvicorn"), "--workers", "2", "--port", str(port), "server_app:asgi"],
+        [
+            str(BIN / "uvicorn"),
+            *("--workers", "2", "--port", str(port), "server_app:asgi"),
+            # a worker slower to start than this is replaced: on a loaded machine, 5 s is short
+            *("--timeout-worker-healthcheck", "120"),
+        ],
         port,
         {"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"},
     )
