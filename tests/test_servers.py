@@ -375,6 +375,29 @@ def test_uwsgi_workers_each_profiled(tmp_path: Path, servers: List[Server]) -> N
     check_against_ground_truth(server, profiles)
 
 
+@pytest.mark.skipif(uwsgi_binary() is None, reason="uWSGI is not installed (see above)")
+def test_uwsgi_without_fork_hooks_is_explained(tmp_path: Path, servers: List[Server]) -> None:
+    """Without --py-call-osafterfork workers have no agent: listed with the fix, not signalled."""
+    port = free_port()
+    command = [str(uwsgi_binary()), "--http-socket", f"127.0.0.1:{port}", "--master"]
+    command += ["--processes", "2", "--enable-threads", "--module", "server_app:application"]
+    server = Server(tmp_path, command, port, {})
+    servers.append(server)
+    server.wait_ready(agents=1)
+    assert wait_for(lambda: len(server.pids()) == 3, timeout=30)
+    before = server.pids()
+    listing = cli("trigger", str(server.master), "--list", "--json")
+    rows = {row["pid"]: row for row in json.loads(listing.stdout)}
+    workers = before - {server.master}
+    assert all("--py-call-osafterfork" in (rows[pid]["note"] or "") for pid in workers), rows
+    sent = cli("trigger", str(server.master), "--json")
+    assert sent.returncode == 0, sent.stderr
+    assert [row["pid"] for row in json.loads(sent.stdout)["signalled"]] == [server.master]
+    cli("trigger", str(server.master))  # stop the master's profile again
+    time.sleep(0.5)
+    assert server.pids() == before
+
+
 def test_http_trigger_per_worker_on_port_zero(tmp_path: Path, servers: List[Server]) -> None:
     """``OTEL_PROFILING_HTTP_PORT=0``: each process serves its own port, listed by ``--list``."""
     store = tmp_path / "profiles"

@@ -158,8 +158,21 @@ def _survey(root: int) -> List[Found]:
             item.problem = "its agent has no signal trigger"
         elif item.signum is not None and processes.catches(process.pid, item.signum) is False:
             item.problem = f"does not catch {signal_name(item.signum)} (any more)"
+        elif (
+            item.context is None
+            and process.name.startswith("uwsgi")
+            and _has_agent(found, process.ppid)
+        ):
+            item.problem = (
+                "no agent: uWSGI forked it without Python's fork hooks; start uWSGI with "
+                "--py-call-osafterfork (and --enable-threads)"
+            )
         found.append(item)
     return found
+
+
+def _has_agent(found: List[Found], pid: int) -> bool:
+    return any(f.process.pid == pid and f.signum is not None for f in found)
 
 
 def _nobody(root: int, found: List[Found]) -> str:
