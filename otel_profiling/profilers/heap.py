@@ -23,7 +23,7 @@ from otel_profiling.formats.heapprofile import encode_heapprofile
 from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
-from otel_profiling.profilers.heap_traces import LiveStacks, live_stacks
+from otel_profiling.profilers.heap_traces import LiveStacks, live_stacks, release
 from otel_profiling.profilers.source_names import FunctionNames, enclosing
 
 _lock = threading.Lock()  # one heap profile at a time: tracemalloc is process-global
@@ -107,6 +107,7 @@ class HeapProfiler(Profiler):
                 self._running = False
                 _lock.release()
             stacks = live_stacks(snapshot)
+            release(snapshot)
             del snapshot
             baseline, self._baseline = self._baseline, None
             if baseline is not None:
