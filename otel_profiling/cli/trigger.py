@@ -145,7 +145,7 @@ def _check_alive(pid: int) -> None:
 
 def _survey(root: int) -> List[Found]:
     """Every process of the tree with its agent's context, and why it will not be signalled."""
-    found = []
+    found: List[Found] = []
     for process in processes.tree(root):
         item = Found(process)
         try:
