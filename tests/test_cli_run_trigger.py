@@ -103,8 +103,8 @@ def test_run_with_signal_and_trigger(tmp_path: Path) -> None:
             "skipped": [],
         }
         time.sleep(1.0)
-        stop = cli("trigger", str(proc.pid), "--force", "--signal", "SIGUSR2")  # PID alone
-        assert stop.returncode == 0 and stop.stdout == f"sent SIGUSR2 to {proc.pid}\n"
+        stopped = cli("trigger", str(proc.pid), "--force", "--signal", "SIGUSR2")  # PID alone
+        assert stopped.returncode == 0 and stopped.stdout == f"sent SIGUSR2 to {proc.pid}\n"
         files = wait_for(lambda: list(out.glob("CPU_PROFILE-*.cpuprofile")), timeout=30)
         assert len(files) == 1
     finally:
