@@ -381,7 +381,9 @@ def test_uwsgi_without_fork_hooks_is_explained(tmp_path: Path, servers: List[Ser
     port = free_port()
     command = [str(uwsgi_binary()), "--http-socket", f"127.0.0.1:{port}", "--master"]
     command += ["--processes", "2", "--enable-threads", "--module", "server_app:application"]
-    server = Server(tmp_path, command, port, {})
+    server = Server(
+        tmp_path, command, port, {"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{tmp_path}/p"}
+    )
     servers.append(server)
     server.wait_ready(agents=1)
     assert wait_for(lambda: len(server.pids()) == 3, timeout=30)
