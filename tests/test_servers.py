@@ -355,7 +355,7 @@ def test_uwsgi_workers_each_profiled(tmp_path: Path, servers: List[Server]) -> N
         "--processes",
         "2",
         "--enable-threads",
-        "--py-call-osafterfork",
+        "--py-call-uwsgi-fork-hooks",
         "--module",
         "server_app:application",
     ]
@@ -377,7 +377,7 @@ def test_uwsgi_workers_each_profiled(tmp_path: Path, servers: List[Server]) -> N
 
 @pytest.mark.skipif(uwsgi_binary() is None, reason="uWSGI is not installed (see above)")
 def test_uwsgi_without_fork_hooks_is_explained(tmp_path: Path, servers: List[Server]) -> None:
-    """Without --py-call-osafterfork workers have no agent: listed with the fix, not signalled."""
+    """Without uWSGI's fork hooks workers have no agent: listed with the fix, not signalled."""
     port = free_port()
     command = [str(uwsgi_binary()), "--http-socket", f"127.0.0.1:{port}", "--master"]
     command += ["--processes", "2", "--enable-threads", "--module", "server_app:application"]
@@ -391,7 +391,7 @@ def test_uwsgi_without_fork_hooks_is_explained(tmp_path: Path, servers: List[Ser
     listing = cli("trigger", str(server.master), "--list", "--json")
     rows = {row["pid"]: row for row in json.loads(listing.stdout)}
     workers = before - {server.master}
-    assert all("--py-call-osafterfork" in (rows[pid]["note"] or "") for pid in workers), rows
+    assert all("--py-call-uwsgi-fork-hooks" in (rows[pid]["note"] or "") for pid in workers), rows
     sent = cli("trigger", str(server.master), "--json")
     assert sent.returncode == 0, sent.stderr
     assert [row["pid"] for row in json.loads(sent.stdout)["signalled"]] == [server.master]

@@ -165,7 +165,7 @@ def _survey(root: int) -> List[Found]:
         ):
             item.problem = (
                 "no agent: uWSGI forked it without Python's fork hooks; start uWSGI with "
-                "--py-call-osafterfork (and --enable-threads)"
+                "--py-call-uwsgi-fork-hooks (and --enable-threads)"
             )
         found.append(item)
     return found
