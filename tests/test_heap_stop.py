@@ -36,7 +36,8 @@ def keep_blocks(slots: List[Any]) -> None:
         slots[index] = bytes(BLOCK_LENGTH)  # one block per object, nothing else on this line
 
 
-Frame = Tuple[str, str]  # function name, file
+Frame = Tuple[str, str, int]  # function name, file, line
+KEEP_LINE = keep_blocks.__code__.co_firstlineno + 2  # the line that allocates
 
 
 def samples(data: bytes) -> List[Tuple[List[Frame], int, int]]:
@@ -44,26 +45,38 @@ def samples(data: bytes) -> List[Tuple[List[Frame], int, int]]:
     profile = load_pprof(data)
     strings = profile.string_table
     functions = {f.id: (strings[f.name], strings[f.filename]) for f in profile.function}
-    locations = {loc.id: functions[loc.line[0].function_id] for loc in profile.location}
+    locations = {
+        loc.id: (*functions[loc.line[0].function_id], loc.line[0].line) for loc in profile.location
+    }
     return [
         ([locations[i] for i in reversed(sample.location_id)], sample.value[0], sample.value[1])
         for sample in profile.sample
     ]
 
 
-def kept_by(data: bytes, function: str) -> Tuple[int, int]:
-    """Objects and bytes allocated with ``function`` as the innermost frame."""
-    rows = [(objects, size) for frames, objects, size in samples(data) if frames[-1][0] == function]
+def kept_by(data: bytes, function: str = "keep_blocks", line: int = KEEP_LINE) -> Tuple[int, int]:
+    """Objects and bytes allocated at ``function``'s ``line`` (the innermost frame).
+
+    The line, not just the function: from Python 3.12 the interpreter may itself
+    allocate at a function's entry (instrumentation data after a profiler ran).
+    """
+    rows = [
+        (objects, size)
+        for frames, objects, size in samples(data)
+        if frames[-1][0] == function and frames[-1][2] == line
+    ]
     return sum(r[0] for r in rows), sum(r[1] for r in rows)
 
 
 def library_rows(data: bytes, *also: str) -> List[List[str]]:
     """The samples with a frame in the library (or in files matching ``also``)."""
     return [
-        [file for _, file in frames]
+        [file for _, file, _ in frames]
         for frames, _, size in samples(data)
         if size
-        and any(file.startswith(PACKAGE_DIR) or any(a in file for a in also) for _, file in frames)
+        and any(
+            file.startswith(PACKAGE_DIR) or any(a in file for a in also) for _, file, _ in frames
+        )
     ]
 
 
