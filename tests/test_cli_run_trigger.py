@@ -151,3 +151,38 @@ def test_run_errors(tmp_path: Path) -> None:
     assert scheme.returncode == 1 and "nosuchscheme" in scheme.stderr
     negative = cli("run", "--duration", "-1", "--", sys.executable, "-c", "pass")
     assert negative.returncode == 1 and "--duration" in negative.stderr
+
+
+def test_trigger_window_ends_early_on_ctrl_c(tmp_path: Path) -> None:
+    """``--seconds``: Ctrl-C during the window still sends the stop; the profile is exported."""
+    import signal
+
+    out = tmp_path / "profiles"
+    app = subprocess.Popen(
+        [sys.executable, str(APPS / "context_app.py"), str(tmp_path / "unused")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(
+            OTEL_EXPORTER_FSSPEC_PROFILES_URL=f"file://{out}", OTEL_BPP_SCHEDULE_DELAY="200"
+        ),
+    )
+    try:
+        assert app.stdout is not None and app.stdout.readline().startswith("ready")
+        window = subprocess.Popen(
+            [sys.executable, "-m", "otel_profiling", "trigger", str(app.pid), "--seconds", "600"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        assert window.stdout is not None
+        assert window.stdout.readline() == f"sent SIGUSR2 to {app.pid} (python)\n"
+        assert window.stdout.readline().startswith("profiling for 600 s")
+        window.send_signal(signal.SIGINT)
+        rest, _ = window.communicate(timeout=60)
+        assert window.returncode == 0
+        assert rest == f"interrupted: stopping now\nsent SIGUSR2 to {app.pid} (python)\n"
+        assert wait_for(lambda: list(out.glob("CPU_PROFILE-*.cpuprofile")), timeout=30)
+    finally:
+        if app.poll() is None:
+            app.communicate("quit\n", timeout=30)

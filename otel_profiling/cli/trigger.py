@@ -124,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
     sent = _send(args, targets)
     result: Dict[str, Any] = {"signalled": sent}
     if args.seconds is not None and sent:
-        _say(args, f"profiling for {args.seconds:g} s ...")
-        time.sleep(args.seconds)
+        _window(args)
         pids = {row["pid"] for row in sent}
         result["stopped"] = _send(args, [f for f in targets if f.process.pid in pids])
     if args.json:
@@ -218,8 +217,7 @@ def _forced(args: argparse.Namespace) -> int:
     _say(args, f"sent {row['signal']} to {args.pid}")
     result: Dict[str, Any] = {"signalled": [row]}
     if args.seconds is not None:
-        _say(args, f"profiling for {args.seconds:g} s ...")
-        time.sleep(args.seconds)
+        _window(args)
         os.kill(args.pid, signum)
         _say(args, f"sent {row['signal']} to {args.pid}")
         result["stopped"] = [row]
@@ -242,6 +240,15 @@ def _print_list(args: argparse.Namespace, found: List[Found]) -> int:
             f"{str(row['service.name'] or '-')[:20]:<20} {detail}"
         )
     return 0
+
+
+def _window(args: argparse.Namespace) -> None:
+    """Wait ``--seconds``; Ctrl-C ends the window early (the stop is still sent)."""
+    _say(args, f"profiling for {args.seconds:g} s (Ctrl-C stops now) ...")
+    try:
+        time.sleep(args.seconds)
+    except KeyboardInterrupt:
+        _say(args, "interrupted: stopping now")
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
