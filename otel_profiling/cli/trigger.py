@@ -244,8 +244,8 @@ def _print_list(args: argparse.Namespace, found: List[Found]) -> int:
 
 def _window(args: argparse.Namespace) -> None:
     """Wait ``--seconds``; Ctrl-C ends the window early (the stop is still sent)."""
-    _say(args, f"profiling for {args.seconds:g} s (Ctrl-C stops now) ...")
     try:
+        _say(args, f"profiling for {args.seconds:g} s (Ctrl-C stops now) ...")
         time.sleep(args.seconds)
     except KeyboardInterrupt:
         _say(args, "interrupted: stopping now")
