@@ -131,7 +131,7 @@ def _describe(label: str, collected: Collected, tree: ProfileTree) -> str:
     sources = ", ".join(redact_url(s) for s in collected.profile_set.sources)
     count = collected.aggregate.merged
     return (
-        f"{label} {sources}: {count} profile{'s' if count != 1 else ''}, "
+        f"{label.ljust(6)} {sources}: {count} profile{'s' if count != 1 else ''}, "
         f"{format_value(tree.total, tree.unit)}"
     )
 

@@ -40,6 +40,11 @@
     var t = Math.min(1, Math.abs(a[k] - b[k]) / scale);
     return "hsl(" + data.hues[kind] + ",75%," + (88 - 30 * t).toFixed(0) + "%)";
   }
+  var keys = document.querySelectorAll(".legend .key");
+  for (i = 0; i < keys.length; i++) {
+    var kind = keys[i].className.split(" ")[1];
+    keys[i].style.backgroundColor = data.palette[kind] || "hsl(" + data.hues[kind] + ",75%,58%)";
+  }
   function label(k) { return names[n[k]] + (locs[l[k]] ? " (" + locs[l[k]] + ")" : ""); }
   function describe(k) {
     return label(k) + "\nbefore " + pct(b[k]) + ", after " + pct(a[k]) + " (" + points(a[k] - b[k]) +
