@@ -16,10 +16,16 @@ every input ends up either merged or in ``failures``.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import threading
 from array import array
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from itertools import islice
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from otel_profiling.cli.common import CliError, open_url, storage_error
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
@@ -215,18 +221,59 @@ def _threads_by_name(root: CallNode) -> CallNode:
     return renamed
 
 
-def read_object(url: str, options: Dict[str, object], filesystems: Dict[str, object]) -> bytes:
-    """The bytes of the object at ``url``; one filesystem per protocol in ``filesystems``."""
-    from fsspec.core import split_protocol, strip_protocol
+_FILESYSTEMS: Dict[Tuple[int, str, str], object] = {}
+_FILESYSTEMS_LOCK = threading.Lock()
+
+
+def _filesystem(url: str, options: Dict[str, object]) -> object:
+    """One filesystem per process, protocol and options: a new S3 one costs 200-400 ms.
+
+    Keyed by process id too, as an inherited s3fs instance fails after a fork.
+    """
+    from fsspec.core import split_protocol
 
     protocol = split_protocol(url)[0] or "file"
-    fs = filesystems.get(protocol)
-    if fs is None:
-        fs = filesystems[protocol] = open_url(url, dict(options))[0]
+    key = (os.getpid(), protocol, json.dumps(options, sort_keys=True, default=repr))
+    with _FILESYSTEMS_LOCK:
+        fs = _FILESYSTEMS.get(key)
+        if fs is None:
+            fs = _FILESYSTEMS[key] = open_url(url, dict(options))[0]
+    return fs
+
+
+def read_object(url: str, options: Dict[str, object]) -> bytes:
+    """The bytes of the object at ``url``."""
+    from fsspec.core import strip_protocol
+
+    fs = _filesystem(url, options)
     try:
         return bytes(fs.cat_file(strip_protocol(url)))  # type: ignore[attr-defined]
     except OSError as exc:
         raise storage_error(exc, url) from None
+
+
+READ_AHEAD = 4
+"""Objects fetched while the current one is parsed: the store's latency overlaps parsing."""
+
+
+def _fetched(
+    urls: Sequence[str], options: Dict[str, object]
+) -> Iterator[Tuple[str, Optional[bytes], Optional[CliError]]]:
+    """``(url, data, error)`` in order, up to ``READ_AHEAD`` objects read ahead on threads."""
+    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="otel-profiling-read") as pool:
+        remaining = iter(urls)
+        window: Deque[Tuple[str, Future]] = deque(
+            (url, pool.submit(read_object, url, options)) for url in islice(remaining, READ_AHEAD)
+        )
+        while window:
+            url, future = window.popleft()
+            following = next(remaining, None)
+            if following is not None:
+                window.append((following, pool.submit(read_object, following, options)))
+            try:
+                yield url, future.result(), None
+            except CliError as exc:
+                yield url, None, exc
 
 
 def merge_objects(
@@ -234,17 +281,17 @@ def merge_objects(
     options: Dict[str, object],
     done: Optional[Callable[[str], None]] = None,
 ) -> Aggregate:
-    """Read, parse and add each object in turn: memory is the sum plus one input.
+    """Read, parse and add each object in turn: memory is the sum plus a few inputs.
 
     An object that cannot be read or parsed is recorded in ``failures`` and
     the others are still merged; ``done(url)`` is called after each object.
     """
     aggregate = Aggregate()
-    filesystems: Dict[str, object] = {}
-    for url in urls:
+    for url, data, error in _fetched(urls, options):
         try:
-            data = read_object(url, options, filesystems)
-            tree = read_profile(data, url)
+            if error is not None:
+                raise error
+            tree = read_profile(data or b"", url)
             del data
         except CliError as exc:  # storage, with the fix in the message
             aggregate.fail(url, str(exc))
