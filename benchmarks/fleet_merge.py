@@ -149,34 +149,6 @@ def workers_cpu(client: object) -> float:
     return sum(client.run(cpu_seconds).values())  # type: ignore[attr-defined]
 
 
-def read_ahead_ab(urls: List[str], rounds: int) -> None:
-    """In this process: the merge as the command does it, against reading one object at a time."""
-    from otel_profiling.cli.aggregate import Aggregate, merge_objects, read_object
-    from otel_profiling.formats.readers import read_profile
-
-    def one_at_a_time() -> None:
-        aggregate = Aggregate()
-        for url in urls:
-            aggregate.add(read_profile(read_object(url, {}), url), url)
-
-    times: Dict[str, List[float]] = {"one at a time": [], "read-ahead": []}
-    for _ in range(rounds):
-        for name, merge in (
-            ("one at a time", one_at_a_time),
-            ("read-ahead", lambda: merge_objects(urls, {})),
-        ):
-            started = time.monotonic()
-            merge()
-            times[name].append(time.monotonic() - started)
-    base, ahead = (statistics.median(times[k]) for k in ("one at a time", "read-ahead"))
-    print(
-        f"read-ahead A/B over {len(urls)} objects, {rounds} interleaved rounds: one at a time "
-        f"{base:.2f} s, read-ahead {ahead:.2f} s (median), {100 * (1 - ahead / base):.0f} % "
-        "faster; rounds: "
-        + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(times["one at a time"], times["read-ahead"]))
-    )
-
-
 def worker_peaks(client: object) -> List[int]:
     """Peak RSS of each Dask worker process since it started."""
 
@@ -196,7 +168,6 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=4000, help="distinct stacks in the fleet")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--ab-objects", type=int, default=300, help="objects in the read-ahead A/B")
     opts = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -219,10 +190,8 @@ def main() -> None:
             f"{time.monotonic() - started:.0f} s to moto at {endpoint}"
         )
         with tempfile.TemporaryDirectory() as tmp:
-            listing, _, _, found = run_measured(["ls", url, "--no-metadata"], env)
+            listing, _, _, _ = run_measured(["ls", url, "--no-metadata"], env)
             print(f"listing alone (ls --no-metadata): {listing:.2f} s")
-            urls = [entry["url"] for entry in found]  # type: ignore[attr-defined]
-            read_ahead_ab(urls[: opts.ab_objects], opts.rounds + 2)
             cluster = LocalCluster(
                 n_workers=opts.workers,
                 threads_per_worker=1,

@@ -148,6 +148,11 @@ def test_sides_picked_by_attribute_give_the_same_diff(versions) -> None:  # type
         env=env,
     )
     assert by_where["functions"] == by_url["functions"]
+    listed = cli("ls", f"s3://{bucket}/fleet", "--where", "deploy.colour=green", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    keys = [entry["key"] for entry in json.loads(listed.stdout)]
+    assert len(keys) == PROCESSES_PER_VERSION * WINDOWS_PER_PROCESS
+    assert all(key.startswith("shop/2.0/CPU_PROFILE-") for key in keys)
     # a glob names the same objects as the prefix
     by_glob = diff_json(
         f"s3://{bucket}/fleet/shop/1.0/CPU_PROFILE-*",

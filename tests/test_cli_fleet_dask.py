@@ -161,11 +161,13 @@ def test_scheduler_from_the_environment_and_filters(store, cluster, tmp_path: Pa
         "pod-1",
         "--until",
         "2026-11-24T10:00:15Z",
+        "--progress",
         "-o",
         str(out),
         env=_without_store(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address),
     )
     assert code == 0, err
+    assert "100% Completed" in err  # Dask's progress bar, on stderr: stdout stays JSON
     chosen = [d for i, d in enumerate(inputs) if i % 3 == 1 and i <= 15]
     assert summary["merged"] == len(chosen)
     expected = sum(sum(cpuprofile_self_times(load_cpuprofile(d)).values()) for d in chosen)
@@ -258,3 +260,28 @@ def test_without_dask_the_options_name_the_extra(tmp_path: Path) -> None:
         assert result.stderr.count("\n") == 1, result.stderr
         assert "needs Dask: pip install 'otel-profiling[dask]'" in result.stderr
     assert not (tmp_path / "out.cpuprofile").exists()
+
+
+def test_relative_local_paths_on_local_workers(tmp_path: Path) -> None:
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"CPU_PROFILE-2026-11-24T10:00:0{i}.000Z.cpuprofile").write_bytes(
+            random_cpuprofile(900 + i)
+        )
+    (tmp_path / "extra.cpuprofile").write_bytes(random_cpuprofile(999))
+    outputs = []
+    for extra in ([], ["--workers", "2"]):
+        result = cli(
+            "merge",
+            "profiles",
+            "extra.cpuprofile",
+            "-o",
+            "out.cpuprofile",
+            *extra,
+            cwd=str(tmp_path),
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append((tmp_path / "out.cpuprofile").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert len(stack_times(outputs[0])) > 100

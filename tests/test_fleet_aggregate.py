@@ -8,7 +8,7 @@ from typing import List, Sequence, Tuple
 import pytest
 
 from otel_profiling.cli.aggregate import Aggregate
-from otel_profiling.cli.cluster import add_partials, chunk_size
+from otel_profiling.cli.cluster import StorageOptions, add_partials, chunk_size
 from otel_profiling.cli.common import CliError
 from otel_profiling.cli.compare import compare_functions, function_shares, union_tree
 from otel_profiling.formats.calltree import Frame, add_stack, new_root
@@ -144,3 +144,13 @@ def test_sides_of_different_sizes_compare_as_shares() -> None:
     assert union.after[index["sleep"]] == 0 and union.gone[index["sleep"]] == 0.25
     assert union.gone[index["main"]] == 0.25 and union.gone[0] == 0.25
     assert union.gone[index["work"]] == 0.0
+
+
+def test_options_sent_to_workers_hide_their_secrets() -> None:
+    options = StorageOptions(
+        key="AKIAEXAMPLEKEY", secret="wJalrXUtnFEMI", endpoint_url="http://127.0.0.1:9000"
+    )
+    for text in (repr(options), str(options), repr([options])):
+        assert "AKIAEXAMPLEKEY" not in text and "wJalrXUtnFEMI" not in text
+        assert "http://127.0.0.1:9000" in text
+    assert pickle.loads(pickle.dumps(options))["secret"] == "wJalrXUtnFEMI"

@@ -21,11 +21,8 @@ import os
 import re
 import threading
 from array import array
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from otel_profiling.cli.common import CliError, open_url, storage_error
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
@@ -252,46 +249,21 @@ def read_object(url: str, options: Dict[str, object]) -> bytes:
         raise storage_error(exc, url) from None
 
 
-READ_AHEAD = 4
-"""Objects fetched while the current one is parsed: the store's latency overlaps parsing."""
-
-
-def _fetched(
-    urls: Sequence[str], options: Dict[str, object]
-) -> Iterator[Tuple[str, Optional[bytes], Optional[CliError]]]:
-    """``(url, data, error)`` in order, up to ``READ_AHEAD`` objects read ahead on threads."""
-    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="otel-profiling-read") as pool:
-        remaining = iter(urls)
-        window: Deque[Tuple[str, Future]] = deque(
-            (url, pool.submit(read_object, url, options)) for url in islice(remaining, READ_AHEAD)
-        )
-        while window:
-            url, future = window.popleft()
-            following = next(remaining, None)
-            if following is not None:
-                window.append((following, pool.submit(read_object, following, options)))
-            try:
-                yield url, future.result(), None
-            except CliError as exc:
-                yield url, None, exc
-
-
 def merge_objects(
     urls: Sequence[str],
     options: Dict[str, object],
     done: Optional[Callable[[str], None]] = None,
 ) -> Aggregate:
-    """Read, parse and add each object in turn: memory is the sum plus a few inputs.
+    """Read, parse and add each object in turn: memory is the sum plus one input.
 
     An object that cannot be read or parsed is recorded in ``failures`` and
     the others are still merged; ``done(url)`` is called after each object.
     """
     aggregate = Aggregate()
-    for url, data, error in _fetched(urls, options):
+    for url in urls:
         try:
-            if error is not None:
-                raise error
-            tree = read_profile(data or b"", url)
+            data = read_object(url, options)
+            tree = read_profile(data, url)
             del data
         except CliError as exc:  # storage, with the fix in the message
             aggregate.fail(url, str(exc))

@@ -83,7 +83,12 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
         )
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers {args.workers}: give at least one worker")
-    option = "--workers" if address is None else "--scheduler"
+    if address is None:
+        option = "--workers"
+    elif args.scheduler:
+        option = "--scheduler"
+    else:
+        option = f"${DASK_SCHEDULER_ADDRESS} (from the environment)"
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -140,9 +145,11 @@ def _reduction(client: Any, urls: Sequence[str], options: StorageOptions) -> Any
         client.submit(merge_chunk, list(urls[i : i + size]), options, pure=False)
         for i in range(0, len(urls), size)
     ]
+    depth = 0
     while len(level) > 1:
+        depth += 1  # additions first, deeper ones first: few partial sums wait in memory
         level = [
-            client.submit(add_partials, *level[i : i + FAN_IN], pure=False)
+            client.submit(add_partials, *level[i : i + FAN_IN], pure=False, priority=depth)
             for i in range(0, len(level), FAN_IN)
         ]
     return level[0]

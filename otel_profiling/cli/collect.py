@@ -9,6 +9,7 @@ an object that cannot be read is reported and left out, and the rest merged.
 from __future__ import annotations
 
 import argparse
+import os
 import posixpath
 import sys
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import List, Optional, Sequence, TextIO
 
 from otel_profiling.cli.aggregate import Aggregate, merge_objects
 from otel_profiling.cli.cluster import cluster_client, merge_on_cluster, select_on_cluster
-from otel_profiling.cli.common import PROG, Progress, want_progress
+from otel_profiling.cli.common import PROG, Progress, is_url, want_progress
 from otel_profiling.cli.sources import Filters, Selection, select
 
 MAX_REPORTED = 20
@@ -62,9 +63,9 @@ def collect(args: argparse.Namespace, sets: Sequence[ProfileSet]) -> List[Collec
                 _merge_here(selection.urls, args, s.label) for s, selection in zip(sets, selections)
             ]
         else:
-            selections = select_on_cluster(
-                client, [s.sources for s in sets], [s.filters for s in sets], options
-            )
+            # a worker's working directory may differ: local paths go absolute
+            sources = [[s if is_url(s) else os.path.abspath(s) for s in p.sources] for p in sets]
+            selections = select_on_cluster(client, sources, [s.filters for s in sets], options)
             aggregates = merge_on_cluster(
                 client,
                 [selection.urls for selection in selections],
