@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 from clitools import cli, make_profile, random_cpuprofile, utc
-from conftest import child_env
+from conftest import APPS, child_env
 from viewers import cpuprofile_self_times, load_cpuprofile
 
 from otel_profiling import ProfileKind
 from otel_profiling.exporters import FsspecProfileExporter
 
-distributed = pytest.importorskip("distributed", reason="the `dask` extra is not installed")
+pytest.importorskip("distributed", reason="the `dask` extra is not installed")
 
 PROFILES = 24
 GOOD_IN_BROKEN = 10
@@ -77,19 +79,44 @@ def store(s3_endpoint: str) -> Iterator[Tuple[str, Dict[str, str], List[bytes]]]
     yield bucket, env, inputs
 
 
+class Cluster:
+    """``apps/dask_cluster.py``: a LocalCluster of two worker processes in its own process."""
+
+    def __init__(self, env: Dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(APPS / "dask_cluster.py"), "2"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.scheduler_address = self.proc.stdout.readline().strip()
+        assert self.scheduler_address.startswith("tcp://127.0.0.1:"), self.scheduler_address
+
+    def task_prefixes(self) -> List[str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("prefixes\n")
+        self.proc.stdin.flush()
+        return list(json.loads(self.proc.stdout.readline()))
+
+    def close(self) -> None:
+        try:
+            self.proc.communicate(timeout=60)  # end of input closes the cluster
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 @pytest.fixture(scope="module")
-def cluster(store) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+def cluster(store) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
     """Two worker processes that can reach the store through their environment."""
     _, env, _ = store
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        env=env,
-    ) as local_cluster:
-        yield local_cluster
+    running = Cluster(child_env(**env))
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 def merge(*args: str, env: Dict[str, str]) -> Tuple[int, Dict[str, Any], str]:
@@ -149,7 +176,7 @@ def test_merge_on_a_scheduler_is_exactly_the_local_merge(store, cluster, tmp_pat
     assert set(got) == set(expected)
     for name, us in expected.items():
         assert got[name] == pytest.approx(us, abs=len(inputs))  # µs rounding per input node
-    assert "merge_chunk" in cluster.scheduler.task_prefixes  # it ran as Dask tasks
+    assert "merge_chunk" in cluster.task_prefixes()  # it ran as Dask tasks
 
 
 def test_scheduler_from_the_environment_and_filters(store, cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
