@@ -319,7 +319,14 @@ def test_heap_profiles_compare_in_shares_of_bytes(tmp_path: Path) -> None:
     (after / "HEAP_PROFILE-2026-11-24T11:05:00.000Z.heapprofile").write_text(
         _heapprofile({"load": 1000, "parse": 1500, "cache": 5000})
     )
-    doc = json.loads(cli("diff", str(before), str(after), "--json").stdout)
+    page = tmp_path / "heap.html"
+    result = cli("diff", str(before), str(after), "--json", "-o", str(page))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)  # the JSON on stdout, the page written as well
+    data = json.loads(
+        re.search(r'id="profile-data">(.*?)</script>', page.read_text(), re.S).group(1)  # type: ignore[union-attr]
+    )
+    assert set(data["names"]) >= {"load", "parse", "cache"}
     assert doc["before"]["unit"] == "bytes" and doc["before"]["total"] == 10000
     assert doc["after"]["profiles"] == 2 and doc["after"]["total"] == 10000
     shares = {f["name"]: (f["before"], f["after"]) for f in doc["functions"]}
