@@ -136,12 +136,15 @@ def test_shared_callee_time_stays_on_the_paths_that_ran(
         total_of(nodes, "handler_b", "shared", "slow_leaf"), measured["slow_leaf"], "slow_leaf"
     )
     assert_close(total_of(nodes, "slow_leaf"), measured["slow_leaf"], "slow_leaf everywhere")
-    # shared's split: each handler's subtree is what the program timed around its calls
+    # shared's split: under handler_b, what the program timed around shared(True); under
+    # handler_a, within what it timed around its loop of 50 calls (0.02 s in all: yappi's own
+    # cost per call and any preemption just outside the program's timer are handler_a's)
     assert_close(
         total_of(nodes, "handler_b", "shared"), measured["shared_from_b"], "handler_b > shared"
     )
-    assert_close(total_of(nodes, "handler_a"), measured["shared_from_a"], "handler_a's loop")
-    assert total_of(nodes, "handler_a", "shared") <= measured["shared_from_a"]
+    under_a = total_of(nodes, "handler_a", "shared")
+    assert 0 < under_a <= measured["shared_from_a"]
+    assert total_of(nodes, "handler_a") >= (1 - TOLERANCE) * measured["shared_from_a"]
 
 
 def test_shared_callee_profile_says_its_tree_is_estimated(

@@ -56,7 +56,7 @@ def stat(
 
 def tree(stats: List[FuncStat], **capture: object) -> Tuple[Dict[Tuple[str, ...], float], float]:
     """{path below the thread: total seconds}, and the seconds the tree leaves open."""
-    root, estimates = yappi_call_tree([ThreadCapture("T", 1, stats, **capture)])  # type: ignore[arg-type]
+    root, estimated = yappi_call_tree([ThreadCapture("T", 1, stats, **capture)])  # type: ignore[arg-type]
     (thread,) = root.children.values()
     totals: Dict[Tuple[str, ...], float] = {}
 
@@ -68,7 +68,7 @@ def tree(stats: List[FuncStat], **capture: object) -> Tuple[Dict[Tuple[str, ...]
         return total
 
     visit(thread, ())
-    return totals, estimates.summary(root)[1]
+    return totals, estimated.seconds
 
 
 def test_callees_of_a_shared_function_go_where_they_fit() -> None:

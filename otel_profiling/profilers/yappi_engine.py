@@ -151,16 +151,15 @@ class YappiEngine:
                 return encode_pstats(call_graph(stats))
             if self.format_name == "callgrind":
                 return encode_callgrind(call_graph(stats), self.clock, f"{self.clock} time")
-            tree, estimates = yappi_call_tree(
+            tree, estimated = yappi_call_tree(
                 self._captures(contexts, stats, start, stop),
                 wall=self.clock == "wall",
                 max_nodes=self.max_nodes,
             )
-            nodes, seconds = estimates.summary(tree)
             self._end_attributes = {
-                TREE_ESTIMATED: nodes > 0,
-                TREE_ESTIMATED_NODES: nodes,
-                TREE_ESTIMATED_SECONDS: round(seconds, 6),
+                TREE_ESTIMATED: estimated.nodes > 0,
+                TREE_ESTIMATED_NODES: estimated.nodes,
+                TREE_ESTIMATED_SECONDS: round(estimated.seconds, 6),
             }
             return self.encode(tree)
 

@@ -16,15 +16,15 @@ the nodes its callers' time was put at.
   single callee, that settles it. Otherwise the callees, largest first, go
   whole to the places whose callee time not yet given can hold them
   (shared out by that time when several can), and are shared out among all
-  places only when none can. Such placements are estimates: the nodes are
-  counted in ``TreeEstimates``.
+  places only when none can. Such placements are estimates, counted in
+  ``Estimated`` with the time yappi's numbers leave open.
 * Calls yappi saw start but not their caller were made by frames already
   running when profiling started: they hang from the thread's stack then,
-  below the running call of the same function (a loop calling it again),
-  else below a frame whose function calls it elsewhere or whose code names
-  it (the innermost such frame still running at stop, else the outermost:
-  outer frames run longer), else below the innermost frame still running
-  at stop. A choice between several frames is an estimate.
+  below the frame that can have made them — the caller of a running call
+  of the same function (a loop calling it again), a frame whose function
+  calls it elsewhere, a frame whose code loads its name. When several can,
+  the one that made the most calls no other frame can have made is chosen
+  (an estimate); when none can, the same among all frames.
 * What yappi cannot time — the own time of frames running before start or
   still running at stop — is the thread's time in the window less what was
   placed; it goes to the frame running at stop, so each thread totals its
@@ -43,9 +43,20 @@ the nodes its callers' time was put at.
 from __future__ import annotations
 
 import dis
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import CodeType
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import (
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
 from otel_profiling.profilers.yappi_stacks import StackFrame
@@ -78,34 +89,33 @@ class ThreadCapture:
     total: Optional[float] = None  # its time in the window (wall or CPU); None: unknown
 
 
-@dataclass
-class TreeEstimates:
-    """Where the tree's placement is an estimate, and how much time it could misplace.
+class Estimated(NamedTuple):
+    """How much of a tree is an estimate rather than read from yappi's graph."""
 
-    A placement is an estimate when yappi's numbers allow others: a callee of
-    a function called from several places, whose time at each place lies in a
-    range, or calls hung from one of several frames running at start.
+    nodes: int  # nodes placed where yappi's numbers allowed other places
+    seconds: float  # the time those placements leave open (could be elsewhere)
+
+
+class _Estimates:
+    """The placements that are estimates, per node, with the time that could be elsewhere.
+
+    Estimates are a callee of a function called from several places, whose
+    time at each place lies in a range, and calls hung from one of several
+    frames running at start.
     """
 
-    uncertain: Dict[int, Tuple[CallNode, float]] = field(default_factory=dict)  # by id(node)
+    def __init__(self) -> None:
+        self.open: Dict[int, Tuple[CallNode, float]] = {}  # by id(node)
 
     def add(self, node: CallNode, seconds: float) -> None:
-        known = self.uncertain.get(id(node))
-        self.uncertain[id(node)] = (node, seconds + (known[1] if known else 0.0))
+        """``seconds`` of the time just placed at ``node`` could have been elsewhere."""
+        known = self.open.get(id(node))
+        self.open[id(node)] = (node, seconds + (known[1] if known else 0.0))
 
-    def summary(self, root: CallNode, min_seconds: float = 1e-6) -> Tuple[int, float]:
-        """(estimated nodes left in the tree, the time their placement leaves open)."""
-        count, seconds = 0, 0.0
-        totals: Dict[int, float] = {}
-        for node in reversed([node for node, _ in root.walk()]):
-            total = totals[id(node)] = node.self_value + sum(
-                totals[id(child)] for child in node.children.values()
-            )
-            known = self.uncertain.get(id(node))
-            if known is not None and known[1] >= min_seconds:
-                count += 1
-                seconds += min(known[1], total)
-        return count, seconds
+    def summary(self, min_seconds: float) -> Estimated:
+        """Over the nodes that hold time (an emptied node left nothing open)."""
+        held = [seconds for node, seconds in self.open.values() if seconds >= min_seconds]
+        return Estimated(len(held), sum(held))
 
 
 class _Site:
@@ -130,15 +140,16 @@ def yappi_call_tree(
     wall: bool = True,
     max_nodes: int = 200_000,
     min_seconds: float = 1e-6,
-) -> Tuple[CallNode, TreeEstimates]:
+) -> Tuple[CallNode, Estimated]:
     """One subtree per thread, named ``name (thread ident)``, under a common root."""
     root = new_root()
-    estimates = TreeEstimates()
+    estimates = _Estimates()
     budget = [max_nodes]
+    tentative: List[Tuple[CallNode, Frame, CallNode]] = []
     for capture in threads:
-        _ThreadTree(root, capture, wall, budget, min_seconds, estimates).build()
-    _prune(root)
-    return root, estimates
+        _ThreadTree(root, capture, wall, budget, min_seconds, estimates, tentative).build()
+    _prune(tentative)
+    return root, estimates.summary(min_seconds)
 
 
 class _ThreadTree:
@@ -151,15 +162,21 @@ class _ThreadTree:
         wall: bool,
         budget: List[int],
         min_seconds: float,
-        estimates: TreeEstimates,
+        estimates: _Estimates,
+        tentative: List[Tuple[CallNode, Frame, CallNode]],
     ) -> None:
         self.capture = capture
+        self.tentative = tentative  # (parent, frame, node) for nodes that may end up empty
         self.wall = wall
         self.budget = budget
         self.min_seconds = min_seconds
         self.estimates = estimates
-        self.thread_node = root.child(Frame(f"{capture.name} (thread {capture.ident})"))
+        thread = Frame(f"{capture.name} (thread {capture.ident})")
+        self.thread_node = root.child(thread)
+        tentative.append((root, thread, self.thread_node))
         self.stats: Dict[int, FuncStat] = {s.function_id: s for s in capture.stats}
+        self.skipped = {fid for fid, s in self.stats.items() if s.pass_through}  # wrappers
+        self.hidden = {fid for fid, s in self.stats.items() if s.own} - self.skipped
         self.by_key = {s.key: s.function_id for s in self.stats.values() if not s.builtin}
         self.edges: Dict[int, List[ChildStat]] = {
             fid: [c for c in s.children if c.callee_id in self.stats]
@@ -168,12 +185,18 @@ class _ThreadTree:
         self.callers: Dict[int, Set[Tuple[str, int, str]]] = {}
         for fid, edges in self.edges.items():
             for edge in edges:
-                if edge.callee_id != fid and not self.stats[fid].own:
+                if edge.callee_id != fid and fid not in self.hidden:
                     self.callers.setdefault(edge.callee_id, set()).add(self.stats[fid].key)
         self.sites: Dict[int, List[_Site]] = {}
         self.in_flight: Dict[int, CallNode] = {}  # function -> its node on the stack at stop
         self.task_edges: Set[Tuple[int, int]] = set()
         self.loads: Dict[CodeType, FrozenSet[str]] = {}
+        self.frames: Dict[int, Frame] = {}
+        self.expandable: Dict[int, List[ChildStat]] = {}
+        self.placed = 0.0  # own time given to this thread's nodes so far
+        self.calling = {  # functions with callees worth a node
+            fid for fid, edges in self.edges.items() if any(e.ttot >= min_seconds for e in edges)
+        }
         start = capture.start_stack
         if start is None and capture.stop_stack:  # began during the capture: its first frames
             start = self._unseen_prefix(capture.stop_stack)
@@ -184,27 +207,30 @@ class _ThreadTree:
         self._seed_roots()
         self._seed_coroutines()
         self._seed_in_flight()
-        order, recursive = self._order()
-        for fid in order:
-            self._expand(fid, recursive)
+        for fid in self._order():
+            self._expand(fid)
         self._add_remainder()
 
     def _frame(self, fid: int) -> Frame:
-        stat = self.stats[fid]
-        return Frame(stat.name, stat.module, stat.lineno)
+        frame = self.frames.get(fid)
+        if frame is None:
+            stat = self.stats[fid]
+            frame = self.frames[fid] = Frame(stat.name, stat.module, stat.lineno)
+        return frame
 
-    def _new_node(self, parent: CallNode, fid: int) -> Optional[CallNode]:
+    def _new_node(self, parent: CallNode, fid: int, time: float) -> Optional[CallNode]:
         """``fid``'s node under ``parent`` (``parent`` for a wrapper; None: out of budget)."""
-        stat = self.stats[fid]
-        if stat.pass_through:
+        if fid in self.skipped:
             return parent
-        frame = self._frame(fid)
+        frame = self.frames.get(fid) or self._frame(fid)
         node = parent.children.get(frame)
         if node is None:
             if self.budget[0] <= 0:
                 return None
             self.budget[0] -= 1
             node = parent.child(frame)
+            if time < self.min_seconds:  # it may hold nothing in the end
+                self.tentative.append((parent, frame, node))
         return node
 
     def _path(self, frames: Sequence[StackFrame], base: Optional[CallNode] = None) -> CallNode:
@@ -213,7 +239,11 @@ class _ThreadTree:
         for item in frames:
             fid = self.by_key.get(item.key)
             frame = self._frame(fid) if fid is not None else item.frame
-            node = node.child(frame)
+            child = node.children.get(frame)
+            if child is None:
+                child = node.child(frame)
+                self.tentative.append((node, frame, child))
+            node = child
         return node
 
     def _add_site(self, fid: int, site: _Site) -> None:
@@ -231,17 +261,15 @@ class _ThreadTree:
                     into[2] += edge.ncall
         anchored: List[Tuple[int, _Site, List[int]]] = []
         for fid, stat in self.stats.items():
-            if stat.own and not stat.pass_through:
+            if fid in self.hidden:
                 continue
             into = incoming.get(fid, [0.0, 0.0, 0.0])
             time = stat.ttot - into[0]
-            if time < self.min_seconds and (
-                into[2] >= stat.ncall or not self._has_callee_time(fid)
-            ):
+            if time < self.min_seconds and (into[2] >= stat.ncall or fid not in self.calling):
                 continue  # every call has a known caller, or nothing to show
             site = _Site(None, max(time, 0.0), max(stat.tsub - into[1], 0.0), stat.ncall - into[2])
             if self.wall and stat.is_async:
-                site.node = self._new_node(self._coroutines(), fid)
+                site.node = self._new_node(self._coroutines(), fid, site.time)
                 self._add_site(fid, site)
             else:
                 anchored.append((fid, site, self._anchors(fid)))
@@ -255,30 +283,30 @@ class _ThreadTree:
             else:
                 length, estimated = lengths[0], False
                 made[length] += site.time
-            site.node = self._new_node(self._path(self.start_stack[:length]), fid)
+            site.node = self._new_node(self._path(self.start_stack[:length]), fid, site.time)
             if estimated and site.node is not None:
                 self.estimates.add(site.node, site.time)
             self._add_site(fid, site)
 
-    def _has_callee_time(self, fid: int) -> bool:
-        return any(edge.ttot >= self.min_seconds for edge in self.edges[fid])
-
     def _coroutines(self) -> CallNode:
-        return self.thread_node.child(COROUTINES)
+        node = self.thread_node.children.get(COROUTINES)
+        if node is None:
+            node = self.thread_node.child(COROUTINES)
+            self.tentative.append((self.thread_node, COROUTINES, node))
+        return node
 
     def _seed_coroutines(self) -> None:
         """Wall clock: coroutines resumed by the event loop hang under ``(coroutines)``."""
         if not self.wall:
             return
         for fid, edges in self.edges.items():
-            caller = self.stats[fid]
-            if caller.is_async or (caller.own and not caller.pass_through):
+            if fid in self.hidden or self.stats[fid].is_async:
                 continue
             for edge in edges:
                 callee = self.stats[edge.callee_id]
-                if callee.is_async and not (callee.own and not callee.pass_through):
+                if callee.is_async and edge.callee_id not in self.hidden:
                     self.task_edges.add((fid, edge.callee_id))
-                    node = self._new_node(self._coroutines(), edge.callee_id)
+                    node = self._new_node(self._coroutines(), edge.callee_id, edge.ttot)
                     site = _Site(node, edge.ttot, edge.tsub, edge.ncall)
                     self._add_site(edge.callee_id, site)
 
@@ -339,26 +367,32 @@ class _ThreadTree:
             )
         return names
 
-    def _order(self) -> Tuple[List[int], Set[Tuple[int, int]]]:
-        """Functions with a place, callers before callees, and the recursive edges left out."""
+    def _order(self) -> List[int]:
+        """Functions with a place, callers before callees (depth-first, reversed post-order).
+
+        Sets ``expandable``: per function, the edges to place below it — not
+        recursive ones (to a function on the path), not coroutines resumed by
+        the event loop (placed already).
+        """
         seeds = sorted(
             set(self.sites) | set(self.in_flight),
             key=lambda fid: (-self.stats[fid].ttot, fid),
         )
         state: Dict[int, int] = {}  # 1: on the current path, 2: done
-        recursive: Set[Tuple[int, int]] = set()
         post: List[int] = []
         for seed in seeds:
             if seed in state:
                 continue
             state[seed] = 1
-            work: List[Tuple[int, Iterable[int]]] = [(seed, iter(self._callees(seed)))]
+            work: List[Tuple[int, Iterator[ChildStat]]] = [(seed, iter(self._callees(seed)))]
             while work:
                 fid, callees = work[-1]
-                for callee in callees:
+                for edge in callees:
+                    callee = edge.callee_id
                     if state.get(callee) == 1:
-                        recursive.add((fid, callee))
-                    elif callee not in state:
+                        continue  # recursive: its time stays in the outer call
+                    self.expandable[fid].append(edge)
+                    if callee not in state and callee not in self.hidden:
                         state[callee] = 1
                         work.append((callee, iter(self._callees(callee))))
                         break
@@ -367,71 +401,76 @@ class _ThreadTree:
                     state[fid] = 2
                     post.append(fid)
         post.reverse()
-        return post, recursive
+        return post
 
-    def _callees(self, fid: int) -> List[int]:
-        """Callees expanded below ``fid`` (largest first): not itself, not the library's."""
-        result = []
-        for edge in sorted(self.edges[fid], key=lambda e: -e.ttot):
-            callee = self.stats[edge.callee_id]
-            if edge.callee_id == fid or (callee.own and not callee.pass_through):
-                continue
-            if (fid, edge.callee_id) not in self.task_edges:
-                result.append(edge.callee_id)
-        return result
-
-    def _expand(self, fid: int, recursive: Set[Tuple[int, int]]) -> None:
-        """Give ``fid``'s callees their places below ``fid``'s places."""
-        stat = self.stats[fid]
-        sites = self._merged_sites(fid)
+    def _callees(self, fid: int) -> List[ChildStat]:
+        """Edges that may be placed below ``fid``, largest first."""
+        self.expandable[fid] = []
         edges = [
             edge
             for edge in self.edges[fid]
-            if edge.callee_id != fid
-            and (fid, edge.callee_id) not in recursive
-            and (fid, edge.callee_id) not in self.task_edges
+            if edge.callee_id != fid and (fid, edge.callee_id) not in self.task_edges
         ]
+        edges.sort(key=lambda edge: -edge.ttot)
+        return edges
+
+    def _expand(self, fid: int) -> None:
+        """Give ``fid``'s callees their places below ``fid``'s places."""
+        sites = self._merged_sites(fid)
         if not sites:
             return
+        edges = self.expandable.get(fid, ())
+        shares: Iterable[Tuple[int, ChildStat, float, float]] = (
+            [(0, edge, 1.0, 0.0) for edge in edges] if len(sites) == 1 else _share_out(sites, edges)
+        )
+        hidden, calling, min_seconds = self.hidden, self.calling, self.min_seconds
         placed = [0.0] * len(sites)
-        for index, edge, fraction, uncertain in _share_out(sites, edges):
+        for index, edge, fraction, uncertain in shares:
             site = sites[index]
             time = edge.ttot * fraction
-            placed[index] += time
-            callee = self.stats[edge.callee_id]
-            if site.node is None or (callee.own and not callee.pass_through):
-                continue  # not shown: the library's, or calls with no place in the tree
-            if time < self.min_seconds and not self._has_callee_time(edge.callee_id):
-                placed[index] -= time  # folded into the caller's own time
+            callee = edge.callee_id
+            if site.node is None or callee in hidden:
+                placed[index] += time  # not shown: the library's, or calls with no place here
                 continue
-            node = self._new_node(site.node, edge.callee_id)
+            if time < min_seconds and callee not in calling:
+                continue  # folded into the caller's own time
+            node = self._new_node(site.node, callee, time)
             if node is None:
-                placed[index] -= time
-                continue
+                continue  # out of nodes: folded into the caller's own time
+            placed[index] += time
             if uncertain > _EPSILON and node is not site.node:
-                self.estimates.add(node, uncertain)
+                self.estimates.add(node, min(uncertain, time))
             child = _Site(node, time, edge.tsub * fraction, edge.ncall * fraction)
-            self._add_site(edge.callee_id, child)
-        if stat.pass_through:
+            known = self.sites.get(callee)
+            if known is None:
+                self.sites[callee] = [child]
+            else:
+                known.append(child)
+        if fid in self.skipped:
             return  # the wrapper's own time is the library's
         for site, given in zip(sites, placed):
-            if site.node is not None:
-                site.node.self_value += max(site.time - given, 0.0)
+            if site.node is not None and site.time > given:
+                site.node.self_value += site.time - given
+                self.placed += site.time - given
 
     def _merged_sites(self, fid: int) -> List[_Site]:
         """``fid``'s places, one per node, with its call running at stop and its unplaced calls."""
         stat = self.stats[fid]
+        sites = self.sites.pop(fid, [])
         by_node: Dict[Optional[int], _Site] = {}
-        for site in self.sites.pop(fid, []):
-            key = None if site.node is None else id(site.node)
-            known = by_node.get(key)
-            if known is None:
-                by_node[key] = _Site(site.node, site.time, site.own, site.calls)
-            else:
-                known.time += site.time
-                known.own += site.own
-                known.calls += site.calls
-        sites = list(by_node.values())
+        if len(sites) > 1:
+            for site in sites:
+                key = None if site.node is None else id(site.node)
+                known = by_node.get(key)
+                if known is None:
+                    by_node[key] = site
+                else:
+                    known.time += site.time
+                    known.own += site.own
+                    known.calls += site.calls
+            sites = list(by_node.values())
+        elif sites and sites[0].node is not None:
+            by_node[id(sites[0].node)] = sites[0]
         placed_time = sum(site.time for site in sites)
         unplaced = stat.ttot - placed_time
         if unplaced > self.min_seconds and sites:  # calls from the library or callers not shown
@@ -453,11 +492,8 @@ class _ThreadTree:
         total, stop = self.capture.total, self.capture.stop_stack
         if total is None or not stop:
             return
-        placed = self.thread_node.total_value()
         coroutines = self.thread_node.children.get(COROUTINES)
-        if coroutines is not None:
-            placed -= coroutines.total_value()
-        remainder = total - placed
+        remainder = total - self.placed + (0.0 if coroutines is None else coroutines.total_value())
         if remainder >= self.min_seconds:
             self._path(stop).self_value += remainder
 
@@ -465,14 +501,16 @@ class _ThreadTree:
 def _share_out(
     sites: Sequence[_Site], edges: Sequence[ChildStat]
 ) -> List[Tuple[int, ChildStat, float, float]]:
-    """Each callee edge's fraction at each site, with the time yappi's numbers leave open.
+    """Each callee edge's fraction at each site, and the time of it that could be elsewhere.
 
-    That time is the width of the range the placement could take given every
-    site's callee time and every callee's total (0 when the numbers settle it).
+    ``edges`` come largest first. The time that could be elsewhere is the
+    width of the range the placement can take given every site's callee time
+    and every callee's total: 0 when yappi's numbers settle it.
     """
     if len(sites) == 1:
         return [(0, edge, 1.0, 0.0) for edge in edges]
-    room = [site.callee_time for site in sites]
+    budgets = [site.time - site.own if site.time > site.own else 0.0 for site in sites]
+    room = budgets[:]  # callee time not yet given, per site
     live = [index for index, value in enumerate(room) if value > _EPSILON]
     if not live:  # no callee time anywhere: by total time, then by calls
         weights = [site.time for site in sites]
@@ -484,7 +522,7 @@ def _share_out(
         return [(i, e, w / total, 0.0) for e in edges for i, w in enumerate(weights) if w > 0]
     if len(live) == 1:
         return [(live[0], edge, 1.0, 0.0) for edge in edges]
-    timed = sorted((e for e in edges if e.ttot > _EPSILON), key=lambda e: -e.ttot)
+    timed = [edge for edge in edges if edge.ttot > _EPSILON]  # largest first already
     all_room, all_callees = sum(room[i] for i in live), sum(e.ttot for e in timed)
     shares: List[Tuple[int, ChildStat, float, float]] = []
     for edge in timed:
@@ -493,12 +531,12 @@ def _share_out(
         weights = [max(room[i], 0.0) for i in pool]
         total = sum(weights)
         if total <= 0:
-            pool, weights = live, [sites[i].callee_time for i in live]
+            pool, weights = live, [budgets[i] for i in live]
             total = sum(weights)
         for index, weight in zip(pool, weights):
             if weight > 0:
                 fraction = weight / total
-                budget = sites[index].callee_time
+                budget = budgets[index]
                 low = max(0.0, edge.ttot - (all_room - budget), budget - (all_callees - edge.ttot))
                 high = min(edge.ttot, budget)
                 shares.append((index, edge, fraction, max(high - low, 0.0)))
@@ -506,15 +544,11 @@ def _share_out(
     return shares
 
 
-def _prune(root: CallNode) -> None:
-    """Remove subtrees that hold no time (places created for calls that turned out empty)."""
-    order = [node for node, _ in root.walk()]
-    totals: Dict[int, float] = {}
-    for node in reversed(order):
-        total = node.self_value
-        for frame, child in list(node.children.items()):
-            child_total = totals[id(child)]
-            if child_total <= 0:
-                del node.children[frame]
-            total += child_total
-        totals[id(node)] = total
+def _prune(tentative: List[Tuple[CallNode, Frame, CallNode]]) -> None:
+    """Remove the nodes made for calls that turned out to hold nothing.
+
+    Later nodes first: a node's children were made after it.
+    """
+    for parent, frame, node in reversed(tentative):
+        if not node.children and node.self_value <= 0 and parent.children.get(frame) is node:
+            del parent.children[frame]
