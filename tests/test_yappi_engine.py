@@ -9,6 +9,7 @@ they are used; timing comparisons use ±15 % of what the program measured.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import pstats
@@ -362,6 +363,40 @@ def test_a_loop_running_at_start_gets_only_its_time_since_start() -> None:
     )
     assert len(ending(nodes, "Worker.helper")) == 1, "helper hangs only under the loop"
     assert_no_library_frame(profile)
+
+
+def derive_key(iterations: int) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", b"secret", b"salt", iterations)  # C, without the GIL
+
+
+def test_threads_that_ran_are_in_the_window_and_threads_that_waited_are_not() -> None:
+    began = time.perf_counter()
+    derive_key(20_000)
+    per_iteration = (time.perf_counter() - began) / 20_000
+    busy = threading.Thread(target=derive_key, args=(int(2.0 / per_iteration),), name="in-c")
+    waiting = threading.Thread(target=time.sleep, args=(3.0,), name="waiting")
+    busy.start()
+    waiting.start()
+    try:
+        time.sleep(0.2)
+        profiler = CpuProfiler(engine="yappi")
+        profiler.start()
+        start = time.perf_counter()
+        time.sleep(0.8)
+        stop = time.perf_counter()
+        data = profiler.stop()
+    finally:
+        busy.join(30)
+        waiting.join(30)
+    nodes = node_totals(load_cpuprofile(data))
+    threads = {
+        path[0].split(" (thread")[0]: total for path, (total, _) in nodes.items() if len(path) == 1
+    }
+    # busy in C all along (no Python call to see): its window, on the frame that called C
+    assert_close(threads["in-c"], stop - start, "the thread busy in C")
+    assert ending(nodes, "derive_key")
+    # asleep all along, it did not run: it is not in the profile
+    assert "waiting" not in threads
 
 
 # -- asyncio ----------------------------------------------------------------------------------

@@ -31,6 +31,10 @@ from otel_profiling.profilers.yappi_tree import ThreadCapture, yappi_call_tree
 
 _yappi_lock = threading.Lock()  # held for the whole capture: one yappi session per process
 
+# A thread yappi saw make no call that used less CPU than this share of the window
+# was waiting all along: it did not run, and is left out.
+_RAN = 0.01
+
 TREE_ESTIMATED = "profiling.cpu.tree_estimated"
 TREE_ESTIMATED_NODES = "profiling.cpu.tree_estimated_nodes"
 TREE_ESTIMATED_SECONDS = "profiling.cpu.tree_estimated_seconds"
@@ -60,12 +64,17 @@ def _thread_name() -> Optional[str]:
 class _Moment:
     """The threads' stacks and CPU times at the start or the stop of a capture."""
 
-    def __init__(self, cpu: bool) -> None:
+    def __init__(self) -> None:
         self.wall = time.perf_counter()
         self.stacks: Dict[int, ThreadStack] = thread_stacks()
-        self.cpu: Dict[int, Optional[float]] = (
-            {ident: thread_cpu_time(ident) for ident in self.stacks} if cpu else {}
-        )
+        self.cpu: Dict[int, Optional[float]] = {
+            ident: thread_cpu_time(ident) for ident in self.stacks
+        }
+
+    def used_cpu(self, since: _Moment, ident: int) -> Optional[float]:
+        """CPU seconds thread ``ident`` used from ``since`` to this moment (None: unknown)."""
+        now, then = self.cpu.get(ident), since.cpu.get(ident)
+        return None if now is None or then is None else now - then
 
 
 class YappiEngine:
@@ -118,7 +127,7 @@ class YappiEngine:
             self._start_us = int(time.time() * 1e6)
             if starts.available():
                 starts.watch_new_threads()
-            self._start = _Moment(cpu=self.clock == "cpu")
+            self._start = _Moment()
         except BaseException:
             if yappi.is_running():
                 yappi.stop()
@@ -133,14 +142,16 @@ class YappiEngine:
         if not self._running:
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
         try:
-            stop = _Moment(cpu=self.clock == "cpu")
-            yappi.stop()
-            yappi.set_context_name_callback(None)
+            try:
+                stop = _Moment()  # while yappi runs: what is on these stacks ran in the window
+            finally:
+                yappi.stop()
+                yappi.set_context_name_callback(None)
             with gc_paused():
                 contexts = [t for t in yappi.get_thread_stats() if not is_own_thread_name(t.name)]
                 stats = read_func_stats()
-                yappi.clear_stats()
         finally:
+            yappi.clear_stats()
             self._running = False
             _yappi_lock.release()
         start = self._start
@@ -176,7 +187,7 @@ class YappiEngine:
     def _captures(
         self, contexts: List[Any], stats: List[FuncStat], start: _Moment, stop: _Moment
     ) -> List[ThreadCapture]:
-        """One capture per application thread that yappi saw or that was running at stop."""
+        """One capture per application thread that ran: yappi saw it, or it used CPU."""
         groups = by_context(stats)
         captures: Dict[int, ThreadCapture] = {}
         first_to_last: Dict[int, float] = {}  # yappi's time from a thread's first event to its last
@@ -185,8 +196,11 @@ class YappiEngine:
             capture = captures.setdefault(ident, ThreadCapture(str(context.name), ident, []))
             capture.stats = [*capture.stats, *groups.get(context.id, [])]
             first_to_last[ident] = first_to_last.get(ident, 0.0) + float(context.ttot)
-        for ident, stack in stop.stacks.items():
-            captures.setdefault(ident, ThreadCapture(stack.name, ident, []))
+        window = stop.wall - start.wall
+        for ident, stack in stop.stacks.items():  # threads that ran no Python code
+            used = stop.used_cpu(start, ident)
+            if ident not in captures and used is not None and used >= _RAN * window:
+                captures[ident] = ThreadCapture(stack.name, ident, [])  # busy in C
         for capture in captures.values():
             self._place_in_window(capture, start, stop, first_to_last.get(capture.ident))
         return [captures[ident] for ident in sorted(captures)]
