@@ -227,3 +227,17 @@ def test_coroutines_resumed_by_the_event_loop_hang_beside_the_threads_stack() ->
     assert totals[("main",)] == pytest.approx(0.1), "its life is not the resumer's time"
     root, _ = yappi_call_tree([ThreadCapture("T", 1, stats)], wall=False)
     assert Frame("(coroutines)") not in next(iter(root.children.values())).children
+
+
+def test_a_bounded_tree_keeps_every_second() -> None:
+    stats = [
+        stat("main", 1, 1.0, 0.1, [("handler_a", 1, 0.5, 0.1), ("handler_b", 1, 0.4, 0.1)]),
+        stat("handler_a", 1, 0.5, 0.1, [("x", 1, 0.4, 0.4)]),
+        stat("handler_b", 1, 0.4, 0.1, [("y", 1, 0.3, 0.3)]),
+        stat("x", 1, 0.4, 0.4),
+        stat("y", 1, 0.3, 0.3),
+    ]
+    root, _ = yappi_call_tree([ThreadCapture("T", 1, stats)], max_nodes=3)
+    functions = [node.frame.function for node, depth in root.walk() if depth >= 2]
+    assert len(functions) == 3, functions  # the rest is folded into its callers
+    assert root.total_value() == pytest.approx(1.0)
