@@ -24,7 +24,7 @@ import pytest
 from conftest import APPS, ROOT
 from viewers import load_callgrind, load_cpuprofile
 
-from otel_profiling import ProfilingAgent
+from otel_profiling import ProfilingAgent, _threads
 from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profile import Profile
@@ -230,9 +230,22 @@ def rounds() -> None:
 
 
 def profile_rounds(agent: ProfilingAgent, fmt: str) -> Profile:
+    """``rounds()`` profiled while a library thread reads the clock too (it must not count)."""
     calls.clear()
-    with agent.profile(CpuProfiler(engine="yappi", format=fmt)) as handle:
-        rounds()
+    done = threading.Event()
+
+    def library_work() -> None:
+        while not done.is_set():
+            time.perf_counter()
+            time.sleep(0.001)
+
+    thread = _threads.start_daemon(library_work, "test-clock-reader")
+    try:
+        with agent.profile(CpuProfiler(engine="yappi", format=fmt)) as handle:
+            rounds()
+    finally:
+        done.set()
+        thread.join(10)
     assert handle.profile is not None
     return handle.profile
 
@@ -249,7 +262,7 @@ def test_pstats_call_counts_are_the_programs(
         assert by_name[name][:2] == (calls[name], calls[name]), name
     # recursion: pstats holds (primitive calls, all calls)
     assert by_name["recurse"][:2] == (ROUNDS, calls["recurse"])
-    # every perf_counter call the program made, none of the library's (it reads the clock too)
+    # every perf_counter call the program made, none of the library's threads or frames
     assert by_name["perf_counter"][1] == calls["perf_counter"]
     callers = {caller[2]: value[0] for caller, value in by_name["shared"][4].items()}
     assert callers == {"handler_a": 50 * ROUNDS, "handler_b": ROUNDS}

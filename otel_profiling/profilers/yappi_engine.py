@@ -149,7 +149,8 @@ class YappiEngine:
                 yappi.set_context_name_callback(None)
             with gc_paused():
                 contexts = [t for t in yappi.get_thread_stats() if not is_own_thread_name(t.name)]
-                stats = read_func_stats()
+                kept = {context.id for context in contexts}  # the application's threads
+                stats = [stat for stat in read_func_stats() if stat.ctx_id in kept]
         finally:
             yappi.clear_stats()
             self._running = False
