@@ -497,3 +497,29 @@ def test_an_event_loop_running_at_start_appears_once(
 def test_by_span_is_refused_with_the_yappi_engine() -> None:
     with pytest.raises(ValueError, match="engine='sampling'"):
         CpuProfiler(engine="yappi", by_span=True)
+
+
+# -- attributes known at stop ------------------------------------------------------------------
+
+
+def test_attributes_known_at_stop_reach_the_profile_and_a_failing_hook_costs_no_payload(
+    agent: Tuple[ProfilingAgent, InMemoryProfileExporter],
+) -> None:
+    from helpers import WallClockProfiler
+
+    class Reporting(WallClockProfiler):
+        def end_attributes(self) -> dict:
+            return {"profiling.test.seen_at_stop": True}
+
+    class Failing(WallClockProfiler):
+        def end_attributes(self) -> dict:
+            raise RuntimeError("cannot tell")
+
+    with agent[0].profile(Reporting()) as reported:
+        pass
+    with agent[0].profile(Failing()) as failed:
+        pass
+    assert reported.profile is not None and failed.profile is not None
+    assert reported.profile.attributes["profiling.test.seen_at_stop"] is True
+    assert int(failed.profile.data) > 0, "the payload is kept"
+    assert failed.profile.status.value == "OK"
