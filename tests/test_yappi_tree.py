@@ -10,7 +10,7 @@ import asyncio
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from otel_profiling.formats.calltree import CallNode, Frame
@@ -324,7 +324,13 @@ def true_tree(program: List[Call]) -> Dict[Tuple[str, ...], float]:
 
 @settings(deadline=None, max_examples=300)  # no deadline: the machine may be busy
 @given(programs())
-def test_the_tree_keeps_all_time_on_real_calls_and_is_exact_when_unambiguous(
+@example(  # f3's own time at each of its places is shared out by an estimate, so is f4
+    [
+        ("f1", 1e-4, [("f3", 1e-4, [("f4", 1e-4, [])])]),
+        ("f0", 1e-4, [("f1", 1e-4, [("f3", 1e-4, [])])]),
+    ]
+)
+def test_the_tree_keeps_all_time_on_real_calls_and_is_exact_or_says_it_is_not(
     program: List[Call],
 ) -> None:
     stats = recorded(program)
@@ -340,8 +346,9 @@ def test_the_tree_keeps_all_time_on_real_calls_and_is_exact_when_unambiguous(
     places: Dict[str, set] = {}
     for path in truth:
         places.setdefault(path[-1], set()).add(path[:-1])
-    callees = {s.name: {c.callee_id for c in s.children} for s in stats}
-    ambiguous = any(len(places[name]) > 1 and len(callees[name]) > 1 for name in places)
+    calling = {s.name for s in stats if s.children}
+    # every function that calls something is called from one place: each edge has one place
+    ambiguous = any(len(places[name]) > 1 for name in calling)
     if not ambiguous:
         assert open_seconds == 0
         assert set(totals) - {()} == set(truth)

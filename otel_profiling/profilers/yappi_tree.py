@@ -13,7 +13,8 @@ the nodes its callers' time was put at.
   time its callees took at each place is exact too — the place's time less
   the function's own time there, which yappi keeps per edge — but not which
   callee ran where. When a single place has callee time, or there is a
-  single callee, that settles it. Otherwise the callees, largest first, go
+  single callee, that settles it (if each place's own time is yappi's, not a
+  share of an estimate). Otherwise the callees, largest first, go
   whole to the places whose callee time not yet given can hold them
   (shared out by that time when several can), and are shared out among all
   places only when none can. Such placements are estimates, counted in
@@ -119,15 +120,22 @@ class _Estimates:
 
 
 class _Site:
-    """A function's time at one place: the node, its total and own time there, its calls."""
+    """A function's time at one place: the node, its total and own time there, its calls.
 
-    __slots__ = ("node", "time", "own", "calls")
+    ``exact``: the own time is yappi's (a whole caller edge), not a share of one
+    spread over several places, so the callee time there is exact too.
+    """
 
-    def __init__(self, node: Optional[CallNode], time: float, own: float, calls: float) -> None:
+    __slots__ = ("node", "time", "own", "calls", "exact")
+
+    def __init__(
+        self, node: Optional[CallNode], time: float, own: float, calls: float, exact: bool = True
+    ) -> None:
         self.node = node  # None: calls from otel-profiling or from callers not in the tree
         self.time = time
         self.own = own
         self.calls = calls
+        self.exact = exact
 
     @property
     def callee_time(self) -> float:
@@ -440,7 +448,8 @@ class _ThreadTree:
             placed[index] += time
             if uncertain > _EPSILON and node is not site.node:
                 self.estimates.add(node, min(uncertain, time))
-            child = _Site(node, time, edge.tsub * fraction, edge.ncall * fraction)
+            own, calls = edge.tsub * fraction, edge.ncall * fraction
+            child = _Site(node, time, own, calls, exact=fraction == 1.0)
             known = self.sites.get(callee)
             if known is None:
                 self.sites[callee] = [child]
@@ -468,6 +477,7 @@ class _ThreadTree:
                     known.time += site.time
                     known.own += site.own
                     known.calls += site.calls
+                    known.exact = known.exact and site.exact
             sites = list(by_node.values())
         elif sites and sites[0].node is not None:
             by_node[id(sites[0].node)] = sites[0]
@@ -475,7 +485,8 @@ class _ThreadTree:
         unplaced = stat.ttot - placed_time
         if unplaced > self.min_seconds and sites:  # calls from the library or callers not shown
             own = max(stat.tsub - sum(site.own for site in sites), 0.0)
-            sites.append(_Site(None, unplaced, min(own, unplaced), 0.0))
+            exact = all(site.exact for site in sites)
+            sites.append(_Site(None, unplaced, min(own, unplaced), 0.0, exact))
         node = self.in_flight.get(fid)
         if node is not None:
             callee_time = sum(edge.ttot for edge in self.edges[fid] if edge.callee_id != fid)
@@ -483,8 +494,8 @@ class _ThreadTree:
             merged = by_node.get(id(node))
             if merged is not None:
                 merged.time += max(unfinished, 0.0)
-            elif unfinished > self.min_seconds or not sites:
-                sites.append(_Site(node, max(unfinished, 0.0), 0.0, 0.0))
+            elif unfinished > self.min_seconds or not sites:  # its own time there is unknown
+                sites.append(_Site(node, max(unfinished, 0.0), 0.0, 0.0, exact=not sites))
         return sites
 
     def _add_remainder(self) -> None:
@@ -504,14 +515,15 @@ def _share_out(
     """Each callee edge's fraction at each site, and the time of it that could be elsewhere.
 
     ``edges`` come largest first. The time that could be elsewhere is the
-    width of the range the placement can take given every site's callee time
-    and every callee's total: 0 when yappi's numbers settle it.
+    width of the range yappi's numbers leave for the placement: 0 when they
+    settle it.
     """
     if len(sites) == 1:
         return [(0, edge, 1.0, 0.0) for edge in edges]
     budgets = [site.time - site.own if site.time > site.own else 0.0 for site in sites]
     room = budgets[:]  # callee time not yet given, per site
     live = [index for index, value in enumerate(room) if value > _EPSILON]
+    placed: List[Tuple[int, ChildStat, float]] = []
     if not live:  # no callee time anywhere: by total time, then by calls
         weights = [site.time for site in sites]
         if sum(weights) <= 0:
@@ -519,29 +531,51 @@ def _share_out(
         if sum(weights) <= 0:
             weights = [1.0] * len(sites)
         total = sum(weights)
-        return [(i, e, w / total, 0.0) for e in edges for i, w in enumerate(weights) if w > 0]
-    if len(live) == 1:
-        return [(live[0], edge, 1.0, 0.0) for edge in edges]
-    timed = [edge for edge in edges if edge.ttot > _EPSILON]  # largest first already
-    all_room, all_callees = sum(room[i] for i in live), sum(e.ttot for e in timed)
-    shares: List[Tuple[int, ChildStat, float, float]] = []
-    for edge in timed:
-        fits = [i for i in live if room[i] >= edge.ttot - _EPSILON]
-        pool = fits or live
-        weights = [max(room[i], 0.0) for i in pool]
-        total = sum(weights)
-        if total <= 0:
-            pool, weights = live, [budgets[i] for i in live]
+        placed = [(i, e, w / total) for e in edges for i, w in enumerate(weights) if w > 0]
+    elif len(live) == 1:
+        placed = [(live[0], edge, 1.0) for edge in edges]
+    else:
+        for edge in edges:
+            if edge.ttot <= _EPSILON:
+                continue
+            fits = [i for i in live if room[i] >= edge.ttot - _EPSILON]
+            pool = fits or live
+            weights = [max(room[i], 0.0) for i in pool]
             total = sum(weights)
-        for index, weight in zip(pool, weights):
-            if weight > 0:
-                fraction = weight / total
-                budget = budgets[index]
-                low = max(0.0, edge.ttot - (all_room - budget), budget - (all_callees - edge.ttot))
-                high = min(edge.ttot, budget)
-                shares.append((index, edge, fraction, max(high - low, 0.0)))
-                room[index] -= edge.ttot * fraction
-    return shares
+            if total <= 0:
+                pool, weights = live, [budgets[i] for i in live]
+                total = sum(weights)
+            for index, weight in zip(pool, weights):
+                if weight > 0:
+                    placed.append((index, edge, weight / total))
+                    room[index] -= edge.ttot * weight / total
+    bounds = _Bounds(sites, budgets, edges)
+    return [(i, e, fraction, bounds.open(i, e)) for i, e, fraction in placed]
+
+
+class _Bounds:
+    """How much of a callee's time at a site yappi's numbers leave open.
+
+    The callee's time at site ``i`` lies between what the other sites cannot
+    hold and what site ``i`` can hold. With every site's own time known, a
+    site holds exactly its callee time and the callees fill it; otherwise only
+    the site's total time bounds it.
+    """
+
+    def __init__(
+        self, sites: Sequence[_Site], budgets: List[float], edges: Sequence[ChildStat]
+    ) -> None:
+        self.exact = all(site.exact for site in sites)
+        self.holds = budgets if self.exact else [site.time for site in sites]
+        self.all_held = sum(self.holds)
+        self.all_callees = sum(edge.ttot for edge in edges)
+
+    def open(self, index: int, edge: ChildStat) -> float:
+        held, total = self.holds[index], edge.ttot
+        low = max(0.0, total - (self.all_held - held))
+        if self.exact:
+            low = max(low, held - (self.all_callees - total))
+        return max(min(total, held) - low, 0.0)
 
 
 def _prune(tentative: List[Tuple[CallNode, Frame, CallNode]]) -> None:
