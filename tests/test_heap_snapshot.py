@@ -381,6 +381,12 @@ def test_one_snapshot_per_start() -> None:
     assert "roots=<1 objects>" in repr(profiler)
 
 
+@pytest.mark.parametrize("roots", [[Holder(None)], {1: Holder(None)}])
+def test_roots_must_be_named(roots: Any) -> None:
+    with pytest.raises(TypeError, match=r"mapping of names \(str\) to objects"):
+        HeapSnapshotProfiler(roots=roots)
+
+
 def test_signal_takes_a_snapshot_through_the_agent() -> None:
     namespace: Dict[str, Any] = {"CACHE": Holder(None)}
     exporter = InMemoryProfileExporter()

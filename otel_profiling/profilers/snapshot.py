@@ -15,7 +15,8 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from otel_profiling._gcpause import gc_paused
 from otel_profiling._memory import return_free_memory
@@ -46,6 +47,13 @@ class HeapSnapshotProfiler(Profiler):
         roots: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__(format)
+        if roots is not None and not (
+            isinstance(roots, Mapping) and all(isinstance(name, str) for name in roots)
+        ):
+            raise TypeError(
+                "HeapSnapshotProfiler(roots=...) takes a mapping of names (str) to objects, "
+                'e.g. roots={"cache": cache}'
+            )
         self.collect = collect
         self.roots = roots
         self._lock = threading.Lock()
