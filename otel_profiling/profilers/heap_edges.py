@@ -124,7 +124,7 @@ class _ByType(Dict[type, int]):
 class GraphBuilder:
     """Adds objects to ``graph`` as nodes ``base`` onwards, then walks them for their edges.
 
-    ``seed`` places the gc-tracked objects (``gc.get_objects()``), ``targets``
+    ``place_tracked`` places the gc-tracked objects (``gc.get_objects()``), ``targets``
     gives the node offsets of objects (placing those met for the first time)
     and ``walk`` writes, in node order, each placed node's fields and edges,
     placing their new referents as it goes. ``within_roots``: classes and
@@ -145,7 +145,7 @@ class GraphBuilder:
         self.pending: Deque[Tuple[int, List[Any]]] = deque()  # runs placed, not walked yet
         self.singles: List[Any] = []  # gc-tracked objects held once, not met yet
 
-    def seed(self, found: List[Any]) -> None:
+    def place_tracked(self, found: List[Any]) -> None:
         """Place the gc-tracked objects ``found``, except those one reference holds.
 
         Those wait in ``singles`` until the walk meets them, through their one

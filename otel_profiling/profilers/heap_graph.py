@@ -91,7 +91,7 @@ def walk_heap(skip_dirs: Tuple[str, ...] = (_PACKAGE_DIR,)) -> HeapGraph:
     modules = [(name, m) for name, m in list(sys.modules.items()) if m is not None]
     graph = HeapGraph()
     builder = GraphBuilder(graph, 1 + len(threads) + sum(len(frames) for _, frames in threads))
-    builder.seed(found_objects)
+    builder.place_tracked(found_objects)
     del found_objects  # the walk's own list: freed, never a node
     _add_roots(builder, threads, modules)
     del threads, modules
