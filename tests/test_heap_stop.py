@@ -19,7 +19,7 @@ import pytest
 from viewers import load_pprof
 
 from otel_profiling import ProfilingAgent
-from otel_profiling._own_code import PACKAGE_DIR
+from otel_profiling._threads import PACKAGE_DIR
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.profilers import CpuProfiler, HeapProfiler

@@ -17,7 +17,7 @@ from __future__ import annotations
 import tracemalloc
 from typing import Dict, Iterable, List, Tuple
 
-from otel_profiling._own_code import is_library_file, runs_application
+from otel_profiling._threads import in_pass_through, is_own_code
 
 Frames = Tuple[Tuple[str, int], ...]  # (filename, lineno), innermost first
 LiveStacks = Dict[Frames, Tuple[int, int]]  # bytes, blocks
@@ -52,15 +52,16 @@ def is_own(frames: Frames) -> bool:
     """Whether the library (or tracemalloc itself) made this allocation.
 
     The innermost frame that belongs to the library decides: ordinary library
-    code makes it the library's, whatever ran below it; a library function
-    that calls the application (``calls_application``) makes it the
+    code makes it the library's, whatever ran below it (the standard library
+    or a dependency working for it); a wrapper that runs application code
+    (``_threads.pass_through``, the ``agent.profile`` decorator) makes it the
     application's. A stack with no library frame is the application's.
     """
     for filename, lineno in frames:
         if filename == _TRACEMALLOC_FILE:
             return True
-        if is_library_file(filename):
-            return not runs_application(filename, lineno)
+        if is_own_code(filename):
+            return not in_pass_through(filename, lineno)
     return False
 
 

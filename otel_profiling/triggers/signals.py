@@ -83,12 +83,15 @@ class SignalTrigger(Trigger):
     actually used is ``signum`` once installed, and is published in the
     process context for ``otel-profiling trigger``.
 
-    Under a server a thread of the library also waits for the (real-time)
-    signal with ``sigwait``, and the main thread blocks it, as the threads it
-    starts and the workers it forks then do: the signal is taken at once even
-    where the main thread sits in C code (uWSGI's loop runs no Python between
-    requests, so a Python handler would only run at the next request). The
-    Python handler stays installed for any older thread that does not block it.
+    A real-time signal (``SIGRTMIN+n``, as under a server) is also waited for
+    by a library thread with ``sigwait``, and the main thread blocks it, as the
+    threads it starts and the processes it forks then do: the signal is taken
+    at once even where the main thread sits in C code (uWSGI's loop runs no
+    Python between requests; a main thread blocked in a read would run a
+    Python handler only at its next bytecode). The Python handler stays
+    installed for any older thread that does not block it. SIGUSR1/SIGUSR2
+    keep the plain handler: blocking them would also block them in programs
+    this process starts.
     """
 
     def __init__(self, signum: Optional[SignalLike] = None) -> None:
@@ -119,7 +122,7 @@ class SignalTrigger(Trigger):
         self.signum = self._choose(server)
         self.name = f"signal:{signal_name(self.signum)}"
         super().install(target)
-        self._waiting = server is not None and self.signum in _threads.REALTIME_SIGNALS
+        self._waiting = self.signum in _threads.REALTIME_SIGNALS
         self._previous = signal.signal(self.signum, self._handler)
         if self._waiting:
             signal.pthread_sigmask(signal.SIG_BLOCK, {self.signum})
