@@ -1,11 +1,19 @@
-"""The library's own threads and code, which profilers leave out of the application's profiles."""
+"""The library's own threads and code, which profilers leave out of the application's profiles.
+
+The threads also block the real-time signals: one sent to the process (the
+trigger signal under an application server) then goes to the thread that
+waits for it with ``sigwait``, never to one of these. Other signals are left
+alone, so a process started from a library thread behaves as usual.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import threading
 from types import CodeType
-from typing import Any, Callable, Set, TypeVar
+from typing import Any, Callable, Set, Tuple, TypeVar
 
 LIBRARY_THREAD_PREFIX = "otel-profiling-"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -13,6 +21,9 @@ _PACKAGE_PREFIX = PACKAGE_DIR + os.sep
 _own_idents: Set[int] = set()
 _pass_through: Set[CodeType] = set()
 F = TypeVar("F", bound=Callable[..., Any])
+REALTIME_SIGNALS = (
+    set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)) if hasattr(signal, "SIGRTMIN") else set()
+)
 
 
 def is_own_thread(ident: int) -> bool:
@@ -43,12 +54,30 @@ def is_pass_through(code: CodeType) -> bool:
     return code in _pass_through
 
 
+def in_pass_through(filename: str, lineno: int) -> bool:
+    """Whether a ``(file, line)`` frame, as tracemalloc records it, is in a marked wrapper."""
+    for code in tuple(_pass_through):
+        if code.co_filename == filename:
+            first, last = _line_span(code)
+            if first <= lineno <= last:
+                return True
+    return False
+
+
+@functools.cache
+def _line_span(code: CodeType) -> Tuple[int, int]:
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    return min(lines), max(lines)
+
+
 def start_daemon(target: Callable[[], None], name: str) -> threading.Thread:
     """Start a daemon thread that is recorded as the library's own."""
 
     def run() -> None:
         ident = threading.get_ident()
         _own_idents.add(ident)
+        if REALTIME_SIGNALS:
+            signal.pthread_sigmask(signal.SIG_BLOCK, REALTIME_SIGNALS)
         try:
             target()
         finally:
