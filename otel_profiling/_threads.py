@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Callable, Set
 
@@ -32,3 +33,7 @@ def start_daemon(target: Callable[[], None], name: str) -> threading.Thread:
 def forget_all() -> None:
     """After fork only the forking thread survives: the recorded idents are stale."""
     _own_idents.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=forget_all)
