@@ -7,17 +7,20 @@ overwriting an existing one, and how content type and metadata are attached.
 Every operation is a coroutine, so the exporter has one code path with one
 deadline. An async filesystem (s3fs, gcsfs, adlfs: ``fs.async_impl``) awaits
 its own coroutines, which the deadline cancels mid-request. A synchronous one
-(local disk, memory) makes plain calls from the coroutine, on the calling
-thread. No backend holds a lock across a call.
+(local disk, memory) makes plain calls from coroutines that never suspend
+(even its ``sleep`` blocks), so they run on the calling thread without an
+event loop. No backend holds a lock across a call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
 import posixpath
 import secrets
+import time
 from typing import Any, Dict, Mapping, Set, Tuple
 
 _EXTRAS = {
@@ -77,9 +80,15 @@ class Backend:
     Its calls block the calling thread; the exporter runs them there.
     """
 
+    is_async = False
+
     def __init__(self, fs: Any) -> None:
         self.fs = fs
         self._ready: Set[str] = set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait between tries (blocking: nothing else runs on this thread meanwhile)."""
+        time.sleep(seconds)
 
     def container(self, path: str) -> str:
         """What must exist before ``path`` can be written (a directory, a bucket)."""
@@ -141,6 +150,11 @@ class LocalBackend(Backend):
 
 class AsyncBackend(Backend):
     """An async filesystem: every call is awaited on its loop, so a deadline cancels it."""
+
+    is_async = True
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     async def _make_container(self, directory: str) -> None:
         if directory:

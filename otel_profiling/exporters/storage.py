@@ -1,15 +1,17 @@
 """``FsspecProfileExporter``: one URL, any storage backend fsspec knows.
 
-How an export is bounded: the writes of a batch are coroutines gathered under
-one ``asyncio.wait_for`` set to the export's deadline, so when it passes every
-request still running is cancelled (its connection closed), whatever the
-backend does; a backend that drips one byte a second cannot hold an export
-longer than its timeout. Async filesystems run them on fsspec's I/O loop (one
-thread, shared; the exporter starts none of its own); synchronous ones (local
-disk, memory) on a loop on the calling thread. While the interpreter exits,
-when some Pythons refuse to start threads, async filesystems also run on the
-calling thread, with an instance of their own. No lock is held across a call,
-and nothing per process survives a fork.
+How an export is bounded: for an async filesystem (s3fs, gcsfs, adlfs) the
+writes of a batch are coroutines gathered under one ``asyncio.wait_for`` set
+to the export's deadline, so when it passes every request still running is
+cancelled (its connection closed), whatever the backend does; a backend that
+drips one byte a second cannot hold an export past its timeout. They run on
+fsspec's I/O loop (one thread, shared; the exporter starts none of its own).
+While the interpreter exits, when some Pythons refuse to start threads, they
+run on an event loop on the calling thread instead, with a filesystem
+instance of their own. A synchronous filesystem (local disk, memory) is
+written on the calling thread, its deadline checked between calls; the same
+coroutines drive it, without an event loop, since they never suspend there.
+No lock is held across a call, and nothing per process survives a fork.
 """
 
 from __future__ import annotations
@@ -169,6 +171,16 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
 async def _until(work: Awaitable[T], deadline: float) -> T:
     """``work``, cancelled (mid-request) when ``deadline`` passes."""
     return await asyncio.wait_for(work, max(deadline - time.monotonic(), 0.0))
+
+
+def _drive(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a synchronous backend's) to its end, loop-less."""
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    work.close()
+    raise RuntimeError("a synchronous storage backend awaited an event loop")
 
 
 def _loop_running_here() -> bool:
@@ -375,19 +387,22 @@ class FsspecProfileExporter(ProfileExporter):
     def write(self, profile: Profile, *, resend: bool = False) -> str:
         """Write one profile now, without retries; returns the path written. Raises on failure."""
         deadline = time.monotonic() + self.timeout_millis / 1000
-        return self._run(
-            lambda backend: _until(self._write(backend, profile, resend), deadline), deadline
-        )
+        return self._run(lambda backend: self._write(backend, profile, resend), deadline)
 
     def _run(self, work: Callable[[Backend], Coroutine[Any, Any, T]], deadline: float) -> T:
-        """Run ``work``, which cancels itself at ``deadline``, and return its result.
+        """Run ``work`` until it ends or ``deadline`` passes, and return its result.
 
-        On fsspec's I/O loop for an async filesystem, else on a loop on the
-        calling thread (also for async filesystems while the interpreter exits).
+        A synchronous filesystem runs on the calling thread. An async one runs
+        on fsspec's I/O loop, or on a loop of its own on the calling thread
+        once the interpreter exits.
         """
-        if getattr(self._fs_class, "async_impl", False) and not exiting():
+        if not getattr(self._fs_class, "async_impl", False):
+            return _drive(work(self._get_backend()))
+        if not exiting():
             backend = self._get_backend()
-            future = asyncio.run_coroutine_threadsafe(work(backend), backend.fs.loop)
+            future = asyncio.run_coroutine_threadsafe(
+                _until(work(backend), deadline), backend.fs.loop
+            )
             try:
                 return future.result(max(deadline - time.monotonic(), 0.0) + _CANCEL_GRACE_S)
             except concurrent.futures.TimeoutError:
@@ -395,17 +410,16 @@ class FsspecProfileExporter(ProfileExporter):
                 raise
         if _loop_running_here():  # the caller runs asyncio: a second loop cannot run here
             return self._run_on_helper_thread(work, deadline)
-        return self._run_here(work)
+        return self._run_here(work, deadline)
 
-    def _run_here(self, work: Callable[[Backend], Coroutine[Any, Any, T]]) -> T:
+    def _run_here(self, work: Callable[[Backend], Coroutine[Any, Any, T]], deadline: float) -> T:
+        """On an event loop of its own on this thread, with a filesystem instance bound to it."""
         loop = asyncio.new_event_loop()
         loop.set_default_executor(_InlineExecutor())
         try:
-            if not getattr(self._fs_class, "async_impl", False):
-                return loop.run_until_complete(work(self._get_backend()))
             backend = self._backend_on(loop)
             try:
-                return loop.run_until_complete(work(backend))
+                return loop.run_until_complete(_until(work(backend), deadline))
             finally:
                 with contextlib.suppress(Exception):
                     loop.run_until_complete(asyncio.wait_for(backend.aclose(), _CLOSE_TIMEOUT_S))
@@ -420,7 +434,7 @@ class FsspecProfileExporter(ProfileExporter):
 
         def run() -> None:
             try:
-                outcome["result"] = self._run_here(work)
+                outcome["result"] = self._run_here(work, deadline)
             except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
                 outcome["error"] = exc
             finally:
@@ -441,7 +455,8 @@ class FsspecProfileExporter(ProfileExporter):
         resend: bool,
         attempt: _Attempt,
     ) -> None:
-        """Every profile, ``max_concurrency`` at a time, until ``deadline``.
+        """Every profile, ``max_concurrency`` at a time, until ``deadline`` (the caller's
+        ``_run`` cancels what is still running then).
 
         Each container (bucket, directory) is made once first, so concurrent
         writes do not race to create it. Profiles that map to the same key are
@@ -451,6 +466,17 @@ class FsspecProfileExporter(ProfileExporter):
         groups: Dict[str, List[Profile]] = {}
         for profile in todo:
             groups.setdefault(self.path_for(profile), []).append(profile)
+        if self.create_container:
+            for container in dict.fromkeys(backend.container(path) for path in groups):
+                with contextlib.suppress(Exception):  # retried and reported per profile
+                    await backend.ensure_container(container)
+        if not backend.is_async:  # one call after the other, while time is left
+            for group in groups.values():
+                for profile in group:
+                    if time.monotonic() >= deadline:
+                        return
+                    await self._deliver(backend, profile, deadline, resend, attempt)
+            return
         gate = asyncio.Semaphore(self.max_concurrency)
 
         async def one_group(group: List[Profile]) -> None:
@@ -458,14 +484,7 @@ class FsspecProfileExporter(ProfileExporter):
                 for profile in group:
                     await self._deliver(backend, profile, deadline, resend, attempt)
 
-        async def everything() -> None:
-            if self.create_container:
-                for container in dict.fromkeys(backend.container(path) for path in groups):
-                    with contextlib.suppress(Exception):  # retried and reported per profile
-                        await backend.ensure_container(container)
-            await asyncio.gather(*(one_group(g) for g in groups.values()), return_exceptions=True)
-
-        await _until(everything(), deadline)
+        await asyncio.gather(*(one_group(g) for g in groups.values()), return_exceptions=True)
 
     async def _deliver(
         self, backend: Backend, profile: Profile, deadline: float, resend: bool, attempt: _Attempt
@@ -487,7 +506,7 @@ class FsspecProfileExporter(ProfileExporter):
                 if delay is None:
                     attempt.given_up = f"{message} (after {backoff.attempts} attempt(s))"
                     return
-                await asyncio.sleep(delay)
+                await backend.sleep(delay)
                 continue
             attempt.written.add(id(profile))
             self._succeeded()
