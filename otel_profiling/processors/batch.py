@@ -37,6 +37,7 @@ from typing import Deque, List, Optional, Sequence, Tuple, Union
 
 from otel_profiling import _threads
 from otel_profiling._env import env_int
+from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
 from otel_profiling.exporters.base import ProfileExporter, has_payload
 from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
@@ -182,6 +183,8 @@ class BatchProfileProcessor(ProfileProcessor):
 
     def on_end(self, profile: Profile) -> None:
         """Append to the queue; never blocks on I/O, never logs."""
+        if not isinstance(profile, Profile):
+            raise TypeError(f"on_end() takes a Profile, not {type(profile).__name__}")
         if self._pid != os.getpid():  # forked without the at-fork hook running
             self._init_state()
         size = len(profile.data)
@@ -209,20 +212,21 @@ class BatchProfileProcessor(ProfileProcessor):
     def _ensure_worker(self) -> bool:
         """A live worker, started (again) if needed; called with ``_cond`` held.
 
-        ``False`` when none can run: after shutdown, or while the interpreter
-        exits on a Python that refuses new threads (``shutdown`` then exports
-        on its own thread).
+        ``False`` when none can run: after shutdown, or once the interpreter
+        exits (some Pythons refuse new threads then; ``shutdown`` exports on
+        its own thread).
         """
         if self._worker is not None and self._worker.is_alive():
             return True
-        if self._shutdown:
+        if self._shutdown or exiting():
             return False
+        restart = self._worker_died is not None
         try:
             self._worker = _threads.start_daemon(self._run, "batch-processor")
         except RuntimeError:  # "can't create new thread at interpreter shutdown"
             self._worker = None
             return False
-        if self._worker_died is not None:
+        if restart:
             self.worker_restarts += 1
         return True
 
@@ -252,8 +256,8 @@ class BatchProfileProcessor(ProfileProcessor):
             self._in_flight = batch or None
         try:
             if batch:
-                self._export(batch, self.export_timeout_millis, worker=True)
-            if flushing or self._drain_due():
+                self._export(batch, self.export_timeout_millis, worker=True, now=flushing)
+            if (flushing and not self._backend_down) or self._drain_due():
                 self._drain(force=flushing)
         except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
             self._recover(batch)
@@ -304,15 +308,19 @@ class BatchProfileProcessor(ProfileProcessor):
             return list(profiles)
         return [p for p in profiles if id(p) in ids]
 
-    def _export(self, batch: List[Profile], timeout_millis: float, worker: bool) -> None:
+    def _export(
+        self, batch: List[Profile], timeout_millis: float, worker: bool, now: bool = False
+    ) -> None:
         """Export ``batch`` and settle each profile in its counter.
 
-        The worker's batch is settled only if ``shutdown`` has not taken it
-        over meanwhile (it then is in the spool already).
+        While the backend is down the batch goes straight to the spool, unless
+        a probe is due or ``now`` (a flush asks for a try). The worker's batch
+        is settled only if ``shutdown`` has not taken it over meanwhile (it
+        then is in the spool already).
         """
         errors = [p for p in batch if not has_payload(p)]
         todo = [p for p in batch if has_payload(p)]
-        tried = bool(todo) and self._may_try()
+        tried = bool(todo) and (now or self._may_try())
         unsent = self._send(todo, timeout_millis) if tried else todo
         sent = len(todo) - len(unsent)
         with self._cond:
@@ -342,7 +350,7 @@ class BatchProfileProcessor(ProfileProcessor):
         """Spool ``profiles`` (lost without a spool, or if it cannot be written): (kept, lost)."""
         kept = 0
         for profile in profiles:
-            if self.spool is not None and self.spool.put(profile) is not None:
+            if self.spool is not None and self._spooled(profile):
                 kept += 1
         lost = len(profiles) - kept
         with self._cond:
@@ -352,6 +360,14 @@ class BatchProfileProcessor(ProfileProcessor):
             if kept:
                 self._spool_pending = True
         return kept, lost
+
+    def _spooled(self, profile: Profile) -> bool:
+        assert self.spool is not None
+        try:
+            return self.spool.put(profile) is not None
+        except Exception:  # noqa: BLE001 - a custom spool that raises: the profile is lost
+            _logger.exception("Spooling %s failed: the profile is lost.", profile.key)
+            return False
 
     def _report_unsent(self, kept: int, lost: int, probe_failed: bool) -> None:
         """Say what became of profiles not sent: one warning when the backend goes down.
@@ -482,13 +498,14 @@ class BatchProfileProcessor(ProfileProcessor):
         self._complete_flushes()
 
     def _say_restarted(self) -> None:
-        if self._worker_died is not None:
+        with self._cond:
+            died, self._worker_died = self._worker_died, None
+        if died is not None:
             _logger.warning(
                 "Export worker of %s restarted (it had stopped: %s).",
                 type(self._exporter).__name__,
-                self._worker_died,
+                died,
             )
-            self._worker_died = None
 
     def _complete_flushes(self) -> None:
         with self._cond:
