@@ -1,0 +1,123 @@
+"""The batch processor's worker: it survives a failing round, and is started again if it dies.
+
+The failures are injected at the boundaries the worker does not own: an
+exporter whose client library ends the thread with ``SystemExit``, a spool
+whose disk fails on read. Every profile still ends in one counter.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+import pytest
+from conftest import wait_for
+from reliability_helpers import make_profile
+
+from otel_profiling import Profile
+from otel_profiling.exporters import FsspecProfileExporter
+from otel_profiling.processors import BatchProfileProcessor
+from otel_profiling.spool import Spool
+
+
+class ExitingExporter(FsspecProfileExporter):
+    """Writes to a real directory, but its first export ends the thread with ``SystemExit``."""
+
+    exits = 1
+
+    def export_unsent(
+        self,
+        profiles: Sequence[Profile],
+        timeout_millis: Optional[float] = None,
+        *,
+        resend: bool = False,
+    ) -> List[Profile]:
+        if self.exits:
+            self.exits -= 1
+            raise SystemExit(3)
+        return super().export_unsent(profiles, timeout_millis, resend=resend)
+
+
+class FailingDiskSpool(Spool):
+    """A spool whose first read of the directory fails with EIO."""
+
+    failures = 1
+
+    def drain(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EIO, "Input/output error", str(self.directory))
+        return super().drain(*args, **kwargs)
+
+
+def workers() -> List[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "otel-profiling-batch-processor"]
+
+
+def written(directory: Path) -> set:
+    return {(directory / name).read_bytes() for name in os.listdir(directory)}
+
+
+def test_a_dead_worker_is_started_again_and_its_batch_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = set(workers())
+    processor = BatchProfileProcessor(
+        ExitingExporter(f"file://{tmp_path}/out"),
+        schedule_delay_millis=10,
+        spool=Spool(tmp_path / "spool"),
+    )
+    with caplog.at_level(logging.WARNING, logger="otel_profiling"):
+        first = make_profile(1)
+        processor.on_end(first)
+        assert wait_for(lambda: processor.spooled_profiles == 1, 30)  # its batch is kept
+        assert wait_for(lambda: not (set(workers()) - before), 30)  # and the worker is gone
+        assert processor.worker_restarts == 0
+        second = make_profile(2)
+        processor.on_end(second)  # starts a new worker
+        assert processor.force_flush(30_000)
+        assert wait_for(lambda: processor.resent_profiles == 1, 30)
+    try:
+        assert processor.worker_restarts == 1
+        assert (processor.exported_profiles, processor.spooled_profiles) == (1, 1)
+        assert processor.failed_profiles == processor.dropped_profiles == 0
+        assert written(tmp_path / "out") == {first.data, second.data}
+        text = caplog.text
+        assert "stopped (SystemExit: 3)" in text and "restarted" in text
+    finally:
+        processor.shutdown()
+
+
+def test_a_failing_round_is_logged_counted_and_the_worker_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    left_behind = make_profile(1)
+    Spool(tmp_path / "spool").put(left_behind)  # by an earlier process
+    with caplog.at_level(logging.ERROR, logger="otel_profiling"):
+        processor = BatchProfileProcessor(
+            FsspecProfileExporter(f"file://{tmp_path}/out"),
+            schedule_delay_millis=10,
+            spool=FailingDiskSpool(tmp_path / "spool"),
+        )
+        assert wait_for(lambda: processor.worker_errors == 1, 30)
+    try:
+        assert "Input/output error" in caplog.text and "it goes on" in caplog.text
+        fresh = make_profile(2)
+        processor.on_end(fresh)
+        assert processor.force_flush(30_000)
+        assert wait_for(lambda: processor.resent_profiles == 1, 30)  # read again after backoff
+        assert processor.exported_profiles == 1 and processor.worker_restarts == 0
+        assert written(tmp_path / "out") == {left_behind.data, fresh.data}
+    finally:
+        processor.shutdown()
+
+
+def test_on_end_refuses_what_is_not_a_profile() -> None:
+    processor = BatchProfileProcessor(FsspecProfileExporter("memory://x"), spool=False)
+    with pytest.raises(TypeError, match="takes a Profile"):
+        processor.on_end(b"profile bytes")  # type: ignore[arg-type]
+    processor.shutdown()
