@@ -121,3 +121,20 @@ def test_on_end_refuses_what_is_not_a_profile() -> None:
     with pytest.raises(TypeError, match="takes a Profile"):
         processor.on_end(b"profile bytes")  # type: ignore[arg-type]
     processor.shutdown()
+
+
+def test_writer_pool_never_grows_past_its_size() -> None:
+    """Blocking writes that hang keep their threads; later jobs wait instead of adding more."""
+    from otel_profiling.exporters.pool import WriterPool
+
+    pool = WriterPool(3, "test-writer")
+    release = threading.Event()
+    done: List[int] = []
+    for i in range(50):
+        pool.submit(lambda i=i: (release.wait(30), done.append(i)))  # type: ignore[misc]
+    assert pool.threads == 3
+    assert len([t for t in threading.enumerate() if t.name == "otel-profiling-test-writer"]) == 3
+    release.set()
+    assert wait_for(lambda: len(done) == 50, 30)
+    pool.submit(lambda: done.append(50))  # a free thread takes it: still three
+    assert wait_for(lambda: len(done) == 51, 30) and pool.threads == 3

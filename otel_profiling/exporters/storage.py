@@ -66,6 +66,7 @@ from otel_profiling.exporters.naming import (
     placeholders,
     validate_key_template,
 )
+from otel_profiling.exporters.pool import WriterPool
 from otel_profiling.exporters.retry import Backoff, is_transient, remedy_for
 from otel_profiling.profile import Profile, iso_millis
 from otel_profiling.redact import (
@@ -139,15 +140,35 @@ def profile_metadata(profile: Profile) -> Dict[str, str]:
 
 
 class _Attempt:
-    """What one export call learned: which profiles were written, and why others were not."""
+    """What one export call learned: which profiles were written, and why others were not.
 
-    __slots__ = ("written", "permanent", "given_up", "last_error")
+    Writers on several threads report here; the lock guards only these fields.
+    """
+
+    __slots__ = ("written", "permanent", "given_up", "last_error", "_lock")
 
     def __init__(self) -> None:
         self.written: Set[int] = set()
         self.permanent = 0  # profiles that failed permanently (reported on their own)
         self.given_up: Optional[str] = None  # transient error after which retries stopped
         self.last_error: Optional[str] = None
+        self._lock = threading.Lock()
+
+    def wrote(self, profile: Profile) -> None:
+        with self._lock:
+            self.written.add(id(profile))
+
+    def failed(self, message: str, permanent: bool, given_up: bool) -> None:
+        with self._lock:
+            self.last_error = message
+            if permanent:
+                self.permanent += 1
+            if given_up:
+                self.given_up = message
+
+    def unsent(self, profiles: Sequence[Profile]) -> List[Profile]:
+        with self._lock:
+            return [p for p in profiles if id(p) not in self.written]
 
 
 class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
@@ -263,6 +284,7 @@ class FsspecProfileExporter(ProfileExporter):
         self._base = self._fs_class._strip_protocol(url).rstrip("/")
         _check_target(self.protocol, self._base, key_template)
         self._stopped = False
+        self._pool = WriterPool(self.max_concurrency, "export")
         self._renew()
         renew_after_fork(self, FsspecProfileExporter._renew)
 
@@ -380,7 +402,7 @@ class FsspecProfileExporter(ProfileExporter):
             pass  # the writes still running were cancelled; reported below
         except Exception as exc:  # noqa: BLE001 - making the filesystem failed, for one
             self._failed(exc, attempt, len(todo))
-        unsent = [p for p in todo if id(p) not in attempt.written]
+        unsent = attempt.unsent(todo)
         self._report_unsent(len(unsent) - attempt.permanent, attempt, timeout)
         return unsent
 
@@ -470,12 +492,8 @@ class FsspecProfileExporter(ProfileExporter):
             for container in dict.fromkeys(backend.container(path) for path in groups):
                 with contextlib.suppress(Exception):  # retried and reported per profile
                     await backend.ensure_container(container)
-        if not backend.is_async:  # one call after the other, while time is left
-            for group in groups.values():
-                for profile in group:
-                    if time.monotonic() >= deadline:
-                        return
-                    await self._deliver(backend, profile, deadline, resend, attempt)
+        if not backend.is_async:
+            self._write_blocking(backend, list(groups.values()), deadline, resend, attempt)
             return
         gate = asyncio.Semaphore(self.max_concurrency)
 
@@ -485,6 +503,50 @@ class FsspecProfileExporter(ProfileExporter):
                     await self._deliver(backend, profile, deadline, resend, attempt)
 
         await asyncio.gather(*(one_group(g) for g in groups.values()), return_exceptions=True)
+
+    def _write_blocking(
+        self,
+        backend: Backend,
+        groups: List[List[Profile]],
+        deadline: float,
+        resend: bool,
+        attempt: _Attempt,
+    ) -> None:
+        """Blocking writes: on the writer threads, ``max_concurrency`` at a time, until
+        ``deadline``; on this thread alone for one group, or once the interpreter exits."""
+
+        def run(group: List[Profile]) -> None:
+            for profile in group:
+                if time.monotonic() >= deadline:
+                    return
+                _drive(self._deliver(backend, profile, deadline, resend, attempt))
+
+        if len(groups) == 1 or exiting():
+            for group in groups:
+                run(group)
+            return
+        left = [len(groups)]
+        count = threading.Lock()
+        finished = threading.Event()
+
+        def job(group: List[Profile]) -> Callable[[], None]:
+            def go() -> None:
+                try:
+                    run(group)
+                finally:
+                    with count:
+                        left[0] -= 1
+                        if not left[0]:
+                            finished.set()
+
+            return go
+
+        for group in groups:
+            try:
+                self._pool.submit(job(group))
+            except RuntimeError:  # no thread may start now: write it here
+                job(group)()
+        finished.wait(max(deadline - time.monotonic(), 0.0))
 
     async def _deliver(
         self, backend: Backend, profile: Profile, deadline: float, resend: bool, attempt: _Attempt
@@ -496,19 +558,20 @@ class FsspecProfileExporter(ProfileExporter):
                 path = await self._write(backend, profile, resend)
             except Exception as exc:  # noqa: BLE001 - classified and reported
                 message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
-                attempt.last_error = message
                 if not is_transient(exc):
-                    attempt.permanent += 1
+                    attempt.failed(message, permanent=True, given_up=False)
                     self._report_permanent(exc, message)
                     return
                 _logger.debug("Transient failure writing %s: %s", profile.key, message)
                 delay = backoff.next_delay()
                 if delay is None:
-                    attempt.given_up = f"{message} (after {backoff.attempts} attempt(s))"
+                    tries = f"{message} (after {backoff.attempts} attempt(s))"
+                    attempt.failed(tries, permanent=False, given_up=True)
                     return
+                attempt.failed(message, permanent=False, given_up=False)
                 await backend.sleep(delay)
                 continue
-            attempt.written.add(id(profile))
+            attempt.wrote(profile)
             self._succeeded()
             _logger.debug("Wrote %s (%d bytes).", path, len(profile.data))
             return
@@ -561,9 +624,10 @@ class FsspecProfileExporter(ProfileExporter):
         """The export could not start (the filesystem could not be made, ...)."""
         message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
         if is_transient(exc):
-            attempt.given_up = message
+            attempt.failed(message, permanent=False, given_up=True)
         else:
-            attempt.permanent = count
+            for _ in range(count):
+                attempt.failed(message, permanent=True, given_up=False)
             self._report_permanent(exc, message)
 
     def _report_unsent(self, count: int, attempt: _Attempt, timeout_millis: float) -> None:
