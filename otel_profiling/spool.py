@@ -255,7 +255,8 @@ class Spool:
         return len(self._entries())
 
     def profiles(self) -> List[Profile]:
-        """The spooled profiles, oldest first (for inspection; nothing is removed or moved)."""
+        """The spooled profiles, oldest first, for inspection: nothing is sent or removed
+        (an entry that is not a regular file is set aside, as by any read)."""
         out = []
         for path, _ in self._entries():
             with contextlib.suppress(OSError, ValueError), _open_entry(path) as handle:

@@ -69,60 +69,26 @@ class FlakyProxy:
                     if (n // 2) % 2 == 0:
                         with proxy._lock:
                             proxy.failed_503 += 1
-                        self.send_response(503, "Slow Down")
-                        self.send_header("Content-Type", "application/xml")
-                        self.send_header("Content-Length", str(len(_SLOW_DOWN)))
-                        self.send_header("Connection", "close")
-                        self.end_headers()
-                        if self.command != "HEAD":
-                            self.wfile.write(_SLOW_DOWN)
-                        self.close_connection = True
+                        _answer_xml(self, 503, "Slow Down", _SLOW_DOWN)
                     else:
                         with proxy._lock:
                             proxy.resets += 1
-                        self.connection.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
-                        self.close_connection = True
-                        self.connection.close()
+                        _reset(self)
                     return
-                self._forward(body)
-
-            def _forward(self, body: bytes) -> None:
-                conn = http.client.HTTPConnection(
-                    proxy.upstream_host, proxy.upstream_port, timeout=30
+                status, reason, headers, data = _forward(
+                    proxy.upstream_host, proxy.upstream_port, self, body
                 )
-                try:
-                    conn.putrequest(
-                        self.command, self.path, skip_host=True, skip_accept_encoding=True
-                    )
-                    for name, value in self.headers.items():
-                        if name.lower() not in _HOP_BY_HOP:
-                            conn.putheader(name, value)
-                    if body and "Content-Length" not in self.headers:
-                        conn.putheader("Content-Length", str(len(body)))
-                    conn.endheaders(body or None)
-                    response = conn.getresponse()
-                    data = response.read()
-                finally:
-                    conn.close()
                 with proxy._lock:
                     proxy.forwarded += 1
-                self.send_response(response.status, response.reason)
-                for name, value in response.getheaders():
-                    if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                self.wfile.write(_response_bytes(status, reason, headers, data, self.command))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _NamedThreadsServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fault-proxy", daemon=True
+        )
 
     @property
     def endpoint(self) -> str:
@@ -240,15 +206,11 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.requests.append(f"{self.command} {self.path}")
                 if mode == "slowdown":
-                    self._answer(503, "Slow Down", _SLOW_DOWN)
+                    _answer_xml(self, 503, "Slow Down", _SLOW_DOWN)
                 elif mode == "deny":
-                    self._answer(403, "Forbidden", _ACCESS_DENIED)
+                    _answer_xml(self, 403, "Forbidden", _ACCESS_DENIED)
                 elif mode == "reset":
-                    self.connection.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                    )
-                    self.close_connection = True
-                    self.connection.close()
+                    _reset(self)
                 else:
                     status, reason, headers, data = _forward(
                         proxy.upstream_host, proxy.upstream_port, self, body
@@ -258,16 +220,6 @@ class FaultProxy:
                         self._drip(raw)
                     else:
                         self.wfile.write(raw)
-
-            def _answer(self, status: int, reason: str, xml: bytes) -> None:
-                self.send_response(status, reason)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(xml)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(xml)
-                self.close_connection = True
 
             def _drip(self, raw: bytes) -> None:
                 with proxy._lock:
@@ -335,6 +287,27 @@ class _NamedThreadsServer(http.server.ThreadingHTTPServer):
             daemon=True,
         )
         thread.start()
+
+
+def _answer_xml(
+    handler: http.server.BaseHTTPRequestHandler, status: int, reason: str, xml: bytes
+) -> None:
+    """An S3-style error answer, then the connection closes."""
+    handler.send_response(status, reason)
+    handler.send_header("Content-Type", "application/xml")
+    handler.send_header("Content-Length", str(len(xml)))
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(xml)
+    handler.close_connection = True
+
+
+def _reset(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """A TCP reset (``SO_LINGER`` 0) before any answer."""
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.close_connection = True
+    handler.connection.close()
 
 
 def _forward(
