@@ -57,6 +57,7 @@ _VERSION = 1
 _EVICTION_WARNING_INTERVAL_S = 60.0
 _STALE_TEMP_S = 600.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+_MAX_NAME = 100  # characters of the service's directory name (file names stop at 255 bytes)
 _OPEN_FLAGS = (
     os.O_RDONLY
     | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the worker
@@ -76,8 +77,12 @@ def default_spool_root() -> Path:
 
 
 def service_directory(root: Path, service: str) -> Path:
-    """The per-service spool directory under ``root``."""
-    return root / (_UNSAFE.sub("_", service).strip(".") or "unknown_service")
+    """The per-service spool directory under ``root`` (a long name keeps a hash of the rest)."""
+    name = _UNSAFE.sub("_", service).strip(".") or "unknown_service"
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha256(service.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        name = f"{name[: _MAX_NAME - 11]}-{digest}"
+    return root / name
 
 
 def private_directory(directory: Path, root: Optional[Path] = None) -> None:

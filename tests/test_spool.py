@@ -391,3 +391,14 @@ def test_unwritable_spool_loses_with_one_error_and_never_raises(
         assert spool.put(make_profile(1)) is None
     assert "is lost" in caplog.text and "OTEL_PROFILING_SPOOL_DIR" in caplog.text
     assert spool.pending() == 0 and spool.drain(lambda ps: []) == (0, 0)
+
+
+def test_long_service_names_get_a_short_directory(tmp_path: Path) -> None:
+    """A 300-character service name: the spool still works, and two such services stay apart."""
+    first = Spool.from_env(service="s" * 300, destination="file:///x")
+    second = Spool.from_env(service="s" * 299 + "t", destination="file:///x")
+    assert first is not None and second is not None
+    assert first.directory != second.directory
+    for spool in (first, second):
+        assert len(spool.directory.parent.name) <= 100
+        assert spool.put(make_profile(1)) is not None and spool.pending() == 1
