@@ -9,8 +9,9 @@ fsspec's I/O loop (one thread, shared; the exporter starts none of its own).
 While the interpreter exits, when some Pythons refuse to start threads, they
 run on an event loop on the calling thread instead, with a filesystem
 instance of their own. A synchronous filesystem (local disk, memory) is
-written on the calling thread, its deadline checked between calls; the same
-coroutines drive it, without an event loop, since they never suspend there.
+written by a capped set of writer threads (``pool.py``; on the calling thread
+at exit), its deadline checked between calls; the same coroutines drive it,
+without an event loop, since they never suspend there.
 No lock is held across a call, and nothing per process survives a fork.
 """
 
@@ -367,8 +368,9 @@ class FsspecProfileExporter(ProfileExporter):
         """Write ``profiles`` (concurrently, with retries); return those not written.
 
         Returns by ``timeout_millis`` (at most the exporter's own timeout) even
-        if the backend hangs; a write still running then is cancelled and
-        counts as not written. With ``resend``, an object already holding the
+        if the backend hangs; a write still running then counts as not written
+        (a request to an async filesystem is cancelled; a blocking write keeps
+        its writer thread until it returns). With ``resend``, an object already holding the
         same bytes at the profile's key counts as written (a re-send of a
         profile that did land). A profile without payload (status ``ERROR``) is
         logged and never written.
@@ -414,7 +416,8 @@ class FsspecProfileExporter(ProfileExporter):
     def _run(self, work: Callable[[Backend], Coroutine[Any, Any, T]], deadline: float) -> T:
         """Run ``work`` until it ends or ``deadline`` passes, and return its result.
 
-        A synchronous filesystem runs on the calling thread. An async one runs
+        A synchronous filesystem's coroutines are driven on the calling thread
+        (which hands blocking writes to the writer threads). An async one runs
         on fsspec's I/O loop, or on a loop of its own on the calling thread
         once the interpreter exits.
         """
