@@ -214,9 +214,10 @@ class BatchProfileProcessor(ProfileProcessor):
 
         ``False`` when none can run: after shutdown, or once the interpreter
         exits (some Pythons refuse new threads then; ``shutdown`` exports on
-        its own thread).
+        its own thread). A worker that stops, however, clears ``_worker`` on
+        its way out, so no liveness check is needed here.
         """
-        if self._worker is not None and self._worker.is_alive():
+        if self._worker is not None:
             return True
         if self._shutdown or exiting():
             return False
