@@ -273,35 +273,51 @@ class Spool:
         send: Callable[[Sequence[Profile]], Sequence[Profile]],
         batch_size: int = 32,
         max_batches: Optional[int] = None,
+        max_bytes: Optional[int] = None,
     ) -> Tuple[int, int]:
         """Re-send spooled profiles, oldest first, through ``send`` (returns the unsent ones).
 
-        Sent entries are removed. Stops after ``max_batches`` batches, or at a
-        batch of which nothing was sent (the backend still fails). Returns
-        ``(sent, still_pending)``.
+        A batch holds at most ``batch_size`` entries and, beyond its first,
+        ``max_bytes`` of files (they are read into memory). Sent entries are
+        removed. Stops after ``max_batches`` batches, or at a batch of which
+        nothing was sent (the backend still fails). Returns ``(sent, still_pending)``.
         """
         self._sweep_temporary()
         sent = 0
         batches = 0
         while max_batches is None or batches < max_batches:
             batches += 1
-            claimed = self._claim(batch_size)
-            if not claimed:
-                break
-            try:
-                profiles = [profile for _, _, profile in claimed]
-                unsent = {id(p) for p in send(profiles)}
-                for path, _, profile in claimed:
-                    if id(profile) not in unsent:
-                        with contextlib.suppress(OSError):
-                            _unlink(path)
-                        sent += 1
-            finally:
-                for _, handle, _ in claimed:
-                    handle.close()
-            if len(unsent) == len(claimed):
+            count, failed = self._send_batch(send, batch_size, max_bytes)
+            sent += count
+            if failed or not count:  # nothing left, or the backend still fails
                 break
         return sent, self.pending()
+
+    def _send_batch(
+        self,
+        send: Callable[[Sequence[Profile]], Sequence[Profile]],
+        batch_size: int,
+        max_bytes: Optional[int],
+    ) -> Tuple[int, bool]:
+        """One batch through ``send``: (entries sent, whether nothing got through).
+
+        Its profiles are let go on return, before the next batch is read.
+        """
+        claimed = self._claim(batch_size, max_bytes)
+        if not claimed:
+            return 0, False
+        sent = 0
+        try:
+            unsent = {id(p) for p in send([profile for _, _, profile in claimed])}
+            for path, _, profile in claimed:
+                if id(profile) not in unsent:
+                    with contextlib.suppress(OSError):
+                        _unlink(path)
+                    sent += 1
+        finally:
+            for _, handle, _ in claimed:
+                handle.close()
+        return sent, sent == 0
 
     def _sweep_temporary(self) -> None:
         """Remove temporary files left by a process killed while spooling."""
@@ -316,11 +332,17 @@ class Spool:
                 if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > _STALE_TEMP_S:
                     path.unlink()
 
-    def _claim(self, limit: int) -> List[Tuple[Path, Any, Profile]]:
-        """Up to ``limit`` readable entries, each open and locked against other processes."""
+    def _claim(
+        self, limit: int, max_bytes: Optional[int] = None
+    ) -> List[Tuple[Path, Any, Profile]]:
+        """Up to ``limit`` readable entries (``max_bytes`` of them, at least one), each open
+        and locked against other processes."""
         claimed: List[Tuple[Path, Any, Profile]] = []
-        for path, _ in self._entries():
+        size = 0
+        for path, entry_size in self._entries():
             if len(claimed) >= limit:
+                break
+            if claimed and max_bytes is not None and size + entry_size > max_bytes:
                 break
             try:
                 handle = _open_entry(path)
@@ -339,6 +361,7 @@ class Spool:
                 self._quarantine(path, f"{type(exc).__name__}: {exc}")
                 continue
             claimed.append((path, handle, profile))
+            size += entry_size
         return claimed
 
     def _quarantine(self, path: Path, why: str) -> None:

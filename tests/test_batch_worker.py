@@ -138,3 +138,55 @@ def test_writer_pool_never_grows_past_its_size() -> None:
     assert wait_for(lambda: len(done) == 50, 30)
     pool.submit(lambda: done.append(50))  # a free thread takes it: still three
     assert wait_for(lambda: len(done) == 51, 30) and pool.threads == 3
+
+
+class GatedExporter(FsspecProfileExporter):
+    """Writes to a real directory once the test opens the gate; records each batch's size."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.gate = threading.Event()
+        self.batches: List[int] = []
+
+    def export_unsent(
+        self,
+        profiles: Sequence[Profile],
+        timeout_millis: Optional[float] = None,
+        *,
+        resend: bool = False,
+    ) -> List[Profile]:
+        self.batches.append(len(profiles))
+        self.gate.wait(30)
+        return super().export_unsent(profiles, timeout_millis, resend=resend)
+
+
+def test_profiles_being_resent_share_the_byte_bound(tmp_path: Path) -> None:
+    """Re-sent profiles are read into memory: they take at most half of ``max_queue_bytes``,
+    and the queue makes room for them, so the processor never holds more than the bound."""
+    spool = Spool(tmp_path / "spool")
+    for i in range(6):
+        spool.put(make_profile(i, size=2_000))  # about 2.4 kB each on disk, with its header
+    exporter = GatedExporter(f"file://{tmp_path}/out")
+    processor = BatchProfileProcessor(
+        exporter,
+        schedule_delay_millis=10,
+        max_export_batch_size=8,
+        max_queue_size=32,
+        max_queue_bytes=12_000,
+        spool=Spool(tmp_path / "spool"),
+    )
+    try:
+        assert wait_for(lambda: exporter.batches, 30)  # the first re-send is held at the gate
+        assert exporter.batches == [2]  # 6 000 bytes of budget: two entries, not eight
+        assert processor.queued_bytes == 6_000  # ...reserved while they are held
+        for i in range(10, 14):
+            processor.on_end(make_profile(i, size=2_000))
+        assert processor.queued_bytes <= 12_000
+        assert (processor.queued_profiles, processor.dropped_profiles) == (3, 1)
+        exporter.gate.set()
+        assert processor.force_flush(30_000)
+        assert wait_for(lambda: processor.resent_profiles == 6, 30)
+        assert processor.queued_bytes == 0 and processor.exported_profiles == 3
+    finally:
+        exporter.gate.set()
+        processor.shutdown()

@@ -27,6 +27,7 @@ import re
 import secrets
 import threading
 import time
+import traceback
 from typing import (
     Any,
     Awaitable,
@@ -203,6 +204,23 @@ def _drive(work: Coroutine[Any, Any, T]) -> T:
         return done.value  # type: ignore[no-any-return]
     work.close()
     raise RuntimeError("a synchronous storage backend awaited an event loop")
+
+
+def _drop_frames(exc: BaseException) -> None:
+    """Clear the finished frames a failed request's exceptions hold.
+
+    Client libraries keep an error in a local of a frame its own traceback
+    holds (s3fs's retry wrapper does), a reference cycle that keeps the
+    request's frames, so its body and the profiles of the batch, alive until
+    the next full garbage collection. With the backend down that is one body
+    per try: cleared here, memory stays within the processor's byte bound.
+    """
+    seen: Set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames still running
+        current = current.__cause__ or current.__context__
 
 
 def _loop_running_here() -> bool:
@@ -400,9 +418,10 @@ class FsspecProfileExporter(ProfileExporter):
                 lambda backend: self._write_batch(backend, todo, deadline, resend, attempt),
                 deadline,
             )
-        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
-            pass  # the writes still running were cancelled; reported below
+        except (asyncio.TimeoutError, concurrent.futures.TimeoutError) as exc:
+            _drop_frames(exc)  # the writes still running were cancelled; reported below
         except Exception as exc:  # noqa: BLE001 - making the filesystem failed, for one
+            _drop_frames(exc)
             self._failed(exc, attempt, len(todo))
         unsent = attempt.unsent(todo)
         self._report_unsent(len(unsent) - attempt.permanent, attempt, timeout)
@@ -561,6 +580,7 @@ class FsspecProfileExporter(ProfileExporter):
                 path = await self._write(backend, profile, resend)
             except Exception as exc:  # noqa: BLE001 - classified and reported
                 message = scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+                _drop_frames(exc)
                 if not is_transient(exc):
                     attempt.failed(message, permanent=True, given_up=False)
                     self._report_permanent(exc, message)

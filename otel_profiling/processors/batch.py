@@ -75,7 +75,8 @@ class BatchProfileProcessor(ProfileProcessor):
     ``OTEL_BPP_EXPORT_TIMEOUT`` and ``OTEL_BPP_MAX_QUEUE_BYTES``, else the defaults.
     A batch leaves ``schedule_delay_millis`` after its first profile was
     queued, or at once when it is full. The byte bound covers the batch being
-    exported too, so memory stays bounded while the backend is slow. A single
+    exported and the profiles being re-sent from the spool too (those take at
+    most half of it), so memory stays bounded while the backend is slow. A single
     profile larger than ``max_queue_bytes`` is still accepted when the queue is
     otherwise empty, so that no profile is too big to ever be sent.
 
@@ -258,10 +259,14 @@ class BatchProfileProcessor(ProfileProcessor):
         try:
             if batch:
                 self._export(batch, self.export_timeout_millis, worker=True, now=flushing)
-            if (flushing and not self._backend_down) or self._drain_due():
-                self._drain(force=flushing)
         except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
             self._recover(batch)
+        del batch  # settled: its profiles go before the (slow) re-sends below
+        try:
+            if (flushing and not self._backend_down) or self._drain_due():
+                self._drain(force=flushing)
+        except Exception:  # noqa: BLE001 - nor one bad re-send
+            self._recover([])
         self._complete_flushes()
         self._report_drops()
         return True
@@ -329,7 +334,6 @@ class BatchProfileProcessor(ProfileProcessor):
                 if self._in_flight is not batch:
                     return
                 self._in_flight = None
-            self._queue_bytes -= sum(len(p.data) for p in batch)
             self.exported_profiles += sent
             self.error_profiles += len(errors)
             self._settled += sent + len(errors)
@@ -340,6 +344,16 @@ class BatchProfileProcessor(ProfileProcessor):
         if unsent:
             kept, lost = self._keep(unsent)
             self._report_unsent(kept, lost, tried and not sent)
+        self._release(batch)
+
+    def _release(self, batch: Sequence[Profile]) -> None:
+        """A settled batch no longer counts against ``max_queue_bytes``.
+
+        Only after it is settled: while its profiles are written to the spool
+        they are still held, and the byte bound covers them.
+        """
+        with self._cond:
+            self._queue_bytes -= sum(len(p.data) for p in batch)
 
     def _may_try(self) -> bool:
         """While the backend is down, only one try (a batch or a re-send) per backoff interval."""
@@ -433,11 +447,21 @@ class BatchProfileProcessor(ProfileProcessor):
         """Re-send some spooled profiles; back off while nothing gets through."""
         if self.spool is None or self._shutdown or not (self._spool_pending or force):
             return
-        sent, pending = self.spool.drain(
-            lambda ps: self._send(ps, self.export_timeout_millis, resend=True),
-            self.max_export_batch_size,
-            _DRAIN_BATCHES_PER_ROUND,
-        )
+        with self._cond:  # re-sent profiles are held too: up to half the byte bound is theirs
+            budget = max(
+                min(self.max_queue_bytes // 2, self.max_queue_bytes - self._queue_bytes), 0
+            )
+            self._queue_bytes += budget
+        try:
+            sent, pending = self.spool.drain(
+                lambda ps: self._send(ps, self.export_timeout_millis, resend=True),
+                self.max_export_batch_size,
+                _DRAIN_BATCHES_PER_ROUND,
+                max_bytes=budget,
+            )
+        finally:
+            with self._cond:
+                self._queue_bytes -= budget
         with self._cond:
             self.resent_profiles += sent
             self._spool_pending = pending > 0
@@ -459,7 +483,6 @@ class BatchProfileProcessor(ProfileProcessor):
             owned = bool(batch) and self._in_flight is batch
             if owned:
                 self._in_flight = None
-                self._queue_bytes -= sum(len(p.data) for p in batch)
         _logger.exception(
             "The export worker of %s failed on a batch (%d failure(s) so far); it goes on.",
             type(self._exporter).__name__,
@@ -468,6 +491,7 @@ class BatchProfileProcessor(ProfileProcessor):
         self._backoff(time.monotonic())  # no tight loop if the failure repeats
         if owned:
             self._settle_unsent(batch)
+            self._release(batch)
 
     def _settle_unsent(self, batch: Sequence[Profile]) -> None:
         """Settle profiles known not to be sent: errors counted, the rest kept or lost."""
@@ -487,7 +511,6 @@ class BatchProfileProcessor(ProfileProcessor):
         with self._cond:
             batch = self._in_flight or []
             self._in_flight = None
-            self._queue_bytes -= sum(len(p.data) for p in batch)
             self._worker_died = f"{type(exc).__name__}: {exc}"
         _logger.error(
             "The export worker of %s stopped (%s); the next profile starts a new one.",
@@ -496,6 +519,7 @@ class BatchProfileProcessor(ProfileProcessor):
             exc_info=exc,
         )
         self._settle_unsent(batch)
+        self._release(batch)
         self._complete_flushes()
 
     def _say_restarted(self) -> None:
@@ -596,8 +620,6 @@ class BatchProfileProcessor(ProfileProcessor):
         with self._cond:
             batch = self._in_flight
             self._in_flight = None
-            if batch:
-                self._queue_bytes -= sum(len(p.data) for p in batch)
         if batch:
             _logger.warning(
                 "Shutdown timed out after %.1f s while %s was exporting %d profile(s).",
@@ -606,6 +628,7 @@ class BatchProfileProcessor(ProfileProcessor):
                 len(batch),
             )
             self._settle_unsent(batch)
+            self._release(batch)
 
     def _export_queue_here(self, deadline: float) -> None:
         """Export the queue on the calling thread until ``deadline``; keep the rest."""
@@ -620,9 +643,9 @@ class BatchProfileProcessor(ProfileProcessor):
                     left = batch + list(self._queue)
                     self._queue.clear()
                     self._oldest_at = None
-                    self._queue_bytes -= sum(len(p.data) for p in left)
                 _logger.warning("No time left to export %d queued profile(s).", len(left))
                 self._settle_unsent(left)
+                self._release(left)
                 return
             self._export(batch, min(remaining_ms, self.export_timeout_millis), worker=False)
 
