@@ -1,7 +1,7 @@
 """A capped set of daemon threads for blocking writes (local disks, synchronous filesystems).
 
 Writing many files one after the other waits for each ``fsync`` in turn;
-eight at a time wrote 200 × 50 KB profiles about ten times faster here (see
+eight at a time wrote 200 × 50 KB profiles 3.8 to 6.4 times faster here (see
 ``benchmarks/README.md``). A blocking call cannot be cancelled, so one still
 running at a deadline keeps its thread until it returns: the pool never has
 more than ``size`` threads, whatever the number of exports, and a job whose
