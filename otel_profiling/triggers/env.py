@@ -22,7 +22,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
 _logger = logging.getLogger(__name__)
 
 
-def signal_from_env() -> Optional[signal.Signals]:
+def signal_from_env() -> Optional[int]:
     """``OTEL_PROFILING_SIGNAL`` (default SIGUSR2; ``none`` disables)."""
     value = env_str("OTEL_PROFILING_SIGNAL", "SIGUSR2") or "SIGUSR2"
     if value.lower() == "none":
@@ -144,8 +144,8 @@ def triggers_from_env() -> List[Trigger]:
     """
     triggers: List[Trigger] = []
     signum = signal_from_env()
-    if signum is not None:
-        triggers.append(SignalTrigger(signum))
+    if signum is not None:  # unset: the default, which gives way to a server's own signals
+        triggers.append(SignalTrigger(signum if env_str("OTEL_PROFILING_SIGNAL") else None))
     for make in (
         interval_from_env,
         http_from_env,

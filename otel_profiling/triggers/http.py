@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from otel_profiling import _threads
+from otel_profiling.process_context import HTTP_ATTRIBUTE
 from otel_profiling.profile import Profile, ProfileKind, ProfileStatus
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.triggers._windows import STOP_ELAPSED, STOP_SHUTDOWN, STOP_SNAPSHOT
@@ -179,14 +180,24 @@ class HttpTrigger(Trigger):
         super().uninstall()
 
     def after_fork(self) -> None:
-        """A forked child does not serve: the port belongs to the parent."""
+        """A forked child serves on a free port of its own when ``port=0``, else not at all.
+
+        A fixed port belongs to the parent. The child's port is published in
+        its process context (``otel-profiling trigger --list`` shows it).
+        """
         server, self._server = self._server, None
         self._thread = None
         self._lock = threading.Lock()
         self._open = {}
         if server is not None:
             server.socket.close()
-            _logger.info("HttpTrigger is not served in forked children (the parent keeps it).")
+            if self._port == 0 and self._target is not None:
+                self.install(self._target)
+            else:
+                _logger.info("HttpTrigger is not served in forked children (the parent keeps it).")
+
+    def context_attributes(self) -> Dict[str, Any]:
+        return {HTTP_ATTRIBUTE: self.url} if self._server is not None else {}
 
     # -- requests -------------------------------------------------------------------
     def authorized(self, header: Optional[str]) -> bool:
