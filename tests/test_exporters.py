@@ -183,6 +183,16 @@ def test_placeholders_fill_from_the_resource(
     fsspec.filesystem("memory").rm("/fleet", recursive=True)
 
 
+def test_placeholders_from_a_resource_built_in_code() -> None:
+    """Semantic-convention names are accepted even when only the agent's resource has them."""
+    exporter = FsspecProfileExporter("memory://fleet/{service.name}/{service.version}")
+    profile = profile_at()
+    profile.resource = Resource.create({"service.name": "shop", "service.version": "2.0"})
+    assert exporter.path_for(profile).startswith("/fleet/shop/2.0/")
+    with pytest.raises(ValueError, match=r"Unknown placeholder \{team\}.*service\.\*"):
+        FsspecProfileExporter("memory://fleet/{team}")
+
+
 def test_unknown_placeholder_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"Unknown placeholder \{missing\}.*\{service\.name\}"):
         FsspecProfileExporter("memory://fleet/{service.name}/{missing}")

@@ -3,8 +3,12 @@
 A URL path or key template may hold placeholders such as ``{service.name}``.
 Each names a profile field (``kind``, ``start_time``, ``date``, ``extension``,
 ``name``), an attribute every profile carries (``process.pid``,
-``profiling.trigger``) or a resource attribute; a name that is none of these
-is refused when the exporter is made, listing the known ones. Values are
+``profiling.trigger``), or a resource attribute: one of the default resource
+(``OTEL_RESOURCE_ATTRIBUTES``...) or one in a namespace of the OpenTelemetry
+semantic conventions (``service.version``, ``k8s.pod.name``...), which a
+resource built in code may carry. Any other name is refused when the
+exporter is made, listing the known ones; a known name without a value on a
+profile becomes ``unknown`` (the exporter logs it once). Values are
 filled per profile with characters that would change the path (``/``, ``..``,
 anything outside a small safe set) replaced and long values shortened, so a
 fleet writing to one bucket stays apart and nothing escapes the prefix.
@@ -21,6 +25,26 @@ from otel_profiling.profile import Profile, iso_millis
 DEFAULT_KEY_TEMPLATE = "{kind}-{start_time}.{extension}"
 PROFILE_FIELDS = ("kind", "start_time", "date", "extension", "name")
 PROFILE_ATTRIBUTES = ("process.pid", "profiling.trigger")
+# namespaces of resource attributes in the OpenTelemetry semantic conventions
+RESOURCE_NAMESPACES = (
+    "service",
+    "deployment",
+    "host",
+    "os",
+    "process",
+    "container",
+    "k8s",
+    "cloud",
+    "faas",
+    "device",
+    "telemetry",
+    "webengine",
+    "browser",
+    "aws",
+    "gcp",
+    "azure",
+    "heroku",
+)
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-=+@:,]")
@@ -69,6 +93,11 @@ def known_placeholders(resource_keys: Collection[str]) -> List[str]:
     return sorted(set(PROFILE_FIELDS) | set(PROFILE_ATTRIBUTES) | set(resource_keys))
 
 
+def is_known(name: str, known: Collection[str]) -> bool:
+    """Whether a placeholder may use ``name`` (``known`` or a semantic-convention namespace)."""
+    return name in known or ("." in name and name.split(".", 1)[0] in RESOURCE_NAMESPACES)
+
+
 def check_placeholders(template: str, what: str, known: Collection[str]) -> None:
     """``ValueError`` naming the first unknown placeholder in ``template`` and the known ones."""
     try:
@@ -76,11 +105,13 @@ def check_placeholders(template: str, what: str, known: Collection[str]) -> None
     except ValueError as exc:
         raise ValueError(f"Invalid {what}: {exc}.") from None
     for name in names:
-        if name not in known:
+        if not is_known(name, known):
             raise ValueError(
                 f"Unknown placeholder {{{name}}} in the {what}. Known: "
                 + ", ".join("{" + k + "}" for k in sorted(known))
-                + ". A resource attribute can be added with OTEL_RESOURCE_ATTRIBUTES."
+                + ", and resource attributes of the semantic conventions ("
+                + ", ".join(f"{n}.*" for n in RESOURCE_NAMESPACES)
+                + "). Another resource attribute can be added with OTEL_RESOURCE_ATTRIBUTES."
             )
 
 

@@ -64,6 +64,7 @@ from otel_profiling.exporters.naming import (
     check_placeholders,
     collision_key,
     fill_placeholders,
+    is_known,
     known_placeholders,
     placeholders,
     validate_key_template,
@@ -697,7 +698,7 @@ def _known_placeholders(url: str, key_template: str) -> List[str]:
         used = set(placeholders(url)) | set(placeholders(key_template))
     except ValueError:
         used = set()  # the syntax error is reported by the caller
-    if used <= fixed:
+    if all(is_known(name, fixed) for name in used):
         return sorted(fixed)
     from otel_profiling.config import resource_from_env  # imports this module
     from otel_profiling.resource import default_resource
