@@ -91,3 +91,7 @@ def start_daemon(target: Callable[[], None], name: str) -> threading.Thread:
 def forget_all() -> None:
     """After fork only the forking thread survives: the recorded idents are stale."""
     _own_idents.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=forget_all)

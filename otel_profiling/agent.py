@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling import _threads, process_context
-from otel_profiling._exit import before_thread_pools_stop
+from otel_profiling._exit import before_thread_pools_stop, mark_exiting
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.processors.base import ProfileProcessor
@@ -325,6 +325,7 @@ class ProfilingAgent:
             self._atexit_registered = False
 
     def _at_exit(self) -> None:
+        mark_exiting()  # from here on, the export runs on this thread
         self.shutdown(self.exit_timeout_millis)
 
     def _after_fork(self) -> None:
