@@ -10,6 +10,7 @@ from typing import Any, Optional, Union
 
 from otel_profiling import _threads
 from otel_profiling.triggers.base import Trigger, TriggerTarget
+from otel_profiling.triggers.safe_signals import check_trigger_signal
 
 _logger = logging.getLogger(__name__)
 _STOP = -1
@@ -43,8 +44,7 @@ class SignalTrigger(Trigger):
     def __init__(self, signum: Union[int, str, signal.Signals] = signal.SIGUSR2) -> None:
         super().__init__()
         self.signum = parse_signal(signum)
-        if self.signum in (signal.SIGKILL, signal.SIGSTOP):
-            raise ValueError(f"{self.signum.name} cannot be caught; use SIGUSR2 or SIGUSR1.")
+        check_trigger_signal(self.signum)
         self.name = f"signal:{self.signum.name}"
         self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._previous: Any = None
