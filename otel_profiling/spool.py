@@ -47,6 +47,7 @@ _VERSION = 1
 _EVICTION_WARNING_INTERVAL_S = 60.0
 _STALE_TEMP_S = 600.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+_MAX_NAME = 100
 
 
 def default_spool_root() -> Path:
@@ -56,8 +57,16 @@ def default_spool_root() -> Path:
 
 
 def service_directory(root: Path, service: str) -> Path:
-    """The per-service spool directory under ``root``."""
-    return root / (_UNSAFE.sub("_", service).strip(".") or "unknown_service")
+    """The per-service spool directory under ``root``.
+
+    A long service name is cut, with a digest of the whole kept, so the name
+    stays within file systems' 255-byte limit and distinct names stay apart.
+    """
+    name = _UNSAFE.sub("_", service).strip(".") or "unknown_service"
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha256(service.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        name = f"{name[: _MAX_NAME - 11]}-{digest}"
+    return root / name
 
 
 class Spool:

@@ -60,7 +60,7 @@ def test_every_trigger_from_its_variables(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("OTEL_PROFILING_JITTER", "5")
     monkeypatch.setenv("OTEL_PROFILING_HTTP_PORT", "6060")
     monkeypatch.setenv("OTEL_PROFILING_HTTP_HOST", "0.0.0.0")
-    monkeypatch.setenv("OTEL_PROFILING_HTTP_TOKEN", "s3cret-value")
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_TOKEN", "s3cret-value-of-20ch")
     monkeypatch.setenv("OTEL_PROFILING_HTTP_MAX_SECONDS", "120")
     monkeypatch.setenv("OTEL_PROFILING_MEMORY_THRESHOLD", "512MiB")
     monkeypatch.setenv("OTEL_PROFILING_MEMORY_COOLDOWN", "600")
@@ -79,8 +79,8 @@ def test_every_trigger_from_its_variables(monkeypatch: pytest.MonkeyPatch) -> No
     assert (interval.every, interval.duration, interval.jitter) == (60, 10, 5)
     http = triggers[HttpTrigger]
     assert (http.host, http.port, http.max_seconds) == ("0.0.0.0", 6060, 120)
-    assert http.authorized("Bearer s3cret-value") and not http.authorized(None)
-    assert "s3cret-value" not in repr(http)
+    assert http.authorized("Bearer s3cret-value-of-20ch") and not http.authorized(None)
+    assert "s3cret-value-of-20ch" not in repr(http)
     memory = triggers[MemoryThresholdTrigger]
     assert (memory.rss_bytes, memory.cooldown, memory.duration) == (512 * 1024**2, 600, 20)
     assert {k.value for k in memory.kinds} == {"HEAP_PROFILE", "HEAP_SNAPSHOT"}
