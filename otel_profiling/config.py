@@ -11,6 +11,7 @@ keeps running and ``configure()`` never raises because of the environment.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -87,7 +88,8 @@ def agent_from_env(
         _logger.error(
             "otel-profiling could not start; the application runs unprofiled.", exc_info=True
         )
-        from_env("the stopped agent", agent.shutdown, None)
+        with contextlib.suppress(Exception):  # end what did start; already reported
+            agent.shutdown()
         return None
 
 

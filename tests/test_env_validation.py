@@ -565,3 +565,29 @@ def test_a_refused_signal_still_ends_the_process(name: str, tmp_path: Path) -> N
     assert proc.returncode == -getattr(signal, name)  # ended by the signal's default action
     assert proc.stderr is not None
     assert "OTEL_PROFILING_SIGNAL: expected SIGUSR2" in proc.stderr.read()
+
+
+class _RefusesToInstall(Trigger):
+    """A trigger whose installation fails, as a signal trigger does off the main thread."""
+
+    name = "refuses"
+
+    def install(self, target: object) -> None:  # type: ignore[override]
+        raise RuntimeError("cannot install here")
+
+
+def test_an_agent_that_cannot_start_is_logged_and_configure_returns_none(
+    environment: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_PROFILING_SIGNAL", "none")
+    monkeypatch.setattr(
+        "otel_profiling.config.triggers_from_env",
+        lambda: [IntervalTrigger(60, 1), _RefusesToInstall()],
+    )
+    threads = set(threading.enumerate())
+    with caplog.at_level(logging.ERROR, logger="otel_profiling"):
+        assert configure() is None
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "could not start" in record.getMessage() and record.exc_info is not None
+    # what had started (the interval trigger's thread) was stopped again
+    assert wait_for(lambda: set(threading.enumerate()) <= threads, timeout=30)

@@ -35,6 +35,7 @@ VARIABLES = [
     "OTEL_PROFILING_CPU_FOR_SECONDS",
     "OTEL_PROFILING_CPU_COOLDOWN",
     "OTEL_PROFILING_THRESHOLD_DURATION",
+    "OTEL_PROFILING_AT_START",
 ]
 
 
@@ -189,3 +190,15 @@ def test_configure_with_a_busy_port_logs_and_keeps_running(monkeypatch, caplog) 
         assert "cannot listen" in caplog.text and "HTTP trigger is off" in caplog.text
     finally:
         holder.shutdown()
+
+
+def test_duration_for_the_startup_window_alone_is_no_mistake(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``otel-profiling run --duration`` sets the duration and no interval: nothing to warn of."""
+    monkeypatch.setenv("OTEL_PROFILING_DURATION", "5")
+    monkeypatch.setenv("OTEL_PROFILING_AT_START", "true")
+    with caplog.at_level(logging.WARNING):
+        triggers = by_type(triggers_from_env())
+    assert IntervalTrigger not in triggers
+    assert not caplog.records, caplog.text
