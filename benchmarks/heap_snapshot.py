@@ -125,7 +125,9 @@ def main() -> None:
         f"snapshot: {snap:.2f} s, {last['nodes']:,} nodes, {last['edges']:,} edges, "
         f"{last['bytes'] / 2**20:.0f} MiB written"
     )
-    ratios = ", ".join(f"{s['seconds'] / f['seconds']:.2f}" for f, s in zip(floors, snaps))
+    ratios = ", ".join(
+        f"{s['seconds'] / f['seconds']:.2f}" for f, s in zip(floors, snaps, strict=True)
+    )
     print(f"ratio to floor: {snap / floor:.2f}x (target <= 3x); by round: {ratios}")
     extra = max(s["extra_mb"] for s in snaps)
     print(f"peak extra memory: {extra:.0f} MiB, the largest of the rounds (target <= 150 MiB)")

@@ -281,7 +281,8 @@ class FsspecProfileExporter(ProfileExporter):
         async def batch() -> None:
             gate = asyncio.Semaphore(self.max_concurrency)
             await asyncio.gather(
-                *(one(p, path, gate) for p, path in zip(todo, paths)), return_exceptions=True
+                *(one(p, path, gate) for p, path in zip(todo, paths, strict=True)),
+                return_exceptions=True,
             )
 
         try:

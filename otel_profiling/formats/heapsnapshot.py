@@ -63,7 +63,9 @@ class StringTable:
         except TypeError:  # None: some are new
             pass
         new = dict.fromkeys(compress(texts, map(is_, found, repeat(None))))
-        self.index.update(zip(new, range(len(self.strings), len(self.strings) + len(new))))
+        self.index.update(
+            zip(new, range(len(self.strings), len(self.strings) + len(new)), strict=True)
+        )
         self.strings.extend(new)
         return array("i", list(map(get, texts)))
 
@@ -278,7 +280,11 @@ def _write_nodes(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
             _write_plain(out, columns, plain_row, start, stop, count)
             continue
         fixed = [_same(column, start, stop) for column in (names, sizes, counts)]
-        varying = [column for column, text in zip((names, sizes, counts), fixed) if text is None]
+        varying = [
+            column
+            for column, text in zip((names, sizes, counts), fixed, strict=True)
+            if text is None
+        ]
         fields = [_gather(texts, column, start, stop) for column in varying]
         specs = map(_spec, fields)
         name, size, edges = [next(specs) if text is None else text for text in fixed]
@@ -298,7 +304,7 @@ def _write_nodes(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
         for offset, digit in enumerate(prefix, len(head)):
             template[offset::width] = bytes((digit,)) * rows
         values: List[object] = [None] * (len(varying) * rows)
-        for offset, (found, column) in enumerate(zip(fields, varying)):
+        for offset, (found, column) in enumerate(zip(fields, varying, strict=True)):
             values[offset :: len(varying)] = column[start:stop] if found is None else found
         del fields
         text = bytes(template) % tuple(values)

@@ -147,7 +147,7 @@ class GraphBuilder:
         self._append(new)
         step = NODE_FIELD_COUNT
         start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
-        return dict(zip(map(_key, self.objs[first:]), range(start, stop, step)))
+        return dict(zip(map(_key, self.objs[first:]), range(start, stop, step), strict=True))
 
     def _append(self, new: List[Any], types: Optional[List[type]] = None) -> List[Optional[bytes]]:
         """Append ``new`` to the nodes grouped by walk kind; each group's mask over ``new``.
@@ -267,7 +267,7 @@ class GraphBuilder:
             offset = stop
         if firsts:
             # indexed at the offsets just set, to be found when met again
-            self.index.update(zip(firsts, map(targets.__getitem__, firsts.values())))
+            self.index.update(zip(firsts, map(targets.__getitem__, firsts.values()), strict=True))
             # a referent that ``refs`` holds more than once takes its first one's offset
             again = list(map(is_, targets, repeat(None)))
             if any(again):
@@ -410,8 +410,9 @@ def _first_occurrences(
     position, given as its position in ``refs`` (from ``where``).
     """
     shared_keys = list(map(_key, map(new.__getitem__, shared)))
-    firsts = dict(zip(reversed(shared_keys), reversed(shared)))  # key → its first position
-    at = dict(zip(firsts, map(where.__getitem__, firsts.values())))
+    # key → its first position
+    firsts = dict(zip(reversed(shared_keys), reversed(shared), strict=True))
+    at = dict(zip(firsts, map(where.__getitem__, firsts.values()), strict=True))
     if len(firsts) == len(shared):
         return None, at
     keep = bytearray(b"\1") * len(new)
