@@ -124,7 +124,9 @@ def _parse(text: str, parse: Callable[[str], N]) -> Optional[N]:
         number = parse(text)
     except ValueError:
         return None
-    return number if math.isfinite(number) and number >= 0 else None
+    if isinstance(number, float) and not math.isfinite(number):
+        return None  # (an int is always finite, and may be too large for a float)
+    return number if number >= 0 else None
 
 
 def _clamp(

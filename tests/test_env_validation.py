@@ -154,6 +154,12 @@ CASES: Dict[str, Case] = {
         bpp("schedule_delay_millis"),
         3_600_000,
     ),
+    "queue size of 400 digits": Case(
+        {"OTEL_BPP_MAX_QUEUE_SIZE": "9" * 400}, bpp("max_queue_size"), int("9" * 400), warnings=0
+    ),
+    "schedule delay of 400 digits": Case(
+        {"OTEL_BPP_SCHEDULE_DELAY": "9" * 400}, bpp("schedule_delay_millis"), 3_600_000
+    ),
     "schedule delay 1e10 is not an integer": Case(
         {"OTEL_BPP_SCHEDULE_DELAY": "1e10"}, bpp("schedule_delay_millis"), 1000
     ),
