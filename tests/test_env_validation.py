@@ -536,6 +536,9 @@ def test_a_real_time_signal_triggers_profiling() -> None:
 
 CHILD = """
 import signal, sys, time
+# Python's own SIGINT handling, as in a program run from a terminal (a background job, as
+# a CI runner may start this suite, inherits SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from otel_profiling import configure
 agent = configure()
 installed = [t.signum.name for t in agent.triggers if hasattr(t, "signum")]
