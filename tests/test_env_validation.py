@@ -56,13 +56,13 @@ class Case:
     env: Dict[str, Value]
     observe: Callable[[ProfilingAgent], object]
     expected: object
-    named: Optional[str] = None  # the variable the warning names (default: the first set)
     warnings: int = 1
     base: Dict[str, str] = field(default_factory=dict)  # valid settings the row needs
 
     @property
     def variable(self) -> str:
-        return self.named or next(iter(self.env))
+        """The variable the warning names: the first one the row sets."""
+        return next(iter(self.env))
 
 
 def processor(agent: ProfilingAgent) -> BatchProfileProcessor:
