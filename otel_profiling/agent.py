@@ -278,6 +278,8 @@ class ProfilingAgent:
                 _logger.exception("%r failed to produce a profile.", profiler)
                 profile.end(error=exc)
             else:
+                for key, value in (_call(profiler.end_attributes) or {}).items():
+                    profile.set_attribute(key, value)
                 profile.end(data)
         _logger.info(
             "%s profile ended (%s, %d bytes).",

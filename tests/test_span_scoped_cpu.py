@@ -1,9 +1,11 @@
-"""CPU profiles split by span (yappi's tag callback): each span's work under its own node."""
+"""CPU profiles split by span are a view of sampled span ids: the yappi engine refuses them."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import format_span_id
 from viewers import load_cpuprofile
 
 from otel_profiling.profilers import CpuProfiler
@@ -13,54 +15,14 @@ def checkout_work() -> int:
     return sum(i * i for i in range(60_000))
 
 
-def search_work() -> int:
-    return sum(i % 7 for i in range(60_000))
+def test_by_span_is_refused_with_the_yappi_engine() -> None:
+    with pytest.raises(ValueError, match=r"by_span=True needs engine='sampling'"):
+        CpuProfiler(engine="yappi", by_span=True)
 
 
-def untraced_work() -> int:
-    return sum(range(30_000))
-
-
-def subtree_functions(profile: dict, node_id: int) -> set:
-    by_id = {n["id"]: n for n in profile["nodes"]}
-    names, stack = set(), [node_id]
-    while stack:
-        node = by_id[stack.pop()]
-        names.add(node["callFrame"]["functionName"])
-        stack.extend(node["children"])
-    return names
-
-
-def test_each_span_gets_its_own_subtree() -> None:
+def test_yappi_profiles_have_no_span_nodes() -> None:
     tracer = TracerProvider().get_tracer("test")
-    profiler = CpuProfiler(by_span=True)
-    assert profiler.attributes()["profiling.cpu.by_span"] is True
-    profiler.start()
-    try:
-        with tracer.start_as_current_span("checkout") as checkout:
-            checkout_work()
-        with tracer.start_as_current_span("search") as search:
-            search_work()
-        untraced_work()
-    finally:
-        data = profiler.stop()
-    profile = load_cpuprofile(data)
-    nodes = {n["callFrame"]["functionName"]: n for n in profile["nodes"]}
-    checkout_node = nodes[f"span {format_span_id(checkout.get_span_context().span_id)}"]
-    search_node = nodes[f"span {format_span_id(search.get_span_context().span_id)}"]
-    in_checkout = subtree_functions(profile, checkout_node["id"])
-    in_search = subtree_functions(profile, search_node["id"])
-    assert "checkout_work" in in_checkout and "search_work" not in in_checkout
-    assert "search_work" in in_search and "checkout_work" not in in_search
-    # work outside any span stays directly under its thread, not under a span
-    for name in ("untraced_work",):
-        assert name not in in_checkout | in_search
-        assert name in nodes
-
-
-def test_without_by_span_there_are_no_span_nodes() -> None:
-    tracer = TracerProvider().get_tracer("test")
-    profiler = CpuProfiler()
+    profiler = CpuProfiler(engine="yappi")
     profiler.start()
     try:
         with tracer.start_as_current_span("checkout"):
@@ -72,10 +34,13 @@ def test_without_by_span_there_are_no_span_nodes() -> None:
     assert not any(name.startswith("span ") for name in names)
 
 
-def test_by_span_from_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_by_span_from_the_environment_with_yappi_warns_and_is_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from otel_profiling.profilers.env import cpu_profiler_from_env
 
     monkeypatch.setenv("OTEL_PROFILING_CPU_BY_SPAN", "true")
-    assert cpu_profiler_from_env().by_span is True
-    monkeypatch.delenv("OTEL_PROFILING_CPU_BY_SPAN")
-    assert cpu_profiler_from_env().by_span is False
+    with caplog.at_level(logging.WARNING):
+        profiler = cpu_profiler_from_env()
+    assert profiler.by_span is False
+    assert "OTEL_PROFILING_CPU_BY_SPAN" in caplog.text

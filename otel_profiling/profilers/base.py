@@ -52,5 +52,9 @@ class Profiler(abc.ABC):
         """Attributes describing this capture (clock, depth, ...), added to the profile."""
         return {"profiling.format": self._format.name}
 
+    def end_attributes(self) -> dict:
+        """Attributes known only once ``stop()`` has returned, added to the profile then."""
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(format={self._format.name!r})"

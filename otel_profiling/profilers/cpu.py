@@ -47,13 +47,15 @@ class CpuProfiler(Profiler):
             raise ValueError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
         if clock not in _CLOCKS:
             raise ValueError(f"Unknown clock {clock!r}: choose 'wall' or 'cpu'.")
+        if by_span and engine == "yappi":
+            raise ValueError("by_span=True needs engine='sampling' (yappi keeps no span per call).")
         self.engine = engine
         self.clock = clock
         self.builtins = builtins
         self.max_nodes = max_nodes
         self.by_span = by_span
         self._engine = YappiEngine(
-            self.format.name, clock=clock, builtins=builtins, max_nodes=max_nodes, by_span=by_span
+            self.format.name, clock=clock, builtins=builtins, max_nodes=max_nodes
         )
 
     @property
@@ -68,6 +70,9 @@ class CpuProfiler(Profiler):
 
     def after_fork(self) -> None:
         self._engine.after_fork()
+
+    def end_attributes(self) -> dict:
+        return self._engine.end_attributes()
 
     def attributes(self) -> dict:
         attrs = super().attributes()

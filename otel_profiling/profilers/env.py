@@ -38,11 +38,13 @@ def cpu_profiler_from_env() -> CpuProfiler:
     if clock not in ("wall", "cpu"):
         _invalid("OTEL_PROFILING_CPU_CLOCK", clock, "wall or cpu", "wall")
         clock = "wall"
+    by_span = env_bool("OTEL_PROFILING_CPU_BY_SPAN", False)
+    if by_span:  # the yappi engine records no span per call
+        _invalid("OTEL_PROFILING_CPU_BY_SPAN", "true", "false with the yappi engine", "false")
     return CpuProfiler(
         _format_from_env("OTEL_PROFILING_CPU_FORMAT", ProfileKind.CPU_PROFILE),
         clock=clock,
         builtins=env_bool("OTEL_PROFILING_CPU_BUILTINS", True),
-        by_span=env_bool("OTEL_PROFILING_CPU_BY_SPAN", False),
     )
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Tuple, TypeV
 
 from opentelemetry.util.types import AttributeValue
 
+from otel_profiling._threads import pass_through
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler
 
@@ -139,6 +140,7 @@ class ProfileBlock:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
+            @pass_through
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 self._begin(name, function)
                 failed = True
@@ -152,6 +154,7 @@ class ProfileBlock:
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
+        @pass_through
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             self._begin(name, function)
             failed = True
