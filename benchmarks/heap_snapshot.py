@@ -139,7 +139,7 @@ def main() -> None:
         return statistics.median(row[key] for row in rows)
 
     def ratios(rows: List[Dict[str, float]], base: List[Dict[str, float]], key: str) -> str:
-        values = [row[key] / under[key] for row, under in zip(rows, base)]
+        values = [row[key] / under[key] for row, under in zip(rows, base, strict=True)]
         by_round = ", ".join(f"{value:.2f}" for value in values)
         return f"{statistics.median(values):.2f}x (rounds: {by_round})"
 

@@ -157,7 +157,7 @@ def measure(
         name: (
             statistics.median(worked for worked, _ in values),
             statistics.median(total for _, total in values),
-            statistics.median(mine[0] / bare[0] for mine, bare in zip(values, floor)),
+            statistics.median(mine[0] / bare[0] for mine, bare in zip(values, floor, strict=True)),
         )
         for name, values in samples.items()
     }

@@ -136,6 +136,11 @@ class ProfilingAgent:
     def processors(self) -> Tuple[ProfileProcessor, ...]:
         return tuple(self._processors)
 
+    @property
+    def triggers(self) -> Tuple[Trigger, ...]:
+        """The registered triggers, in the order of registration."""
+        return tuple(binding.trigger for binding in self._bindings)
+
     def start(self, exporter: Optional[ProfileExporter] = None) -> ProfilingAgent:
         """Install the triggers. ``exporter`` is added through a ``BatchProfileProcessor``."""
         with self._lock:

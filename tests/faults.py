@@ -130,7 +130,7 @@ class HangingServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -153,7 +153,7 @@ def _drain(conn: socket.socket, stop: threading.Event) -> None:
         try:
             if not conn.recv(65536):
                 return
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             return

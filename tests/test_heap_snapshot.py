@@ -471,7 +471,9 @@ def expected_text(graph: HeapGraph) -> bytes:
     for i in range(graph.node_count):
         nodes += [graph.node_type[i], graph.node_name[i], 2 * i + 1, graph.node_size[i]]
         nodes += [graph.node_edges[i], 0, 0]
-    edges = list(chain.from_iterable(zip(graph.edge_type, graph.edge_name, graph.edge_to)))
+    edges = list(
+        chain.from_iterable(zip(graph.edge_type, graph.edge_name, graph.edge_to, strict=True))
+    )
     return b'"nodes":[%s],\n"edges":[%s]' % (
         b",".join(b"%d" % n for n in nodes),
         b",".join(b"%d" % n for n in edges),

@@ -343,7 +343,7 @@ def test_a_decorated_function_keeps_its_work_in_its_own_profile_and_in_another(
     with agent[0].profile(CpuProfiler(engine="yappi", builtins=False)) as handle:
         decorated()  # its own profile is refused (one at a time): it shows in this one
     assert handle.profile is not None and block.profile is not None
-    for profile, timed in zip((block.profile, handle.profile), timings):
+    for profile, timed in zip((block.profile, handle.profile), timings, strict=True):
         cpuprofile = load_cpuprofile(profile.data)
         nodes = node_totals(cpuprofile)
         (path,) = ending(nodes, "decorated", "hot")  # the wrapper is skipped, not its function

@@ -180,7 +180,7 @@ def select_on_cluster(
     wrapped = StorageOptions(options)
     futures = [
         client.submit(select, list(sources), side_filters, wrapped, pure=False)
-        for sources, side_filters in zip(sides, filters)
+        for sources, side_filters in zip(sides, filters, strict=True)
     ]
     return _gather(client, futures, progress=False)
 

@@ -60,7 +60,8 @@ def collect(args: argparse.Namespace, sets: Sequence[ProfileSet]) -> List[Collec
         if client is None:
             selections = [select(s.sources, s.filters, options) for s in sets]
             aggregates = [
-                _merge_here(selection.urls, args, s.label) for s, selection in zip(sets, selections)
+                _merge_here(selection.urls, args, s.label)
+                for s, selection in zip(sets, selections, strict=True)
             ]
         else:
             # a worker's working directory may differ: local paths go absolute
@@ -72,7 +73,9 @@ def collect(args: argparse.Namespace, sets: Sequence[ProfileSet]) -> List[Collec
                 options,
                 want_progress(args.progress),
             )
-    return [Collected(s, sel, agg) for s, sel, agg in zip(sets, selections, aggregates)]
+    return [
+        Collected(s, sel, agg) for s, sel, agg in zip(sets, selections, aggregates, strict=True)
+    ]
 
 
 def report_failures(collected: Sequence[Collected], stream: Optional[TextIO] = None) -> int:

@@ -142,7 +142,7 @@ def _gone_shares(tree: UnionTree) -> List[float]:
 
 
 def _prune(tree: UnionTree, max_nodes: int) -> UnionTree:
-    weights = [max(a, b) for a, b in zip(tree.after, tree.before)]
+    weights = [max(a, b) for a, b in zip(tree.after, tree.before, strict=True)]
     threshold = sorted(weights, reverse=True)[max_nodes - 1]
     kept = UnionTree([], [], [], [], [], [], [])
     new_index: Dict[int, int] = {}

@@ -151,7 +151,7 @@ def _table(changes: Sequence[FunctionChange], limit: int, heading: List[str]) ->
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = list(heading) + [""]
     for row in rows:
-        numbers = "  ".join(cell.rjust(width) for cell, width in zip(row[:3], widths))
+        numbers = "  ".join(cell.rjust(width) for cell, width in zip(row[:3], widths, strict=False))
         lines.append(f"{numbers}  {row[3].ljust(widths[3])}  {row[4]}")
     return "\n".join(lines) + "\n"
 

@@ -94,7 +94,11 @@ def render_diff_svg(union: UnionTree, title: str, subtitle: str, width: int = 12
     row, top_margin, char_px = 18, 46, 7.0
     scale = max(
         [MIN_SCALE]
-        + [abs(a - b) for a, b in zip(union.after[1:], union.before[1:]) if a > 0 and b > 0]
+        + [
+            abs(a - b)
+            for a, b in zip(union.after[1:], union.before[1:], strict=True)
+            if a > 0 and b > 0
+        ]
     )
     xs = [0.0] * len(union.frames)
     next_x: Dict[int, float] = {}

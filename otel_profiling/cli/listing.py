@@ -123,7 +123,7 @@ def _user_metadata(fs: Any, paths: List[str]) -> Dict[str, Dict[str, str]]:
 
             return await asyncio.gather(*(one(p) for p in paths))
 
-        return dict(zip(paths, sync(fs.loop, gather)))
+        return dict(zip(paths, sync(fs.loop, gather), strict=True))
     if hasattr(fs, "metadata"):
         return {p: fs.metadata(p) for p in paths}
     return {}

@@ -42,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
         rows.append((e.kind, start, _duration(e), human_size(e.size), e.service or "-", e.key))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + row[-1]
+        )
     if not found:
         print("(no profiles)")
     return 0

@@ -50,6 +50,7 @@ from otel_profiling import _threads
 from otel_profiling._env import env_int
 from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
+from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
 from otel_profiling.exporters.backends import (
     Backend,
     backend_for,
@@ -283,10 +284,17 @@ class FsspecProfileExporter(ProfileExporter):
         self.create_container = create_container
         if timeout_millis is None:
             timeout_millis = env_int(
-                "OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MILLIS, 1
+                "OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT",
+                DEFAULT_EXPORT_TIMEOUT_MILLIS,
+                ENV_MIN_EXPORT_TIMEOUT_MILLIS,
+                maximum=MAX_EXPORT_TIMEOUT_MILLIS,
+                unit="ms",
             )
-        if timeout_millis <= 0:
-            raise ValueError(f"timeout_millis must be > 0, got {timeout_millis}.")
+        if not 0 < timeout_millis <= MAX_EXPORT_TIMEOUT_MILLIS:  # also refuses nan
+            raise ValueError(
+                f"timeout_millis must be > 0 and <= {MAX_EXPORT_TIMEOUT_MILLIS}, "
+                f"got {timeout_millis}."
+            )
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}.")
         self.timeout_millis = float(timeout_millis)

@@ -42,7 +42,7 @@ class _Indexes(Dict[str, int]):
     """Index of each string in ``strings``; a string looked up for the first time is added."""
 
     def __init__(self, strings: List[str]) -> None:
-        super().__init__(zip(strings, range(len(strings))))
+        super().__init__(zip(strings, range(len(strings)), strict=True))
         self.strings = strings
 
     def __missing__(self, text: str) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import threading
 import time
@@ -39,6 +40,7 @@ from otel_profiling import _threads
 from otel_profiling._env import env_int
 from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
+from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
 from otel_profiling.exporters.base import ProfileExporter, has_payload
 from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
 from otel_profiling.profile import Profile
@@ -51,6 +53,8 @@ DEFAULT_MAX_QUEUE_SIZE = 256
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 32
 DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000
 DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
+MAX_SCHEDULE_DELAY_MILLIS = 3_600_000
+ENV_MIN_SCHEDULE_DELAY_MILLIS = 100  # from the environment: a delay of 0 would spin a core
 _DROP_WARNING_INTERVAL_S = 60.0
 _DRAIN_INTERVAL_MIN_S = 1.0
 _DRAIN_INTERVAL_MAX_S = 30.0
@@ -105,7 +109,13 @@ class BatchProfileProcessor(ProfileProcessor):
             else (spool if isinstance(spool, Spool) else None)
         )
         self.schedule_delay_millis = _pick(
-            schedule_delay_millis, "OTEL_BPP_SCHEDULE_DELAY", DEFAULT_SCHEDULE_DELAY_MILLIS
+            schedule_delay_millis,
+            "OTEL_BPP_SCHEDULE_DELAY",
+            DEFAULT_SCHEDULE_DELAY_MILLIS,
+            1,
+            MAX_SCHEDULE_DELAY_MILLIS,
+            ENV_MIN_SCHEDULE_DELAY_MILLIS,
+            unit="ms",
         )
         self.max_queue_size = _pick(
             max_queue_size, "OTEL_BPP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE_SIZE, 1
@@ -117,16 +127,31 @@ class BatchProfileProcessor(ProfileProcessor):
             1,
         )
         self.export_timeout_millis = _pick(
-            export_timeout_millis, "OTEL_BPP_EXPORT_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MILLIS
+            export_timeout_millis,
+            "OTEL_BPP_EXPORT_TIMEOUT",
+            DEFAULT_EXPORT_TIMEOUT_MILLIS,
+            1,
+            MAX_EXPORT_TIMEOUT_MILLIS,
+            ENV_MIN_EXPORT_TIMEOUT_MILLIS,
+            unit="ms",
         )
         self.max_queue_bytes = _pick(
             max_queue_bytes, "OTEL_BPP_MAX_QUEUE_BYTES", DEFAULT_MAX_QUEUE_BYTES, 1
         )
         if self.max_export_batch_size > self.max_queue_size:
-            raise ValueError(
-                f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
-                f"max_queue_size ({self.max_queue_size})."
+            if max_export_batch_size is not None and max_queue_size is not None:
+                raise ValueError(
+                    f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
+                    f"max_queue_size ({self.max_queue_size})."
+                )
+            _logger.warning(  # one at least came from the environment or a default
+                "The export batch size %d (OTEL_BPP_MAX_EXPORT_BATCH_SIZE) exceeds the queue "
+                "size %d (OTEL_BPP_MAX_QUEUE_SIZE); using batches of %d.",
+                self.max_export_batch_size,
+                self.max_queue_size,
+                self.max_queue_size,
             )
+            self.max_export_batch_size = self.max_queue_size
         self._init_state()
         renew_after_fork(self, BatchProfileProcessor._init_state)
         if self.spool is not None and self.spool.pending():
@@ -657,11 +682,21 @@ def _destination(exporter: ProfileExporter) -> str:
         return type(exporter).__name__
 
 
-def _pick(value: Optional[float], env: str, default: int, minimum: int = 0) -> int:
+def _pick(
+    value: Optional[float],
+    env: str,
+    default: int,
+    minimum: int,
+    maximum: Optional[int] = None,
+    env_minimum: Optional[int] = None,
+    unit: str = "",
+) -> int:
+    """An argument, checked (``ValueError``); else the variable, clamped into its range."""
     if value is None:
-        return env_int(env, default, minimum)
-    if value < minimum:
-        raise ValueError(
-            f"{env.replace('OTEL_BPP_', '').lower()} must be >= {minimum}, got {value}"
-        )
+        floor = minimum if env_minimum is None else env_minimum
+        return env_int(env, default, floor, maximum=maximum, unit=unit)
+    high = math.inf if maximum is None else maximum
+    if isinstance(value, bool) or not (minimum <= value <= high):  # also refuses nan
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{env.replace('OTEL_BPP_', '').lower()} must be {bound}, got {value}")
     return int(value)

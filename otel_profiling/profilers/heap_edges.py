@@ -161,13 +161,15 @@ class GraphBuilder:
     def place(self, objs: List[Any]) -> Dict[int, int]:
         """Add ``objs`` (distinct, new) as nodes, grouped into runs by kind; id → offset."""
         groups: DefaultDict[int, List[Any]] = defaultdict(list)
-        for obj, kind in zip(objs, map(self.kind.__getitem__, map(type, objs))):
+        for obj, kind in zip(objs, map(self.kind.__getitem__, map(type, objs)), strict=True):
             groups[kind].append(obj)
         placed: Dict[int, int] = {}
         step = NODE_FIELD_COUNT
         for kind, group in groups.items():
             offset = (self.base + len(self.objs)) * step
-            placed.update(zip(map(id, group), range(offset, offset + len(group) * step, step)))
+            placed.update(
+                zip(map(id, group), range(offset, offset + len(group) * step, step), strict=True)
+            )
             self.objs.extend(group)
             # the last pending run is the last placed: the group can join it
             if self.pending and self.pending[-1][0] == kind:
@@ -186,11 +188,15 @@ class GraphBuilder:
         found: List[Any] = list(map(self.index.get, keys))
         if None not in found:
             return found
-        new = list({key: ref for key, ref, at in zip(keys, refs, found) if at is None}.values())
+        new = list(
+            {
+                key: ref for key, ref, at in zip(keys, refs, found, strict=True) if at is None
+            }.values()
+        )
         shared = list(map(id, new if from_roots else self._shared(new)))
         placed = self.place(new)
         del new
-        self.index.update(zip(shared, map(placed.__getitem__, shared)))
+        self.index.update(zip(shared, map(placed.__getitem__, shared), strict=True))
         # the offsets of the new ones from ``placed``, of the others from the index
         return list(map(placed.get, keys, found))
 
@@ -209,7 +215,7 @@ class GraphBuilder:
         counts = _counts(new)
         waiting = map(gc.is_tracked, new) if self.singles else repeat(False)
         once = _ONLY_LISTED + 1 + 1  # ``new`` (in _ONLY_LISTED), one entry of ``refs``, one holder
-        return [obj for obj, n, w in zip(new, counts, waiting) if n > once + w]
+        return [obj for obj, n, w in zip(new, counts, waiting, strict=False) if n > once + w]
 
     def walk(self) -> None:
         """Fields and edges of every placed node, including those placed on the way."""

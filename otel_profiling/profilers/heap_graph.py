@@ -110,7 +110,9 @@ def walk_roots(roots: Mapping[str, Any]) -> HeapGraph:
     builder = GraphBuilder(graph, 1, within_roots=True)
     names = list(map(graph.strings.add, roots))
     targets = builder.targets(list(roots.values()), from_roots=True)
-    _add_node(graph, SYNTHETIC, "", 0, [(PROPERTY, n, to) for n, to in zip(names, targets)])
+    _add_node(
+        graph, SYNTHETIC, "", 0, [(PROPERTY, n, to) for n, to in zip(names, targets, strict=True)]
+    )
     builder.walk()
     return graph
 
@@ -140,12 +142,12 @@ def _add_roots(
                 local_vars = []
             values = builder.targets([code] + [v for _, v in local_vars], from_roots=True)
             frame_edges = [(INTERNAL, add_string("code"), values[0])]
-            for (key, _), to in zip(local_vars, values[1:]):
+            for (key, _), to in zip(local_vars, values[1:], strict=True):
                 frame_edges.append((PROPERTY, add_string(key), to))
             stack_nodes.append((f"Frame {where}", sys.getsizeof(frame), frame_edges))
         node += 1 + len(frames)
     targets = builder.targets([module for _, module in modules], from_roots=True)
-    for (name, _), to in zip(modules, targets):
+    for (name, _), to in zip(modules, targets, strict=True):
         root_edges.append((PROPERTY, add_string(name), to))
     _add_node(graph, SYNTHETIC, "", 0, root_edges)
     for name, size, edges in stack_nodes:

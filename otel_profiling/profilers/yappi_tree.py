@@ -457,7 +457,7 @@ class _ThreadTree:
                 known.append(child)
         if fid in self.skipped:
             return  # the wrapper's own time is the library's
-        for site, given in zip(sites, placed):
+        for site, given in zip(sites, placed, strict=True):
             if site.node is not None and site.time > given:
                 site.node.self_value += site.time - given
                 self.placed += site.time - given
@@ -545,7 +545,7 @@ def _share_out(
             if total <= 0:
                 pool, weights = live, [budgets[i] for i in live]
                 total = sum(weights)
-            for index, weight in zip(pool, weights):
+            for index, weight in zip(pool, weights, strict=True):
                 if weight > 0:
                     placed.append((index, edge, weight / total))
                     room[index] -= edge.ttot * weight / total

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Union
 from otel_profiling import _threads, servers
 from otel_profiling.process_context import SIGNAL_ATTRIBUTE
 from otel_profiling.triggers.base import Trigger, TriggerTarget
+from otel_profiling.triggers.safe_signals import check_trigger_signal
 
 _logger = logging.getLogger(__name__)
 _STOP = -1
@@ -97,10 +98,8 @@ class SignalTrigger(Trigger):
     def __init__(self, signum: Optional[SignalLike] = None) -> None:
         super().__init__()
         self.requested: Optional[int] = None if signum is None else parse_signal(signum)
-        if self.requested in (signal.SIGKILL, signal.SIGSTOP):
-            raise ValueError(
-                f"{signal_name(self.requested)} cannot be caught; use SIGUSR2 or SIGUSR1."
-            )
+        if self.requested is not None:
+            check_trigger_signal(self.requested)
         self.signum: int = DEFAULT_SIGNAL if self.requested is None else self.requested
         self.name = f"signal:{signal_name(self.signum)}"
         self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
