@@ -1,10 +1,12 @@
-"""Reliability benchmarks: enqueue latency, batch throughput to S3, memory with the backend down.
+"""Reliability benchmarks: enqueue latency, batch throughput to S3 and to local files,
+memory with the backend down.
 
 Run from the repository root (moto[server], boto3 and s3fs installed)::
 
-    python benchmarks/bench_reliability.py [latency|throughput|memory|all]
+    python benchmarks/bench_reliability.py [latency|throughput|local|memory|all]
 
-Each part prints its numbers next to the baseline measured in the same run.
+Each part prints its numbers next to the baseline measured in the same run
+(medians of interleaved rounds).
 """
 
 from __future__ import annotations
@@ -188,15 +190,40 @@ def bench_throughput(count: int = 200, size: int = 50 * 1024, rounds: int = 5) -
                 assert processor.exported_profiles == count, processor.exported_profiles
                 assert processor.spooled_profiles == 0
                 processor.shutdown()
-        best = {name: min(times) for name, times in results.items()}
+        median = {name: statistics.median(times) for name, times in results.items()}
         print(f"throughput, {count} profiles x {size // 1024} KB to moto (another process):")
-        for name, seconds in best.items():
+        print(f"  medians of {rounds} interleaved rounds")
+        for name, seconds in median.items():
             print(f"  {name:10s} {seconds:6.2f} s  ({count / seconds:6.1f} profiles/s)")
-        print(f"  processor vs sequential boto3: {best['boto3'] / best['processor']:.2f}x")
-        print(f"  processor vs bare fs.pipe:     {best['fs.pipe'] / best['processor']:.2f}x")
+        print(f"  processor vs sequential boto3: {median['boto3'] / median['processor']:.2f}x")
+        print(f"  processor vs bare fs.pipe:     {median['fs.pipe'] / median['processor']:.2f}x")
     finally:
         proc.terminate()
         proc.wait()
+
+
+# -- local files ----------------------------------------------------------------------------
+def bench_local(count: int = 200, size: int = 50 * 1024, rounds: int = 7) -> None:
+    """One export of ``count`` profiles to a local directory: eight writers against one."""
+    from otel_profiling.exporters import FsspecProfileExporter
+
+    payloads = [os.urandom(size) for _ in range(count)]
+    results: Dict[str, List[float]] = {"one at a time": [], "8 writers": []}
+    for _ in range(rounds):
+        for name, concurrency in (("one at a time", 1), ("8 writers", 8)):
+            with tempfile.TemporaryDirectory(dir=ROOT) as tmp:  # the disk the project is on
+                exporter = FsspecProfileExporter(f"file://{tmp}/out", max_concurrency=concurrency)
+                exporter.export([profile(b"warm-up")])  # directory made, writer started
+                profiles = [profile(data) for data in payloads]
+                t0 = time.perf_counter()
+                assert exporter.export_unsent(profiles) == []
+                results[name].append(time.perf_counter() - t0)
+    median = {name: statistics.median(times) for name, times in results.items()}
+    print(f"local files, {count} profiles x {size // 1024} KB, each written and fsync'ed:")
+    print(f"  medians of {rounds} interleaved rounds")
+    for name, seconds in median.items():
+        print(f"  {name:14s} {seconds:6.3f} s  ({count / seconds:7.1f} profiles/s)")
+    print(f"  8 writers vs one: {median['one at a time'] / median['8 writers']:.2f}x")
 
 
 # -- memory with the backend down ----------------------------------------------------------
@@ -255,5 +282,7 @@ if __name__ == "__main__":
         bench_latency()
     if which in ("throughput", "all"):
         bench_throughput()
+    if which in ("local", "all"):
+        bench_local()
     if which in ("memory", "all"):
         bench_memory()

@@ -1,47 +1,99 @@
-"""Reading ``OTEL_*`` environment variables the way the OpenTelemetry SDK does.
+"""Reading ``OTEL_*`` environment variables: each value is checked where it is read.
 
-An invalid value never raises: it is logged once, naming the variable, and the
-default is used instead, so a typo in a deployment cannot crash the host.
+A value that cannot be used never raises. One warning names the variable, the
+value (never a secret's) and what is used instead: the default, or, for a
+number outside its range, the nearest bound. So a typo in a deployment can
+neither stop the host nor leave a profiler running for good.
+
+The rules, for every variable:
+
+- unset, empty or only whitespace: the default, silently (as the OpenTelemetry
+  specification says of an empty value); surrounding whitespace is ignored;
+- not valid UTF-8: the default;
+- a number must be written in ASCII (``int("²")`` fails and ``int("٣")`` is 3:
+  neither is what a deployment meant) and be finite; a negative one, or one
+  that does not parse, gets the default; one outside the variable's range is
+  clamped to the nearest bound.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 _logger = logging.getLogger(__name__)
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
+T = TypeVar("T")
+N = TypeVar("N", int, float)
 
-def _raw(name: str) -> Optional[str]:
+
+Show = Callable[[str], str]
+"""How a value appears in a warning: ``repr``, ``hidden``, or a redaction."""
+
+
+def hidden(value: str) -> str:
+    """For secrets: the value never appears."""
+    return "(not shown: it may hold a secret)"
+
+
+def warn_invalid(
+    name: str, value: str, expected: str, default: object, *, show: Show = repr
+) -> None:
+    """The one warning for a value that cannot be used: the default is used instead."""
+    instead = "ignoring it (as if unset)" if default is None else f"using the default {default!r}"
+    _logger.warning(
+        "Invalid value %s for environment variable %s: expected %s; %s.",
+        show(value),
+        name,
+        expected,
+        instead,
+    )
+
+
+def warn_clamped(name: str, value: str, expected: str, used: object) -> None:
+    """The one warning for a number outside its range: the nearest bound is used."""
+    _logger.warning(
+        "Invalid value %r for environment variable %s: expected %s; using %r, the nearest bound.",
+        value,
+        name,
+        expected,
+        used,
+    )
+
+
+_invalid = warn_invalid  # the earlier name, still imported by some readers
+
+
+def _raw(name: str, default: object = None, *, show: Show = repr) -> Optional[str]:
+    """The stripped value; ``None`` when unset, blank, or not UTF-8 (which is warned about)."""
     value = os.environ.get(name)
     if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+        warn_invalid(name, value, "UTF-8 text", default, show=show)
         return None
     value = value.strip()
     return value or None
 
 
-def _invalid(name: str, value: str, expected: str, default: object) -> None:
-    _logger.warning(
-        "Invalid value %r for environment variable %s: expected %s; using the default %r.",
-        value,
-        name,
-        expected,
-        default,
-    )
+def env_str(name: str, default: Optional[str] = None, *, show: Show = repr) -> Optional[str]:
+    """The variable's stripped value, or ``default`` when unset, blank or not UTF-8.
 
-
-def env_str(name: str, default: Optional[str] = None) -> Optional[str]:
-    """The variable's stripped value, or ``default`` when unset or empty."""
-    value = _raw(name)
+    ``show``: how a warning shows the value (``hidden`` for a secret).
+    """
+    value = _raw(name, default, show=show)
     return default if value is None else value
 
 
 def env_bool(name: str, default: bool) -> bool:
-    value = _raw(name)
+    value = _raw(name, default)
     if value is None:
         return default
     low = value.lower()
@@ -49,42 +101,110 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if low in _FALSE:
         return False
-    _invalid(name, value, "true or false", default)
+    warn_invalid(name, value, "true or false", default)
     return default
 
 
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    value = _raw(name)
-    if value is None:
-        return default
+def _number_text(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+def _expected(kind: str, minimum: float, maximum: Optional[float], unit: str) -> str:
+    unit = f" {unit}" if unit else ""
+    if maximum is None:
+        return f"{kind} >= {_number_text(minimum)}{unit}"
+    return f"{kind} from {_number_text(minimum)} to {_number_text(maximum)}{unit}"
+
+
+def _parse(text: str, parse: Callable[[str], N]) -> Optional[N]:
+    """``text`` as a finite, non-negative number written in ASCII; ``None`` if it is not one."""
+    if not text.isascii():
+        return None
     try:
-        number = int(value)
+        number = parse(text)
     except ValueError:
-        _invalid(name, value, f"an integer >= {minimum}", default)
-        return default
-    if number < minimum:
-        _invalid(name, value, f"an integer >= {minimum}", default)
-        return default
+        return None
+    if isinstance(number, float) and not math.isfinite(number):
+        return None  # (an int is always finite, and may be too large for a float)
+    return number if number >= 0 else None
+
+
+def _clamp(
+    name: str,
+    text: str,
+    number: N,
+    minimum: N,
+    maximum: Optional[N],
+    expected: str,
+    allow_zero: bool = False,
+) -> N:
+    if number < minimum and not (allow_zero and number == 0):
+        warn_clamped(name, text, expected, minimum)
+        return minimum
+    if maximum is not None and number > maximum:
+        warn_clamped(name, text, expected, maximum)
+        return maximum
     return number
 
 
-def env_float(name: str, default: Optional[float], minimum: float = 0.0) -> Optional[float]:
-    value = _raw(name)
-    if value is None:
+def env_int(
+    name: str, default: int, minimum: int = 0, *, maximum: Optional[int] = None, unit: str = ""
+) -> int:
+    """An integer variable (``unit`` for the warning, e.g. ``"ms"``), clamped into range."""
+    text = _raw(name, default)
+    if text is None:
         return default
-    try:
-        number = float(value)
-    except ValueError:
-        _invalid(name, value, f"a number >= {minimum}", default)
+    expected = _expected("an integer", minimum, maximum, unit)
+    number = _parse(text, int)
+    if number is None:
+        warn_invalid(name, text, expected, default)
         return default
-    if number < minimum or number != number:
-        _invalid(name, value, f"a number >= {minimum}", default)
+    return _clamp(name, text, number, minimum, maximum, expected)
+
+
+def env_float(
+    name: str,
+    default: Optional[float],
+    minimum: float = 0.0,
+    *,
+    maximum: Optional[float] = None,
+    unit: str = "",
+    allow_zero: bool = False,
+) -> Optional[float]:
+    """A number variable (``unit`` for the warning, e.g. ``"seconds"``), clamped into range.
+
+    ``allow_zero``: 0 is kept (it means "off"), not raised to ``minimum``.
+    """
+    text = _raw(name, default)
+    if text is None:
         return default
-    return number
+    expected = _expected("a number", minimum, maximum, unit)
+    if allow_zero:
+        expected = f"0 or {expected}"
+    number = _parse(text, float)
+    if number is None:
+        warn_invalid(name, text, expected, default)
+        return default
+    return _clamp(name, text, number, float(minimum), maximum, expected, allow_zero)
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    value = _raw(name)
+    value = _raw(name, default)
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def from_env(what: str, build: Callable[[], T], fallback: T) -> T:
+    """``build()``, or ``fallback`` when it fails: one piece of a setup never stops the rest.
+
+    The env readers do not raise on bad values; this is the last guard against
+    anything else (a plugin, a bug), logged with its traceback, naming ``what``.
+    """
+    try:
+        return build()
+    except Exception:  # noqa: BLE001 - the host application must start regardless
+        _logger.error(
+            "otel-profiling: %s could not be set up and is left out.", what, exc_info=True
+        )
+        return fallback

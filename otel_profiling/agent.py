@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_profiling import _threads
-from otel_profiling._exit import before_thread_pools_stop
+from otel_profiling import _threads, process_context
+from otel_profiling._exit import before_thread_pools_stop, mark_exiting
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.processors.base import ProfileProcessor
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
-from otel_profiling.resource import default_resource
+from otel_profiling.resource import default_resource, renewed_after_fork
 from otel_profiling.triggers.base import Trigger
 from otel_profiling.version import __version__
 
@@ -124,6 +124,7 @@ class ProfilingAgent:
             self._bindings.append(binding)
             if self._started:
                 trigger.install(binding)
+                self._publish_context()
         return self
 
     def add_profile_processor(self, processor: ProfileProcessor) -> ProfilingAgent:
@@ -134,6 +135,11 @@ class ProfilingAgent:
     @property
     def processors(self) -> Tuple[ProfileProcessor, ...]:
         return tuple(self._processors)
+
+    @property
+    def triggers(self) -> Tuple[Trigger, ...]:
+        """The registered triggers, in the order of registration."""
+        return tuple(binding.trigger for binding in self._bindings)
 
     def start(self, exporter: Optional[ProfileExporter] = None) -> ProfilingAgent:
         """Install the triggers. ``exporter`` is added through a ``BatchProfileProcessor``."""
@@ -152,6 +158,7 @@ class ProfilingAgent:
             for binding in self._bindings:
                 binding.trigger.install(binding)
             self._started = True
+            self._publish_context()
             if not self._atexit_registered:
                 atexit.register(self._at_exit)
                 before_thread_pools_stop(self._at_exit)
@@ -312,6 +319,7 @@ class ProfilingAgent:
             _call(binding.trigger.uninstall)
         for profiler in list(self._active):
             self._stop(profiler, "agent shutdown")
+        process_context.drop(owner=self)
         for processor in self.processors:
             remaining = max(deadline - time.monotonic(), 0) * 1000
             if isinstance(processor, BatchProfileProcessor):
@@ -323,10 +331,16 @@ class ProfilingAgent:
             self._atexit_registered = False
 
     def _at_exit(self) -> None:
+        mark_exiting()  # from here on, the export runs on this thread
         self.shutdown(self.exit_timeout_millis)
 
     def _after_fork(self) -> None:
-        """In a forked child: fresh lock; profiles running in the parent are not ours."""
+        """In a forked child: fresh lock; profiles running in the parent are not ours.
+
+        The child is a new instance of the service: its resource gets its own
+        ``service.instance.id`` (as the SDK's providers renew it) and it
+        publishes its own process context.
+        """
         self._lock = threading.RLock()
         running = list(self._active)  # also those started by agent.profile(), bound to no trigger
         self._active = {}
@@ -335,8 +349,19 @@ class ProfilingAgent:
         profilers.update((id(p), p) for b in self._bindings for p in b.profilers)
         for profiler in profilers.values():
             _call(profiler.after_fork)
+        self.resource = renewed_after_fork(self.resource)
         for binding in self._bindings:
             _call(binding.trigger.after_fork)
+        if self._started and not self._shutdown:
+            self._publish_context()
+
+    def _publish_context(self) -> None:
+        """Publish the resource and the triggers' signal and URL (OTEP 4719)."""
+        extra: Dict[str, AttributeValue] = {process_context.VERSION_ATTRIBUTE: __version__}
+        for binding in self._bindings:
+            for key, value in binding.trigger.context_attributes().items():
+                extra.setdefault(key, value)
+        process_context.publish(dict(self.resource.attributes), extra, owner=self)
 
     def __enter__(self) -> ProfilingAgent:
         return self.start()

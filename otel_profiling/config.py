@@ -4,29 +4,41 @@ The variables (one table in the README): ``OTEL_SDK_DISABLED``,
 ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` (the resource),
 ``OTEL_PROFILES_EXPORTER`` and ``OTEL_EXPORTER_FSSPEC_PROFILES_*`` (where
 profiles go), ``OTEL_BPP_*`` (the batch processor) and ``OTEL_PROFILING_*``
-(what to profile and when). A bad value is logged naming the variable; the
-application keeps running.
+(what to profile and when). A bad value is logged naming the variable, and
+its default (or the nearest bound of its range) is used: the application
+keeps running and ``configure()`` never raises because of the environment.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
-from typing import Optional
+from typing import List, Optional, Sequence
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 
-from otel_profiling._env import env_bool
+from otel_profiling._env import env_bool, from_env
 from otel_profiling.agent import ProfilingAgent
+from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.env import DEFAULT_URL, exporters_from_env
 from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
 from otel_profiling.processors.batch import BatchProfileProcessor
+from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.env import profilers_from_env
 from otel_profiling.resource import default_resource
+from otel_profiling.triggers.base import Trigger
 from otel_profiling.triggers.env import triggers_from_env
 
-__all__ = ["DEFAULT_URL", "configure", "exporters_from_env", "resource_from_env"]
+__all__ = [
+    "DEFAULT_URL",
+    "agent_from_env",
+    "configure",
+    "exporters_from_env",
+    "resource_from_env",
+]
 
 _logger = logging.getLogger(__name__)
 _configure_lock = threading.Lock()
@@ -45,13 +57,50 @@ def resource_from_env(tracer_provider: Optional[object] = None) -> Resource:
     return default_resource()
 
 
+def agent_from_env(
+    resource: Optional[Resource] = None, extra_triggers: Sequence[Trigger] = ()
+) -> Optional[ProfilingAgent]:
+    """A started agent built from the environment (not set as the global one).
+
+    Never raises because of the environment: each value is checked where it
+    is read, and each piece (an exporter's processor, the profilers, each
+    trigger) is built on its own, so one that fails anyway is logged and left
+    out while the rest runs. ``None`` only if the agent could not start at all
+    (logged). ``extra_triggers`` drive the same profilers as the others.
+    """
+    agent = ProfilingAgent(resource if resource is not None else resource_from_env())
+    exporters: List[ProfileExporter] = from_env("the exporters", exporters_from_env, [])
+    for exporter in exporters:
+        processor = from_env(
+            f"the batch processor of {type(exporter).__name__}",
+            functools.partial(BatchProfileProcessor, exporter),
+            None,
+        )
+        if processor is not None:
+            agent.add_profile_processor(processor)
+    profilers: List[Profiler] = from_env("the profilers", profilers_from_env, [])
+    if profilers:
+        for trigger in [*triggers_from_env(), *extra_triggers]:
+            agent.register(trigger, *profilers)
+    try:
+        return agent.start()
+    except Exception:  # noqa: BLE001 - the host application must start regardless
+        _logger.error(
+            "otel-profiling could not start; the application runs unprofiled.", exc_info=True
+        )
+        with contextlib.suppress(Exception):  # end what did start; already reported
+            agent.shutdown()
+        return None
+
+
 def configure(resource: Optional[Resource] = None) -> Optional[ProfilingAgent]:
     """Build, start and set the global agent from the environment; return it.
 
     Idempotent: when a global agent exists (from an earlier call or
     ``set_profiling_agent``) it is returned unchanged. Returns ``None``, starting
     nothing, when ``OTEL_SDK_DISABLED`` is true. ``resource`` overrides
-    ``resource_from_env()``.
+    ``resource_from_env()``. Never raises because of an environment value: a
+    bad one is logged (one warning naming the variable) and its default used.
     """
     with _configure_lock:
         existing = get_profiling_agent()
@@ -60,13 +109,7 @@ def configure(resource: Optional[Resource] = None) -> Optional[ProfilingAgent]:
         if env_bool("OTEL_SDK_DISABLED", False):
             _logger.debug("OTEL_SDK_DISABLED is true: profiling not configured.")
             return None
-        agent = ProfilingAgent(resource if resource is not None else resource_from_env())
-        for exporter in exporters_from_env():
-            agent.add_profile_processor(BatchProfileProcessor(exporter))
-        profilers = profilers_from_env()
-        if profilers:
-            for trigger in triggers_from_env():
-                agent.register(trigger, *profilers)
-        agent.start()
-        set_profiling_agent(agent)
+        agent = agent_from_env(resource)
+        if agent is not None:
+            set_profiling_agent(agent)
         return agent

@@ -127,3 +127,6 @@ OTEL_PROFILING_SNAPSHOT_GC_COLLECT = "OTEL_PROFILING_SNAPSHOT_GC_COLLECT"
 
 OTEL_PROFILING_THRESHOLD_DURATION = "OTEL_PROFILING_THRESHOLD_DURATION"
 """Seconds a threshold-triggered heap or CPU profile lasts (default ``10``)."""
+
+DASK_SCHEDULER_ADDRESS = "DASK_SCHEDULER_ADDRESS"
+"""Dask's own variable: ``merge`` and ``diff`` run on that scheduler unless given ``--workers``."""

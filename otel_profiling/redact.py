@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 _SECRET_NAME = re.compile(
     r"(key|secret|token|password|passwd|credential|sas|connection_string|signature|auth)",
@@ -25,12 +26,39 @@ def redact_options(options: Mapping[str, Any]) -> dict:
     return out
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/@]*@")
+# user-info (``user:password@``) after a scheme, anywhere in a text
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s?#]*@")
+# a secret-looking query parameter (``?sig=...``, ``&X-Amz-Signature=...``)
+_QUERY_SECRET = re.compile(
+    r"([?&][A-Za-z0-9_.\-]*(?:key|secret|token|password|credential|signature|sig)"
+    r"[A-Za-z0-9_.\-]*=)[^&#\s]*",
+    re.IGNORECASE,
+)
 
 
 def redact_url(url: str) -> str:
-    """``scheme://user:password@host/...`` → ``scheme://***@host/...``."""
-    return _USERINFO.sub(r"\1***@", url)
+    """``scheme://user:password@host/...?sig=...`` → ``scheme://***@host/...?sig=***``.
+
+    Works on any text: every URL in it is redacted.
+    """
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
+
+
+def url_credentials(url: str) -> bool:
+    """Whether ``url`` carries user-info with a password (``scheme://user:password@host``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return "@" in parts.netloc and ":" in parts.netloc.rpartition("@")[0]
+
+
+def url_userinfo(url: str) -> bool:
+    """Whether ``url`` carries any user-info (``scheme://something@host``)."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return False
 
 
 def secret_values(options: Mapping[str, Any]) -> list:
@@ -50,7 +78,7 @@ def secret_values(options: Mapping[str, Any]) -> list:
 
 
 def scrub(text: str, secrets: list) -> str:
-    """``text`` with every known secret value replaced by ``***``."""
+    """``text`` with every known secret value replaced by ``***`` and URLs redacted."""
     for value in secrets:
         text = text.replace(value, "***")
     return redact_url(text)

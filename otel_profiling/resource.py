@@ -14,3 +14,21 @@ def default_resource() -> Resource:
     explicit ``host.name`` in ``OTEL_RESOURCE_ATTRIBUTES`` wins.
     """
     return Resource({"host.name": socket.gethostname()}).merge(Resource.create())
+
+
+def renewed_after_fork(resource: Resource) -> Resource:
+    """The resource of a forked child: its own ``service.instance.id``.
+
+    Recent SDKs give each process a random ``service.instance.id`` and their
+    providers renew it in a forked child (one id per pid, shared by every
+    provider of the process); profiles follow, so a gunicorn worker's profiles
+    and traces carry the same id, not the master's. A resource without the
+    attribute, or an SDK without that detector, is left as it is.
+    """
+    if "service.instance.id" not in resource.attributes:
+        return resource
+    try:
+        from opentelemetry.sdk.resources import ServiceInstanceIdResourceDetector
+    except ImportError:
+        return resource
+    return resource.merge(ServiceInstanceIdResourceDetector().detect())

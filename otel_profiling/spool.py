@@ -10,6 +10,13 @@ would exceed its byte cap (counted in ``evicted_profiles`` and logged).
 Several processes of one service may share a spool: an entry being re-sent is
 locked (``flock``), and a process that finds it locked or already removed
 leaves it alone, so each entry is uploaded by one process only.
+
+Whatever sits in the directory, reading it never fails and never blocks: an
+entry that is not a regular file (a directory, FIFO, socket or symbolic link
+named like one) or whose content is not a complete profile (truncated, wrong
+header, bad checksum...) is renamed aside to ``*.damaged``, logged once and
+counted in ``quarantined_entries``; it is never sent. Directories the spool
+creates are private to the user (0700), files too (0600).
 """
 
 from __future__ import annotations
@@ -21,16 +28,18 @@ import logging
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling._env import env_int, env_str
+from otel_profiling._fork import renew_after_fork
 from otel_profiling.formats import ProfileFormat
 from otel_profiling.profile import Profile, ProfileKind
 
@@ -43,10 +52,22 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_SPOOL_MAX_BYTES = 512 * 1024 * 1024
 _SUFFIX = ".profile"
+_DAMAGED = ".damaged"
 _VERSION = 1
 _EVICTION_WARNING_INTERVAL_S = 60.0
 _STALE_TEMP_S = 600.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+_MAX_NAME = 100  # characters of the service's directory name (file names stop at 255 bytes)
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the worker
+    | getattr(os, "O_NOFOLLOW", 0)  # nor a link lead it elsewhere
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+class DamagedEntry(ValueError):
+    """A spool file that does not hold a complete profile."""
 
 
 def default_spool_root() -> Path:
@@ -56,8 +77,40 @@ def default_spool_root() -> Path:
 
 
 def service_directory(root: Path, service: str) -> Path:
-    """The per-service spool directory under ``root``."""
-    return root / (_UNSAFE.sub("_", service).strip(".") or "unknown_service")
+    """The per-service spool directory under ``root`` (a long name keeps a hash of the rest)."""
+    name = _UNSAFE.sub("_", service).strip(".") or "unknown_service"
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha256(service.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        name = f"{name[: _MAX_NAME - 11]}-{digest}"
+    return root / name
+
+
+def private_directory(directory: Path, root: Optional[Path] = None) -> None:
+    """Make ``directory`` with every missing parent mode 0700.
+
+    Existing directories are left alone, except those strictly below ``root``
+    (the spool's own per-service and per-destination ones), which lose any
+    group and other permissions if they belong to this user.
+    """
+    missing: List[Path] = []
+    current = directory
+    while not os.path.lexists(current):
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            os.mkdir(path, 0o700)
+    if root is None or root not in directory.parents:
+        return
+    for path in [directory, *directory.parents]:
+        if path == root:
+            break
+        with contextlib.suppress(OSError):
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
+                os.chmod(path, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 class Spool:
@@ -73,10 +126,18 @@ class Spool:
             raise ValueError(f"Spool max_bytes must be > 0, got {max_bytes}.")
         self.directory = Path(directory)
         self.max_bytes = int(max_bytes)
+        self._root: Optional[Path] = None  # the spool root, when made by ``from_env``
+        self._renew()
+        renew_after_fork(self, Spool._renew)
+
+    def _renew(self) -> None:
+        """Counters and lock of this process: made here, and again in a forked child."""
         self.spooled_profiles = 0
         self.evicted_profiles = 0
+        self.quarantined_entries = 0
         self._reported_evictions = 0
         self._last_eviction_warning = -_EVICTION_WARNING_INTERVAL_S
+        self._stuck: Set[str] = set()  # damaged entries that could not be renamed aside
         self._lock = threading.Lock()
 
     @classmethod
@@ -95,23 +156,25 @@ class Spool:
         max_bytes = env_int("OTEL_PROFILING_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, 1)
         directory = service_directory(base, service)
         if destination:
-            digest = hashlib.sha256(destination.encode()).hexdigest()[:10]
+            digest = hashlib.sha256(destination.encode("utf-8", "surrogatepass")).hexdigest()[:10]
             directory = directory / f"{_UNSAFE.sub('_', destination)[-60:].strip('._')}-{digest}"
-        return cls(directory, max_bytes)
+        spool = cls(directory, max_bytes)
+        spool._root = base
+        return spool
 
     def __repr__(self) -> str:
         return f"Spool(directory={str(self.directory)!r}, max_bytes={self.max_bytes})"
 
     # -- writing ------------------------------------------------------------------
     def put(self, profile: Profile) -> Optional[Path]:
-        """Keep ``profile`` on disk; ``None`` (logged) if it could not be written."""
-        header = json.dumps(_header(profile), separators=(",", ":")).encode()
-        size = len(header) + 1 + len(profile.data)
+        """Keep ``profile`` on disk; ``None`` (logged) if it could not be written. Never raises."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}{_SUFFIX}"
         tmp = self.directory / f".tmp-{name}"
         try:
+            header = json.dumps(_header(profile), separators=(",", ":")).encode()
+            size = len(header) + 1 + len(profile.data)
             with self._lock:
-                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                private_directory(self.directory, self._root)
                 self._make_room(size)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner only
                 with os.fdopen(fd, "wb") as handle:
@@ -123,26 +186,31 @@ class Spool:
                 os.replace(tmp, final)
                 self.spooled_profiles += 1
                 return final
-        except OSError as exc:
-            _unlink(tmp)
+        except Exception as exc:  # noqa: BLE001 - reported; the caller counts the loss
+            with contextlib.suppress(OSError):
+                _unlink(tmp)
             _logger.error(
-                "Could not spool %s to %s (%s): the profile is lost. Fix: make the directory "
-                "writable or set OTEL_PROFILING_SPOOL_DIR.",
+                "Could not spool %s to %s (%s: %s): the profile is lost. Fix: make the "
+                "directory writable or set OTEL_PROFILING_SPOOL_DIR.",
                 profile.key,
                 self.directory,
+                type(exc).__name__,
                 exc,
             )
             return None
 
     def _make_room(self, size: int) -> None:
-        entries = list(self._entries())
+        entries = self._entries()
         total = sum(s for _, s in entries)
         evicted = 0
         freed = 0
         for path, entry_size in entries:
             if total - freed + size <= self.max_bytes:
                 break
-            _unlink(path)
+            try:
+                _unlink(path)
+            except OSError:
+                continue
             freed += entry_size
             evicted += 1
         self.evicted_profiles += evicted
@@ -161,32 +229,43 @@ class Spool:
             )
 
     # -- reading ------------------------------------------------------------------
-    def _entries(self) -> Iterator[Tuple[Path, int]]:
+    def _entries(self) -> List[Tuple[Path, int]]:
+        """Entry files (regular files named ``*.profile``), oldest first, with their sizes.
+
+        Anything else named like an entry is quarantined on the way.
+        """
         try:
             names = sorted(
                 n for n in os.listdir(self.directory) if n.endswith(_SUFFIX) and n[0] != "."
             )
-        except FileNotFoundError:
-            return
+        except OSError:  # missing, or not a directory: nothing to read
+            return []
+        out: List[Tuple[Path, int]] = []
         for name in names:
             path = self.directory / name
-            try:
-                yield path, path.stat().st_size
-            except FileNotFoundError:
+            if name in self._stuck:
                 continue
+            try:
+                info = os.lstat(path)
+            except OSError:  # removed meanwhile
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                self._quarantine(path, f"not a regular file ({_file_type(info.st_mode)})")
+                continue
+            out.append((path, info.st_size))
+        return out
 
     def pending(self) -> int:
         """How many profiles wait in the spool (from every process of the service)."""
-        return sum(1 for _ in self._entries())
+        return len(self._entries())
 
     def profiles(self) -> List[Profile]:
-        """The spooled profiles, oldest first (for inspection; nothing is removed)."""
+        """The spooled profiles, oldest first, for inspection: nothing is sent or removed
+        (an entry that is not a regular file is set aside, as by any read)."""
         out = []
         for path, _ in self._entries():
-            try:
-                out.append(_load(path.read_bytes()))
-            except (OSError, ValueError):
-                continue
+            with contextlib.suppress(OSError, ValueError), _open_entry(path) as handle:
+                out.append(_load(handle.read()))
         return out
 
     def drain(
@@ -194,67 +273,154 @@ class Spool:
         send: Callable[[Sequence[Profile]], Sequence[Profile]],
         batch_size: int = 32,
         max_batches: Optional[int] = None,
+        max_bytes: Optional[int] = None,
     ) -> Tuple[int, int]:
         """Re-send spooled profiles, oldest first, through ``send`` (returns the unsent ones).
 
-        Sent entries are removed. Stops after ``max_batches`` batches, or at a
-        batch of which nothing was sent (the backend still fails). Returns
-        ``(sent, still_pending)``.
+        A batch holds at most ``batch_size`` entries and, beyond its first,
+        ``max_bytes`` of files (they are read into memory). Sent entries are
+        removed. Stops after ``max_batches`` batches, or at a batch of which
+        nothing was sent (the backend still fails). Returns ``(sent, still_pending)``.
         """
         self._sweep_temporary()
         sent = 0
         batches = 0
         while max_batches is None or batches < max_batches:
             batches += 1
-            claimed = self._claim(batch_size)
-            if not claimed:
-                break
-            try:
-                profiles = [profile for _, _, profile in claimed]
-                unsent = {id(p) for p in send(profiles)}
-                for path, _, profile in claimed:
-                    if id(profile) not in unsent:
-                        _unlink(path)
-                        sent += 1
-            finally:
-                for _, handle, _ in claimed:
-                    handle.close()
-            if len(unsent) == len(claimed):
+            count, failed = self._send_batch(send, batch_size, max_bytes)
+            sent += count
+            if failed or not count:  # nothing left, or the backend still fails
                 break
         return sent, self.pending()
+
+    def _send_batch(
+        self,
+        send: Callable[[Sequence[Profile]], Sequence[Profile]],
+        batch_size: int,
+        max_bytes: Optional[int],
+    ) -> Tuple[int, bool]:
+        """One batch through ``send``: (entries sent, whether nothing got through).
+
+        Its profiles are let go on return, before the next batch is read.
+        """
+        claimed = self._claim(batch_size, max_bytes)
+        if not claimed:
+            return 0, False
+        sent = 0
+        try:
+            unsent = {id(p) for p in send([profile for _, _, profile in claimed])}
+            for path, _, profile in claimed:
+                if id(profile) not in unsent:
+                    with contextlib.suppress(OSError):
+                        _unlink(path)
+                    sent += 1
+        finally:
+            for _, handle, _ in claimed:
+                handle.close()
+        return sent, sent == 0
 
     def _sweep_temporary(self) -> None:
         """Remove temporary files left by a process killed while spooling."""
         try:
             names = [n for n in os.listdir(self.directory) if n.startswith(".tmp-")]
-        except FileNotFoundError:
+        except OSError:
             return
         for name in names:
             path = self.directory / name
             with contextlib.suppress(OSError):
-                if time.time() - path.stat().st_mtime > _STALE_TEMP_S:
+                info = os.lstat(path)
+                if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > _STALE_TEMP_S:
                     path.unlink()
 
-    def _claim(self, limit: int) -> List[Tuple[Path, Any, Profile]]:
+    def _claim(
+        self, limit: int, max_bytes: Optional[int] = None
+    ) -> List[Tuple[Path, Any, Profile]]:
+        """Up to ``limit`` readable entries (``max_bytes`` of them, at least one), each open
+        and locked against other processes."""
         claimed: List[Tuple[Path, Any, Profile]] = []
-        for path, _ in self._entries():
+        size = 0
+        for path, entry_size in self._entries():
             if len(claimed) >= limit:
                 break
+            if claimed and max_bytes is not None and size + entry_size > max_bytes:
+                break
             try:
-                handle = open(path, "rb")  # noqa: SIM115 - held open while locked
+                handle = _open_entry(path)
             except FileNotFoundError:
                 continue
-            if not _lock_file(handle) or os.fstat(handle.fileno()).st_nlink == 0:
-                handle.close()  # another process is re-sending it, or has just done so
+            except (OSError, DamagedEntry) as exc:
+                self._quarantine(path, str(exc))
                 continue
             try:
+                if not _lock_file(handle) or os.fstat(handle.fileno()).st_nlink == 0:
+                    handle.close()  # another process is re-sending it, or has just done so
+                    continue
                 profile = _load(handle.read())
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever is wrong, the entry is set aside
                 handle.close()
-                _quarantine(path, exc)
+                self._quarantine(path, f"{type(exc).__name__}: {exc}")
                 continue
             claimed.append((path, handle, profile))
+            size += entry_size
         return claimed
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        """Rename an unreadable entry aside (kept for inspection, never sent); log it once."""
+        target = path.with_name(path.name[: -len(_SUFFIX)] + _DAMAGED)
+        if os.path.lexists(target):
+            target = path.with_name(
+                f"{target.name[: -len(_DAMAGED)]}-{secrets.token_hex(4)}{_DAMAGED}"
+            )
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return  # another process has just dealt with it
+        except OSError as exc:
+            self._stuck.add(path.name)
+            self.quarantined_entries += 1
+            _logger.error(
+                "Spool entry %s is unreadable (%s) and could not be renamed aside (%s); it is "
+                "skipped and never sent. Remove it by hand.",
+                path,
+                why,
+                exc,
+            )
+            return
+        self.quarantined_entries += 1
+        _logger.error(
+            "Spool entry %s is unreadable (%s); renamed to %s and never sent (it may be deleted).",
+            path,
+            why,
+            target.name,
+        )
+
+
+def _file_type(mode: int) -> str:
+    for check, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if check(mode):
+            return name
+    return "not a file"
+
+
+def _open_entry(path: Path) -> Any:
+    """Open an entry for reading without blocking or following links; only regular files."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise DamagedEntry(f"not a regular file ({_file_type(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _header(profile: Profile) -> Dict[str, Any]:
@@ -282,32 +448,77 @@ def _json_value(value: Any) -> Any:
     return list(value) if isinstance(value, (tuple, list)) else value
 
 
+_SCALAR = (str, bool, int, float)
+
+
+def _field(header: Dict[str, Any], key: str, *types: type) -> Any:
+    if key not in header:
+        raise DamagedEntry(f"header has no {key!r}")
+    value = header[key]
+    if not isinstance(value, types):
+        raise DamagedEntry(f"header {key!r} is a {type(value).__name__}")
+    return value
+
+
+def _attributes(header: Dict[str, Any], key: str) -> Dict[str, Any]:
+    raw = _field(header, key, dict)
+    out: Dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, list) and all(isinstance(v, _SCALAR) for v in value):
+            out[name] = tuple(value)
+        elif isinstance(value, _SCALAR):
+            out[name] = value
+        else:
+            raise DamagedEntry(f"header {key!r} has a {type(value).__name__} for {name!r}")
+    return out
+
+
 def _load(raw: bytes) -> Profile:
-    """Rebuild the profile from a spool file; ``ValueError`` if it is damaged."""
+    """Rebuild the profile from a spool file; ``DamagedEntry`` if it is not a complete one."""
     newline = raw.find(b"\n")
     if newline < 0:
-        raise ValueError("no header")
-    header = json.loads(raw[:newline])
+        raise DamagedEntry("no header line")
+    try:
+        header = json.loads(raw[:newline])
+    except ValueError as exc:
+        raise DamagedEntry(f"header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise DamagedEntry(f"header is a JSON {type(header).__name__}, not an object")
     data = raw[newline + 1 :]
     if header.get("v") != _VERSION:
-        raise ValueError(f"unknown spool version {header.get('v')!r}")
-    if len(data) != header["size"] or hashlib.sha256(data).hexdigest() != header["sha256"]:
-        raise ValueError("payload does not match its checksum")
-    scope = header.get("scope")
-    profile = Profile(
-        ProfileKind(header["kind"]),
-        ProfileFormat(header["format"], header["extension"], header["content_type"]),
-        name=header["name"],
-        resource=Resource(header["resource"], header.get("resource_schema_url")),
-        instrumentation_scope=InstrumentationScope(scope[0], scope[1]) if scope else None,
-        attributes={
-            k: tuple(v) if isinstance(v, list) else v for k, v in header["attributes"].items()
-        },
-        trigger=header.get("trigger"),
-        start_time=datetime.fromisoformat(header["start_time"]),
-    )
-    end = header.get("end_time")
-    profile.end(data, end_time=datetime.fromisoformat(end) if end else None)
+        raise DamagedEntry(f"unknown spool version {header.get('v')!r}")
+    size = _field(header, "size", int)
+    if len(data) != size or hashlib.sha256(data).hexdigest() != _field(header, "sha256", str):
+        raise DamagedEntry(f"payload ({len(data)} bytes) does not match its size and checksum")
+    scope = _field(header, "scope", list, type(None))
+    if scope is not None and not (len(scope) == 2 and isinstance(scope[0], str)):
+        raise DamagedEntry("header 'scope' is not [name, version]")
+    end = _field(header, "end_time", str, type(None))
+    try:
+        profile = Profile(
+            ProfileKind(_field(header, "kind", str)),
+            ProfileFormat(
+                _field(header, "format", str),
+                _field(header, "extension", str),
+                _field(header, "content_type", str),
+            ),
+            name=_field(header, "name", str),
+            resource=Resource(
+                _attributes(header, "resource"),
+                _field(header, "resource_schema_url", str, type(None)),
+            ),
+            instrumentation_scope=InstrumentationScope(scope[0], scope[1]) if scope else None,
+            attributes=_attributes(header, "attributes"),
+            trigger=_field(header, "trigger", str, type(None)),
+            start_time=datetime.fromisoformat(_field(header, "start_time", str)),
+        )
+        profile.end(data, end_time=datetime.fromisoformat(end) if end else None)
+    except DamagedEntry:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise DamagedEntry(f"header holds an invalid value ({exc})") from None
+    if profile.start_time.tzinfo is None:
+        raise DamagedEntry("header 'start_time' has no time zone")
     return profile
 
 
@@ -324,10 +535,3 @@ def _lock_file(handle: Any) -> bool:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-def _quarantine(path: Path, exc: BaseException) -> None:
-    """A damaged entry is renamed aside (kept for inspection, never re-sent)."""
-    _logger.error("Spool entry %s is damaged (%s); renamed to *.damaged.", path, exc)
-    with contextlib.suppress(OSError):
-        os.replace(path, path.with_suffix(".damaged"))

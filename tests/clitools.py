@@ -203,7 +203,7 @@ def speedscope_totals(data: bytes) -> Dict[str, float]:
     for profile in doc["profiles"]:
         assert profile["type"] == "sampled"
         assert len(profile["samples"]) == len(profile["weights"])
-        for stack, weight in zip(profile["samples"], profile["weights"]):
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
             assert all(0 <= i < len(frames) for i in stack)
             name = frames[stack[-1]]["name"]
             out[name] = out.get(name, 0.0) + weight

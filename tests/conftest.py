@@ -14,6 +14,8 @@ from typing import Dict, Iterator
 
 import pytest
 
+pytest_plugins = ["browser"]  # the `chromium` fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 

@@ -1,6 +1,7 @@
-"""Fault injection for the reliability tests: a flaky HTTP proxy and a server that never answers.
+"""Fault injection for the reliability tests: HTTP proxies that fail, drip or deny, and a
+server that never answers.
 
-Both listen on loopback in the test process and are real sockets: the
+All listen on loopback in the test process and are real sockets: the
 exporter under test talks to them exactly as it would to a misbehaving S3
 endpoint or load balancer.
 """
@@ -68,60 +69,26 @@ class FlakyProxy:
                     if (n // 2) % 2 == 0:
                         with proxy._lock:
                             proxy.failed_503 += 1
-                        self.send_response(503, "Slow Down")
-                        self.send_header("Content-Type", "application/xml")
-                        self.send_header("Content-Length", str(len(_SLOW_DOWN)))
-                        self.send_header("Connection", "close")
-                        self.end_headers()
-                        if self.command != "HEAD":
-                            self.wfile.write(_SLOW_DOWN)
-                        self.close_connection = True
+                        _answer_xml(self, 503, "Slow Down", _SLOW_DOWN)
                     else:
                         with proxy._lock:
                             proxy.resets += 1
-                        self.connection.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
-                        self.close_connection = True
-                        self.connection.close()
+                        _reset(self)
                     return
-                self._forward(body)
-
-            def _forward(self, body: bytes) -> None:
-                conn = http.client.HTTPConnection(
-                    proxy.upstream_host, proxy.upstream_port, timeout=30
+                status, reason, headers, data = _forward(
+                    proxy.upstream_host, proxy.upstream_port, self, body
                 )
-                try:
-                    conn.putrequest(
-                        self.command, self.path, skip_host=True, skip_accept_encoding=True
-                    )
-                    for name, value in self.headers.items():
-                        if name.lower() not in _HOP_BY_HOP:
-                            conn.putheader(name, value)
-                    if body and "Content-Length" not in self.headers:
-                        conn.putheader("Content-Length", str(len(body)))
-                    conn.endheaders(body or None)
-                    response = conn.getresponse()
-                    data = response.read()
-                finally:
-                    conn.close()
                 with proxy._lock:
                     proxy.forwarded += 1
-                self.send_response(response.status, response.reason)
-                for name, value in response.getheaders():
-                    if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                self.wfile.write(_response_bytes(status, reason, headers, data, self.command))
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _NamedThreadsServer(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fault-proxy", daemon=True
+        )
 
     @property
     def endpoint(self) -> str:
@@ -154,7 +121,7 @@ class HangingServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> HangingServer:
-        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread = threading.Thread(target=self._accept, name="fault-hang", daemon=True)
         self._thread.start()
         return self
 
@@ -163,13 +130,15 @@ class HangingServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
             self.connections += 1
             self._held.append(conn)  # kept open, never answered
-            threading.Thread(target=_drain, args=(conn, self._stop), daemon=True).start()
+            threading.Thread(
+                target=_drain, args=(conn, self._stop), name="fault-hang", daemon=True
+            ).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -184,10 +153,203 @@ def _drain(conn: socket.socket, stop: threading.Event) -> None:
         try:
             if not conn.recv(65536):
                 return
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             return
 
 
-__all__ = ["FlakyProxy", "HangingServer"]
+_ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
+
+
+class FaultProxy:
+    """HTTP proxy to ``upstream`` whose behaviour the test switches with ``mode``:
+
+    * ``forward``: pass requests through;
+    * ``slowdown``: answer 503 ``SlowDown`` (transient);
+    * ``reset``: reset the TCP connection before answering (transient);
+    * ``deny``: answer 403 ``AccessDenied`` (permanent);
+    * ``drip``: pass the request through (the upstream acts on it), then send
+      the answer one byte per ``drip_interval`` seconds until ``release()``.
+
+    The mode is read when a request arrives, so a dripping answer goes on
+    dripping after the mode changes, until released. ``dripping`` counts the
+    answers being dripped right now: a client that gives up and closes its
+    connection ends its drip at the next byte.
+    """
+
+    def __init__(self, upstream: str, drip_interval: float = 1.0) -> None:
+        parts = urlsplit(upstream)
+        self.upstream_host = parts.hostname or "127.0.0.1"
+        self.upstream_port = parts.port or 80
+        self.mode = "forward"
+        self.drip_interval = drip_interval
+        self.requests: List[str] = []  # "METHOD path", in order of arrival
+        self.dripping = 0
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                mode = proxy.mode
+                with proxy._lock:
+                    proxy.requests.append(f"{self.command} {self.path}")
+                if mode == "slowdown":
+                    _answer_xml(self, 503, "Slow Down", _SLOW_DOWN)
+                elif mode == "deny":
+                    _answer_xml(self, 403, "Forbidden", _ACCESS_DENIED)
+                elif mode == "reset":
+                    _reset(self)
+                else:
+                    status, reason, headers, data = _forward(
+                        proxy.upstream_host, proxy.upstream_port, self, body
+                    )
+                    raw = _response_bytes(status, reason, headers, data, self.command)
+                    if mode == "drip":
+                        self._drip(raw)
+                    else:
+                        self.wfile.write(raw)
+
+            def _drip(self, raw: bytes) -> None:
+                with proxy._lock:
+                    proxy.dripping += 1
+                try:
+                    for index in range(len(raw)):
+                        if proxy._released.is_set():
+                            self.wfile.write(raw[index:])
+                            return
+                        self.wfile.write(raw[index : index + 1])
+                        self.wfile.flush()
+                        proxy._released.wait(proxy.drip_interval)
+                except OSError:  # the client gave up and closed the connection
+                    self.close_connection = True
+                finally:
+                    with proxy._lock:
+                        proxy.dripping -= 1
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self._server = _NamedThreadsServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fault-proxy", daemon=True
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def set_mode(self, mode: str) -> None:
+        assert mode in {"forward", "slowdown", "reset", "deny", "drip"}, mode
+        if mode == "drip":
+            self._released.clear()
+        self.mode = mode
+
+    def release(self) -> None:
+        """Let every dripping answer finish at once."""
+        self._released.set()
+
+    def count(self, method: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if r.startswith(method + " "))
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _NamedThreadsServer(http.server.ThreadingHTTPServer):
+    """Request threads named ``fault-...``, so a test can tell them from the library's."""
+
+    daemon_threads = True
+
+    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="fault-proxy-request",
+            daemon=True,
+        )
+        thread.start()
+
+
+def _answer_xml(
+    handler: http.server.BaseHTTPRequestHandler, status: int, reason: str, xml: bytes
+) -> None:
+    """An S3-style error answer, then the connection closes."""
+    handler.send_response(status, reason)
+    handler.send_header("Content-Type", "application/xml")
+    handler.send_header("Content-Length", str(len(xml)))
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(xml)
+    handler.close_connection = True
+
+
+def _reset(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """A TCP reset (``SO_LINGER`` 0) before any answer."""
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.close_connection = True
+    handler.connection.close()
+
+
+def _forward(
+    host: str, port: int, handler: http.server.BaseHTTPRequestHandler, body: bytes
+) -> tuple:
+    """Send the handler's request upstream; (status, reason, headers, body) of the answer."""
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.putrequest(handler.command, handler.path, skip_host=True, skip_accept_encoding=True)
+        for name, value in handler.headers.items():
+            if name.lower() not in _HOP_BY_HOP:
+                conn.putheader(name, value)
+        if body and "Content-Length" not in handler.headers:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body or None)
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, response.reason, response.getheaders(), data
+    finally:
+        conn.close()
+
+
+def _response_bytes(status: int, reason: str, headers: list, data: bytes, method: str) -> bytes:
+    """The answer as sent on the wire (a HEAD answer keeps the object's Content-Length)."""
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    for name, value in headers:
+        if name.lower() in _HOP_BY_HOP or (name.lower() == "content-length" and method != "HEAD"):
+            continue
+        lines.append(f"{name}: {value}")
+    if method != "HEAD":
+        lines.append(f"Content-Length: {len(data)}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + (b"" if method == "HEAD" else data)
+
+
+def thread_names() -> List[str]:
+    """Names of the live threads of this process, except the test's own fault servers."""
+    return sorted(
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.name.startswith("fault-")
+    )
+
+
+__all__ = ["FaultProxy", "FlakyProxy", "HangingServer", "thread_names"]

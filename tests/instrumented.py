@@ -53,7 +53,10 @@ def write_distribution(
 
 def package_entry_points() -> Dict[str, Dict[str, str]]:
     """``[project.entry-points]`` from pyproject.toml."""
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the test extra installs tomli there
+        import tomli as tomllib
 
     with open(ROOT / "pyproject.toml", "rb") as handle:
         return tomllib.load(handle)["project"]["entry-points"]

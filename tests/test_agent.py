@@ -70,17 +70,24 @@ def test_second_cpu_profile_is_refused_not_crashed(caplog: pytest.LogCaptureFixt
     assert len(exporter.get_finished_profiles()) == 1
 
 
-def test_failed_profiler_yields_an_error_profile() -> None:
+def test_failed_profiler_yields_an_error_profile(caplog: pytest.LogCaptureFixture) -> None:
+    """The profile records the failure; it is counted and logged, never exported as empty."""
     agent, exporter = agent_with_memory()
+    (processor,) = agent.processors
     trigger = ManualTrigger()
     agent.register(trigger, BrokenProfiler())
-    with agent:
+    with agent, caplog.at_level(logging.WARNING):
         trigger.fire()
-        trigger.fire()
-    (profile,) = exporter.get_finished_profiles()
+        (profile,) = trigger.fire()
     assert profile.status is ProfileStatus.ERROR
     assert "encoder exploded" in (profile.error or "")
     assert profile.data == b""
+    assert exporter.get_finished_profiles() == ()
+    assert (processor.error_profiles, processor.exported_profiles) == (1, 0)
+    assert any(
+        "error_profiles" in r.getMessage() and "encoder exploded" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_profile_is_read_only_once_ended() -> None:

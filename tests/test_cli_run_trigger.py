@@ -98,9 +98,13 @@ def test_run_with_signal_and_trigger(tmp_path: Path) -> None:
         assert not out.exists() or not list(out.iterdir())  # nothing profiled before the signal
         first = cli("trigger", str(proc.pid), "--json")
         assert first.returncode == 0, first.stderr
-        assert json.loads(first.stdout) == {"pid": proc.pid, "signal": "SIGUSR2"}
+        assert json.loads(first.stdout) == {
+            "signalled": [{"pid": proc.pid, "name": "python", "signal": "SIGUSR2"}],
+            "skipped": [],
+        }
         time.sleep(1.0)
-        assert cli("trigger", str(proc.pid)).returncode == 0
+        stopped = cli("trigger", str(proc.pid), "--force", "--signal", "SIGUSR2")  # PID alone
+        assert stopped.returncode == 0 and stopped.stdout == f"sent SIGUSR2 to {proc.pid}\n"
         files = wait_for(lambda: list(out.glob("CPU_PROFILE-*.cpuprofile")), timeout=30)
         assert len(files) == 1
     finally:
@@ -126,13 +130,16 @@ def test_trigger_refuses_a_gone_or_unprepared_process() -> None:
     try:
         time.sleep(0.3)
         refused = cli("trigger", str(plain.pid))
-        assert refused.returncode == 1 and "does not handle SIGUSR2" in refused.stderr
+        assert refused.returncode == 1 and "runs an otel-profiling agent" in refused.stderr
+        assert "nothing was sent" in refused.stderr
+        forced = cli("trigger", str(plain.pid), "--force")  # --force still never ends it
+        assert forced.returncode == 1 and "does not handle SIGUSR2" in forced.stderr
         time.sleep(0.2)
         assert plain.poll() is None  # still alive: the signal was not sent
     finally:
         plain.kill()
         plain.wait()
-    assert cli("trigger", "1", "--signal", "SIGNOPE").returncode == 1
+    assert cli("trigger", "1", "--force", "--signal", "SIGNOPE").returncode == 1
 
 
 def test_run_errors(tmp_path: Path) -> None:
@@ -144,3 +151,38 @@ def test_run_errors(tmp_path: Path) -> None:
     assert scheme.returncode == 1 and "nosuchscheme" in scheme.stderr
     negative = cli("run", "--duration", "-1", "--", sys.executable, "-c", "pass")
     assert negative.returncode == 1 and "--duration" in negative.stderr
+
+
+def test_trigger_window_ends_early_on_ctrl_c(tmp_path: Path) -> None:
+    """``--seconds``: Ctrl-C during the window still sends the stop; the profile is exported."""
+    import signal
+
+    out = tmp_path / "profiles"
+    app = subprocess.Popen(
+        [sys.executable, str(APPS / "context_app.py"), str(tmp_path / "unused")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(
+            OTEL_EXPORTER_FSSPEC_PROFILES_URL=f"file://{out}", OTEL_BPP_SCHEDULE_DELAY="200"
+        ),
+    )
+    try:
+        assert app.stdout is not None and app.stdout.readline().startswith("ready")
+        window = subprocess.Popen(
+            [sys.executable, "-m", "otel_profiling", "trigger", str(app.pid), "--seconds", "600"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        assert window.stdout is not None
+        assert window.stdout.readline() == f"sent SIGUSR2 to {app.pid} (python)\n"
+        assert window.stdout.readline().startswith("profiling for 600 s")
+        window.send_signal(signal.SIGINT)
+        rest, _ = window.communicate(timeout=60)
+        assert window.returncode == 0
+        assert rest == f"interrupted: stopping now\nsent SIGUSR2 to {app.pid} (python)\n"
+        assert wait_for(lambda: list(out.glob("CPU_PROFILE-*.cpuprofile")), timeout=30)
+    finally:
+        if app.poll() is None:
+            app.communicate("quit\n", timeout=30)

@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM_FLAGS
 from clitools import cli
 from conftest import APPS, child_env
 
 WORKLOAD_NAMES = {"run_workload", "handle_request", "fibonacci", "checksum_lines"}
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Chromium, installed from the distribution's packages when absent."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if shutil.which("apt-get") is None:
-        pytest.skip("Chromium is not installed and apt-get is not available to install it")
-    try:
-        subprocess.run(["apt-get", "update"], capture_output=True, timeout=300, check=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=900, check=True
-        )
-    except (subprocess.SubprocessError, OSError) as exc:
-        pytest.skip(f"Chromium is not installed and `apt-get install chromium` failed: {exc}")
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip("`apt-get install chromium` ran but no chromium binary was found")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_pprof_decodes_with_profile_proto() -> None:
     )
     leaf_ns: dict = {}
     main = [pprof_labels(profile, s).get("thread.name") == "MainThread" for s in profile.sample]
-    for (stack, values), in_main in zip(pprof_stacks(profile), main):
+    for (stack, values), in_main in zip(pprof_stacks(profile), main, strict=True):
         assert values[0] >= 0 and values[1] >= 0
         if in_main:  # other threads of the test process wait (wall clock) elsewhere
             leaf_ns[stack[-1]] = leaf_ns.get(stack[-1], 0) + values[1]

@@ -68,13 +68,13 @@ def test_s3_bucket_is_created_once(s3_endpoint: str, bucket: str, boto3_client) 
     exporter = FsspecProfileExporter(f"s3://{bucket}", s3_options(s3_endpoint))
     calls = []
     backend = exporter._get_backend()
-    original = backend.fs.call_s3
+    original = backend.fs._call_s3
 
-    def counting(method: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+    async def counting(method: str, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(method)
-        return original(method, *args, **kwargs)
+        return await original(method, *args, **kwargs)
 
-    backend.fs.call_s3 = counting
+    backend.fs._call_s3 = counting
     second = START.replace(microsecond=999000)
     assert exporter.export([profile_at(), profile_at(second)]) is ProfileExportResult.SUCCESS
     assert calls.count("create_bucket") == 1
@@ -162,15 +162,44 @@ def test_local_files_are_created_exclusively(tmp_path) -> None:  # type: ignore[
     assert (tmp_path / "deep" / "dir" / names[1]).read_bytes() == b"a"
 
 
-def test_placeholders_fill_from_the_resource() -> None:
-    exporter = FsspecProfileExporter("memory://fleet/{service.name}/{host.name}/{missing}")
-    profile = profile_at()
-    assert exporter.path_for(profile) == (
-        "/fleet/checkout/web-1/unknown/CPU_PROFILE-2026-11-24T10:15:30.123Z.cpuprofile"
+def test_placeholders_fill_from_the_resource(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod")
+    exporter = FsspecProfileExporter(
+        "memory://fleet/{service.name}/{host.name}/{deployment.environment}"
     )
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
+    profile = profile_at()  # an agent with another resource: no deployment.environment
+    with caplog.at_level(logging.WARNING):
+        assert exporter.path_for(profile) == (
+            "/fleet/checkout/web-1/unknown/CPU_PROFILE-2026-11-24T10:15:30.123Z.cpuprofile"
+        )
+        exporter.path_for(profile)
+    missing = [r for r in caplog.records if "{deployment.environment}" in r.getMessage()]
+    assert len(missing) == 1  # said once, not silently, not on every profile
     assert exporter.export([profile]) is ProfileExportResult.SUCCESS
     assert fsspec.filesystem("memory").cat(exporter.path_for(profile)) == profile.data
     fsspec.filesystem("memory").rm("/fleet", recursive=True)
+
+
+def test_placeholders_from_a_resource_built_in_code() -> None:
+    """Semantic-convention names are accepted even when only the agent's resource has them."""
+    exporter = FsspecProfileExporter("memory://fleet/{service.name}/{service.version}")
+    profile = profile_at()
+    profile.resource = Resource.create({"service.name": "shop", "service.version": "2.0"})
+    assert exporter.path_for(profile).startswith("/fleet/shop/2.0/")
+    with pytest.raises(ValueError, match=r"Unknown placeholder \{team\}.*service\.\*"):
+        FsspecProfileExporter("memory://fleet/{team}")
+
+
+def test_unknown_placeholder_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"Unknown placeholder \{missing\}.*\{service\.name\}"):
+        FsspecProfileExporter("memory://fleet/{service.name}/{missing}")
+    with pytest.raises(ValueError, match=r"Unknown placeholder \{nope\} in the key template"):
+        FsspecProfileExporter("memory://fleet", key_template="{nope}-{kind}.{extension}")
+    with pytest.raises(ValueError, match="not closed"):
+        FsspecProfileExporter("memory://fleet/{service.name")
 
 
 def test_placeholder_values_cannot_escape_the_prefix() -> None:

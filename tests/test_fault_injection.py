@@ -282,8 +282,9 @@ def test_preloaded_parent_forks_two_children_each_profile_arrives(
 def test_shutdown_with_hanging_server_is_bounded_and_spools(tmp_path: Path, bucket: str) -> None:
     server = HangingServer().start()
     spool = Spool(tmp_path / "spool")
+    # the export hangs for 8 s, far longer than the flush waits, even on a loaded machine
     processor = BatchProfileProcessor(
-        s3(server.endpoint, bucket), export_timeout_millis=2_000, spool=spool
+        s3(server.endpoint, bucket), export_timeout_millis=8_000, spool=spool
     )
     try:
         profile = make_profile(1)
@@ -291,11 +292,12 @@ def test_shutdown_with_hanging_server_is_bounded_and_spools(tmp_path: Path, buck
         assert wait_for(lambda: server.connections > 0, 10)
         began = time.monotonic()
         assert processor.force_flush(1_000) is False
-        processor.shutdown()
+        processor.shutdown(timeout_millis=2_000)
         elapsed = time.monotonic() - began
-        assert elapsed < 1.0 + 2.0 + 1.0, elapsed  # flush timeout + export timeout + 1 s
-        (kept,) = spool.profiles()
+        assert elapsed < 1.0 + 2.0 + 2.0, elapsed  # flush timeout + shutdown timeout + 2 s
+        (kept,) = spool.profiles()  # kept once, though the export was still running
         assert kept.data == profile.data and kept.key == profile.key
+        assert processor.spooled_profiles == 1 and processor.exported_profiles == 0
     finally:
         server.stop()
 

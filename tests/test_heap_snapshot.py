@@ -1,26 +1,35 @@
-"""Heap snapshots read back with the checks DevTools' loader applies."""
+"""Heap snapshots checked against what the test built, read back as DevTools and memlab read them.
+
+Most tests snapshot a small graph the test builds (``HeapSnapshotProfiler(roots=...)``)
+and compare every node and edge with the objects themselves: one node per object,
+``sys.getsizeof`` as the self size, edges named by key and index. One snapshot of the
+whole process heap, shared by the tests at the end, checks the roots (modules, thread
+stacks), objects only C code holds, and that no object becomes two nodes there.
+"""
 
 from __future__ import annotations
 
 import ctypes
-import gc
 import io
 import json
 import os
 import platform
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 import types
 import weakref
 from array import array
+from bisect import bisect_right
 from itertools import chain
-from typing import Generic, Iterator, TypeVar
+from pathlib import Path
+from typing import Any, Dict, Generic, Iterator, List, Tuple, TypeVar
 
 import pytest
-from conftest import wait_for
 from viewers import HeapSnapshot
 
 from otel_profiling import ProfileKind, ProfilingAgent
@@ -29,237 +38,422 @@ from otel_profiling.formats.heapsnapshot import HeapGraph, write_heapsnapshot
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profilers import HeapSnapshotProfiler, ProfilerBusyError
 from otel_profiling.profilers.heap_edges import GraphBuilder
-from otel_profiling.profilers.heap_graph import walk_heap
+from otel_profiling.profilers.heap_graph import walk_heap, walk_roots
 from otel_profiling.triggers import SignalTrigger
 
-MODULE = "snapshot_fixture_module"
+TESTS = Path(__file__).resolve().parent
+MEMLAB = "@memlab/core@2.0.5"
 
 
-class RetainedByGlobal:
-    """Found by its constructor name in the snapshot."""
-
-    def __init__(self) -> None:
-        self.payload = bytearray(512 * 1024)
-
-
-class HeldByThread:
-    pass
-
-
-@pytest.fixture
-def fixture_module() -> Iterator[types.ModuleType]:
-    module = types.ModuleType(MODULE)
-    module.CACHE = RetainedByGlobal()  # type: ignore[attr-defined]
-    module.ROWS = [RetainedByGlobal(), "a string element"]  # type: ignore[attr-defined]
-    sys.modules[MODULE] = module
-    try:
-        yield module
-    finally:
-        del sys.modules[MODULE]
-
-
-def take() -> HeapSnapshot:
-    profiler = HeapSnapshotProfiler()
+def snapshot_bytes(**roots: Any) -> bytes:
+    profiler = HeapSnapshotProfiler(roots=roots)
     profiler.start()
-    return HeapSnapshot(profiler.stop())
+    return profiler.stop()
 
 
-def test_global_is_named_on_the_retaining_edge(fixture_module: types.ModuleType) -> None:
-    snap = take()
-    name = f"{__name__}.RetainedByGlobal"
-    found = snap.find(name)
-    assert len(found) == 2, found
-    retained = {}
-    for index in found:
-        for kind, label, source in snap.retainers(index):
-            retained[(kind, label)] = snap.node(source)
-    dict_node = retained[("property", "CACHE")]
-    assert dict_node["name"] == "dict"
-    # The namespace dict is the module's __dict__, and the module hangs off the root by name.
-    holders = snap.retainers(dict_node["index"])
-    module_index = next(src for kind, label, src in holders if label == "__dict__")
-    assert snap.node(module_index)["name"] == "module"
-    assert ("property", MODULE, 0) in snap.retainers(module_index)
-    # Sequences: element edges by index.
-    assert retained[("element", 0)]["name"] == "list"
-    (rows,) = [
-        src
-        for _, label, src in snap.retainers(retained[("element", 0)]["index"])
-        if label == "ROWS"
+def snapshot_of(**roots: Any) -> HeapSnapshot:
+    return HeapSnapshot(snapshot_bytes(**roots))
+
+
+def follow(snap: HeapSnapshot, index: int, *labels: Any) -> int:
+    """The node reached from ``index`` by the edges named ``labels``, each the only one so named."""
+    for label in labels:
+        (index,) = [to for _, name, to in snap.edges_of(index) if name == label]
+    return index
+
+
+def text_at_run_time(*parts: str) -> str:
+    """A string no constant shares: only what the test stores it in holds it."""
+    return "".join([*parts, " ", str(os.getpid())])
+
+
+# -- a small graph, known object by object -------------------------------------------------
+
+
+def test_every_object_is_one_node_with_its_size_and_named_edges() -> None:
+    shared = text_at_run_time("shared")
+    pair = (shared, 3)
+    items = [1, shared, 2.5, pair]
+    mapping = {"name": shared, 7: "seven", (1, 2): "pair", "items": items}
+    root = {"items": items, "mapping": mapping}
+    snap = snapshot_of(root=root)
+
+    at = {  # node index of each object, reached by edge names from the root
+        "root": follow(snap, 0, "root"),
+        "items": follow(snap, 0, "root", "items"),
+        "mapping": follow(snap, 0, "root", "mapping"),
+        "shared": follow(snap, 0, "root", "items", 1),
+        "pair": follow(snap, 0, "root", "items", 3),
+        "1": follow(snap, 0, "root", "items", 0),
+        "2.5": follow(snap, 0, "root", "items", 2),
+        "3": follow(snap, 0, "root", "items", 3, 1),
+        "seven": follow(snap, 0, "root", "mapping", 7),
+        "key": follow(snap, 0, "root", "mapping", "key"),
+        "pair value": follow(snap, 0, "root", "mapping", "[tuple]"),
+    }
+    at["2"] = follow(snap, at["key"], 1)
+    objects = {"root": root, "items": items, "mapping": mapping, "shared": shared, "pair": pair}
+    objects.update({"1": 1, "2.5": items[2], "3": 3, "seven": "seven", "key": (1, 2)})
+    objects.update({"pair value": "pair", "2": 2})
+    # Every object once and nothing else: the synthetic root plus the twelve objects.
+    assert snap.count == 1 + len(objects) == 1 + len(set(at.values()))
+    for name, obj in objects.items():
+        node = snap.node(at[name])
+        assert node["self_size"] == sys.getsizeof(obj), name
+        kind = {str: "string", int: "number", float: "number"}.get(type(obj), "object")
+        assert node["type"] == kind, name
+        assert node["name"] == (obj if isinstance(obj, str) else type(obj).__name__), name
+    # Edges in order: dict items by key (other keys: the key object, then the value
+    # named by the key's type), sequence items by index.
+    assert snap.edges_of(at["root"]) == [
+        ("property", "items", at["items"]),
+        ("property", "mapping", at["mapping"]),
     ]
-    assert rows == dict_node["index"]
-
-
-def test_sizes_strings_and_types(fixture_module: types.ModuleType) -> None:
-    snap = take()
-    (cache,) = [
-        i
-        for i in snap.find(f"{__name__}.RetainedByGlobal")
-        if any(label == "CACHE" for _, label, _ in snap.retainers(i))
+    assert snap.edges_of(at["items"]) == [
+        ("element", 0, at["1"]),
+        ("element", 1, at["shared"]),
+        ("element", 2, at["2.5"]),
+        ("element", 3, at["pair"]),
     ]
-    assert snap.node(cache)["type"] == "object"
-    # The instance's bytearray (its payload attribute) has sys.getsizeof as self size.
-    # Before 3.11 the attribute is reached through the instance's __dict__.
-    direct = [to for _, _, to in snap.edges_of(cache)]
-    through_dict = [
-        to for d in direct if snap.node(d)["name"] == "dict" for _, _, to in snap.edges_of(d)
+    assert snap.edges_of(at["mapping"]) == [
+        ("property", "name", at["shared"]),
+        ("element", 7, at["seven"]),
+        ("internal", "key", at["key"]),
+        ("property", "[tuple]", at["pair value"]),
+        ("property", "items", at["items"]),
     ]
-    targets = [snap.node(to) for to in direct + through_dict]
-    payloads = [n for n in targets if n["name"] == "bytearray"]
-    assert payloads and payloads[0]["self_size"] >= 512 * 1024
-    strings = [i for i in snap.find("a string element") if snap.node(i)["type"] == "string"]
-    assert strings
-    assert any(snap.node(i)["type"] == "closure" for i in snap.find("take"))
+    assert snap.edges_of(at["key"]) == [("element", 0, at["1"]), ("element", 1, at["2"])]
+    assert snap.edges_of(at["pair"]) == [("element", 0, at["shared"]), ("element", 1, at["3"])]
+    # The shared string is one node with three retainers; 1 is shared by items and the key.
+    assert sorted(snap.retainers(at["shared"]), key=str) == sorted(
+        [("property", "name", at["mapping"]), ("element", 1, at["items"])]
+        + [("element", 0, at["pair"])],
+        key=str,
+    )
+    assert sorted(src for _, _, src in snap.retainers(at["1"])) == sorted([at["items"], at["key"]])
+    assert [src for _, _, src in snap.retainers(at["root"])] == [0]
+    # The scan the whole-heap tests use finds the same retainers.
+    assert all(retainers(snap, i) == snap.retainers(i) for i in range(snap.count))
 
 
-class OwnSizeof:
-    def __sizeof__(self) -> int:
-        return 12345
+def test_objects_held_once_or_twice_are_one_node_each() -> None:
+    # Built in place, so that only the containers hold them: some once, some by
+    # two containers, some twice by one list (both met in one run of the walk).
+    twice = [text_at_run_time("in one list twice")]
+    twice += [twice[0]]
+    by_two = {"a": [text_at_run_time("by two")]}
+    by_two["b"] = [by_two["a"][0]]
+    lonely = [[text_at_run_time(f"once {n}")] for n in range(50)]
+    snap = snapshot_of(twice=twice, by_two=by_two, lonely=lonely)
+    assert follow(snap, 0, "twice", 0) == follow(snap, 0, "twice", 1)
+    assert follow(snap, 0, "by_two", "a", 0) == follow(snap, 0, "by_two", "b", 0)
+    texts = {follow(snap, 0, "lonely", n, 0) for n in range(50)}
+    assert len(texts) == 50
+    assert {snap.node(i)["name"] for i in texts} == {
+        text_at_run_time(f"once {n}") for n in range(50)
+    }
+    # root, twice + its text, by_two + a + b + its text, lonely + 50 lists + 50 texts
+    assert snap.count == 1 + 2 + 4 + 101
 
 
-class SizedMeta(type):
-    pass
+class Holder:
+    def __init__(self, value: object) -> None:
+        self.value = value
 
 
-def test_sizes_of_a_run_of_one_type_are_those_of_getsizeof() -> None:
-    # A run of one type may call its built-in __sizeof__ directly: compare with
-    # sys.getsizeof for every type in this process, plus a Python __sizeof__, a
-    # metaclass's class and type objects, static or not.
-    extra = [OwnSizeof(), SizedMeta("A", (), {}), int, dict, type, 2**100, "é" * 90]
-    by_type: dict = {}
-    for obj in gc.get_objects() + extra:
-        by_type.setdefault(type(obj), []).append(obj)
-    wrong = []
-    for t, run in by_type.items():
-        builder = GraphBuilder(HeapGraph(), 0)
-        builder._sizes(run, t)
-        expected = []
-        for obj in run:
-            try:
-                expected.append(sys.getsizeof(obj))
-            except Exception:  # noqa: BLE001 - counted as 0, as the builder does
-                expected.append(0)
-        if list(builder.graph.node_size) != expected:
-            wrong.append(t)
-    assert len(by_type) > 100 and not wrong
+def test_instances_functions_and_classes() -> None:
+    payload = [text_at_run_time("payload")]
+    holder = Holder(payload)
+
+    def local_function() -> None:
+        pass
+
+    snap = snapshot_of(holder=holder, function=local_function, cls=Holder)
+    node = snap.node(follow(snap, 0, "holder"))
+    assert (node["type"], node["name"]) == ("object", f"{__name__}.Holder")
+    assert node["self_size"] == sys.getsizeof(holder)
+    edges = snap.edges_of(node["index"])
+    # The class is a node without edges (a walk from roots does not go into classes).
+    (cls,) = [to for kind, name, to in edges if name == "type"]
+    assert cls == follow(snap, 0, "cls") and snap.edges_of(cls) == []
+    assert snap.node(cls)["self_size"] == sys.getsizeof(Holder)
+    # The attribute: inline values (3.11+) are internal edges named by type; before,
+    # the instance holds its __dict__, whose items are named.
+    if sys.version_info >= (3, 11):
+        (value,) = [to for kind, name, to in edges if (kind, name) == ("internal", "list")]
+    else:
+        value = follow(snap, node["index"], "dict", "value")
+    assert snap.node(value)["self_size"] == sys.getsizeof(payload)
+    assert snap.node(follow(snap, value, 0))["name"] == payload[0]
+    function = snap.node(follow(snap, 0, "function"))
+    assert (function["type"], function["name"]) == ("closure", local_function.__qualname__)
+    code = follow(snap, function["index"], "code")
+    assert snap.node(code)["type"] == "code"
+    assert snap.node(code)["self_size"] == sys.getsizeof(local_function.__code__)
+
+
+def test_attributes_read_through_dict_are_one_node_each() -> None:
+    # From 3.13 the instance and its __dict__ (made by reading it) share one store
+    # of values, which the instance reports; setting a list through the dict has gc
+    # track the dict, so the walk meets it too. Each value is still one node.
+    holder = Holder(None)
+    vars(holder)["value"] = [text_at_run_time("through __dict__")]
+    snap = snapshot_of(holder=holder)
+    (node,) = snap.find(text_at_run_time("through __dict__"))
+    ((_, _, value),) = snap.retainers(node)
+    ((kind, label, source),) = snap.retainers(value)
+    if snap.node(source)["name"] == "dict":  # the instance's dict holds the values (3.10-3.12)
+        assert (kind, label) == ("property", "value")
+        ((_, _, source),) = snap.retainers(source)
+    assert source == follow(snap, 0, "holder")
 
 
 class Text(str):
     pass
 
 
-def test_strings_are_named_by_their_first_80_characters(
-    fixture_module: types.ModuleType,
-) -> None:
-    pid = str(os.getpid())
-    long_text = "".join(["long ", pid, " ", "x" * 200])
-    fixture_module.TEXTS = {  # type: ignore[attr-defined]
-        "long": long_text,
-        "short": "".join(["short ", pid]),
-        "subclass": Text("".join(["subclass ", pid, " ", "y" * 200])),
-    }
-    snap = take()
-    names = {
-        label: snap.node(to)["name"]
-        for d in snap.find("dict")
-        if any(label == "TEXTS" for _, label, _ in snap.retainers(d))
-        for _, label, to in snap.edges_of(d)
-    }
-    assert names == {
+def test_strings_are_named_by_their_first_80_characters() -> None:
+    long_text = text_at_run_time("long", "x" * 200)
+    subclass = Text(text_at_run_time("subclass", "y" * 200))
+    snap = snapshot_of(texts={"long": long_text, "short": "short", "subclass": subclass})
+    names = {label: snap.node(to) for _, label, to in snap.edges_of(follow(snap, 0, "texts"))}
+    assert {label: node["name"] for label, node in names.items()} == {
         "long": long_text[:80],
-        "short": f"short {pid}",
-        "subclass": f"subclass {pid} " + "y" * (80 - len(f"subclass {pid} ")),
+        "short": "short",
+        "subclass": str.__str__(subclass)[:80],
     }
+    assert names["long"]["self_size"] == sys.getsizeof(long_text)
+    assert names["subclass"]["type"] == "string"
 
 
-def test_thread_stacks_are_roots() -> None:
-    ready, release = threading.Event(), threading.Event()
+class NoisyDict(dict):
+    """Every override raises: the walk must read the dict without calling them."""
 
-    def hold() -> None:
-        held_by_thread = HeldByThread()
-        ready.set()
-        release.wait(30)
-        del held_by_thread
+    def __iter__(self):  # type: ignore[override]
+        raise AssertionError("__iter__ called")
 
-    worker = threading.Thread(target=hold, name="holder-thread")
-    worker.start()
+    def keys(self):  # type: ignore[override]
+        raise AssertionError("keys called")
+
+    def items(self):  # type: ignore[override]
+        raise AssertionError("items called")
+
+    def __len__(self) -> int:
+        raise AssertionError("__len__ called")
+
+
+def test_dict_subclass_overrides_are_not_called() -> None:
+    noisy = NoisyDict(held=Holder(None), other=1)
+    snap = snapshot_of(noisy=noisy)
+    node = follow(snap, 0, "noisy")
+    assert snap.node(node)["name"] == f"{__name__}.NoisyDict"
+    assert [label for _, label, _ in snap.edges_of(node)] == ["held", "other"]
+    assert snap.node(follow(snap, node, "held"))["name"] == f"{__name__}.Holder"
+
+
+class BrokenSize:
+    def __sizeof__(self) -> int:
+        raise RuntimeError("no size")
+
+
+def test_broken_sizeof_counts_as_zero_and_the_others_keep_theirs() -> None:
+    items = [BrokenSize(), Holder(None), BrokenSize()]
+    snap = snapshot_of(items=items)
+    sizes = [snap.node(follow(snap, 0, "items", n))["self_size"] for n in range(3)]
+    assert sizes == [0, sys.getsizeof(items[1]), 0]
+    assert snap.node(follow(snap, 0, "items"))["self_size"] == sys.getsizeof(items)
+
+
+def text_of(row: Any) -> str:
+    if isinstance(row, Holder):
+        return str(row.value)
+    return str(row["k"] if isinstance(row, dict) else row[0])
+
+
+def test_many_objects_of_mixed_kinds() -> None:
+    # More objects than one segment of the walk, kinds interleaved, strings shared
+    # at random: each node's size and edges must be its own object's.
+    rng = random.Random(7)
+    strings = [text_at_run_time(f"s{n}") for n in range(3000)]
+    rows: List[Any] = []
+    for n in range(1000, 21_000):  # ints above the small-int cache: one object each
+        pick = rng.choice(strings)
+        rows.append(rng.choice([[pick, n], {"k": pick, "n": n}, (pick, n), Holder(pick)]))
+    snap = snapshot_of(rows=rows)
+    row_nodes = [to for _, _, to in snap.edges_of(follow(snap, 0, "rows"))]
+    assert len(row_nodes) == len(rows)
+    for n in rng.sample(range(len(rows)), 500):
+        row, node = rows[n], row_nodes[n]
+        assert snap.node(node)["self_size"] == sys.getsizeof(row)
+        if isinstance(row, Holder):
+            if sys.version_info >= (3, 11):
+                text = follow(snap, node, "str")
+            else:
+                text = follow(snap, node, "dict", "value")
+        else:
+            text = follow(snap, node, "k" if isinstance(row, dict) else 0)
+        assert snap.node(text)["name"] == text_of(row)
+    # Every object once: root, the table, its rows, the strings they use, their
+    # numbers, the Holder class and, before 3.11, each Holder's __dict__.
+    holders = sum(isinstance(row, Holder) for row in rows)
+    used = {id(text_of(row)) for row in rows}
+    dicts = holders if sys.version_info < (3, 11) else 0
+    assert snap.count == 2 + len(rows) + len(used) + (len(rows) - holders) + 1 + dicts
+
+
+# -- read by memlab, as DevTools-grade tooling reads it --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def memlab() -> Path:
+    """memlab's heap parser (``@memlab/core``), installed from npm into a cache folder."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are not installed: memlab cannot be run")
+    prefix = Path.home() / ".cache" / "otel-profiling-tests" / "memlab"
+    if not (prefix / "node_modules" / "@memlab" / "core" / "package.json").exists():
+        command = ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund"]
+        command += ["--ignore-scripts", MEMLAB]  # scripts: puppeteer's browser download
+        try:
+            subprocess.run(command, capture_output=True, timeout=600, check=True)
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"`npm install {MEMLAB}` failed: {exc}")
+    return prefix / "node_modules"
+
+
+def read_with_memlab(memlab: Path, data: bytes, tmp_path: Path) -> Dict[int, Dict[str, Any]]:
+    """Every node by id, as memlab's parser reads it, with memlab's retained sizes."""
+    source, out = tmp_path / "graph.heapsnapshot", tmp_path / "memlab.json"
+    source.write_bytes(data)
+    env = {**os.environ, "NODE_PATH": str(memlab)}
+    script = TESTS / "memlab_dump.js"
+    subprocess.run(
+        ["node", str(script), str(source), str(out)], env=env, capture_output=True, check=True
+    )
+    return {node["id"]: node for node in json.loads(out.read_text())}
+
+
+def test_memlab_reads_the_graph_and_its_retained_sizes(memlab: Path, tmp_path: Path) -> None:
+    texts = [text_at_run_time(f"owned {n}") for n in range(3)]
+    owned = [texts[0], texts[1], (texts[2], 2.5)]  # only this list holds what it holds
+    shared = text_at_run_time("shared")
+    root = {"owned": owned, "a": [shared], "b": [shared]}
+    data = snapshot_bytes(root=root)
+    nodes = read_with_memlab(memlab, data, tmp_path)
+    snap = HeapSnapshot(data)
+    # the root, its dict, owned and its 5 objects, the two lists and their string
+    assert len(nodes) == snap.count == 1 + 1 + 6 + 2 + 1
+    by_index = {i: nodes[snap.node(i)["id"]] for i in range(snap.count)}
+    for i, node in by_index.items():  # memlab reads what the DevTools-style reader reads
+        ours = snap.node(i)
+        assert (node["type"], node["name"], node["self_size"]) == (
+            ours["type"],
+            ours["name"],
+            ours["self_size"],
+        )
+        assert [(t, n, nodes_to) for t, n, nodes_to in node["edges"]] == [
+            (t, n, snap.node(to)["id"]) for t, n, to in snap.edges_of(i)
+        ]
+    owned_node = by_index[follow(snap, 0, "root", "owned")]
+    expected = sum(map(sys.getsizeof, [owned, owned[0], owned[1], owned[2], *owned[2]]))
+    assert owned_node["retained_size"] == expected
+    # The shared string is retained by neither list, but by the dict that holds both.
+    one_list = by_index[follow(snap, 0, "root", "a")]
+    assert one_list["retained_size"] == sys.getsizeof(root["a"])
+    assert by_index[follow(snap, 0, "root")]["retained_size"] == sum(
+        map(sys.getsizeof, [root, owned, *owned, *owned[2], root["a"], root["b"], shared])
+    )
+
+
+# -- the profiler ---------------------------------------------------------------------------
+
+
+def test_one_snapshot_per_start() -> None:
+    held = {"x": [1, 2]}
+    profiler = HeapSnapshotProfiler(roots={"held": held})
+    profiler.start()
+    with pytest.raises(ProfilerBusyError):
+        profiler.start()
+    first = profiler.stop()
+    with pytest.raises(RuntimeError):
+        profiler.stop()
+    held["y"] = "added"
+    profiler.start()
+    second = profiler.stop()
+    assert [label for _, label, _ in HeapSnapshot(first).edges_of(1)] == ["x"]
+    assert [label for _, label, _ in HeapSnapshot(second).edges_of(1)] == ["x", "y"]
+    assert "roots=<1 objects>" in repr(profiler)
+
+
+@pytest.mark.parametrize("roots", [[Holder(None)], {1: Holder(None)}])
+def test_roots_must_be_named(roots: Any) -> None:
+    with pytest.raises(TypeError, match=r"mapping of names \(str\) to objects"):
+        HeapSnapshotProfiler(roots=roots)
+
+
+def test_signal_takes_a_snapshot_through_the_agent() -> None:
+    namespace: Dict[str, Any] = {"CACHE": Holder(None)}
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    agent.register(SignalTrigger(signal.SIGUSR2), HeapSnapshotProfiler(roots={"ns": namespace}))
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+
+    def wait_until(condition: Any) -> None:
+        deadline = time.monotonic() + 60
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     try:
-        assert ready.wait(10)
-        snap = take()
+        os.kill(os.getpid(), signal.SIGUSR2)
+        wait_until(lambda: agent.active_profiles)
+        assert agent.active_profiles
+        namespace["LATE"] = Holder(None)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        wait_until(exporter.get_finished_profiles)
     finally:
-        release.set()
-        worker.join()
-    (held,) = snap.find(f"{__name__}.HeldByThread")
-    ((kind, label, frame),) = snap.retainers(held)
-    assert (kind, label) == ("property", "held_by_thread")
-    qualified = sys.version_info >= (3, 11)  # code objects have co_qualname from 3.11
-    function = "test_thread_stacks_are_roots.<locals>.hold" if qualified else "hold"
-    assert snap.node(frame)["name"].startswith(f"Frame {function} (")
-    thread_nodes = [src for _, _, src in snap.retainers(frame)]
-    assert [snap.node(t)["name"] for t in thread_nodes] == ["Thread holder-thread"]
-    assert snap.retainers(thread_nodes[0])[0][2] == 0  # hangs off the synthetic root
-
-
-def test_snapshot_leaves_out_its_own_structures() -> None:
-    snap = take()
-    names = set(snap.strings)
-    assert "otel_profiling.formats.heapsnapshot.HeapGraph" not in names
-    assert "otel_profiling.formats.heapsnapshot.StringTable" not in names
-    # No closure cells: they would exist before gc.get_objects() and pull the walk in.
-    assert walk_heap.__code__.co_cellvars == ()
-    assert not any(n.startswith("Frame walk_heap") for n in names)
+        agent.shutdown()
+    (profile,) = exporter.get_finished_profiles()
+    assert profile.kind == ProfileKind.HEAP_SNAPSHOT
+    assert profile.key.endswith(".heapsnapshot") and profile.content_type == "application/json"
+    snap = HeapSnapshot(profile.data)
+    labels = [label for _, label, _ in snap.edges_of(follow(snap, 0, "ns"))]
+    assert labels == ["CACHE"]  # taken when the trigger started: LATE came after
 
 
 def test_graph_is_held_in_compact_arrays() -> None:
-    graph = walk_heap()
-    for field in (
-        "node_type",
-        "node_name",
-        "node_size",
-        "node_edges",
-        "edge_type",
-        "edge_name",
-        "edge_to",
-    ):
+    graph = walk_roots({"rows": [[n, str(n)] for n in range(1000)]})
+    columns = ("node_type", "node_name", "node_size", "node_edges")
+    columns += ("edge_type", "edge_name", "edge_to")
+    for field in columns:
         assert isinstance(getattr(graph, field), array), field
+    assert graph.node_count == 1 + 1 + 1000 + 1000 + 1000  # root, rows, lists, ints, strs
+    assert graph.edge_count == 1 + 1000 + 2000
     out = io.BytesIO()
     write_heapsnapshot(graph, out)
-    snap = HeapSnapshot(out.getvalue())
-    assert snap.count == graph.node_count > 1000
-    del snap, graph, out  # the walk gave this frame a locals dict; do not keep these alive
+    assert HeapSnapshot(out.getvalue()).count == graph.node_count
 
+
+# -- the writer -----------------------------------------------------------------------------
 
 NODE_COLUMNS = ("node_type", "node_name", "node_size", "node_edges")
 EDGE_COLUMNS = ("edge_type", "edge_name", "edge_to")
 
 
 def varied_graph(nodes: int, edges: int) -> HeapGraph:
-    """Mostly small numbers, with stretches of large or negative ones and multi-digit types.
-
-    The writer works in blocks of 5,000 nodes and chunks of 16,384 edges; the
-    stretches make some of them fall back to plain formatting (for a field or
-    for the whole chunk) while others use its table of texts throughout. From
-    node 45,000 on, whole blocks have the same name, size or edge count in
-    every row (the writer puts those into its template), small or large.
-    """
+    """Numbers of every size and sign in every column, across several chunks."""
     rng = random.Random(1234)
     graph = HeapGraph()
     for i in range(nodes):
         graph.node_type.append(14 if 20_000 <= i < 20_003 else -1 if i == 31_000 else i % 10)
         big_name = 12_000 <= i < 17_000
-        name = rng.randrange(2**31) if big_name else rng.randrange(3000)
-        graph.node_name.append(42 if i >= 45_000 else name)
+        graph.node_name.append(rng.randrange(2**31) if big_name else rng.randrange(3000))
         big_size = 25_000 <= i < 35_000
         size = rng.choice((2**44, 10**17)) if big_size else rng.choice((16, 56, 72, 4000))
-        size = 56 if 45_000 <= i < 50_000 else 10**17 if 50_000 <= i < 55_000 else size
         graph.node_size.append(-(2**40) if i == 40_000 else size)
     counts = [0] * nodes
     for _ in range(edges // 2):
         counts[rng.randrange(nodes)] += 1
-    counts[7] += edges - edges // 2  # beyond the writer's text table
-    leaves = range(45_000, min(nodes, 50_000))  # a block of nodes without edges
-    counts[7] += sum(counts[i] for i in leaves)
-    counts[leaves.start : leaves.stop] = [0] * len(leaves)
+    counts[7] += edges - edges // 2
     counts[7], counts[-9] = counts[7] + counts[-9] + 1, -1  # a negative count, same sum
     graph.node_edges.extend(counts)
     for j in range(edges):
@@ -277,7 +471,9 @@ def expected_text(graph: HeapGraph) -> bytes:
     for i in range(graph.node_count):
         nodes += [graph.node_type[i], graph.node_name[i], 2 * i + 1, graph.node_size[i]]
         nodes += [graph.node_edges[i], 0, 0]
-    edges = list(chain.from_iterable(zip(graph.edge_type, graph.edge_name, graph.edge_to)))
+    edges = list(
+        chain.from_iterable(zip(graph.edge_type, graph.edge_name, graph.edge_to, strict=True))
+    )
     return b'"nodes":[%s],\n"edges":[%s]' % (
         b",".join(b"%d" % n for n in nodes),
         b",".join(b"%d" % n for n in edges),
@@ -285,11 +481,9 @@ def expected_text(graph: HeapGraph) -> bytes:
 
 
 def test_numbers_of_any_size_and_sign_are_written_exactly() -> None:
-    # 55,001 nodes: ids of one to six digits, and a last block of one node;
-    # 65,537 edges: a last chunk of one edge.
+    # 55,001 nodes and 65,537 edges: last chunks of one row.
     graph = varied_graph(55_001, 65_537)
     assert sum(graph.node_edges) == graph.edge_count  # the fixture is consistent
-    assert min(graph.node_edges) < 0 and max(graph.node_edges) > 30_000
     out = io.BytesIO()
     write_heapsnapshot(graph, out)
     data = out.getvalue()
@@ -338,146 +532,17 @@ def test_inconsistent_graph_is_neither_written_nor_released() -> None:
     assert graph.node_count == 1 and list(graph.node_edges) == [1]
 
 
-def test_one_snapshot_per_start() -> None:
-    profiler = HeapSnapshotProfiler()
-    profiler.start()
-    with pytest.raises(ProfilerBusyError):
-        profiler.start()
-    first = profiler.stop()
-    with pytest.raises(RuntimeError):
-        profiler.stop()
-    profiler.start()
-    second = profiler.stop()
-    HeapSnapshot(first), HeapSnapshot(second)
+# -- the whole process heap -----------------------------------------------------------------
+
+MODULE = "snapshot_fixture_module"
 
 
-def test_signal_takes_a_snapshot_through_the_agent(fixture_module: types.ModuleType) -> None:
-    exporter = InMemoryProfileExporter()
-    agent = ProfilingAgent()
-    agent.register(SignalTrigger(signal.SIGUSR2), HeapSnapshotProfiler())
-    agent.add_profile_processor(SimpleProfileProcessor(exporter))
-    agent.start()
-    try:
-        os.kill(os.getpid(), signal.SIGUSR2)
-        assert wait_for(lambda: agent.active_profiles, timeout=60)
-        fixture_module.LATE = RetainedByGlobal()  # type: ignore[attr-defined]
-        os.kill(os.getpid(), signal.SIGUSR2)
-        assert wait_for(exporter.get_finished_profiles, timeout=60)
-    finally:
-        agent.shutdown()
-    (profile,) = exporter.get_finished_profiles()
-    assert profile.kind == ProfileKind.HEAP_SNAPSHOT
-    assert profile.key.endswith(".heapsnapshot") and profile.content_type == "application/json"
-    snap = HeapSnapshot(profile.data)
-    labels = {
-        label
-        for i in snap.find(f"{__name__}.RetainedByGlobal")
-        for _, label, _ in snap.retainers(i)
-    }
-    assert "CACHE" in labels
-    assert "LATE" not in labels  # taken when the trigger started
+class RetainedByGlobal:
+    pass
 
 
-class NoisyDict(dict):
-    """Every override raises: the walk must read the dict without calling them."""
-
-    def __iter__(self):  # type: ignore[override]
-        raise AssertionError("__iter__ called")
-
-    def keys(self):  # type: ignore[override]
-        raise AssertionError("keys called")
-
-    def items(self):  # type: ignore[override]
-        raise AssertionError("items called")
-
-    def __len__(self) -> int:
-        raise AssertionError("__len__ called")
-
-
-def test_dict_subclass_overrides_are_not_called(fixture_module: types.ModuleType) -> None:
-    fixture_module.NOISY = NoisyDict(held=RetainedByGlobal(), other=1)  # type: ignore[attr-defined]
-    snap = take()
-    labels = {
-        (label, snap.node(source)["name"])
-        for i in snap.find(f"{__name__}.RetainedByGlobal")
-        for _, label, source in snap.retainers(i)
-    }
-    assert ("held", f"{__name__}.NoisyDict") in labels
-
-
-class BrokenSize:
-    def __sizeof__(self) -> int:
-        raise RuntimeError("no size")
-
-
-def test_broken_sizeof_counts_as_zero(fixture_module: types.ModuleType) -> None:
-    fixture_module.BROKEN = BrokenSize()  # type: ignore[attr-defined]
-    snap = take()
-    (broken,) = snap.find(f"{__name__}.BrokenSize")
-    assert snap.node(broken)["self_size"] == 0
-    # the other nodes keep their sizes
-    (cache,) = [
-        i
-        for i in snap.find(f"{__name__}.RetainedByGlobal")
-        if any(label == "CACHE" for _, label, _ in snap.retainers(i))
-    ]
-    assert snap.node(cache)["self_size"] > 0
-
-
-class Holder:
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-
-def test_each_object_is_one_node_however_many_hold_it(fixture_module: types.ModuleType) -> None:
-    # Built at run time (no constant elsewhere shares them), then held by the
-    # module's containers only: exactly two references each.
-    text = "".join(["held by two ", str(os.getpid())])
-    inner = [Holder(None)]
-    fixture_module.A = [text, inner]  # type: ignore[attr-defined]
-    fixture_module.B = {"text": text, "inner": inner}  # type: ignore[attr-defined]
-    fixture_module.C = ["".join(["held by one ", str(os.getpid())])]  # type: ignore[attr-defined]
-    del text, inner
-    snap = take()
-    (shared,) = [
-        i for i in snap.find(f"held by two {os.getpid()}") if snap.node(i)["type"] == "string"
-    ]
-    assert sorted((k, str(label)) for k, label, _ in snap.retainers(shared)) == [
-        ("element", "0"),
-        ("property", "text"),
-    ]
-    (lonely,) = [
-        i for i in snap.find(f"held by one {os.getpid()}") if snap.node(i)["type"] == "string"
-    ]
-    assert [(k, label) for k, label, _ in snap.retainers(lonely)] == [("element", 0)]
-    (holder,) = [  # the Holder inside ``inner``: that list is one node, retained twice
-        i
-        for i in snap.find(f"{__name__}.Holder")
-        if any(snap.node(src)["name"] == "list" for _, _, src in snap.retainers(i))
-    ]
-    ((_, _, inner_node),) = snap.retainers(holder)
-    assert sorted(str(label) for _, label, _ in snap.retainers(inner_node)) == ["1", "inner"]
-
-
-def test_an_object_one_container_holds_twice_is_one_node(fixture_module: types.ModuleType) -> None:
-    # Only this list holds them, each twice: both references are met in one run.
-    text = "".join(["held twice by one list ", str(os.getpid())])
-    fixture_module.TWICE = [text, Holder(None), text]  # type: ignore[attr-defined]
-    fixture_module.TWICE[1:1] = [fixture_module.TWICE[1]]  # type: ignore[attr-defined]
-    del text
-    snap = take()
-    (shared,) = [
-        i
-        for i in snap.find(f"held twice by one list {os.getpid()}")
-        if snap.node(i)["type"] == "string"
-    ]
-    assert sorted(label for _, label, _ in snap.retainers(shared)) == [0, 3]
-    holders = [
-        i
-        for i in snap.find(f"{__name__}.Holder")
-        if any(snap.node(src)["name"] == "list" for _, _, src in snap.retainers(i))
-    ]
-    assert [sorted(label for _, label, _ in snap.retainers(i)) for i in holders] == [[1, 2]]
+class HeldByThread:
+    pass
 
 
 class HeldOnlyByC:
@@ -488,52 +553,6 @@ class HeldOnlyByC:
         pass
 
 
-def test_objects_that_only_c_code_holds_are_in_the_snapshot() -> None:
-    """An object whose one reference gc cannot see, with what it holds."""
-    obj = HeldOnlyByC()
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))  # the reference gc cannot see
-    ref = weakref.ref(obj)
-    del obj
-    try:
-        snap = take()
-    finally:
-        held = ref()
-        ctypes.pythonapi.Py_DecRef(ctypes.py_object(held))
-        del held
-    assert ref() is None  # the test's own reference is gone again
-    (outer,) = snap.find(f"{__name__}.HeldOnlyByC")
-    assert snap.retainers(outer) == []
-    (inner,) = snap.find(f"{__name__}.HeldOnlyByC.Inner")
-    ((kind, label, items),) = snap.retainers(inner)
-    assert (kind, label, snap.node(items)["name"]) == ("element", 0, "list")
-    # the list hangs off the instance (through its __dict__ before 3.11)
-    (holder,) = [src for _, _, src in snap.retainers(items)]
-    if snap.node(holder)["name"] == "dict":
-        (holder,) = [src for _, _, src in snap.retainers(holder)]
-    assert holder == outer
-
-
-def test_attributes_of_an_instance_whose_dict_was_read_are_one_node_each(
-    fixture_module: types.ModuleType,
-) -> None:
-    # From 3.13 the instance and its __dict__ (made by reading it) share one
-    # store of values, which the instance reports. Setting a list value
-    # through the dict has gc track the dict, so that the walk meets it too.
-    holder = Holder(None)
-    vars(holder)["value"] = ["".join(["held through __dict__ ", str(os.getpid())])]
-    fixture_module.HOLDER = holder  # type: ignore[attr-defined]
-    del holder
-    snap = take()
-    text = f"held through __dict__ {os.getpid()}"
-    (node,) = [i for i in snap.find(text) if snap.node(i)["type"] == "string"]
-    ((_, _, value),) = snap.retainers(node)
-    ((kind, label, source),) = snap.retainers(value)
-    if snap.node(source)["name"] == "dict":  # the instance's dict (3.11 and 3.12 move values there)
-        assert (kind, label) == ("property", "value")
-        (source,) = [src for _, _, src in snap.retainers(source)]
-    assert snap.node(source)["name"] == f"{__name__}.Holder"
-
-
 T = TypeVar("T")
 
 
@@ -541,29 +560,134 @@ class Generic1(Generic[T]):
     pass
 
 
-def test_no_object_becomes_two_nodes(
-    fixture_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The walk's own invariant, on this process's whole heap, with the cases that test it:
-    objects held once, held by C code only, and (3.13+) a __dict__ sharing its instance's values."""
+class WholeHeap:
+    """One snapshot of this process's heap, with what the tests put there to find."""
+
+    def __init__(self, snap: HeapSnapshot, nodes: int, distinct: int, module: Any) -> None:
+        self.snap, self.placed, self.distinct, self.module = snap, nodes, distinct, module
+
+
+@pytest.fixture(scope="module")
+def whole_heap() -> Iterator[WholeHeap]:
+    module = types.ModuleType(MODULE)
+    module.CACHE = RetainedByGlobal()  # type: ignore[attr-defined]
+    module.ROWS = [RetainedByGlobal(), "a string element"]  # type: ignore[attr-defined]
     alias = Generic1[int]
-    assert alias.__dict__  # typing's alias keeps its __dict__ tracked, sharing its values
-    fixture_module.ALIAS = alias  # type: ignore[attr-defined]
-    fixture_module.SHARED = [Holder(None)] * 2  # type: ignore[attr-defined]
-    del alias
-    seen = []
+    assert alias.__dict__  # typing's alias keeps its __dict__, sharing its values from 3.13
+    module.ALIAS = alias  # type: ignore[attr-defined]
+    module.SHARED = [Holder(None)] * 2  # type: ignore[attr-defined]
+    sys.modules[MODULE] = module
+    by_c = HeldOnlyByC()
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(by_c))  # the reference gc cannot see
+    by_c_ref = weakref.ref(by_c)
+    del by_c, alias
+    ready, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held_by_thread = HeldByThread()
+        ready.set()
+        release.wait(60)
+        del held_by_thread
+
+    worker = threading.Thread(target=hold, name="holder-thread")
+    worker.start()
+    seen: List[Tuple[int, int]] = []
     walk = GraphBuilder.walk
 
     def checked_walk(builder: GraphBuilder) -> None:
         walk(builder)
         seen.append((len(builder.objs), len(set(map(id, builder.objs)))))
 
-    monkeypatch.setattr(GraphBuilder, "walk", checked_walk)
-    graph = walk_heap()
+    try:
+        assert ready.wait(30)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(GraphBuilder, "walk", checked_walk)
+            profiler = HeapSnapshotProfiler()
+            profiler.start()
+            data = profiler.stop()
+    finally:
+        release.set()
+        worker.join()
+        held = by_c_ref()
+        ctypes.pythonapi.Py_DecRef(ctypes.py_object(held))
+        del held
+        del sys.modules[MODULE]
+    assert by_c_ref() is None  # the test's own reference is gone again
     ((nodes, distinct),) = seen
-    assert nodes == distinct > 1000
-    assert graph.node_count > nodes  # and the root, threads and frames
+    yield WholeHeap(HeapSnapshot(data), nodes, distinct, module)
 
+
+def retainers(snap: HeapSnapshot, index: int) -> List[Tuple[str, Any, int]]:
+    """``snap.retainers(index)`` by one scan of the edges, without indexing the whole heap."""
+    nf, ef = len(snap.node_fields), len(snap.edge_fields)
+    edges, target = snap.edges, index * nf
+    found = []
+    for position in range(0, len(edges), ef):
+        if edges[position + 2] == target:
+            source = bisect_right(snap.first_edge, position) - 1  # edgeless nodes come first
+            kind, name = snap.edge_types[edges[position]], edges[position + 1]
+            label = name if kind in ("element", "hidden") else snap.strings[name]
+            found.append((kind, label, source))
+    return found
+
+
+def test_whole_heap_no_object_becomes_two_nodes(whole_heap: WholeHeap) -> None:
+    assert whole_heap.placed == whole_heap.distinct > 10_000
+    assert whole_heap.snap.count > whole_heap.placed  # and the root, threads and frames
+
+
+def test_whole_heap_global_is_named_on_the_retaining_edge(whole_heap: WholeHeap) -> None:
+    snap = whole_heap.snap
+    module = follow(snap, 0, MODULE)
+    assert snap.node(module)["name"] == "module"
+    namespace = follow(snap, module, "__dict__")
+    cache = follow(snap, namespace, "CACHE")
+    assert snap.node(cache)["name"] == f"{__name__}.RetainedByGlobal"
+    assert snap.node(cache)["self_size"] == sys.getsizeof(whole_heap.module.CACHE)
+    row = follow(snap, namespace, "ROWS", 0)
+    assert snap.node(row)["name"] == f"{__name__}.RetainedByGlobal"
+    assert snap.node(follow(snap, namespace, "ROWS", 1))["name"] == "a string element"
+    holders = follow(snap, namespace, "SHARED")
+    assert follow(snap, holders, 0) == follow(snap, holders, 1)
+    assert snap.node(follow(snap, namespace, "ALIAS"))["name"] == "typing._GenericAlias"
+
+
+def test_whole_heap_thread_stacks_are_roots(whole_heap: WholeHeap) -> None:
+    snap = whole_heap.snap
+    (held,) = snap.find(f"{__name__}.HeldByThread")
+    ((kind, label, frame),) = retainers(snap, held)
+    assert (kind, label) == ("property", "held_by_thread")
+    qualified = sys.version_info >= (3, 11)  # code objects have co_qualname from 3.11
+    function = "whole_heap.<locals>.hold" if qualified else "hold"
+    assert snap.node(frame)["name"].startswith(f"Frame {function} (")
+    ((_, _, thread),) = retainers(snap, frame)
+    assert snap.node(thread)["name"] == "Thread holder-thread"
+    assert [src for _, _, src in retainers(snap, thread)] == [0]
+
+
+def test_whole_heap_objects_only_c_code_holds_are_nodes(whole_heap: WholeHeap) -> None:
+    snap = whole_heap.snap
+    (outer,) = snap.find(f"{__name__}.HeldOnlyByC")
+    assert retainers(snap, outer) == []
+    (inner,) = snap.find(f"{__name__}.HeldOnlyByC.Inner")
+    ((kind, label, items),) = retainers(snap, inner)
+    assert (kind, label, snap.node(items)["name"]) == ("element", 0, "list")
+    ((_, _, holder),) = retainers(snap, items)
+    if snap.node(holder)["name"] == "dict":  # the instance's __dict__ before 3.11
+        ((_, _, holder),) = retainers(snap, holder)
+    assert holder == outer
+
+
+def test_whole_heap_leaves_out_the_snapshot_itself(whole_heap: WholeHeap) -> None:
+    names = set(whole_heap.snap.strings)
+    assert "otel_profiling.formats.heapsnapshot.HeapGraph" not in names
+    assert "otel_profiling.profilers.heap_edges.GraphBuilder" not in names
+    # No closure cells: they would exist before gc.get_objects() and pull the walk in.
+    assert walk_heap.__code__.co_cellvars == ()
+    assert not any(name.startswith(("Frame walk_heap", "Frame snapshot")) for name in names)
+
+
+# -- freed memory ---------------------------------------------------------------------------
 
 FREED_MEMORY_PROBE = """
 from otel_profiling._memory import return_free_memory

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import select
+import socket
 import threading
 import time
 import urllib.error
@@ -13,13 +16,14 @@ from typing import Dict, Iterator, Optional, Tuple
 import pytest
 from conftest import s3_options, wait_for
 from helpers import GcCountsSnapshotProfiler, TracemallocStatsProfiler
-from viewers import load_cpuprofile
+from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.profilers import CpuProfiler
 from otel_profiling.triggers import HttpTrigger
+from otel_profiling.triggers.http import HEAD_TIMEOUT, MAX_CONCURRENT_REQUESTS, MAX_CONNECTIONS
 
 TOKEN = "t0ken-for-tests-only"
 Response = Tuple[int, Dict[str, str], bytes]
@@ -125,10 +129,29 @@ def test_non_loopback_without_token_is_refused_at_construction() -> None:
             HttpTrigger(host=host)
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         HttpTrigger(host=host)  # loopback: no token needed
-    with pytest.raises(ValueError, match="whitespace"):
-        HttpTrigger(host="0.0.0.0", token="two words")
     with pytest.raises(ValueError, match="port"):
         HttpTrigger(port=70000)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3"])
+def test_off_loopback_a_token_of_16_characters_at_least(host: str) -> None:
+    for short in ("x", "fifteen-chars-x"):
+        with pytest.raises(ValueError, match="shorter than 16 characters") as refused:
+            HttpTrigger(host=host, token=short)
+        assert short not in str(refused.value)
+        assert "secrets.token_urlsafe" in str(refused.value)  # the fix
+    assert HttpTrigger(host=host, token="sixteen-chars-xy").host == host
+    assert HttpTrigger(token="x").authorized("Bearer x")  # loopback: any non-empty token
+
+
+@pytest.mark.parametrize(
+    "token", ["two words for a token", "tab\there-and-long-enough", "", "é" * 20]
+)
+def test_a_token_no_header_can_carry_is_refused(token: str) -> None:
+    """Clients send the token in an HTTP header: spaces, control or non-ASCII characters fail."""
+    with pytest.raises(ValueError, match="printable ASCII without spaces") as refused:
+        HttpTrigger(host="0.0.0.0", token=token)
+    assert not token or token not in str(refused.value)
 
 
 def test_any_address_with_token_serves_and_checks_it() -> None:
@@ -343,3 +366,107 @@ def test_real_heap_profilers_over_http() -> None:
         "HEAP_PROFILE",
         "HEAP_SNAPSHOT",
     ]
+
+
+class DrippingClients:
+    """Connections that send a request line, then one header line a second, never finishing.
+
+    Without a deadline for the whole request head, each line arriving within the
+    per-read timeout keeps a connection (and its thread) for as long as the
+    client likes. ``closed_after`` records when the server closed each one.
+    """
+
+    def __init__(self, port: int, count: int, every: float = 1.0) -> None:
+        self.started = time.monotonic()
+        self.sockets = [
+            socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)
+        ]
+        self.closed_after: Dict[int, float] = {}
+        self.every = every
+        self._stop = threading.Event()
+        for sock in self.sockets:
+            sock.sendall(b"GET /debug/profile/cpu?seconds=1 HTTP/1.1\r\nHost: slow\r\n")
+        self._thread = threading.Thread(target=self._drip, daemon=True)
+        self._thread.start()
+
+    @property
+    def open(self) -> int:
+        return len(self.sockets) - len(self.closed_after)
+
+    def _drip(self) -> None:
+        while not self._stop.is_set() and self.open:
+            waiting = [s for i, s in enumerate(self.sockets) if i not in self.closed_after]
+            readable, _, _ = select.select(waiting, [], [], self.every)
+            for sock in readable:  # the server answered or closed: either way, it let go
+                with contextlib.suppress(OSError):
+                    sock.recv(65536)
+                self.closed_after[self.sockets.index(sock)] = time.monotonic() - self.started
+            for index, sock in enumerate(self.sockets):
+                if index not in self.closed_after:
+                    try:
+                        sock.sendall(b"X-Slow: 1\r\n")
+                    except OSError:
+                        self.closed_after[index] = time.monotonic() - self.started
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_slow_unauthenticated_clients_do_not_lock_out_an_authorised_one(served) -> None:  # type: ignore[no-untyped-def]
+    agent, trigger, exporter = served
+    stop = threading.Event()
+    worker = threading.Thread(target=http_workload_leaf, args=(stop,))
+    worker.start()
+    slow = DrippingClients(trigger.port, MAX_CONCURRENT_REQUESTS + 4)  # more than the slots
+    try:
+        time.sleep(0.5)  # each slow connection is in, dripping
+        begun = time.monotonic()
+        status, _, body = request(trigger, "/cpu?seconds=1")
+        answered_after = time.monotonic() - begun
+        open_then = slow.open
+        # the server lets go of every slow connection at its head deadline, although each
+        # header line arrives well within any per-read timeout
+        assert wait_for(lambda: slow.open == 0, timeout=60), slow.closed_after
+    finally:
+        slow.close()
+        stop.set()
+        worker.join()
+    assert status == 200, body
+    assert "http_workload_leaf" in cpuprofile_function_names(load_cpuprofile(body))
+    # promptly: one second of profile plus the encoding, under generous slack for a busy
+    # machine; before, the request got 503 while the slow clients held every slot
+    assert answered_after < 30, (answered_after, open_then)
+    # 5 s deadline, ~1 s of drip resolution; the upper bound is slack for a loaded machine
+    assert all(
+        HEAD_TIMEOUT - 1 <= after < HEAD_TIMEOUT + 30 for after in slow.closed_after.values()
+    )
+    assert not agent.active_profiles and [
+        p.kind.value for p in exporter.get_finished_profiles()
+    ] == ["CPU_PROFILE"]
+
+
+def test_connections_beyond_the_cap_get_503_at_once_then_service_resumes(served) -> None:  # type: ignore[no-untyped-def]
+    agent, trigger, exporter = served
+    idle = [
+        socket.create_connection(("127.0.0.1", trigger.port), timeout=30)
+        for _ in range(MAX_CONNECTIONS)
+    ]
+    try:
+        extra = socket.create_connection(("127.0.0.1", trigger.port), timeout=30)
+        with extra:
+            answer = extra.recv(65536)
+        assert answer.startswith(b"HTTP/1.0 503"), answer
+        assert b"too many connections" in answer and b"Retry-After: 5" in answer
+        # the idle connections never send a head: each is closed at its deadline
+        for sock in idle:
+            sock.settimeout(HEAD_TIMEOUT + 30)
+            assert sock.recv(1) == b""
+    finally:
+        for sock in idle:
+            sock.close()
+    status, _, body = request(trigger, "/snapshot")
+    assert status == 200, body
+    assert "types" in json.loads(body)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_real_process_exports_three_windows_in_four_seconds(tmp_path: Path) -> N
     assert len(files) >= 3, (files, proc.stderr)
     assert sorted(r["key"] for r in records) == files
     records.sort(key=lambda r: r["start"])
-    for earlier, later in zip(records, records[1:]):
+    for earlier, later in pairwise(records):
         assert earlier["end"] <= later["start"], "windows overlap"
     # the full windows (not the one cut short by shutdown) last about DURATION
     full = [r for r in records if r["attributes"]["profiling.stop_reason"] == "window elapsed"]

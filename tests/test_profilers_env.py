@@ -31,8 +31,8 @@ def test_all_three_kinds_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
         ("OTEL_PROFILING_CPU_FORMAT", "heapsnapshot"),
         ("OTEL_PROFILING_CPU_CLOCK", "sundial"),
         ("OTEL_PROFILING_HEAP_FORMAT", "pstats"),
-        ("OTEL_PROFILING_HEAP_FRAMES", "0"),
-        ("OTEL_PROFILING_HEAP_FRAMES", "100000"),
+        ("OTEL_PROFILING_HEAP_FRAMES", "-1"),
+        ("OTEL_PROFILING_HEAP_FRAMES", "deep"),
     ],
 )
 def test_invalid_value_warns_and_falls_back(

@@ -382,7 +382,7 @@ def test_back_to_back_windows_profile_continuously(agent) -> None:  # type: igno
     programs.spin(0.8)
     assert wait_for(lambda: len(exporter.get_finished_profiles()) >= 5, timeout=60)
     windows: List[Profile] = sorted(exporter.get_finished_profiles(), key=lambda p: p.start_time)
-    for earlier, later in zip(windows, windows[1:]):
+    for earlier, later in zip(windows, windows[1:], strict=False):
         gap = (later.start_time - earlier.end_time).total_seconds()
         assert 0 <= gap < 0.5, f"a slot was skipped: {gap:.3f} s between windows"
     for window in windows:

@@ -278,3 +278,21 @@ def test_a_forked_child_starts_with_no_open_spans(tracer: Tracer) -> None:
             os._exit(0 if empty else 1)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_by_span_is_refused_with_the_yappi_engine() -> None:
+    with pytest.raises(ValueError, match=r"by_span=True needs the sampling engine"):
+        CpuProfiler(engine="yappi", by_span=True)
+
+
+def test_yappi_profiles_have_no_span_nodes(tracer: Tracer) -> None:
+    profiler = CpuProfiler(engine="yappi")
+    profiler.start()
+    try:
+        with tracer.start_as_current_span("checkout"):
+            checkout_work()
+    finally:
+        data = profiler.stop()
+    names = {node["callFrame"]["functionName"] for node in load_cpuprofile(data)["nodes"]}
+    assert "checkout_work" in names
+    assert not any(name.startswith("span ") for name in names)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 from reliability_helpers import make_profile
 
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
@@ -142,3 +145,260 @@ def test_temporary_files_of_a_killed_writer_are_swept(tmp_path: Path) -> None:
     os.utime(stale, (1_000_000, 1_000_000))
     assert spool.drain(lambda ps: []) == (1, 0)
     assert not stale.exists() and fresh.exists()
+
+
+# -- whatever lies in the spool directory, reading it never fails nor blocks ------------
+
+
+def _entry_parts(path: Path) -> tuple:
+    raw = path.read_bytes()
+    newline = raw.index(b"\n")
+    return json.loads(raw[:newline]), raw[newline + 1 :]
+
+
+def _with_header(**changes: object):  # type: ignore[no-untyped-def]
+    def corrupt(path: Path, good: Path) -> None:
+        header, payload = _entry_parts(good)
+        header.update(changes)
+        path.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+
+    return corrupt
+
+
+def _without(key: str):  # type: ignore[no-untyped-def]
+    def corrupt(path: Path, good: Path) -> None:
+        header, payload = _entry_parts(good)
+        del header[key]
+        path.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+
+    return corrupt
+
+
+def _raw(data: bytes):  # type: ignore[no-untyped-def]
+    return lambda path, good: path.write_bytes(data)
+
+
+def _truncated(path: Path, good: Path) -> None:
+    path.write_bytes(good.read_bytes()[:-100])
+
+
+def _bad_checksum(path: Path, good: Path) -> None:
+    raw = bytearray(good.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _header_list(path: Path, good: Path) -> None:
+    _, payload = _entry_parts(good)
+    path.write_bytes(b"[1, 2, 3]\n" + payload)
+
+
+def _directory(path: Path, good: Path) -> None:
+    path.mkdir()
+    (path / "inside").write_bytes(b"x")
+
+
+def _fifo(path: Path, good: Path) -> None:
+    os.mkfifo(path)
+
+
+def _symlink(path: Path, good: Path) -> None:
+    os.symlink(good, path)  # even to a valid entry: links are not followed
+
+
+def _socket(path: Path, good: Path) -> None:
+    import socket
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(dir="/tmp")) / "s"  # socket paths are limited to ~100 bytes
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(short))
+    os.rename(short, path)
+    short.parent.rmdir()
+
+
+CORRUPTIONS = {
+    "header is a JSON list": _header_list,
+    "header has no kind": _without("kind"),
+    "header has no sha256": _without("sha256"),
+    "attributes not an object": _with_header(attributes="not an object"),
+    "attribute value is an object": _with_header(attributes={"a": {"nested": 1}}),
+    "resource not an object": _with_header(resource=[1, 2]),
+    "start time not a date": _with_header(start_time="yesterday"),
+    "start time without zone": _with_header(start_time="2026-11-24T10:00:00"),
+    "unknown kind": _with_header(kind="GPU_PROFILE"),
+    "scope malformed": _with_header(scope=[1]),
+    "size a string": _with_header(size="12"),
+    "unknown version": _with_header(v=99),
+    "no header line": _raw(b"garbage without a newline"),
+    "empty file": _raw(b""),
+    "header not JSON": _raw(b"{not json\npayload"),
+    "header not UTF-8": _raw(b"\xff\xfe\xfd\npayload"),
+    "truncated payload": _truncated,
+    "bad checksum": _bad_checksum,
+    "a directory": _directory,
+    "a FIFO": _fifo,
+    "a symbolic link": _symlink,
+    "a socket": _socket,
+}
+
+
+def _drain_in_thread(spool: Spool, send):  # type: ignore[no-untyped-def]
+    """Drain on another thread, so a FIFO that blocked would fail the test, not hang it."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(spool.drain(send)), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "drain blocked"
+    return result[0]
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_unreadable_entry_is_set_aside_once_and_never_sent(
+    corruption: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path / "s")
+    good_profile = make_profile(1)
+    good = spool.put(good_profile)
+    assert good is not None
+    reference = tmp_path / "reference.profile"  # a valid entry outside the spool
+    reference.write_bytes(good.read_bytes())
+    bad = tmp_path / "s" / "00000000000000000001-1-0bad0bad.profile"  # sorts first
+    CORRUPTIONS[corruption](bad, reference)
+    sent: list = []
+    with caplog.at_level(logging.ERROR, logger="otel_profiling.spool"):
+        assert _drain_in_thread(spool, lambda ps: sent.extend(ps) or []) == (1, 0)
+        assert [p.data for p in sent] == [good_profile.data]
+        assert spool.quarantined_entries == 1
+        assert not os.path.lexists(bad)
+        assert os.path.lexists(bad.with_name(bad.name.replace(".profile", ".damaged")))
+        errors = [r.getMessage() for r in caplog.records]
+        assert len(errors) == 1 and bad.name in errors[0], errors
+        # later reads neither send it, nor log it again
+        assert _drain_in_thread(spool, lambda ps: sent.extend(ps) or []) == (0, 0)
+        assert spool.pending() == 0 and spool.profiles() == []
+        assert len(caplog.records) == 1 and len(sent) == 1
+
+
+def test_damaged_names_do_not_clash(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s")
+    name = tmp_path / "s" / "00000000000000000001-1-0bad0bad.profile"
+    spool.put(make_profile(1))
+    name.write_bytes(b"damaged")
+    assert spool.drain(lambda ps: []) == (1, 0)
+    name.write_bytes(b"damaged again, same name")  # set aside under a name of its own
+    assert spool.drain(lambda ps: []) == (0, 0)
+    damaged = sorted(n for n in os.listdir(tmp_path / "s") if n.endswith(".damaged"))
+    assert len(damaged) == 2 and spool.quarantined_entries == 2
+
+
+def test_worker_survives_every_damaged_entry_and_keeps_exporting(tmp_path: Path) -> None:
+    """A spool full of damage left by earlier processes: re-sent what is good, the rest set
+    aside, and new profiles still exported by a live worker."""
+    directory = tmp_path / "spool"
+    spool = Spool(directory)
+    good = [make_profile(i) for i in range(2)]
+    reference = spool.put(make_profile(99))
+    assert reference is not None
+    kept = tmp_path / "kept.profile"
+    kept.write_bytes(reference.read_bytes())
+    reference.unlink()
+    for profile in good:
+        spool.put(profile)
+    for index, name in enumerate(sorted(CORRUPTIONS)):
+        CORRUPTIONS[name](directory / f"{index + 1:020d}-1-0bad0bad.profile", kept)
+    exporter = FsspecProfileExporter(f"file://{tmp_path}/out")
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=10, spool=Spool(directory))
+    try:
+        assert processor.spool is not None
+        assert wait_for(lambda: processor.resent_profiles == 2, 30)
+        fresh = make_profile(7)
+        processor.on_end(fresh)
+        assert processor.force_flush(30_000)
+        assert processor.exported_profiles == 1 and processor.worker_errors == 0
+        assert processor.spool.quarantined_entries == len(CORRUPTIONS)
+        assert processor.spool.pending() == 0
+        written = {(tmp_path / "out" / n).read_bytes() for n in os.listdir(tmp_path / "out")}
+        assert written == {p.data for p in [*good, fresh]}
+    finally:
+        processor.shutdown()
+
+
+def test_directories_are_private_all_the_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "deep" / "er" / "spool-root"
+    monkeypatch.setenv("OTEL_PROFILING_SPOOL_DIR", str(root))
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "svc")
+    old = os.umask(0o022)
+    try:
+        (root / "svc").mkdir(parents=True, mode=0o755)  # as an older version left it
+        os.chmod(root / "svc", 0o755)
+        os.chmod(root, 0o755)  # the root is the user's: never changed
+        (tmp_path / "given").mkdir(mode=0o755)
+        spool = Spool.from_env(destination="s3://bucket/x")
+        assert spool is not None
+        path = spool.put(make_profile(1))
+        given = Spool(tmp_path / "given" / "a" / "b")
+        given_path = given.put(make_profile(2))
+    finally:
+        os.umask(old)
+    assert path is not None and given_path is not None
+    assert path.parent.parent == root / "svc"
+    for directory in (path.parent, root / "svc", given_path.parent, given_path.parent.parent):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    assert root.stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "given").stat().st_mode & 0o777 == 0o755
+    for file in (path, given_path):
+        assert file.stat().st_mode & 0o777 == 0o600
+
+
+def test_fresh_default_root_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_PROFILING_SPOOL_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spool = Spool.from_env(service="svc", destination="file:///x")
+    assert spool is not None and spool.put(make_profile(1)) is not None
+    for directory in (
+        tmp_path / "cache",
+        tmp_path / "cache" / "otel-profiling",
+        default_spool_root(),
+        default_spool_root() / "svc",
+        spool.directory,
+    ):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+
+
+def test_spool_holds_names_that_are_not_utf8(tmp_path: Path) -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    name = "caf\udce9"  # what os.environ gives for the byte 0xE9 of a Latin-1 environment
+    spool = Spool.from_env(service=name, destination=f"s3://bucket/{name}")
+    assert spool is not None
+    profile = make_profile(1, **{"user.name": name})
+    profile.resource = Resource({"service.name": name})
+    assert spool.put(profile) is not None
+    (back,) = spool.profiles()
+    assert back.attributes["user.name"] == name
+    assert back.resource.attributes["service.name"] == name
+
+
+def test_unwritable_spool_loses_with_one_error_and_never_raises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    spool = Spool(tmp_path / "file" / "spool")  # ENOTDIR
+    with caplog.at_level(logging.ERROR):
+        assert spool.put(make_profile(1)) is None
+    assert "is lost" in caplog.text and "OTEL_PROFILING_SPOOL_DIR" in caplog.text
+    assert spool.pending() == 0 and spool.drain(lambda ps: []) == (0, 0)
+
+
+def test_long_service_names_get_a_short_directory(tmp_path: Path) -> None:
+    """A 300-character service name: the spool still works, and two such services stay apart."""
+    first = Spool.from_env(service="s" * 300, destination="file:///x")
+    second = Spool.from_env(service="s" * 299 + "t", destination="file:///x")
+    assert first is not None and second is not None
+    assert first.directory != second.directory
+    for spool in (first, second):
+        assert len(spool.directory.parent.name) <= 100
+        assert spool.put(make_profile(1)) is not None and spool.pending() == 1

@@ -139,8 +139,10 @@ def cpu_threshold_busy_leaf(stop: threading.Event) -> None:
 
 
 def test_cpu_threshold_profiles_a_sustained_busy_process() -> None:
+    # 20 % of a core, sampled every 0.25 s: a busy thread stays above that even when
+    # other processes load the machine several times over (50 % in 0.1 s samples did not)
     trigger = CpuThresholdTrigger(
-        percent=50, for_seconds=0.5, duration=0.5, cooldown=60, poll_interval=0.1
+        percent=20, for_seconds=0.5, duration=0.5, cooldown=60, poll_interval=0.25
     )
     agent, exporter = _agent(trigger, CpuProfiler(), GcCountsSnapshotProfiler())
     stop = threading.Event()
@@ -158,7 +160,7 @@ def test_cpu_threshold_profiles_a_sustained_busy_process() -> None:
     (profile,) = exporter.get_finished_profiles()  # CPU kind only by default
     assert fired_after >= 0.5  # not before the load was sustained for for_seconds
     assert profile.attributes["profiling.trigger"] == "cpu-threshold"
-    assert profile.attributes["process.cpu.percent"] >= 50
+    assert profile.attributes["process.cpu.percent"] >= 20
     assert profile.attributes["profiling.reason"].startswith("CPU use ")
     names = cpuprofile_function_names(load_cpuprofile(profile.data))
     assert "cpu_threshold_busy_leaf" in names

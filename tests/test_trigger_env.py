@@ -35,6 +35,7 @@ VARIABLES = [
     "OTEL_PROFILING_CPU_FOR_SECONDS",
     "OTEL_PROFILING_CPU_COOLDOWN",
     "OTEL_PROFILING_THRESHOLD_DURATION",
+    "OTEL_PROFILING_AT_START",
 ]
 
 
@@ -60,7 +61,7 @@ def test_every_trigger_from_its_variables(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("OTEL_PROFILING_JITTER", "5")
     monkeypatch.setenv("OTEL_PROFILING_HTTP_PORT", "6060")
     monkeypatch.setenv("OTEL_PROFILING_HTTP_HOST", "0.0.0.0")
-    monkeypatch.setenv("OTEL_PROFILING_HTTP_TOKEN", "s3cret-value")
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_TOKEN", "s3cret-value-of-20ch")
     monkeypatch.setenv("OTEL_PROFILING_HTTP_MAX_SECONDS", "120")
     monkeypatch.setenv("OTEL_PROFILING_MEMORY_THRESHOLD", "512MiB")
     monkeypatch.setenv("OTEL_PROFILING_MEMORY_COOLDOWN", "600")
@@ -79,8 +80,8 @@ def test_every_trigger_from_its_variables(monkeypatch: pytest.MonkeyPatch) -> No
     assert (interval.every, interval.duration, interval.jitter) == (60, 10, 5)
     http = triggers[HttpTrigger]
     assert (http.host, http.port, http.max_seconds) == ("0.0.0.0", 6060, 120)
-    assert http.authorized("Bearer s3cret-value") and not http.authorized(None)
-    assert "s3cret-value" not in repr(http)
+    assert http.authorized("Bearer s3cret-value-of-20ch") and not http.authorized(None)
+    assert "s3cret-value-of-20ch" not in repr(http)
     memory = triggers[MemoryThresholdTrigger]
     assert (memory.rss_bytes, memory.cooldown, memory.duration) == (512 * 1024**2, 600, 20)
     assert {k.value for k in memory.kinds} == {"HEAP_PROFILE", "HEAP_SNAPSHOT"}
@@ -189,3 +190,15 @@ def test_configure_with_a_busy_port_logs_and_keeps_running(monkeypatch, caplog) 
         assert "cannot listen" in caplog.text and "HTTP trigger is off" in caplog.text
     finally:
         holder.shutdown()
+
+
+def test_duration_for_the_startup_window_alone_is_no_mistake(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``otel-profiling run --duration`` sets the duration and no interval: nothing to warn of."""
+    monkeypatch.setenv("OTEL_PROFILING_DURATION", "5")
+    monkeypatch.setenv("OTEL_PROFILING_AT_START", "true")
+    with caplog.at_level(logging.WARNING):
+        triggers = by_type(triggers_from_env())
+    assert IntervalTrigger not in triggers
+    assert not caplog.records, caplog.text

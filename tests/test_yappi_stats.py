@@ -17,8 +17,9 @@ def fib(n: int) -> int:
 
 
 def worker() -> None:
+    calls: list = []
     for _ in range(5):
-        fib(12)
+        calls.append(fib(12))
 
 
 @pytest.fixture
@@ -36,18 +37,18 @@ def recorded() -> Iterator[None]:
     yappi.clear_stats()
 
 
-def summary(stats: Any) -> Dict[Tuple[int, int, str, str, int], Tuple[Any, ...]]:
-    """Comparable content: counts, times and callees (by name) per thread and function."""
-    names = {(s.ctx_id, s.tag, s.function_id): (s.module, s.lineno, s.name) for s in stats}
+def summary(stats: Any) -> Dict[Tuple[int, str, str, int], Tuple[Any, ...]]:
+    """Comparable content: counts, times, names and callees (by name) per thread and function."""
+    names = {(s.ctx_id, s.function_id): (s.module, s.lineno, s.name) for s in stats}
     result = {}
     for s in stats:
         callees = sorted(
-            (names[(s.ctx_id, s.tag, c.callee_id)], c.ncall, c.nactualcall, round(c.ttot, 9))
+            (names[(s.ctx_id, c.callee_id)], c.ncall, c.nactualcall, round(c.ttot, 9))
             for c in s.children
-            if (s.ctx_id, s.tag, c.callee_id) in names
+            if (s.ctx_id, c.callee_id) in names
         )
-        key = (s.ctx_id, s.tag, s.module, s.name, s.lineno)
-        result[key] = (s.ncall, s.nactualcall, s.builtin, round(s.ttot, 9), callees)
+        key = (s.ctx_id, s.module, s.name, s.lineno)
+        result[key] = (s.ncall, s.nactualcall, s.builtin, round(s.ttot, 9), callees, s.short_name)
     return result
 
 
@@ -58,6 +59,11 @@ def test_enumerator_matches_the_public_api(recorded: None) -> None:
     assert len({s.ctx_id for s in fibs}) == 2, "one entry per thread, not merged"
     assert all((s.ncall, s.nactualcall) == (5 * 465, 5) for s in fibs)
     assert all(isinstance(s, FuncStat) for s in fast)
+    code = fib.__code__
+    assert all(s.code is code for s in fibs), "the code object, to match stack frames"
+    assert all(s.key == (code.co_filename, code.co_firstlineno, "fib") for s in fibs)
+    appends = [s for s in fast if s.name == "<method 'append' of 'list' objects>"]
+    assert appends and all(s.short_name == "append" and s.code is None for s in appends)
     assert not [s for s in fast if s.module.endswith("yappi.py")], "yappi's own functions"
 
 

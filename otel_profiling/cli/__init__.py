@@ -1,7 +1,9 @@
-"""The ``otel-profiling`` command: run, ls, get, view, convert, merge, trigger.
+"""The ``otel-profiling`` command: run, ls, get, view, convert, merge, diff, trigger.
 
 Exit codes: 0 success, 1 failure (one line on stderr saying what to do),
-2 usage error. ``--json`` prints machine-readable output on stdout.
+2 usage error, 3 partial: ``merge``/``diff`` left out inputs they could not
+read (each named on stderr) and used the rest. ``--json`` prints
+machine-readable output on stdout.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import logging
 import sys
 from typing import List, Optional
 
-from otel_profiling.cli import convert, get, ls, merge, run, trigger, view
-from otel_profiling.cli.common import CliError, parse_storage_options
+from otel_profiling.cli import convert, diff, get, ls, merge, run, trigger, view
+from otel_profiling.cli.common import PROG, CliError, parse_storage_options
 from otel_profiling.version import __version__
-
-PROG = "otel-profiling"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,13 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Profile Python programs and work with the profiles they export: list, "
-        "download, view as flame graphs, convert and merge.",
+        "download, view as flame graphs, convert, merge and compare.",
         epilog="Run `otel-profiling COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
-    for module in (run, ls, get, view, convert, merge, trigger):
+    for module in (run, ls, get, view, convert, merge, diff, trigger):
         module.register(sub, common)
     return parser
 

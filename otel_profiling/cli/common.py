@@ -12,6 +12,11 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from otel_profiling.redact import redact_url
 
+PROG = "otel-profiling"
+
+EXIT_PARTIAL = 3
+"""Exit code of ``merge``/``diff`` when some inputs could not be read and were left out."""
+
 
 class CliError(Exception):
     """A failure to report on one line (exit code 1); the message says what to do."""

@@ -96,7 +96,8 @@ def top_functions(root: CallNode, limit: int = TOP_FUNCTIONS) -> List[Tuple[Fram
     return rows[:limit]
 
 
-def _location(frame: Frame) -> str:
+def location(frame: Frame) -> str:
+    """``file:line`` of a frame, as the pages show it ('' when unknown)."""
     if not frame.filename:
         return ""
     return f"{frame.filename}:{frame.lineno}" if frame.lineno else frame.filename
@@ -119,7 +120,7 @@ def format_value(value: float, unit: str) -> str:
     return f"{round(value)} samples"
 
 
-def _describe(tree: ProfileTree) -> str:
+def describe(tree: ProfileTree) -> str:
     measure = {"seconds": "CPU time", "bytes": "memory (bytes)", "count": "samples"}[tree.unit]
     extra = " — summary by type and constructor" if tree.notes.get("summary") else ""
     return f"{tree.format} profile, {measure}: total {format_value(tree.total, tree.unit)}{extra}"
@@ -131,6 +132,30 @@ def _csp_hash(text: str) -> str:
     )
 
 
+def inline_page(
+    template: str, title: str, subtitle: str, data: object, scripts: List[str], styles: List[str]
+) -> str:
+    """An asset page with its data, scripts and styles inline, under a CSP that allows only them."""
+    script = "\n".join((ASSETS / name).read_text("utf-8") for name in scripts)
+    style = "\n".join((ASSETS / name).read_text("utf-8") for name in styles)
+    csp = (
+        f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
+        "img-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    page = (ASSETS / template).read_text("utf-8")
+    for key, value in (
+        ("{{CSP}}", html.escape(csp, quote=False)),
+        ("{{TITLE}}", html.escape(title)),
+        ("{{SUBTITLE}}", html.escape(subtitle)),
+        ("{{STYLE}}", style),
+        ("{{DATA}}", payload),
+        ("{{SCRIPT}}", script),
+    ):
+        page = page.replace(key, value)
+    return page
+
+
 def render_html(tree: ProfileTree, title: str) -> str:
     """A self-contained page: flame graph with search and zoom, and a top-functions table."""
     flat = flatten(tree.root)
@@ -140,9 +165,9 @@ def render_html(tree: ProfileTree, title: str) -> str:
     loc: List[int] = []
     for node in flat.nodes:
         n.append(names.setdefault(node.frame.function, len(names)))
-        loc.append(locs.setdefault(_location(node.frame), len(locs)))
+        loc.append(locs.setdefault(location(node.frame), len(locs)))
     top = [
-        [frame.function, _location(frame), round(self_v, 9), round(total, 9)]
+        [frame.function, location(frame), round(self_v, 9), round(total, 9)]
         for frame, self_v, total in top_functions(tree.root)
     ]
     data = {
@@ -156,24 +181,14 @@ def render_html(tree: ProfileTree, title: str) -> str:
         "s": [round(node.self_value, 9) for node in flat.nodes],
         "top": top,
     }
-    script = (ASSETS / "flamegraph.js").read_text("utf-8")
-    style = (ASSETS / "flamegraph.css").read_text("utf-8")
-    csp = (
-        f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
-        "img-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'"
+    return inline_page(
+        "flamegraph.html",
+        title,
+        describe(tree),
+        data,
+        ["flamegraph.js"],
+        ["flamegraph.css"],
     )
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    page = (ASSETS / "flamegraph.html").read_text("utf-8")
-    for key, value in (
-        ("{{CSP}}", html.escape(csp, quote=False)),
-        ("{{TITLE}}", html.escape(title)),
-        ("{{SUBTITLE}}", html.escape(_describe(tree))),
-        ("{{STYLE}}", style),
-        ("{{DATA}}", payload),
-        ("{{SCRIPT}}", script),
-    ):
-        page = page.replace(key, value)
-    return page
 
 
 def _svg_color(name: str, unit: str) -> str:
@@ -231,6 +246,6 @@ def render_svg(tree: ProfileTree, title: str, width: int = 1200) -> str:
         f'<rect width="100%" height="100%" fill="#fff"/>'
         f'<text x="4" y="18" font-size="15" font-family="sans-serif">{html.escape(title)}</text>'
         f'<text x="4" y="36" fill="#666" font-family="sans-serif">'
-        f"{html.escape(_describe(tree))}</text>"
+        f"{html.escape(describe(tree))}</text>"
     )
     return head + "".join(parts) + "</svg>\n"

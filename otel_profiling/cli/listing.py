@@ -14,7 +14,7 @@ import posixpath
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import unquote
 
 from otel_profiling.cli.common import CliError, open_url, storage_error
@@ -77,6 +77,33 @@ def parse_kinds(values: Optional[Sequence[str]]) -> Optional[List[str]]:
     return out
 
 
+def parse_where(values: Optional[Sequence[str]]) -> Tuple[Tuple[str, str], ...]:
+    """``--where KEY=VALUE`` (repeatable) → ``((key, value), ...)``; a bad pair is an error."""
+    pairs = []
+    for value in values or []:
+        key, sep, wanted = value.partition("=")
+        if not sep or not key.strip():
+            raise CliError(
+                f"--where {value!r} needs the form KEY=VALUE, e.g. --where service.version=1.4.2"
+            )
+        pairs.append((key.strip().lower(), wanted))
+    return tuple(pairs)
+
+
+def metadata_matches(meta: Dict[str, str], where: Sequence[Tuple[str, str]]) -> bool:
+    """Whether the object's metadata has every ``(key, value)`` of ``where``.
+
+    A key is looked up as written (``profile-trigger``), as an attribute name
+    with dots for dashes (``service.name`` is stored as ``service-name``), and
+    as a profile attribute (``job.id`` is stored as ``attr-job.id``).
+    """
+    for key, wanted in where:
+        names = (key, key.replace(".", "-"), "attr-" + key)
+        if not any(meta.get(name) == wanted for name in names):
+            return False
+    return True
+
+
 def _user_metadata(fs: Any, paths: List[str]) -> Dict[str, Dict[str, str]]:
     """User metadata per path: concurrent ``head`` requests on async filesystems."""
     if not paths:
@@ -96,7 +123,7 @@ def _user_metadata(fs: Any, paths: List[str]) -> Dict[str, Dict[str, str]]:
 
             return await asyncio.gather(*(one(p) for p in paths))
 
-        return dict(zip(paths, sync(fs.loop, gather)))
+        return dict(zip(paths, sync(fs.loop, gather), strict=True))
     if hasattr(fs, "metadata"):
         return {p: fs.metadata(p) for p in paths}
     return {}
@@ -115,9 +142,14 @@ def list_profiles(
     since: Optional[datetime] = None,
     until: Optional[datetime] = None,
     services: Optional[Iterable[str]] = None,
+    where: Sequence[Tuple[str, str]] = (),
     metadata: bool = True,
 ) -> List[Entry]:
-    """Profiles under ``url`` (recursively), filtered, sorted by start time."""
+    """Profiles under ``url`` (recursively), filtered, sorted by start time.
+
+    ``where`` keeps the objects whose metadata matches (see ``metadata_matches``);
+    it and ``services`` fetch the metadata even when ``metadata`` is false.
+    """
     fs, base = open_url(url, options)
     try:
         found = fs.find(base, detail=True)
@@ -152,7 +184,8 @@ def list_profiles(
                 format=parsed["ext"],
             )
         )
-    if metadata:
+    kept: List[Entry] = []
+    if metadata or services or where:
         fetched = _user_metadata(fs, [e.path for e in entries if not _from_info(infos[e.path])])
         for entry in entries:
             meta = {
@@ -164,6 +197,9 @@ def list_profiles(
             entry.status = meta.get("profile-status") or None
             entry.service = meta.get("service-name") or None
             entry.format = meta.get("profile-format") or entry.format
+            if metadata_matches(meta, where):
+                kept.append(entry)
+        entries = kept
     if services:
         allowed = set(services)
         entries = [e for e in entries if e.service in allowed]

@@ -18,6 +18,7 @@ from typing import Dict, List
 
 from otel_profiling.cli.common import CliError
 from otel_profiling.redact import redact_url
+from otel_profiling.triggers.safe_signals import check_trigger_signal
 from otel_profiling.triggers.signals import parse_signal
 
 BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"
@@ -83,7 +84,7 @@ def environment(args: argparse.Namespace) -> Dict[str, str]:
     if args.signal:
         if args.signal.lower() != "none":
             try:
-                parse_signal(args.signal)
+                check_trigger_signal(parse_signal(args.signal))
             except ValueError as exc:
                 raise CliError(str(exc)) from None
         env["OTEL_PROFILING_SIGNAL"] = args.signal

@@ -16,13 +16,11 @@ from types import FrameType
 from typing import Any, List, Optional
 
 from otel_profiling import _threads
-from otel_profiling._env import env_bool, env_float
+from otel_profiling._env import env_bool
 from otel_profiling.agent import ProfilingAgent
-from otel_profiling.config import exporters_from_env
-from otel_profiling.processors.batch import BatchProfileProcessor
-from otel_profiling.profilers.env import profilers_from_env
+from otel_profiling.config import agent_from_env
 from otel_profiling.triggers.base import Trigger, TriggerTarget
-from otel_profiling.triggers.env import triggers_from_env
+from otel_profiling.triggers.env import window_duration_from_env
 
 
 class StartupTrigger(Trigger):
@@ -86,15 +84,7 @@ def start_from_env() -> Optional[ProfilingAgent]:
     """The agent ``otel-profiling run`` asks for through the environment; ``None`` if disabled."""
     if env_bool("OTEL_SDK_DISABLED", False):
         return None
-    agent = ProfilingAgent()
-    for exporter in exporters_from_env():
-        agent.add_profile_processor(BatchProfileProcessor(exporter))
-    profilers = profilers_from_env()
-    triggers: List[Trigger] = list(triggers_from_env()) if profilers else []
-    if profilers and env_bool("OTEL_PROFILING_AT_START", False):
-        triggers.append(
-            StartupTrigger(env_float("OTEL_PROFILING_DURATION", None, minimum=0.001), at_main=True)
-        )
-    for trigger in triggers:
-        agent.register(trigger, *profilers)
-    return agent.start()
+    extra: List[Trigger] = []
+    if env_bool("OTEL_PROFILING_AT_START", False):
+        extra.append(StartupTrigger(window_duration_from_env(None), at_main=True))
+    return agent_from_env(extra_triggers=extra)

@@ -3,15 +3,24 @@
 The exporter speaks fsspec; only three things depend on the backend: how the
 container (bucket, directory) is created, how an object is created without
 overwriting an existing one, and how content type and metadata are attached.
+
+Every operation is a coroutine, so the exporter has one code path with one
+deadline. An async filesystem (s3fs, gcsfs, adlfs: ``fs.async_impl``) awaits
+its own coroutines, which the deadline cancels mid-request. A synchronous one
+(local disk, memory) makes plain calls from coroutines that never suspend
+(even its ``sleep`` blocks), so they run on the calling thread without an
+event loop. No backend holds a lock across a call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
+import posixpath
 import secrets
-import threading
+import time
 from typing import Any, Dict, Mapping, Set, Tuple
 
 _EXTRAS = {
@@ -66,37 +75,40 @@ def _with_remedy(exc: Exception, remedy: str) -> Exception:
 
 
 class Backend:
-    """Generic fsspec backend: ``makedirs`` once per directory, ``pipe_file(mode='create')``."""
+    """A synchronous fsspec filesystem: ``makedirs`` once per directory, ``pipe_file``.
+
+    Its calls block the calling thread; the exporter runs them there.
+    """
+
+    is_async = False
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
         self._ready: Set[str] = set()
-        self._ready_lock = threading.Lock()
 
-    def ensure_container(self, directory: str) -> None:
-        if directory in self._ready:
-            return
-        with self._ready_lock:
-            if directory not in self._ready:
-                self._make_container(directory)
-                self._ready.add(directory)
+    async def sleep(self, seconds: float) -> None:
+        """Wait between tries (blocking: nothing else runs on this thread meanwhile)."""
+        time.sleep(seconds)
 
-    def ready(self, directory: str) -> bool:
-        """Whether ``ensure_container(directory)`` has already succeeded."""
-        return directory in self._ready
+    def container(self, path: str) -> str:
+        """What must exist before ``path`` can be written (a directory, a bucket)."""
+        return posixpath.dirname(path)
 
-    create_async: Any = None  # a coroutine function on backends with an event loop
+    async def ensure_container(self, container: str) -> None:
+        """Create ``container`` unless an earlier call did (concurrent calls are harmless)."""
+        if container not in self._ready:
+            await self._make_container(container)
+            self._ready.add(container)
 
-    def forget_container(self, directory: str) -> None:
+    def forget_container(self, container: str) -> None:
         """Make the next ``ensure_container`` check again."""
-        with self._ready_lock:
-            self._ready.clear()
+        self._ready.discard(container)
 
-    def _make_container(self, directory: str) -> None:
+    async def _make_container(self, directory: str) -> None:
         if directory:
             self.fs.makedirs(directory, exist_ok=True)
 
-    def holds(self, path: str, data: bytes) -> bool:
+    async def holds(self, path: str, data: bytes) -> bool:
         """Whether the object at ``path`` already has exactly ``data`` (a re-send that landed)."""
         try:
             return bytes(self.fs.cat_file(path)) == data
@@ -106,17 +118,20 @@ class Backend:
     def write_kwargs(self, content_type: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
         return {}
 
-    def create(
+    async def create(
         self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
     ) -> None:
         """Write a new object; ``FileExistsError`` if ``path`` exists."""
         self.fs.pipe_file(path, data, mode="create", **self.write_kwargs(content_type, metadata))
 
+    async def aclose(self) -> None:
+        """Release connections (an instance made for one exit-time export)."""
+
 
 class LocalBackend(Backend):
     """Local files: temp file then ``os.link``, which is atomic and fails if the name exists."""
 
-    def create(
+    async def create(
         self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
     ) -> None:
         directory = os.path.dirname(path) or "."
@@ -133,7 +148,32 @@ class LocalBackend(Backend):
             os.unlink(tmp)
 
 
-class S3Backend(Backend):
+class AsyncBackend(Backend):
+    """An async filesystem: every call is awaited on its loop, so a deadline cancels it."""
+
+    is_async = True
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def _make_container(self, directory: str) -> None:
+        if directory:
+            await self.fs._makedirs(directory, exist_ok=True)
+
+    async def holds(self, path: str, data: bytes) -> bool:
+        try:
+            return bytes(await self.fs._cat_file(path)) == data
+        except FileNotFoundError:
+            return False
+
+    async def create(
+        self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
+    ) -> None:
+        kwargs = self.write_kwargs(content_type, metadata)
+        await self.fs._pipe_file(path, data, mode="create", **kwargs)
+
+
+class S3Backend(AsyncBackend):
     """S3: the bucket is checked (and created) once; ``If-None-Match: *`` prevents overwrites.
 
     Each PutObject carries ``Content-MD5``, so the server rejects a body damaged on
@@ -145,16 +185,13 @@ class S3Backend(Backend):
         super().__init__(fs)
         fs.retries = 1
 
-    def ensure_container(self, directory: str) -> None:
-        super().ensure_container(directory.split("/", 1)[0])
+    def container(self, path: str) -> str:
+        return path.split("/", 1)[0]
 
-    def ready(self, directory: str) -> bool:
-        return super().ready(directory.split("/", 1)[0])
-
-    def _make_container(self, bucket: str) -> None:
+    async def _make_container(self, bucket: str) -> None:
         # head_bucket, not fs.exists(): exists() hides network errors and denials as "missing"
         try:
-            self.fs.call_s3("head_bucket", Bucket=bucket)
+            await self.fs._call_s3("head_bucket", Bucket=bucket)
             exists = True
         except FileNotFoundError:
             exists = False
@@ -171,7 +208,7 @@ class S3Backend(Backend):
             if region and region != "us-east-1":
                 params["CreateBucketConfiguration"] = {"LocationConstraint": region}
             try:
-                self.fs.call_s3("create_bucket", **params)
+                await self.fs._call_s3("create_bucket", **params)
             except PermissionError as exc:
                 raise _with_remedy(
                     PermissionError(
@@ -187,16 +224,9 @@ class S3Backend(Backend):
     def write_kwargs(self, content_type: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
         return {"ContentType": content_type, "Metadata": dict(metadata)}
 
-    def create(
+    async def create(
         self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
     ) -> None:
-        kwargs, digest = self._put_kwargs(data, content_type, metadata)
-        self._check(path, self.fs.pipe_file(path, data, mode="create", **kwargs), digest)
-
-    async def create_async(
-        self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
-    ) -> None:
-        """``create`` as a coroutine on the filesystem's event loop (for concurrent batches)."""
         kwargs, digest = self._put_kwargs(data, content_type, metadata)
         self._check(path, await self.fs._pipe_file(path, data, mode="create", **kwargs), digest)
 
@@ -221,9 +251,9 @@ class S3Backend(Backend):
         extra = getattr(self.fs, "s3_additional_kwargs", None) or {}
         return "kms" in str(extra.get("ServerSideEncryption", "")).lower()
 
-    def holds(self, path: str, data: bytes) -> bool:
+    async def holds(self, path: str, data: bytes) -> bool:
         try:
-            info = self.fs.info(path, refresh=True)
+            info = await self.fs._info(path, refresh=True)
         except FileNotFoundError:
             return False
         etag = str(info.get("ETag", "")).strip('"')
@@ -231,10 +261,15 @@ class S3Backend(Backend):
             return False
         if len(etag) == 32 and "-" not in etag and not self._kms():
             return etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return super().holds(path, data)
+        return await super().holds(path, data)
+
+    async def aclose(self) -> None:
+        creator = getattr(self.fs, "_s3creator", None)
+        if creator is not None:
+            await creator.__aexit__(None, None, None)
 
 
-class GcsBackend(Backend):
+class GcsBackend(AsyncBackend):
     def write_kwargs(self, content_type: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
         return {"content_type": content_type, "metadata": dict(metadata)}
 
@@ -247,4 +282,6 @@ def backend_for(fs: Any) -> Backend:
         return S3Backend(fs)
     if "gs" in protocols or "gcs" in protocols:
         return GcsBackend(fs)
+    if getattr(fs, "async_impl", False):
+        return AsyncBackend(fs)
     return Backend(fs)

@@ -6,7 +6,7 @@ import abc
 import enum
 from typing import List, Optional, Sequence
 
-from otel_profiling.profile import Profile
+from otel_profiling.profile import Profile, ProfileStatus
 
 
 class ProfileExportResult(enum.Enum):
@@ -50,3 +50,9 @@ class ProfileExporter(abc.ABC):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Exporters here hold no buffer of their own: nothing to flush."""
         return True
+
+
+def has_payload(profile: Profile) -> bool:
+    """Whether ``profile`` has something to write: an ``ERROR`` profile (the profiler
+    failed) or an empty one never becomes an object, so no empty file is ever stored."""
+    return profile.status is not ProfileStatus.ERROR and bool(profile.data)

@@ -16,7 +16,7 @@ import json
 import logging
 from typing import Any, Callable, Dict, List, Optional
 
-from otel_profiling._env import env_list, env_str
+from otel_profiling._env import env_list, env_str, hidden
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.console import ConsoleProfileExporter
 from otel_profiling.exporters.naming import DEFAULT_KEY_TEMPLATE, validate_key_template
@@ -35,6 +35,10 @@ DEFAULT_URL = "file://./profiles"
 _S3_SCHEMES = ("s3://", "s3a://")
 
 
+def _shown_url(url: str) -> str:
+    return repr(redact_url(url))
+
+
 def storage_options_from_env() -> Dict[str, Any]:
     """``OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS``: a JSON object of fsspec options.
 
@@ -42,7 +46,7 @@ def storage_options_from_env() -> Dict[str, Any]:
     only, never echoed.
     """
     name = OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS
-    raw = env_str(name)
+    raw = env_str(name, show=hidden)
     if raw is None:
         return {}
     try:
@@ -91,7 +95,7 @@ def fsspec_exporter_from_env() -> FsspecProfileExporter:
     For ``s3://`` URLs botocore's checksums default to ``when_required`` (as
     ``S3Exporter`` does), unless the storage options set them.
     """
-    url = env_str(OTEL_EXPORTER_FSSPEC_PROFILES_URL, DEFAULT_URL) or DEFAULT_URL
+    url = env_str(OTEL_EXPORTER_FSSPEC_PROFILES_URL, DEFAULT_URL, show=_shown_url) or DEFAULT_URL
     options = storage_options_from_env()
     if url.startswith(_S3_SCHEMES):
         config_kwargs = dict(options.get("config_kwargs") or {})
@@ -114,13 +118,8 @@ BUILTIN_EXPORTERS: Dict[str, Optional[Callable[[], ProfileExporter]]] = {
 
 def plugin_entry_points() -> Dict[str, importlib.metadata.EntryPoint]:
     """Installed exporters in the ``otel_profiling_exporter`` group, by name (first wins)."""
-    found = importlib.metadata.entry_points()
-    if hasattr(found, "select"):
-        group = list(found.select(group=ENTRY_POINT_GROUP))
-    else:  # Python 3.9
-        group = list(found.get(ENTRY_POINT_GROUP, []))  # type: ignore[attr-defined]
     plugins: Dict[str, importlib.metadata.EntryPoint] = {}
-    for entry_point in group:
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         plugins.setdefault(entry_point.name, entry_point)
     return plugins
 

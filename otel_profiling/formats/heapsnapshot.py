@@ -17,9 +17,7 @@ from __future__ import annotations
 import io
 import json
 from array import array
-from itertools import compress, repeat
-from operator import is_, itemgetter
-from typing import BinaryIO, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, Iterable, List, Sequence
 
 from otel_profiling._memory import return_free_memory
 
@@ -40,34 +38,34 @@ NODE_FIELD_COUNT = len(NODE_FIELDS)
 _CHUNK = 16384
 
 
+class _Indexes(Dict[str, int]):
+    """Index of each string in ``strings``; a string looked up for the first time is added."""
+
+    def __init__(self, strings: List[str]) -> None:
+        super().__init__(zip(strings, range(len(strings)), strict=True))
+        self.strings = strings
+
+    def __missing__(self, text: str) -> int:
+        found = self[text] = len(self.strings)
+        self.strings.append(text)
+        return found
+
+
 class StringTable:
     """Strings by first use; ``add`` returns the index (a dict lookup when known)."""
 
     def __init__(self) -> None:
-        self.index: Dict[str, int] = {"": 0}
         self.strings: List[str] = [""]
+        self.index = _Indexes(self.strings)
 
     def add(self, text: str) -> int:
-        found = self.index.get(text)
-        if found is None:
-            found = self.index[text] = len(self.strings)
-            self.strings.append(text)
-        return found
+        return self.index[text]
 
-    def add_many(self, texts: List[str]) -> array:
-        """Indexes of ``texts`` (exact ``str``) as an ``i`` array; new ones added in order."""
-        get = self.index.get
-        found = list(map(get, texts))
-        try:
-            return array("i", found)
-        except TypeError:  # None: some are new
-            pass
-        new = dict.fromkeys(compress(texts, map(is_, found, repeat(None))))
-        self.index.update(zip(new, range(len(self.strings), len(self.strings) + len(new))))
-        self.strings.extend(new)
-        return array("i", list(map(get, texts)))
+    def add_many(self, texts: Iterable[str]) -> List[int]:
+        """Indexes of ``texts`` (exact ``str``: no Python ``__hash__``), new ones added in order."""
+        return list(map(self.index.__getitem__, texts))
 
-    def append_many(self, texts: List[str]) -> range:
+    def append_many(self, texts: Iterable[str]) -> range:
         """Indexes of ``texts`` appended as they are, without looking them up.
 
         For the contents of string nodes: mostly distinct, so a lookup would
@@ -166,13 +164,15 @@ def write_heapsnapshot(graph: HeapGraph, out: BinaryIO, *, release: bool = False
     }
     out.write(b'{"snapshot":' + json.dumps(header, separators=(",", ":")).encode())
     out.write(b',\n"nodes":[')
-    texts = [b"%d," % number for number in range(_TEXTS)]
-    _write_nodes(out, graph, texts)
+    ids = range(node_id(0), node_id(count), 2)
+    # trace_node_id and detachedness are always 0
+    node_columns = (graph.node_type, graph.node_name, ids, graph.node_size, graph.node_edges)
+    _write_rows(out, b"%d,%d,%d,%d,%d,0,0,", node_columns, count)
+    del node_columns  # so that release frees the arrays
     if release:
         _release(graph, ("node_type", "node_name", "node_size", "node_edges"))
     out.write(b'],\n"edges":[')
-    _write_edges(out, graph, texts)
-    del texts
+    _write_rows(out, b"%d,%d,%d,", (graph.edge_type, graph.edge_name, graph.edge_to), edges)
     if release:
         _release(graph, ("edge_type", "edge_name", "edge_to"))
     out.write(b'],\n"trace_function_infos":[],"trace_tree":[],"samples":[],"locations":[],')
@@ -190,26 +190,6 @@ def write_heapsnapshot(graph: HeapGraph, out: BinaryIO, *, release: bool = False
         graph.strings = StringTable()
 
 
-# Every number is written with its trailing comma (the section's last one is cut).
-# Numbers below _TEXTS (most string indexes, element indexes, counts, sizes) are
-# gathered from a table of their texts, in C, and written with "%s"; a chunk
-# of a column with a larger or negative number writes that column with "%d".
-_TEXTS = 1 << 14
-# A node id is 2 * index + 1: below 10**_ID_DIGITS it is written whole, above
-# it as a prefix (the same for a block of nodes) and the odd _ID_DIGITS-digit
-# suffix, both in the template, so ids need no formatting at all.
-_ID_DIGITS = 4
-_ID_BLOCK = 10**_ID_DIGITS // 2  # nodes per id prefix (one chunk)
-_TEMPLATES = 32  # node templates kept (a block's fixed fields are part of its template)
-# A type (0-9) is one digit, set into the template by a strided copy from the
-# column's bytes; 0 marks a type that is not one digit (the chunk then falls
-# back to formatting every field).
-_TYPE_DIGITS = bytes(ord("0") + value if value < 10 else 0 for value in range(256))
-_UNSIGNED: Dict[str, Literal["B", "H", "I", "L", "Q"]] = {
-    "b": "B", "h": "H", "i": "I", "l": "L", "q": "Q",
-}  # fmt: skip
-
-
 def _release(graph: HeapGraph, fields: Sequence[str]) -> None:
     """Replace the named arrays by empty ones, freeing the originals for the output."""
     for field in fields:
@@ -217,138 +197,19 @@ def _release(graph: HeapGraph, fields: Sequence[str]) -> None:
     return_free_memory()
 
 
-def _gather(texts: List[bytes], column: array, start: int, stop: int) -> Optional[Sequence[bytes]]:
-    """``texts[value]`` for the chunk's values, or None if one is outside ``texts``.
+def _write_rows(out: BinaryIO, row: bytes, columns: Sequence[Sequence[int]], count: int) -> None:
+    """``count`` rows, each ``row`` formatted with a value from each column.
 
-    The values are read as unsigned (a negative one becomes too large, instead
-    of indexing from the end of ``texts``); ``itemgetter`` indexes them all in C.
+    A chunk of rows at a time: the columns' values are interleaved into one
+    list by slice assignment and formatted with one ``%`` of the repeated
+    row, so each number is written by C code. The section's last row loses
+    its trailing comma.
     """
-    keys = memoryview(column)[start:stop].cast("B").cast(_UNSIGNED[column.typecode])
-    try:
-        if len(keys) > 1:
-            found: Sequence[bytes] = itemgetter(*keys)(texts)
-            return found
-        return [texts[key] for key in keys]
-    except IndexError:
-        return None
-
-
-def _same(column: array, start: int, stop: int) -> Optional[bytes]:
-    """The text of the value in rows ``start:stop`` of ``column`` if they all hold it."""
-    raw = memoryview(column)[start:stop].tobytes()
-    if raw != raw[: column.itemsize] * (stop - start):
-        return None
-    return b"%d," % column[start]
-
-
-def _spec(slot: Optional[Sequence[bytes]]) -> bytes:
-    """The template's conversion for a field: its texts (with commas), or its numbers."""
-    return b"%d," if slot is None else b"%s"
-
-
-def _write_nodes(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
-    """The ``nodes`` section: ``type,name,id,self_size,edge_count,0,0,`` per node.
-
-    trace_node_id and detachedness are always 0. A chunk is one block of ids.
-    Its template holds, for every row, the type digit, the id, the constant
-    fields and whichever of name, self size and edge count is the same in
-    every row of the block (a run of one type often is); the others are its
-    values (texts from ``texts``, or numbers).
-    """
-    count = graph.node_count
-    types, names, sizes, counts = (
-        graph.node_type,
-        graph.node_name,
-        graph.node_size,
-        graph.node_edges,
-    )
-    ids = range(node_id(0), node_id(count), 2)
-    columns = (types, names, ids, sizes, counts)
-    plain_row = b"%d,%d,%d,%d,%d,0,0,"
-    first = min(count, _ID_BLOCK)  # ids with fewer than _ID_DIGITS + 1 digits
-    _write_plain(out, columns, plain_row, 0, first, count)
-    suffixes = [b"%0*d," % (_ID_DIGITS, number) for number in range(1, 2 * _ID_BLOCK, 2)]
-    # Templates of a whole block by row layout and prefix length (placeholders: NUL bytes).
-    templates: Dict[Tuple[bytes, bytes, int], bytes] = {}
-    for start in range(first, count, _ID_BLOCK):
-        stop = min(start + _ID_BLOCK, count)
-        rows = stop - start
-        digits = types[start:stop].tobytes().translate(_TYPE_DIGITS)
-        if 0 in digits:
-            _write_plain(out, columns, plain_row, start, stop, count)
-            continue
-        fixed = [_same(column, start, stop) for column in (names, sizes, counts)]
-        varying = [column for column, text in zip((names, sizes, counts), fixed) if text is None]
-        fields = [_gather(texts, column, start, stop) for column in varying]
-        specs = map(_spec, fields)
-        name, size, edges = [next(specs) if text is None else text for text in fixed]
-        head = b"\0," + name
-        tail = size + edges + b"0,0,"
-        prefix = b"%d" % (start // _ID_BLOCK)
-        key = (head, tail, len(prefix))
-        whole = templates.get(key)
-        if whole is None:
-            if len(templates) >= _TEMPLATES:
-                templates.clear()
-            row_start = head + bytes(len(prefix))
-            whole = templates[key] = b"".join([row_start + suffix + tail for suffix in suffixes])
-        width = len(whole) // _ID_BLOCK
-        template = bytearray(whole[: rows * width])
-        template[::width] = digits
-        for offset, digit in enumerate(prefix, len(head)):
-            template[offset::width] = bytes((digit,)) * rows
-        values: List[object] = [None] * (len(varying) * rows)
-        for offset, (found, column) in enumerate(zip(fields, varying)):
-            values[offset :: len(varying)] = column[start:stop] if found is None else found
-        del fields
-        text = bytes(template) % tuple(values)
-        del template, values
-        out.write(text[:-1] if stop == count else text)
-
-
-def _write_edges(out: BinaryIO, graph: HeapGraph, texts: List[bytes]) -> None:
-    """The ``edges`` section: ``type,name_or_index,to_node,`` per edge.
-
-    The template holds the type digit; the name is a text from ``texts`` (or
-    a number) and ``to_node`` a number (they are many and all different).
-    """
-    count = graph.edge_count
-    types, names, targets = graph.edge_type, graph.edge_name, graph.edge_to
+    width = len(columns)
     for start in range(0, count, _CHUNK):
         stop = min(start + _CHUNK, count)
-        rows = stop - start
-        digits = types[start:stop].tobytes().translate(_TYPE_DIGITS)
-        if 0 in digits:
-            _write_plain(out, (types, names, targets), b"%d,%d,%d,", start, stop, count)
-            continue
-        found = _gather(texts, names, start, stop)
-        row = b"\0," + _spec(found) + b"%d,"
-        template = bytearray(row * rows)
-        template[:: len(row)] = digits
-        values: List[object] = [None] * (2 * rows)
-        values[::2] = names[start:stop] if found is None else found
-        values[1::2] = targets[start:stop]
-        del found
-        text = bytes(template) % tuple(values)
-        del template, values
+        values = [0] * ((stop - start) * width)
+        for offset, column in enumerate(columns):
+            values[offset::width] = column[start:stop]
+        text = row * (stop - start) % tuple(values)
         out.write(text[:-1] if stop == count else text)
-
-
-def _write_plain(
-    out: BinaryIO, columns: Sequence[Sequence[int]], row: bytes, start: int, stop: int, count: int
-) -> None:
-    """Rows ``start:stop`` of ``columns`` (arrays or ranges) formatted as ``row``, in C.
-
-    The values are interleaved into a list by slice assignment (each column's
-    slice becomes Python ints in one C loop); the last of ``count`` rows loses
-    its comma.
-    """
-    if start >= stop:
-        return
-    width = len(columns)
-    values = [0] * (width * (stop - start))
-    for offset, column in enumerate(columns):
-        values[offset::width] = column[start:stop]
-    text = (row * (stop - start)) % tuple(values)
-    del values
-    out.write(text[:-1] if stop == count else text)

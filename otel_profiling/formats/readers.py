@@ -188,7 +188,7 @@ def read_speedscope(doc: Dict[str, Any]) -> ProfileTree:
         unit, scale = _SPEEDSCOPE_UNITS.get(profile.get("unit", "none"), ("count", 1.0))
         if profile.get("type") == "sampled":
             weights = profile.get("weights") or [1] * len(profile.get("samples", []))
-            for stack, weight in zip(profile.get("samples", []), weights):
+            for stack, weight in zip(profile.get("samples", []), weights, strict=False):
                 add_stack(root, [frames[i] for i in stack], weight * scale)
         elif profile.get("type") == "evented":
             opened: List[int] = []

@@ -99,6 +99,7 @@ class SampleCapture:
             self.sample_time,
             self.sample_count,
             self.sample_value,
+            strict=True,
         )
 
     def thread_frame(self, thread: int) -> Frame:

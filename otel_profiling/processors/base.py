@@ -1,12 +1,19 @@
-"""Profile processors, shaped like OpenTelemetry's ``SpanProcessor``."""
+"""Profile processors, shaped like OpenTelemetry's ``SpanProcessor``.
+
+A profile without payload (status ``ERROR``: the profiler failed) is never
+handed to an exporter, so no empty object is ever stored: processors count it
+in ``error_profiles`` and log the profiler's error.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
-from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult
+from otel_profiling._fork import renew_after_fork
+from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult, has_payload
 from otel_profiling.profile import Profile
 
 _logger = logging.getLogger(__name__)
@@ -41,6 +48,15 @@ class _suppressed:
 suppressed = _suppressed
 
 
+def report_error_profile(profile: Profile) -> None:
+    """Log a profile that is counted in ``error_profiles`` instead of being exported."""
+    _logger.warning(
+        "%s has no payload: the profiler failed (%s). Not exported; counted in error_profiles.",
+        profile.key,
+        profile.error or "no data",
+    )
+
+
 def export_batch(exporter: ProfileExporter, batch: list) -> bool:
     """Export without raising and without being traced; ``True`` on success."""
     try:
@@ -55,17 +71,53 @@ def export_batch(exporter: ProfileExporter, batch: list) -> bool:
 
 
 class SimpleProfileProcessor(ProfileProcessor):
-    """Exports each profile as soon as it ends, on the thread that ended it."""
+    """Exports each profile as soon as it ends, on the thread that ended it.
+
+    It keeps nothing: a profile the exporter could not send is counted in
+    ``failed_profiles`` and logged (``BatchProfileProcessor`` spools it
+    instead). Every profile ends in one counter: ``exported_profiles``,
+    ``failed_profiles``, ``error_profiles`` or, after shutdown, ``dropped_profiles``.
+    """
 
     def __init__(self, exporter: ProfileExporter) -> None:
         self._exporter = exporter
         self._shutdown = False
+        self._renew()
+        renew_after_fork(self, SimpleProfileProcessor._renew)
+
+    def _renew(self) -> None:
+        self._lock = threading.Lock()
+        self.exported_profiles = 0
+        self.failed_profiles = 0
+        self.error_profiles = 0
+        self.dropped_profiles = 0
+
+    @property
+    def exporter(self) -> ProfileExporter:
+        return self._exporter
 
     def on_end(self, profile: Profile) -> None:
         if self._shutdown:
+            with self._lock:
+                self.dropped_profiles += 1
             return
-        if not export_batch(self._exporter, [profile]):
-            _logger.warning("Export of %s failed.", profile.key)
+        if not has_payload(profile):
+            with self._lock:
+                self.error_profiles += 1
+            report_error_profile(profile)
+            return
+        ok = export_batch(self._exporter, [profile])
+        with self._lock:
+            if ok:
+                self.exported_profiles += 1
+            else:
+                self.failed_profiles += 1
+        if not ok:
+            _logger.warning(
+                "Export of %s failed; the profile is lost (counted in failed_profiles). "
+                "BatchProfileProcessor keeps such profiles in a spool.",
+                profile.key,
+            )
 
     def shutdown(self) -> None:
         self._shutdown = True

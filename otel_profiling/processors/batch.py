@@ -7,28 +7,42 @@ Differences from the span processor, each on purpose:
   reported by a rate-limited warning logged from the worker, never from
   ``on_end`` (which only appends under a lock: no I/O, no logging);
 * ``force_flush`` and ``shutdown`` honour their timeouts;
-* after ``os.fork()`` the child gets a new lock, queue and worker thread;
 * what the exporter could not send goes to a local ``Spool`` and is re-sent
   from the worker when the backend works again (and by the next process of
   the same service); while the backend is down, new batches go straight to the
-  spool and one re-send per backoff interval probes the backend. A shutdown
-  that times out spools what is still queued or in flight.
+  spool and one try (a batch or a re-send) per backoff interval probes it;
+* ``shutdown`` exports what is still queued on the calling thread (at exit
+  some Pythons start no thread), and what it cannot finish in time goes to the
+  spool, once;
+* the worker survives any exception (logged, counted in ``worker_errors``)
+  and a worker that died anyway is started again by the next profile;
+* after ``os.fork()`` the child gets a new lock, queue, counters and worker.
+
+Every profile given to ``on_end`` ends in exactly one counter:
+``exported_profiles``, ``spooled_profiles`` (kept for a later re-send),
+``failed_profiles`` (lost: no spool, or the spool could not be written),
+``dropped_profiles`` (queue full, or after shutdown) or ``error_profiles``
+(the profiler failed: no payload, never exported). ``resent_profiles``
+counts spooled profiles uploaded later, by this or an earlier process.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import threading
 import time
-import weakref
-from typing import Deque, List, Optional, Sequence, Union
+from typing import Deque, List, Optional, Sequence, Tuple, Union
 
 from otel_profiling import _threads
 from otel_profiling._env import env_int
-from otel_profiling.exporters.base import ProfileExporter
-from otel_profiling.processors.base import ProfileProcessor, suppressed
+from otel_profiling._exit import exiting
+from otel_profiling._fork import renew_after_fork
+from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
+from otel_profiling.exporters.base import ProfileExporter, has_payload
+from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
 from otel_profiling.profile import Profile
 from otel_profiling.spool import Spool
 
@@ -39,6 +53,8 @@ DEFAULT_MAX_QUEUE_SIZE = 256
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 32
 DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000
 DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
+MAX_SCHEDULE_DELAY_MILLIS = 3_600_000
+ENV_MIN_SCHEDULE_DELAY_MILLIS = 100  # from the environment: a delay of 0 would spin a core
 _DROP_WARNING_INTERVAL_S = 60.0
 _DRAIN_INTERVAL_MIN_S = 1.0
 _DRAIN_INTERVAL_MAX_S = 30.0
@@ -46,7 +62,7 @@ _DRAIN_BATCHES_PER_ROUND = 4
 
 
 class _Flush:
-    """A flush request: done once everything queued before it has been exported."""
+    """A flush request: done once everything queued before it has been settled."""
 
     __slots__ = ("upto", "done")
 
@@ -61,10 +77,12 @@ class BatchProfileProcessor(ProfileProcessor):
     Arguments left as ``None`` come from ``OTEL_BPP_SCHEDULE_DELAY``,
     ``OTEL_BPP_MAX_QUEUE_SIZE``, ``OTEL_BPP_MAX_EXPORT_BATCH_SIZE``,
     ``OTEL_BPP_EXPORT_TIMEOUT`` and ``OTEL_BPP_MAX_QUEUE_BYTES``, else the defaults.
-    The byte bound covers the batch being exported too, so memory stays bounded
-    while the backend is slow. A single profile larger than ``max_queue_bytes``
-    is still accepted when the queue is otherwise empty, so that no profile is
-    too big to ever be sent.
+    A batch leaves ``schedule_delay_millis`` after its first profile was
+    queued, or at once when it is full. The byte bound covers the batch being
+    exported and the profiles being re-sent from the spool too (those take at
+    most half of it), so memory stays bounded while the backend is slow. A single
+    profile larger than ``max_queue_bytes`` is still accepted when the queue is
+    otherwise empty, so that no profile is too big to ever be sent.
 
     ``spool``: ``True`` (default) uses ``Spool.from_env()`` (a per-user cache
     directory per service and exporter destination, or under
@@ -91,7 +109,13 @@ class BatchProfileProcessor(ProfileProcessor):
             else (spool if isinstance(spool, Spool) else None)
         )
         self.schedule_delay_millis = _pick(
-            schedule_delay_millis, "OTEL_BPP_SCHEDULE_DELAY", DEFAULT_SCHEDULE_DELAY_MILLIS
+            schedule_delay_millis,
+            "OTEL_BPP_SCHEDULE_DELAY",
+            DEFAULT_SCHEDULE_DELAY_MILLIS,
+            1,
+            MAX_SCHEDULE_DELAY_MILLIS,
+            ENV_MIN_SCHEDULE_DELAY_MILLIS,
+            unit="ms",
         )
         self.max_queue_size = _pick(
             max_queue_size, "OTEL_BPP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE_SIZE, 1
@@ -103,55 +127,77 @@ class BatchProfileProcessor(ProfileProcessor):
             1,
         )
         self.export_timeout_millis = _pick(
-            export_timeout_millis, "OTEL_BPP_EXPORT_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_MILLIS
+            export_timeout_millis,
+            "OTEL_BPP_EXPORT_TIMEOUT",
+            DEFAULT_EXPORT_TIMEOUT_MILLIS,
+            1,
+            MAX_EXPORT_TIMEOUT_MILLIS,
+            ENV_MIN_EXPORT_TIMEOUT_MILLIS,
+            unit="ms",
         )
         self.max_queue_bytes = _pick(
             max_queue_bytes, "OTEL_BPP_MAX_QUEUE_BYTES", DEFAULT_MAX_QUEUE_BYTES, 1
         )
         if self.max_export_batch_size > self.max_queue_size:
-            raise ValueError(
-                f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
-                f"max_queue_size ({self.max_queue_size})."
+            if max_export_batch_size is not None and max_queue_size is not None:
+                raise ValueError(
+                    f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
+                    f"max_queue_size ({self.max_queue_size})."
+                )
+            _logger.warning(  # one at least came from the environment or a default
+                "The export batch size %d (OTEL_BPP_MAX_EXPORT_BATCH_SIZE) exceeds the queue "
+                "size %d (OTEL_BPP_MAX_QUEUE_SIZE); using batches of %d.",
+                self.max_export_batch_size,
+                self.max_queue_size,
+                self.max_queue_size,
             )
-        self.dropped_profiles = 0
-        self.exported_profiles = 0
-        self.failed_profiles = 0
-        self.spooled_profiles = 0
-        self.resent_profiles = 0
-        self._reported_drops = 0
-        self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
+            self.max_export_batch_size = self.max_queue_size
         self._init_state()
-        ref = weakref.ref(self)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: _at_fork(ref))
+        renew_after_fork(self, BatchProfileProcessor._init_state)
         if self.spool is not None and self.spool.pending():
             # left by an earlier process of this service: re-send in the background
-            self._spool_pending = True
             with self._cond:
-                self._start_worker()
-
-    def _start_worker(self) -> None:
-        """Called with ``_cond`` held."""
-        if self._worker is None:
-            self._worker = _threads.start_daemon(self._run, "batch-processor")
+                self._spool_pending = True
+                self._ensure_worker()
 
     def _init_state(self) -> None:
+        """Everything that belongs to one process: made here, and again in a forked child.
+
+        A child starts empty: profiles queued in the parent are the parent's to export.
+        """
         self._cond = threading.Condition(threading.Lock())
         self._queue: Deque[Profile] = collections.deque()
-        self._queue_bytes = 0
+        self._queue_bytes = 0  # queued profiles plus the batch being exported
+        self._oldest_at: Optional[float] = None  # when the oldest queued profile came
         self._enqueued = 0  # sequence number of the last profile queued
-        self._taken = 0  # sequence number of the last profile taken for export
+        self._settled = 0  # how many queued profiles have reached their counter
         self._flushes: List[_Flush] = []
         self._shutdown = False
         self._worker = None
+        self._worker_died: Optional[str] = None  # why the last worker stopped unexpectedly
         self._pid = os.getpid()
-        self._in_flight: List[Profile] = []
+        self._in_flight: Optional[List[Profile]] = None  # the worker's batch, until settled
         self._backend_down = False
+        self._said_down = False  # the warning that profiles go to the spool was given
         self._spool_pending = False
         self._drain_interval = _DRAIN_INTERVAL_MIN_S
         self._next_drain = 0.0
+        self.exported_profiles = 0
+        self.spooled_profiles = 0
+        self.failed_profiles = 0
+        self.dropped_profiles = 0
+        self.error_profiles = 0
+        self.resent_profiles = 0
+        self.worker_errors = 0
+        self.worker_restarts = 0
+        self._reported_drops = 0
+        self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
 
     # -- application side ---------------------------------------------------
+    @property
+    def exporter(self) -> ProfileExporter:
+        return self._exporter
+
     @property
     def queued_profiles(self) -> int:
         return len(self._queue)
@@ -163,115 +209,243 @@ class BatchProfileProcessor(ProfileProcessor):
 
     def on_end(self, profile: Profile) -> None:
         """Append to the queue; never blocks on I/O, never logs."""
-        if self._shutdown:
-            self.dropped_profiles += 1
-            return
-        size = len(profile.data)
+        if not isinstance(profile, Profile):
+            raise TypeError(f"on_end() takes a Profile, not {type(profile).__name__}")
         if self._pid != os.getpid():  # forked without the at-fork hook running
-            self._reinit_after_fork()
+            self._init_state()
+        size = len(profile.data)
         with self._cond:
+            if self._shutdown:
+                self.dropped_profiles += 1
+                return
             while self._queue and (
                 len(self._queue) >= self.max_queue_size
                 or self._queue_bytes + size > self.max_queue_bytes
             ):
                 old = self._queue.popleft()
                 self._queue_bytes -= len(old.data)
-                self._taken += 1  # the dropped profile counts as handled for flushes
+                self._settled += 1
                 self.dropped_profiles += 1
             self._queue.append(profile)
             self._queue_bytes += size
             self._enqueued += 1
-            self._start_worker()
-            if len(self._queue) >= self.max_export_batch_size:
+            if self._oldest_at is None:
+                self._oldest_at = time.monotonic()
+            self._ensure_worker()
+            if len(self._queue) == 1 or len(self._queue) >= self.max_export_batch_size:
                 self._cond.notify_all()
+
+    def _ensure_worker(self) -> bool:
+        """A live worker, started (again) if needed; called with ``_cond`` held.
+
+        ``False`` when none can run: after shutdown, or once the interpreter
+        exits (some Pythons refuse new threads then; ``shutdown`` exports on
+        its own thread). A worker that stops, however, clears ``_worker`` on
+        its way out, so no liveness check is needed here.
+        """
+        if self._worker is not None:
+            return True
+        if self._shutdown or exiting():
+            return False
+        restart = self._worker_died is not None
+        try:
+            self._worker = _threads.start_daemon(self._run, "batch-processor")
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            self._worker = None
+            return False
+        if restart:
+            self.worker_restarts += 1
+        return True
 
     # -- worker ---------------------------------------------------------------
     def _run(self) -> None:
-        delay = self.schedule_delay_millis / 1000.0
-        while True:
+        me = threading.current_thread()
+        try:
+            self._say_restarted()
+            while self._work_once():
+                pass
+        except BaseException as exc:  # noqa: BLE001 - e.g. an exporter raised SystemExit
+            self._worker_lost(exc)
+        finally:
             with self._cond:
-                deadline = time.monotonic() + delay
-                while not (
-                    self._shutdown
-                    or self._flushes
-                    or len(self._queue) >= self.max_export_batch_size
-                    or self._drain_due()
-                ):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(min(remaining, self._drain_wait()))
-                batch = self._take_batch()
-                flushing = bool(self._flushes)
-                stop = self._shutdown and not self._queue
-                self._in_flight = batch
+                if self._worker is me:
+                    self._worker = None
+                self._cond.notify_all()
+
+    def _work_once(self) -> bool:
+        """Export one batch and re-send from the spool if due; ``False`` once shut down."""
+        with self._cond:
+            self._wait_for_work()
+            if self._shutdown:
+                return False  # ``shutdown`` exports the rest on its own thread
+            batch = self._take_batch()
+            flushing = bool(self._flushes)
+            self._in_flight = batch or None
+        try:
             if batch:
-                self._export(batch)
-            if not stop and (flushing or self._drain_due()):
+                self._export(batch, self.export_timeout_millis, worker=True, now=flushing)
+        except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
+            self._recover(batch)
+        del batch  # settled: its profiles go before the (slow) re-sends below
+        try:
+            if (flushing and not self._backend_down) or self._drain_due():
                 self._drain(force=flushing)
-            with self._cond:
-                self._in_flight = []
-                self._queue_bytes -= sum(len(p.data) for p in batch)
-            self._complete_flushes()
-            self._report_drops()
-            if stop:
-                return
+        except Exception:  # noqa: BLE001 - nor one bad re-send
+            self._recover([])
+        self._complete_flushes()
+        self._report_drops()
+        return True
+
+    def _wait_for_work(self) -> None:
+        """Wait (``_cond`` held) for a full batch, the oldest profile's delay, a flush,
+        a re-send of the spool or shutdown; with nothing queued, no timer runs."""
+        delay = self.schedule_delay_millis / 1000.0
+        while not (
+            self._shutdown
+            or self._flushes
+            or len(self._queue) >= self.max_export_batch_size
+            or self._drain_due()
+        ):
+            now = time.monotonic()
+            timeout: Optional[float] = None
+            if self._queue and self._oldest_at is not None:
+                if now >= self._oldest_at + delay:
+                    return
+                timeout = self._oldest_at + delay - now
+            if self._spool_pending:
+                until_drain = max(self._next_drain - now, 0.0)
+                timeout = until_drain if timeout is None else min(timeout, until_drain)
+            self._cond.wait(timeout)
 
     def _take_batch(self) -> List[Profile]:
+        """Up to one batch from the queue (``_cond`` held); its bytes count until it is settled."""
         batch: List[Profile] = []
         while self._queue and len(batch) < self.max_export_batch_size:
-            batch.append(self._queue.popleft())  # its bytes count until it is handled
+            batch.append(self._queue.popleft())
+        if not self._queue:
+            self._oldest_at = None
         return batch
 
-    def _send(self, profiles: Sequence[Profile], resend: bool = False) -> List[Profile]:
+    def _send(
+        self, profiles: Sequence[Profile], timeout_millis: float, resend: bool = False
+    ) -> List[Profile]:
         """Export through the exporter without being traced; returns what was not sent."""
         try:
             with suppressed():
-                return list(
-                    self._exporter.export_unsent(
-                        profiles, self.export_timeout_millis, resend=resend
-                    )
-                )
-        except Exception:  # an exporter must not kill the worker
+                unsent = self._exporter.export_unsent(profiles, timeout_millis, resend=resend)
+            ids = {id(p) for p in unsent}
+        except Exception:  # noqa: BLE001 - an exporter must not kill the worker
             _logger.exception("Exporter %s raised.", type(self._exporter).__name__)
             return list(profiles)
+        return [p for p in profiles if id(p) in ids]
 
-    def _export(self, batch: List[Profile]) -> None:
-        if self.spool is not None and self._backend_down and time.monotonic() < self._next_drain:
-            unsent = list(batch)  # down: only one try (batch or re-send) per backoff interval
-        else:
-            unsent = self._send(batch)
-        sent = len(batch) - len(unsent)
+    def _export(
+        self, batch: List[Profile], timeout_millis: float, worker: bool, now: bool = False
+    ) -> None:
+        """Export ``batch`` and settle each profile in its counter.
+
+        While the backend is down the batch goes straight to the spool, unless
+        a probe is due or ``now`` (a flush asks for a try). The worker's batch
+        is settled only if ``shutdown`` has not taken it over meanwhile (it
+        then is in the spool already).
+        """
+        errors = [p for p in batch if not has_payload(p)]
+        todo = [p for p in batch if has_payload(p)]
+        tried = bool(todo) and (now or self._may_try())
+        unsent = self._send(todo, timeout_millis) if tried else todo
+        sent = len(todo) - len(unsent)
         with self._cond:
-            self._taken += len(batch)
+            if worker:
+                if self._in_flight is not batch:
+                    return
+                self._in_flight = None
             self.exported_profiles += sent
-            self._in_flight = []  # from here on, the worker itself keeps what was not sent
+            self.error_profiles += len(errors)
+            self._settled += sent + len(errors)
+        for profile in errors:
+            report_error_profile(profile)
         if sent:
             self._mark_up()
-        if not unsent:
-            return
-        if self.spool is None:
-            self.failed_profiles += len(unsent)
-            _logger.warning(
-                "Exporting %d profile(s) with %s failed; spooling is off, so they are lost.",
-                len(unsent),
-                type(self._exporter).__name__,
-            )
-            return
-        self._keep(unsent)
-        if not sent:
-            self._mark_down(len(unsent))
+        if unsent:
+            kept, lost = self._keep(unsent)
+            self._report_unsent(kept, lost, tried and not sent)
+        self._release(batch)
 
-    def _keep(self, profiles: Sequence[Profile]) -> None:
-        assert self.spool is not None
+    def _release(self, batch: Sequence[Profile]) -> None:
+        """A settled batch no longer counts against ``max_queue_bytes``.
+
+        Only after it is settled: while its profiles are written to the spool
+        they are still held, and the byte bound covers them.
+        """
+        with self._cond:
+            self._queue_bytes -= sum(len(p.data) for p in batch)
+
+    def _may_try(self) -> bool:
+        """While the backend is down, only one try (a batch or a re-send) per backoff interval."""
+        return not (
+            self.spool is not None and self._backend_down and time.monotonic() < self._next_drain
+        )
+
+    def _keep(self, profiles: Sequence[Profile]) -> Tuple[int, int]:
+        """Spool ``profiles`` (lost without a spool, or if it cannot be written): (kept, lost)."""
+        kept = 0
         for profile in profiles:
-            if self.spool.put(profile) is None:
-                self.failed_profiles += 1
-            else:
-                self.spooled_profiles += 1
+            if self.spool is not None and self._spooled(profile):
+                kept += 1
+        lost = len(profiles) - kept
+        with self._cond:
+            self.spooled_profiles += kept
+            self.failed_profiles += lost
+            self._settled += kept + lost
+            if kept:
                 self._spool_pending = True
+        return kept, lost
 
-    def _mark_down(self, count: int) -> None:
+    def _spooled(self, profile: Profile) -> bool:
+        assert self.spool is not None
+        try:
+            return self.spool.put(profile) is not None
+        except Exception:  # noqa: BLE001 - a custom spool that raises: the profile is lost
+            _logger.exception("Spooling %s failed: the profile is lost.", profile.key)
+            return False
+
+    def _report_unsent(self, kept: int, lost: int, probe_failed: bool) -> None:
+        """Say what became of profiles not sent: one warning when the backend goes down.
+
+        A profile the spool could not take was reported as lost by the spool.
+        """
+        name = type(self._exporter).__name__
+        if probe_failed and self.spool is not None:
+            self._mark_down()
+        if self.spool is None:
+            _logger.warning(
+                "%s could not send %d profile(s); spooling is off, so they are lost "
+                "(counted in failed_profiles).",
+                name,
+                lost,
+            )
+        elif kept and self._shutdown:
+            _logger.warning(
+                "%d profile(s) not exported by %s before shutdown are kept in %s; the next "
+                "process of this service sends them.",
+                kept,
+                name,
+                self.spool.directory,
+            )
+        elif kept and not self._said_down:
+            self._said_down = True
+            _logger.warning(
+                "%s could not send %d profile(s); they are kept in %s and re-sent when the "
+                "backend works again (tried every %d s at most).",
+                name,
+                kept,
+                self.spool.directory,
+                int(_DRAIN_INTERVAL_MAX_S),
+            )
+        elif kept:
+            _logger.debug("%d more profile(s) kept in %s.", kept, self.spool.directory)
+
+    def _mark_down(self) -> None:
         now = time.monotonic()
         if self._backend_down:
             if now >= self._next_drain:  # a probe failed: wait longer before the next
@@ -280,42 +454,42 @@ class BatchProfileProcessor(ProfileProcessor):
         self._backend_down = True
         self._drain_interval = _DRAIN_INTERVAL_MIN_S
         self._next_drain = now + self._drain_interval
-        _logger.warning(
-            "%s could not send %d profile(s); they are kept in %s and re-sent when the "
-            "backend works again (tried every %d s at most).",
-            type(self._exporter).__name__,
-            count,
-            self.spool.directory if self.spool else "nowhere",
-            int(_DRAIN_INTERVAL_MAX_S),
-        )
 
     def _mark_up(self) -> None:
         if self._backend_down:
             self._backend_down = False
-            _logger.warning(
-                "%s works again; re-sending spooled profiles.", type(self._exporter).__name__
-            )
+            if self._spool_pending:
+                _logger.warning(
+                    "%s works again; re-sending spooled profiles.", type(self._exporter).__name__
+                )
+        self._said_down = False
         self._drain_interval = _DRAIN_INTERVAL_MIN_S
 
     def _drain_due(self) -> bool:
         return self._spool_pending and time.monotonic() >= self._next_drain
 
-    def _drain_wait(self) -> float:
-        if not self._spool_pending:
-            return _DRAIN_INTERVAL_MAX_S
-        return max(self._next_drain - time.monotonic(), 0.0)
-
     def _drain(self, force: bool = False) -> None:
         """Re-send some spooled profiles; back off while nothing gets through."""
-        if self.spool is None or not (self._spool_pending or force):
+        if self.spool is None or self._shutdown or not (self._spool_pending or force):
             return
-        sent, pending = self.spool.drain(
-            lambda ps: self._send(ps, resend=True),
-            self.max_export_batch_size,
-            _DRAIN_BATCHES_PER_ROUND,
-        )
-        self.resent_profiles += sent
-        self._spool_pending = pending > 0
+        with self._cond:  # re-sent profiles are held too: up to half the byte bound is theirs
+            budget = max(
+                min(self.max_queue_bytes // 2, self.max_queue_bytes - self._queue_bytes), 0
+            )
+            self._queue_bytes += budget
+        try:
+            sent, pending = self.spool.drain(
+                lambda ps: self._send(ps, self.export_timeout_millis, resend=True),
+                self.max_export_batch_size,
+                _DRAIN_BATCHES_PER_ROUND,
+                max_bytes=budget,
+            )
+        finally:
+            with self._cond:
+                self._queue_bytes -= budget
+        with self._cond:
+            self.resent_profiles += sent
+            self._spool_pending = pending > 0
         now = time.monotonic()
         if sent:
             self._mark_up()
@@ -327,11 +501,67 @@ class BatchProfileProcessor(ProfileProcessor):
         self._drain_interval = min(self._drain_interval * 2, _DRAIN_INTERVAL_MAX_S)
         self._next_drain = now + self._drain_interval
 
+    def _recover(self, batch: List[Profile]) -> None:
+        """An exception escaped one round: log and count it; keep what it left unsettled."""
+        with self._cond:
+            self.worker_errors += 1
+            owned = bool(batch) and self._in_flight is batch
+            if owned:
+                self._in_flight = None
+        _logger.exception(
+            "The export worker of %s failed on a batch (%d failure(s) so far); it goes on.",
+            type(self._exporter).__name__,
+            self.worker_errors,
+        )
+        self._backoff(time.monotonic())  # no tight loop if the failure repeats
+        if owned:
+            self._settle_unsent(batch)
+            self._release(batch)
+
+    def _settle_unsent(self, batch: Sequence[Profile]) -> None:
+        """Settle profiles known not to be sent: errors counted, the rest kept or lost."""
+        errors = [p for p in batch if not has_payload(p)]
+        with self._cond:
+            self.error_profiles += len(errors)
+            self._settled += len(errors)
+        for profile in errors:
+            report_error_profile(profile)
+        todo = [p for p in batch if has_payload(p)]
+        if todo:
+            kept, lost = self._keep(todo)
+            self._report_unsent(kept, lost, False)
+
+    def _worker_lost(self, exc: BaseException) -> None:
+        """The worker is stopping on ``exc``: settle its batch; the next profile starts another."""
+        with self._cond:
+            batch = self._in_flight or []
+            self._in_flight = None
+            self._worker_died = f"{type(exc).__name__}: {exc}"
+        _logger.error(
+            "The export worker of %s stopped (%s); the next profile starts a new one.",
+            type(self._exporter).__name__,
+            self._worker_died,
+            exc_info=exc,
+        )
+        self._settle_unsent(batch)
+        self._release(batch)
+        self._complete_flushes()
+
+    def _say_restarted(self) -> None:
+        with self._cond:
+            died, self._worker_died = self._worker_died, None
+        if died is not None:
+            _logger.warning(
+                "Export worker of %s restarted (it had stopped: %s).",
+                type(self._exporter).__name__,
+                died,
+            )
+
     def _complete_flushes(self) -> None:
         with self._cond:
             pending = []
             for flush in self._flushes:
-                if self._taken >= flush.upto:
+                if self._settled >= flush.upto:
                     flush.done.set()
                 else:
                     pending.append(flush)
@@ -355,18 +585,37 @@ class BatchProfileProcessor(ProfileProcessor):
 
     # -- control ----------------------------------------------------------------
     def force_flush(self, timeout_millis: Optional[float] = None) -> bool:
-        """Export everything queued now; ``False`` if that did not finish in time."""
+        """Export everything queued now; ``False`` if that did not finish in time.
+
+        After shutdown it does nothing and answers ``False``, as the SDK's processors do.
+        """
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
+        deadline = time.monotonic() + timeout
         with self._cond:
-            if self._enqueued == self._taken or self._worker is None:
-                return not self._queue
+            if self._shutdown:
+                return False
+            if self._enqueued == self._settled:
+                return True
             flush = _Flush(self._enqueued)
             self._flushes.append(flush)
-            self._cond.notify_all()
-        return flush.done.wait(timeout)
+            if self._ensure_worker():
+                self._cond.notify_all()
+                worker = True
+            else:
+                self._flushes.remove(flush)
+                worker = False
+        if worker:
+            return flush.done.wait(timeout)
+        self._export_queue_here(deadline)  # no thread may start now: this one does the work
+        return self._enqueued == self._settled
 
     def shutdown(self, timeout_millis: Optional[float] = None) -> None:
-        """Export what is queued, then stop; returns within the timeout whatever happens."""
+        """Export what is queued, then stop; returns within the timeout whatever happens.
+
+        The worker finishes the batch it is exporting; what is still queued is
+        exported on the calling thread. Whatever is not exported by the
+        deadline goes to the spool, once.
+        """
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -375,44 +624,55 @@ class BatchProfileProcessor(ProfileProcessor):
             self._shutdown = True
             worker = self._worker
             self._cond.notify_all()
-        if worker is not None:
+        if worker is not None and worker is not threading.current_thread():
             worker.join(max(deadline - time.monotonic(), 0))
-            if worker.is_alive():
-                self._abandon(timeout)
+        self._take_over_in_flight(timeout)
+        self._export_queue_here(deadline)
+        with self._cond:
+            for flush in self._flushes:
+                flush.done.set()
+            self._flushes = []
         self._report_drops()
         self._exporter.shutdown()
 
-    def _abandon(self, timeout: float) -> None:
-        """Shutdown timed out: keep what is queued or in flight in the spool.
+    def _take_over_in_flight(self, timeout: float) -> None:
+        """The worker did not finish its batch in time: keep it in the spool, exactly once.
 
-        The worker may still finish the in-flight batch; a profile then both
-        arrives and waits in the spool, and its re-send finds it there and
-        does not upload it twice.
+        The worker's export may still end, even successfully; it then finds
+        its batch taken and leaves it alone. A profile that did land is found
+        at its key by the re-send, which does not upload it twice.
         """
         with self._cond:
-            left = list(self._in_flight) + list(self._queue)
-            self._queue.clear()
-            self._queue_bytes = 0
-        if self.spool is not None and left:
-            self._keep(left)
+            batch = self._in_flight
+            self._in_flight = None
+        if batch:
             _logger.warning(
-                "Shutdown timed out after %.1f s; %d profile(s) not exported are kept in %s "
-                "and will be sent by the next process of this service.",
+                "Shutdown timed out after %.1f s while %s was exporting %d profile(s).",
                 timeout,
-                len(left),
-                self.spool.directory,
+                type(self._exporter).__name__,
+                len(batch),
             )
-        elif left:
-            self.failed_profiles += len(left)
-            _logger.warning(
-                "Shutdown timed out after %.1f s with %d profile(s) not exported.",
-                timeout,
-                len(left),
-            )
+            self._settle_unsent(batch)
+            self._release(batch)
 
-    def _reinit_after_fork(self) -> None:
-        """The child starts empty: queued profiles belong to the parent, which exports them."""
-        self._init_state()
+    def _export_queue_here(self, deadline: float) -> None:
+        """Export the queue on the calling thread until ``deadline``; keep the rest."""
+        while True:
+            with self._cond:
+                batch = self._take_batch()
+            if not batch:
+                return
+            remaining_ms = (deadline - time.monotonic()) * 1000
+            if remaining_ms <= 0:
+                with self._cond:
+                    left = batch + list(self._queue)
+                    self._queue.clear()
+                    self._oldest_at = None
+                _logger.warning("No time left to export %d queued profile(s).", len(left))
+                self._settle_unsent(left)
+                self._release(left)
+                return
+            self._export(batch, min(remaining_ms, self.export_timeout_millis), worker=False)
 
 
 def _destination(exporter: ProfileExporter) -> str:
@@ -422,17 +682,21 @@ def _destination(exporter: ProfileExporter) -> str:
         return type(exporter).__name__
 
 
-def _at_fork(ref: weakref.ref[BatchProfileProcessor]) -> None:
-    processor = ref()
-    if processor is not None:
-        processor._reinit_after_fork()
-
-
-def _pick(value: Optional[float], env: str, default: int, minimum: int = 0) -> int:
+def _pick(
+    value: Optional[float],
+    env: str,
+    default: int,
+    minimum: int,
+    maximum: Optional[int] = None,
+    env_minimum: Optional[int] = None,
+    unit: str = "",
+) -> int:
+    """An argument, checked (``ValueError``); else the variable, clamped into its range."""
     if value is None:
-        return env_int(env, default, minimum)
-    if value < minimum:
-        raise ValueError(
-            f"{env.replace('OTEL_BPP_', '').lower()} must be >= {minimum}, got {value}"
-        )
+        floor = minimum if env_minimum is None else env_minimum
+        return env_int(env, default, floor, maximum=maximum, unit=unit)
+    high = math.inf if maximum is None else maximum
+    if isinstance(value, bool) or not (minimum <= value <= high):  # also refuses nan
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{env.replace('OTEL_BPP_', '').lower()} must be {bound}, got {value}")
     return int(value)

@@ -95,7 +95,7 @@ class CpuProfiler(Profiler):
                     "current when each was taken): use engine='sampling', or drop by_span."
                 )
             self._engine = YappiEngine(
-                self.format.name, clock=clock, builtins=builtins, max_nodes=max_nodes, by_span=False
+                self.format.name, clock=clock, builtins=builtins, max_nodes=max_nodes
             )
 
     @property
@@ -122,9 +122,7 @@ class CpuProfiler(Profiler):
         return attrs
 
     def end_attributes(self) -> Mapping[str, AttributeValue]:
-        if isinstance(self._engine, SamplingEngine):
-            return self._engine.end_attributes()
-        return {}  # the yappi engine has nothing to add
+        return self._engine.end_attributes()
 
     def __repr__(self) -> str:
         return (

@@ -114,12 +114,7 @@ def _interval_from_env() -> float:
 
 def heap_profiler_from_env() -> HeapProfiler:
     """``OTEL_PROFILING_HEAP_FORMAT``, ``OTEL_PROFILING_HEAP_FRAMES``."""
-    frames = env_int("OTEL_PROFILING_HEAP_FRAMES", DEFAULT_FRAMES, minimum=1)
-    if frames > 65535:
-        _invalid(
-            "OTEL_PROFILING_HEAP_FRAMES", str(frames), "an integer from 1 to 65535", DEFAULT_FRAMES
-        )
-        frames = DEFAULT_FRAMES
+    frames = env_int("OTEL_PROFILING_HEAP_FRAMES", DEFAULT_FRAMES, minimum=1, maximum=65535)
     return HeapProfiler(
         _format_from_env("OTEL_PROFILING_HEAP_FORMAT", ProfileKind.HEAP_PROFILE), frames=frames
     )

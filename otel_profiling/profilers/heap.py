@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import tracemalloc
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 from otel_profiling._gcpause import gc_paused
 from otel_profiling.formats.calltree import CallNode, Frame, add_stack, new_root
@@ -23,14 +23,10 @@ from otel_profiling.formats.heapprofile import encode_heapprofile
 from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
+from otel_profiling.profilers.heap_traces import LiveStacks, live_stacks, release
 from otel_profiling.profilers.source_names import FunctionNames, enclosing
 
 _lock = threading.Lock()  # one heap profile at a time: tracemalloc is process-global
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_IGNORED = (
-    tracemalloc.Filter(False, tracemalloc.__file__),
-    tracemalloc.Filter(False, os.path.join(_PACKAGE_DIR, "*")),
-)
 DEFAULT_FRAMES = 64
 
 
@@ -66,7 +62,7 @@ class HeapProfiler(Profiler):
         self.frames = frames
         self._running = False
         self._we_started = False
-        self._baseline: Optional[tracemalloc.Snapshot] = None
+        self._baseline: Optional[LiveStacks] = None
         self._start_ns = 0
         self._start_perf = 0.0
         self._names = FunctionNames()
@@ -86,7 +82,8 @@ class HeapProfiler(Profiler):
                 tracemalloc.start(self.frames)
                 self._baseline = None
             else:  # someone else traces: keep only what grows from now on
-                self._baseline = tracemalloc.take_snapshot().filter_traces(_IGNORED)
+                with gc_paused():
+                    self._baseline = live_stacks(tracemalloc.take_snapshot())
             self._start_ns = time.time_ns()
             self._start_perf = time.perf_counter()
         except BaseException:
@@ -97,21 +94,25 @@ class HeapProfiler(Profiler):
     def stop(self) -> bytes:
         if not self._running:
             raise RuntimeError("HeapProfiler.stop() called while not profiling")
-        try:
-            duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
-            snapshot = tracemalloc.take_snapshot().filter_traces(_IGNORED)
-            if self._we_started:
-                tracemalloc.stop()
-        finally:
-            self._running = False
-            _lock.release()
+        # The snapshot is the only step that holds the GIL for long (about 1 s per
+        # million live blocks); tracing stops right after it, so the grouping below
+        # is not traced itself, and the collector stays off while tuples pile up.
         with gc_paused():
-            stats = self._live_stacks(snapshot)
+            try:
+                duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
+                snapshot = tracemalloc.take_snapshot()
+                if self._we_started:
+                    tracemalloc.stop()
+            finally:
+                self._running = False
+                _lock.release()
+            stacks = live_stacks(snapshot)
+            release(snapshot)
+            del snapshot
             baseline, self._baseline = self._baseline, None
             if baseline is not None:
-                stats = _growth(stats, self._live_stacks(baseline))
-            del snapshot, baseline
-            return self.encode(self._tree(stats), duration_ns)
+                stacks = _growth(stacks, baseline)
+            return self.encode(self._tree(stacks), duration_ns)
 
     def after_fork(self) -> None:
         if self._running:  # the parent's window; release so the child can profile
@@ -120,29 +121,22 @@ class HeapProfiler(Profiler):
             if self._we_started and tracemalloc.is_tracing():
                 tracemalloc.stop()
 
-    @staticmethod
-    def _live_stacks(snapshot: tracemalloc.Snapshot) -> Dict[Tuple, Tuple[int, int]]:
-        """``{traceback frames: (bytes, blocks)}``, frames oldest first."""
-        return {
-            tuple((f.filename, f.lineno) for f in stat.traceback): (stat.size, stat.count)
-            for stat in snapshot.statistics("traceback")
-        }
-
-    def _tree(self, stats: Dict[Tuple, Tuple[int, int]]) -> CallNode:
+    def _tree(self, stacks: LiveStacks) -> CallNode:
         root = new_root()
-        for stack, (size, count) in stats.items():
+        for frames, (size, count) in stacks.items():
             path: List[Frame] = []
             inner = ""
+            previous = None
             # Innermost first: a frame on the same line as the frame it called is
             # the scope around that frame (a comprehension or lambda called in place).
-            for index in range(len(stack) - 1, -1, -1):
-                filename, lineno = stack[index]
-                if index + 1 < len(stack) and stack[index + 1] == stack[index]:
+            for filename, lineno in frames:
+                if previous == (filename, lineno):
                     name = enclosing(inner)
                 else:
                     name = self._names.name(filename, lineno)
                 path.append(Frame(name, filename, lineno))
                 inner = name
+                previous = (filename, lineno)
             path.reverse()
             add_stack(root, path, float(size), count)
         return root
@@ -173,13 +167,11 @@ class HeapProfiler(Profiler):
         return f"HeapProfiler(format={self.format.name!r}, frames={self.frames})"
 
 
-def _growth(
-    now: Dict[Tuple, Tuple[int, int]], before: Dict[Tuple, Tuple[int, int]]
-) -> Dict[Tuple, Tuple[int, int]]:
+def _growth(now: LiveStacks, before: LiveStacks) -> LiveStacks:
     """Per stack, what is alive now beyond what was alive at start (positive growth only)."""
-    grown: Dict[Tuple, Tuple[int, int]] = {}
-    for stack, (size, count) in now.items():
-        old_size, old_count = before.get(stack, (0, 0))
+    grown: LiveStacks = {}
+    for frames, (size, count) in now.items():
+        old_size, old_count = before.get(frames, (0, 0))
         if size > old_size:
-            grown[stack] = (size - old_size, max(count - old_count, 0))
+            grown[frames] = (size - old_size, max(count - old_count, 0))
     return grown

@@ -1,20 +1,20 @@
-"""Edges and node fields of a ``HeapGraph``, added in bulk (see ``heap_graph``).
+"""Node fields and edges of a ``HeapGraph``, computed in bulk (see ``heap_graph``).
 
-Objects are walked in runs of one kind: each run's node fields, referents,
-edge names and targets are computed with ``map`` over the whole run, so the
-per-object and per-edge work runs in C. Referents seen for the first time are
-appended to the nodes in bulk, grouped by kind; leaves (no edges) only get a
-zero edge count.
+Objects are walked in runs of one kind (dicts, sequences, strings, other
+objects, ...), a segment at a time: a run's sizes, names, referents and edge
+names are each computed by one ``map`` or list operation over the whole run,
+so the work per object and per edge runs in C rather than in a Python loop.
+Referents met for the first time become nodes, grouped into runs by kind in
+turn, and are walked after the nodes placed before them: the nodes and their
+edges come out in node order, as the file needs.
 
-The index (object → node offset) holds only objects that more than one
-reference holds: an object that one reference holds is met once, by its
-referrer, and needs no lookup. ``sys.getrefcount`` tells them apart; every
-count is compared with what the builder's own lists add, measured once
-(``_refcount_in_list``). A new referent's offset is set straight at its
-edge's position; only one met again within the same run is looked up. Freed
-memory is handed back to the system as the walk goes (``return_free_memory``).
-Integers reach the arrays through an ``array`` built from a list (one C
-loop), about twice as fast as ``array.extend`` with a list or an iterator.
+Every object with a node is in ``objs`` (in node order), which keeps it
+alive so that its ``id`` stays its own. ``index`` maps ``id`` to node offset
+for the objects the walk may meet more than once. An object that one
+reference holds is met once, by its holder, and needs no entry:
+``sys.getrefcount`` tells them apart (see ``_counts``). This keeps the index
+to the shared objects, about a fifth of a typical heap, which halves the
+snapshot's peak memory (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from __future__ import annotations
 import gc
 import sys
 import sysconfig
-from array import array
-from collections import deque
-from itertools import chain, compress, count, repeat
-from operator import add, eq, gt, is_, le, not_
-from types import FunctionType, MethodDescriptorType, ModuleType
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections import defaultdict, deque
+from itertools import chain, compress, repeat
+from operator import not_
+from types import CodeType, FunctionType, ModuleType
+from typing import Any, Callable, DefaultDict, Deque, Dict, List, Tuple
 
 from otel_profiling._memory import return_free_memory
 from otel_profiling.formats.heapsnapshot import (
@@ -43,437 +42,322 @@ from otel_profiling.formats.heapsnapshot import (
     HeapGraph,
 )
 
-# How an object is walked, from its type (``type_info``); LEAF and STR have no
-# edges to derive, FUNC is walked as GENERIC and named; SUBDICT: a dict subclass.
-GENERIC, DICT, SEQ, MODULE, LEAF, STR, FUNC, SUBDICT = range(8)
-TypeInfo = Tuple[int, int, int]  # (node type, name index, kind)
-_MAX_ELEMENT = 2**31 - 1
-_NAME_SLICE = slice(0, 80)  # strings are named by their first 80 characters
-_SEGMENT = 8192  # objects walked at a time
-# Segments between handing freed memory back: the arrays' growth and the
-# segments' temporaries leave freed blocks behind that otherwise add a
-# quarter to the walk's peak; each time costs about half a millisecond.
-_TRIM_EVERY = 16
-_STR_ONLY = {str}
-_INT_SIZE = array("i").itemsize
-_ELEMENT_TABLE = 4096  # sequences shorter than this get their element names by table
-_GROUP_ORDER = (SEQ, GENERIC, FUNC, DICT, SUBDICT, MODULE, LEAF, STR)
-_FLIP = bytes.maketrans(b"\0\1", b"\1\0")  # negates a mask of 0s and 1s
-_MASKS = {kind: bytes(kind == byte for byte in range(256)) for kind in range(8)}  # for translate
-# A free-threaded build defers some reference counts: every object is indexed.
-_COUNTS_EXACT = not sysconfig.get_config_var("Py_GIL_DISABLED")
-_EMBEDDED_VALUES = sys.version_info >= (3, 13)  # a __dict__ can share its instance's values
-# The index's key for an object: its address rotated by 4 bits, unique while
-# it lives, whatever its own __hash__. ``id`` would leave the low 4 bits zero
-# (objects are 16-byte aligned), crowding the first slots a dict probes.
-_key = object.__hash__
+# How an object is walked, from its type (``walk_kind``). STR and LEAF have no
+# edges; FUNC is walked as GENERIC and named by its qualified name.
+GENERIC, DICT, SUBDICT, SEQ, MODULE, FUNC, STR, LEAF = range(8)
 _LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
+_NUMBER_TYPES = (int, float, complex, bool)
+_MAX_ELEMENT = 2**31 - 1  # dict keys up to this are element edges (the file's ints are 32-bit)
+_NAME_LENGTH = 80  # strings are named by their first 80 characters
+_SEGMENT = 8192  # objects walked at a time: bounds the temporaries of a run
+# Segments between handing freed memory back: the growing arrays and the
+# segments' temporaries leave freed blocks behind that would otherwise add to
+# the walk's peak; each time costs about half a millisecond.
+_TRIM_EVERY = 16
+# From 3.13 an instance's __dict__ may share the instance's own store of values.
+_EMBEDDED_VALUES = sys.version_info >= (3, 13)
+# A free-threaded build defers some reference counts: it indexes every object.
+_COUNTS_EXACT = not sysconfig.get_config_var("Py_GIL_DISABLED")
+
+
+def _counts(objs: List[Any]) -> List[int]:
+    """``sys.getrefcount`` of each of ``objs``: its holders, plus ``_ONLY_LISTED``."""
+    return list(map(sys.getrefcount, objs))
+
+
+# What ``_counts`` reads for an object that only the list it is given holds.
+_ONLY_LISTED = _counts([object()])[0]
+
+
+def walk_kind(t: type) -> int:
+    if issubclass(t, str):
+        return STR
+    if issubclass(t, dict):
+        return DICT if t is dict else SUBDICT
+    if t is list or t is tuple:
+        return SEQ
+    if t is FunctionType:
+        return FUNC
+    if issubclass(t, ModuleType):
+        return MODULE
+    if t in _LEAF_TYPES:
+        return LEAF
+    return GENERIC
+
+
+def _walk_kind_within_roots(t: type) -> int:
+    """As ``walk_kind``, but classes and modules are not walked into (see ``walk_roots``)."""
+    return LEAF if issubclass(t, (type, ModuleType)) else walk_kind(t)
+
+
+def node_type(t: type) -> int:
+    if issubclass(t, str):
+        return STRING
+    if t is FunctionType:
+        return CLOSURE
+    if t in _NUMBER_TYPES:
+        return NUMBER
+    if t is CodeType:
+        return CODE
+    return OBJECT
+
+
+def type_label(t: type) -> str:
+    """A node's name for objects of type ``t``: ``module.Class``, builtins by bare name."""
+    if t.__module__ in ("builtins", "__builtin__"):
+        return t.__qualname__
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+class _ByType(Dict[type, int]):
+    """A value per type, computed by ``compute`` the first time the type is looked up."""
+
+    def __init__(self, compute: Callable[[type], int]) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, t: type) -> int:
+        value = self[t] = self.compute(t)
+        return value
 
 
 class GraphBuilder:
-    """Adds the nodes of ``objs`` (node ``base`` onwards) to ``graph``, with their edges.
+    """Adds objects to ``graph`` as nodes ``base`` onwards, then walks them for their edges.
 
-    ``objs`` grows as new referents are found; ``index`` maps ``_key(obj)`` to the
-    node's offset in the ``nodes`` array (node index × field count) for the
-    objects that may be met more than once.
+    ``place_tracked`` places the gc-tracked objects (``gc.get_objects()``), ``targets``
+    gives the node offsets of objects (placing those met for the first time)
+    and ``walk`` writes, in node order, each placed node's fields and edges,
+    placing their new referents as it goes. ``within_roots``: classes and
+    modules are nodes without edges.
     """
 
-    def __init__(self, graph: HeapGraph, base: int) -> None:
+    def __init__(self, graph: HeapGraph, base: int, *, within_roots: bool = False) -> None:
         self.graph, self.base = graph, base
-        self.node_types: Dict[type, int] = {}
-        self.type_names: Dict[type, int] = {}
-        self.walk_kinds: Dict[type, int] = {}
-        self.labels: Dict[type, int] = {}
-        self.sizers: Dict[type, Optional[Tuple[Any, int]]] = {}
-        self.dict_name = graph.strings.add("__dict__")
-        self.key_name = graph.strings.add("key")
-        self.elements: List[bytes] = [b""]  # element names 0..n-1, as array bytes, by n
-        self.objs: List[Any] = []
-        self.runs: List[Tuple[int, int]] = []  # (kind, count) of consecutive objs
-        self.walking = -1  # the run being walked: later ones may still grow
-        self.index: Dict[int, int] = {}
-        self.singles: List[Any] = []
-        # What sys.getrefcount reads for an object that one list holds (the
-        # list and the call): the base of every "held by one reference" test.
-        self.listed = _refcount_in_list()
+        strings = graph.strings
+        self.kind = _ByType(_walk_kind_within_roots if within_roots else walk_kind)
+        self.node_type = _ByType(node_type)
+        self.type_name = _ByType(lambda t: strings.add(type_label(t)))
+        self.edge_label = _ByType(lambda t: strings.add(t.__name__))
+        self.dict_name = strings.add("__dict__")
+        self.key_name = strings.add("key")
+        self.objs: List[Any] = []  # every object with a node, in node order
+        self.index: Dict[int, int] = {}  # id(obj) -> node offset, for shared objects
+        self.pending: Deque[Tuple[int, List[Any]]] = deque()  # runs placed, not walked yet
+        self.singles: List[Any] = []  # gc-tracked objects held once, not met yet
 
-    def group(self, found: List[Any]) -> List[Any]:
-        """Seed the nodes with ``found``, the gc-tracked objects, grouped by kind.
+    def place_tracked(self, found: List[Any]) -> None:
+        """Place the gc-tracked objects ``found``, except those one reference holds.
 
-        An object held by exactly one reference is left out of the index: its
-        one referrer meets it during the walk (``_targets``), and if that
-        referrer is invisible to gc (C code), ``_recover`` adds it at the end.
-        Only the rest, objects that several references hold, are indexed
-        here. (``gc.get_objects()`` leaves its own result out of it.)
+        Those wait in ``singles`` until the walk meets them, through their one
+        holder; ``walk`` places at the end the ones it did not meet (held by
+        C code that gc does not see).
         """
         if _COUNTS_EXACT:
-            once = bytes(map(eq, map(sys.getrefcount, found), repeat(1 + self.listed)))
-        else:
-            once = bytes(len(found))
-        self.singles = list(compress(found, once))
-        seeds = list(compress(found, once.translate(_FLIP)))
-        del once
-        self.index = self._place(seeds)
-        return self.objs
+            held_once = [count == _ONLY_LISTED + 1 for count in _counts(found)]
+            self.singles = list(compress(found, held_once))
+            found = list(compress(found, map(not_, held_once)))
+        self.index.update(self.place(found))
 
-    def target(self, obj: Any) -> int:
-        """The node offset of ``obj``, adding it as a new node if unseen (one at a time)."""
-        found = self.index.get(_key(obj))
-        if found is None:
-            found = self.index[_key(obj)] = self._place([obj])[_key(obj)]
-        return found
+    def place(self, objs: List[Any]) -> Dict[int, int]:
+        """Add ``objs`` (distinct, new) as nodes, grouped into runs by kind; id → offset."""
+        groups: DefaultDict[int, List[Any]] = defaultdict(list)
+        for obj, kind in zip(objs, map(self.kind.__getitem__, map(type, objs)), strict=True):
+            groups[kind].append(obj)
+        placed: Dict[int, int] = {}
+        step = NODE_FIELD_COUNT
+        for kind, group in groups.items():
+            offset = (self.base + len(self.objs)) * step
+            placed.update(
+                zip(map(id, group), range(offset, offset + len(group) * step, step), strict=True)
+            )
+            self.objs.extend(group)
+            # the last pending run is the last placed: the group can join it
+            if self.pending and self.pending[-1][0] == kind:
+                self.pending[-1][1].extend(group)
+            else:
+                self.pending.append((kind, group))
+        return placed
+
+    def targets(self, refs: List[Any], *, from_roots: bool = False) -> List[int]:
+        """The node offset of each of ``refs``; those met for the first time are placed.
+
+        ``from_roots``: ``refs`` are the targets of the root, thread or frame
+        nodes, which hold no references of their own: the new ones are indexed.
+        """
+        keys = list(map(id, refs))
+        found: List[Any] = list(map(self.index.get, keys))
+        if None not in found:
+            return found
+        new = list(
+            {
+                key: ref for key, ref, at in zip(keys, refs, found, strict=True) if at is None
+            }.values()
+        )
+        shared = list(map(id, new if from_roots else self._shared(new)))
+        placed = self.place(new)
+        del new
+        self.index.update(zip(shared, map(placed.__getitem__, shared), strict=True))
+        # the offsets of the new ones from ``placed``, of the others from the index
+        return list(map(placed.get, keys, found))
+
+    def _shared(self, new: List[Any]) -> List[Any]:
+        """Those of ``new``, a run's referents met for the first time, that may be met again.
+
+        Each is held by ``new``, by ``refs`` (once per reference to it there),
+        by ``singles`` if it waits there (gc-tracked in a whole-heap walk) and
+        by its holders. Held by one holder and met once, it is met no more.
+        Being gc-tracked stands for waiting in ``singles``; a tracked object
+        that another thread creates during the walk is indexed only from
+        three holders (with two, it may show as two nodes).
+        """
+        if not _COUNTS_EXACT:
+            return new
+        counts = _counts(new)
+        waiting = map(gc.is_tracked, new) if self.singles else repeat(False)
+        once = _ONLY_LISTED + 1 + 1  # ``new`` (in _ONLY_LISTED), one entry of ``refs``, one holder
+        return [obj for obj, n, w in zip(new, counts, waiting, strict=False) if n > once + w]
 
     def walk(self) -> None:
-        """Edges of every object in ``objs``, including those appended on the way."""
-        objs, runs = self.objs, self.runs
-        position = segments = 0
-        while True:
-            while self.walking + 1 < len(runs):
-                self.walking += 1
-                kind, length = runs[self.walking]
-                for start in range(position, position + length, _SEGMENT):
-                    self._run(kind, objs[start : min(start + _SEGMENT, position + length)])
-                    segments += 1
-                    if segments % _TRIM_EVERY == 0:
-                        return_free_memory()
-                position += length
-            if not self._recover():
-                break
+        """Fields and edges of every placed node, including those placed on the way."""
+        segments = 0
+        while self.pending:
+            kind, run = self.pending.popleft()
+            for start in range(0, len(run), _SEGMENT):
+                self._walk_run(kind, run[start : start + _SEGMENT])
+                segments += 1
+                if segments % _TRIM_EVERY == 0:
+                    return_free_memory()
+            del run
+            if not self.pending:
+                self._place_missed_singles()
         self.index = {}
 
-    def _place(self, new: List[Any]) -> Dict[int, int]:
-        """Append ``new`` to the nodes (see ``_append``); their keys → node offsets."""
-        first = len(self.objs)
-        self._append(new)
-        step = NODE_FIELD_COUNT
-        start, stop = (self.base + first) * step, (self.base + len(self.objs)) * step
-        return dict(zip(map(_key, self.objs[first:]), range(start, stop, step)))
+    def _place_missed_singles(self) -> None:
+        """Place the ``singles`` the walk did not meet: their one holder is invisible to gc.
 
-    def _append(self, new: List[Any], types: Optional[List[type]] = None) -> List[Optional[bytes]]:
-        """Append ``new`` to the nodes grouped by walk kind; each group's mask over ``new``.
-
-        Grouped so that each kind is walked in bulk: the nodes follow the
-        order of the masks (None: the group is all of ``new``), each group in
-        the order of ``new``. ``types``: those of ``new``, if already read.
-        """
-        if types is None:
-            types = list(map(type, new))
-        try:
-            kinds = bytes(map(self.walk_kinds.__getitem__, types))
-        except KeyError:  # types not seen yet
-            self._learn(types)
-            kinds = bytes(map(self.walk_kinds.__getitem__, types))
-        del types
-        present = [kind for kind in _GROUP_ORDER if kinds.find(kind) >= 0]
-        runs, masks = self.runs, []
-        for kind in present:
-            mask = None if len(present) == 1 else kinds.translate(_MASKS[kind])
-            group = new if mask is None else list(compress(new, mask))
-            if len(runs) - 1 > self.walking and runs[-1][0] == kind:
-                runs[-1] = (kind, runs[-1][1] + len(group))
-            else:
-                runs.append((kind, len(group)))
-            self.objs.extend(group)
-            masks.append(mask)
-        return masks
-
-    def _recover(self) -> bool:
-        """Add the objects held once that the walk did not meet; True if there were any.
-
-        Their one reference is invisible to gc (held by C code). A met object
-        is also held by ``objs``, so its count is one more than a missed one's
-        (the referrer, ``singles`` and the call).
+        One the walk met is also held by ``objs``; one it did not, only by
+        ``singles`` and its holder. They are indexed: one may be the holder of
+        another (a class's dict of subclasses, which gc does not see, holds
+        weak references that only it holds).
         """
         singles, self.singles = self.singles, []
-        counts = list(map(sys.getrefcount, singles))  # before compress holds an item
-        missed = list(compress(singles, map(le, counts, repeat(1 + self.listed))))
+        held_once = [count == _ONLY_LISTED + 1 for count in _counts(singles)]
+        missed = list(compress(singles, held_once))
         del singles
-        if missed:
-            self.index.update(self._place(missed))
-        return bool(missed)
+        self.index.update(self.place(missed))
 
-    def _learn(self, types: List[type]) -> None:
-        for t in set(types) - self.walk_kinds.keys():
-            self.node_types[t], self.type_names[t], self.walk_kinds[t] = type_info(
-                t, self.graph.strings
-            )
-
-    def _run(self, kind: int, run: List[Any]) -> None:
+    def _walk_run(self, kind: int, run: List[Any]) -> None:
         """Node fields and edges of a run of objects of one kind, in order."""
         graph = self.graph
-        self._fields(kind, run)
-        if kind in (LEAF, STR):
-            graph.node_edges.frombytes(bytes(len(run) * _INT_SIZE))
+        self._node_fields(kind, run)
+        if kind in (STR, LEAF):
+            graph.node_edges.fromlist([0] * len(run))
             return
         if kind in (DICT, SUBDICT):
-            counts, refs = self._dicts(run, kind)
+            counts, edge_types, edge_names, refs = self._dict_edges(kind, run)
+        elif kind == SEQ:
+            # copied first: counts and items then agree even if another thread
+            # changes a list between the two reads
+            items = list(map(list, run))
+            counts = list(map(len, items))
+            refs = list(chain.from_iterable(items))
+            del items
+            edge_types = [ELEMENT] * len(refs)
+            edge_names = list(chain.from_iterable(map(range, counts)))
         else:
-            ref_lists = list(map(list, run)) if kind == SEQ else list(map(gc.get_referents, run))
-            counts = list(map(len, ref_lists))
-            refs = list(chain.from_iterable(ref_lists))
-            del ref_lists
-            if kind == SEQ:
-                graph.edge_type.frombytes(bytes([ELEMENT]) * len(refs))
-                graph.edge_name.frombytes(self._element_names(counts))
-            else:
-                types = list(map(type, refs))
-                graph.edge_type.frombytes(bytes([INTERNAL]) * len(refs))
-                graph.edge_name.extend(self._labels(refs, kind, types))
-                graph.node_edges.extend(array("i", counts))
-                self._targets(refs, types)
-                return
-        graph.node_edges.extend(array("i", counts))
-        self._targets(refs)
+            referents = list(map(gc.get_referents, run))
+            counts = list(map(len, referents))
+            refs = list(chain.from_iterable(referents))
+            del referents
+            edge_types = [INTERNAL] * len(refs)
+            edge_names = self._internal_names(kind, refs)
+        graph.node_edges.fromlist(counts)
+        graph.edge_type.fromlist(edge_types)
+        graph.edge_name.fromlist(edge_names)
+        graph.edge_to.fromlist(self.targets(refs))
 
-    def _targets(self, refs: List[Any], types: Optional[List[type]] = None) -> None:
-        """``edge_to`` for ``refs``; unseen referents become nodes, grouped by kind.
-
-        ``types``: those of ``refs``, if the run already read them.
-        """
-        targets: List[Any] = list(map(self.index.get, map(_key, refs)))  # None where new
-        try:
-            self.graph.edge_to.extend(array("i", targets))
-            return
-        except TypeError:  # None: some referents are new
-            pass
-        missing = list(map(is_, targets, repeat(None)))
-        new = list(compress(refs, missing))
-        where = list(compress(range(len(refs)), missing))
-        if types is not None:
-            types = list(compress(types, missing))
-        # Those of ``new`` that something else holds too, or that ``refs``
-        # holds more than once: only they can be met again.
-        if _COUNTS_EXACT:
-            shared = list(compress(count(), map(gt, map(sys.getrefcount, new), self._once(new))))
+    def _node_fields(self, kind: int, run: List[Any]) -> None:
+        """Type, name and self size of each object of a run."""
+        graph = self.graph
+        types = list(map(type, run))
+        graph.node_type.fromlist(list(map(self.node_type.__getitem__, types)))
+        if kind == STR:  # str's own slicing, never a subclass's
+            texts = map(str.__getitem__, run, repeat(slice(0, _NAME_LENGTH)))
+            graph.node_name.fromlist(list(graph.strings.append_many(texts)))
+        elif kind == FUNC:
+            add = graph.strings.add
+            graph.node_name.fromlist([add(function.__qualname__ or "function") for function in run])
         else:
-            shared = list(range(len(new)))
-        firsts: Dict[int, int] = {}
-        if shared:
-            keep, firsts = _first_occurrences(new, where, shared)
-            if keep is not None:
-                new, where = list(compress(new, keep)), list(compress(where, keep))
-                types = None if types is None else list(compress(types, keep))
-        first = len(self.objs)
-        masks = self._append(new, types)
-        del new
-        # Each placed referent's offset, set at its position in ``refs``: the
-        # groups follow one another, each in the order of ``refs``.
-        step = NODE_FIELD_COUNT
-        offset = (self.base + first) * step
-        for mask in masks:
-            at = where if mask is None else list(compress(where, mask))
-            stop = offset + len(at) * step
-            deque(map(targets.__setitem__, at, range(offset, stop, step)), 0)
-            offset = stop
-        if firsts:
-            # indexed at the offsets just set, to be found when met again
-            self.index.update(zip(firsts, map(targets.__getitem__, firsts.values())))
-            # a referent that ``refs`` holds more than once takes its first one's offset
-            again = list(map(is_, targets, repeat(None)))
-            if any(again):
-                found = map(self.index.__getitem__, map(_key, compress(refs, again)))
-                deque(map(targets.__setitem__, compress(count(), again), found), 0)
-        self.graph.edge_to.extend(array("i", targets))
+            graph.node_name.fromlist(list(map(self.type_name.__getitem__, types)))
+        graph.node_size.fromlist(_sizes(run))
 
-    def _once(self, listed: List[Any]) -> Iterator[int]:
-        """The reference count each of ``listed`` (a run's new referents) has if held once.
-
-        Held once: by its one referrer. It then also has the run's ``refs``,
-        ``listed`` and the call (``_refcount_in_list``), and, if gc-tracked,
-        ``singles``.
-        """
-        return map(add, map(gc.is_tracked, listed), repeat(2 + self.listed))
-
-    def _element_names(self, counts: List[int]) -> bytes:
-        """Element indexes ``0..n-1`` of each sequence, as the bytes of an ``i`` array."""
-        top = max(counts, default=0)
-        if top >= _ELEMENT_TABLE:
-            return array("i", list(chain.from_iterable(map(range, counts)))).tobytes()
-        table = self.elements
-        if top >= len(table):
-            table.extend(array("i", range(n)).tobytes() for n in range(len(table), top + 1))
-        return b"".join(map(table.__getitem__, counts))
-
-    def _labels(self, refs: List[Any], kind: int, types: List[type]) -> array:
-        """``internal`` edge names: the referent's type (``__dict__`` for a module's dict)."""
+    def _internal_names(self, kind: int, refs: List[Any]) -> List[int]:
+        """``internal`` edges are named after the referent's type (a module's dict: __dict__)."""
         if kind == MODULE:
-            return array("i", [self.dict_name if type(r) is dict else 0 for r in refs])
-        labels = self.labels
-        try:
-            return array("i", list(map(labels.get, types)))
-        except TypeError:  # None: types not seen yet
-            pass
-        for t in set(types) - labels.keys():
-            labels[t] = self.graph.strings.add(t.__name__)
-        return array("i", list(map(labels.__getitem__, types)))
+            return [self.dict_name if type(ref) is dict else 0 for ref in refs]
+        return list(map(self.edge_label.__getitem__, map(type, refs)))
 
-    def _dicts(self, dicts: List[Any], kind: int) -> Tuple[List[int], List[Any]]:
-        """Edge types and names of dicts; their edge counts and targets.
+    def _dict_edges(
+        self, kind: int, dicts: List[Any]
+    ) -> Tuple[List[int], List[int], List[int], List[Any]]:
+        """Edge counts, types, names and targets of a run of dicts.
 
-        Each dict is copied atomically without running Python code (a
-        subclass's overrides, such as ``__iter__`` that ``dict.copy`` would
-        call, are bypassed by ``dict.items``), so another thread cannot change
-        it between reading its keys and its values.
+        Each dict is copied in one C call that runs no Python code (a
+        subclass's overrides, such as the ``__iter__`` that ``dict.copy``
+        would call, are bypassed by ``dict.items``), so that another thread
+        cannot change it between reading its keys and its values.
         """
         if kind == DICT:
-            copies = list(map(dict.copy, dicts))
-            if _EMBEDDED_VALUES:
-                # gc reports nothing for an instance's __dict__ whose values the
-                # instance stores (3.13+): the instance reports them, once.
-                for position in compress(
-                    range(len(dicts)), map(not_, map(gc.get_referents, dicts))
-                ):
-                    copies[position] = {}
+            copies = list(map(_copy_dict, dicts))
         else:
             copies = list(map(dict, map(dict.items, dicts)))
         keys = list(chain.from_iterable(copies))
-        if set(map(type, keys)) <= _STR_ONLY:
-            self.graph.edge_type.frombytes(bytes([PROPERTY]) * len(keys))
-            self.graph.edge_name.extend(self.graph.strings.add_many(keys))
-            return list(map(len, copies)), list(chain.from_iterable(map(dict.values, copies)))
+        if all(type(key) is str for key in keys):
+            counts = list(map(len, copies))
+            names = self.graph.strings.add_many(keys)
+            refs = list(chain.from_iterable(map(dict.values, copies)))
+            return counts, [PROPERTY] * len(refs), names, refs
         del keys
-        counts: List[int] = []
-        targets: List[Any] = []
-        for copy in copies:  # other keys: one dict at a time
-            items = list(copy.items())
-            _dict_edges(self.graph, items, self.key_name)
-            refs = _dict_targets(items)
-            counts.append(len(refs))
-            targets.extend(refs)
-        return counts, targets
-
-    def _fields(self, kind: int, run: List[Any]) -> None:
-        """Type, name and self size of each object of a run (just walked: still in cache)."""
-        graph = self.graph
-        types = list(map(type, run))
-        # often the whole run is one type: its fields are then repeated, not looked up
-        one = types[0] if types.count(types[0]) == len(types) else None
-        if one is not None:
-            graph.node_type.frombytes(bytes((self.node_types[one],)) * len(run))
-        else:
-            graph.node_type.frombytes(bytes(map(self.node_types.__getitem__, types)))
-        if kind == STR:  # named by their first characters; str's own slicing, never a subclass's
-            short = one is str and max(map(len, run)) <= _NAME_SLICE.stop
-            texts = run if short else list(map(str.__getitem__, run, repeat(_NAME_SLICE)))
-            graph.node_name.extend(array("i", graph.strings.append_many(texts)))
-        elif kind == FUNC:
-            add = graph.strings.add
-            names = [add(getattr(f, "__qualname__", "") or "function") for f in run]
-            graph.node_name.extend(array("i", names))
-        elif one is not None:
-            graph.node_name.extend(array("i", (self.type_names[one],)) * len(run))
-        else:
-            graph.node_name.extend(array("i", list(map(self.type_names.__getitem__, types))))
-        self._sizes(run, one)
-
-    def _sizes(self, objs: List[Any], one: Optional[type]) -> None:
-        """``sys.getsizeof`` of each object; a broken ``__sizeof__`` counts as 0.
-
-        For a run of one type whose ``__sizeof__`` is built in, that method is
-        called directly (a fifth of ``getsizeof``'s cost) and ``getsizeof``'s
-        addition, the same for every object of the type, is added.
-        """
-        sizes = self.graph.node_size
-        base = len(sizes)
-        try:
-            sizer = None if one is None else self._sizer(one, objs[0])
-            if sizer is None:
-                sizes.extend(array("q", list(map(sys.getsizeof, objs))))
-            else:
-                sizeof, extra = sizer
-                found = map(sizeof, objs)
-                sizes.extend(array("q", list(map(add, found, repeat(extra)) if extra else found)))
-        except Exception:  # noqa: BLE001 - a broken __sizeof__: one object at a time
-            del sizes[base:]
-            for obj in objs:
-                try:
-                    sizes.append(sys.getsizeof(obj))
-                except Exception:  # noqa: BLE001
-                    sizes.append(0)
-
-    def _sizer(self, t: type, sample: Any) -> Optional[Tuple[Any, int]]:
-        """``(t.__sizeof__, what getsizeof adds)`` if that is the same for every ``t``."""
-        if t not in self.sizers:
-            sizeof: Any = t.__sizeof__  # unbound: called with the object
-            # getsizeof adds the gc header, a per-type constant except for types themselves
-            same = isinstance(sizeof, MethodDescriptorType) and not issubclass(t, type)
-            self.sizers[t] = (sizeof, sys.getsizeof(sample) - sizeof(sample)) if same else None
-        return self.sizers[t]
+        counts, edge_types, edge_names, refs = [], [], [], []
+        add = self.graph.strings.add
+        for copy in copies:  # some keys are not strings: one item at a time
+            before = len(refs)
+            for key, value in copy.items():
+                if type(key) is str:
+                    edge_types.append(PROPERTY)
+                    edge_names.append(add(key))
+                elif type(key) is int and 0 <= key <= _MAX_ELEMENT:
+                    edge_types.append(ELEMENT)
+                    edge_names.append(key)
+                else:  # the key object, then the value named after the key's type
+                    edge_types += (INTERNAL, PROPERTY)
+                    edge_names += (self.key_name, add(f"[{type(key).__name__}]"))
+                    refs.append(key)
+                refs.append(value)
+            counts.append(len(refs) - before)
+        return counts, edge_types, edge_names, refs
 
 
-def _first_occurrences(
-    new: List[Any], where: List[int], shared: List[int]
-) -> Tuple[Optional[bytearray], Dict[int, int]]:
-    """A mask over ``new`` dropping repeats (None: there are none), and keys → positions.
+def _copy_dict(d: Dict[Any, Any]) -> Dict[Any, Any]:
+    """A copy of ``d``, or ``{}`` for a ``__dict__`` whose values its instance reports.
 
-    Only one of ``shared`` (positions in ``new``) can repeat: it keeps its first
-    position, given as its position in ``refs`` (from ``where``).
+    From 3.13 gc reports nothing for a ``__dict__`` that shares its instance's
+    store of values: the instance reports them, once.
     """
-    shared_keys = list(map(_key, map(new.__getitem__, shared)))
-    firsts = dict(zip(reversed(shared_keys), reversed(shared)))  # key → its first position
-    at = dict(zip(firsts, map(where.__getitem__, firsts.values())))
-    if len(firsts) == len(shared):
-        return None, at
-    keep = bytearray(b"\1") * len(new)
-    repeats = set(shared).difference(firsts.values())
-    deque(map(keep.__setitem__, repeats, repeat(0)), 0)
-    return keep, at
+    if _EMBEDDED_VALUES and not gc.get_referents(d):
+        return {}
+    return d.copy()
 
 
-def _refcount_in_list() -> int:
-    """``sys.getrefcount`` of an object that one list holds, read as ``_targets`` reads it."""
-    probe = [object()]
-    return next(map(sys.getrefcount, probe))
-
-
-def type_info(t: type, strings: Any) -> TypeInfo:
-    """(node type, name index, kind) for objects of type ``t``."""
-    if t.__module__ in ("builtins", "__builtin__"):
-        label = t.__qualname__
-    else:
-        label = f"{t.__module__}.{t.__qualname__}"
-    name = strings.add(label)
-    if issubclass(t, str):
-        return STRING, name, STR
-    if issubclass(t, dict):
-        return OBJECT, name, DICT if t is dict else SUBDICT
-    if t is list or t is tuple:
-        return OBJECT, name, SEQ
-    if t is FunctionType:
-        return CLOSURE, name, FUNC
-    if issubclass(t, ModuleType):
-        return OBJECT, name, MODULE
-    if t in _LEAF_TYPES:
-        return (NUMBER if t in (int, float, complex, bool) else OBJECT), name, LEAF
-    if t.__name__ == "code":
-        return CODE, name, GENERIC
-    return OBJECT, name, GENERIC
-
-
-def _dict_edges(graph: HeapGraph, items: Sequence[Tuple[Any, Any]], key_name: int) -> None:
-    """Edge types and names of a dict with some non-``str`` keys (the slow path)."""
-    types, labels, add = graph.edge_type.append, graph.edge_name.append, graph.strings.add
-    for key, _ in items:
-        kt = type(key)
-        if kt is str:
-            types(PROPERTY)
-            labels(add(key))
-        elif kt is int and 0 <= key <= _MAX_ELEMENT:
-            types(ELEMENT)
-            labels(key)
-        else:
-            types(INTERNAL)
-            labels(key_name)
-            types(PROPERTY)
-            labels(add(f"[{kt.__name__}]"))
-
-
-def _dict_targets(items: Sequence[Tuple[Any, Any]]) -> List[Any]:
-    """Edge targets matching ``_dict_edges``: a key object precedes its value when not named."""
-    targets: List[Any] = []
-    for key, value in items:
-        kt = type(key)
-        if not (kt is str or (kt is int and 0 <= key <= _MAX_ELEMENT)):
-            targets.append(key)
-        targets.append(value)
-    return targets
+def _sizes(objs: List[Any]) -> List[int]:
+    """``sys.getsizeof`` of each object; one whose ``__sizeof__`` fails counts as 0."""
+    try:
+        return list(map(sys.getsizeof, objs))
+    except Exception:  # noqa: BLE001 - a broken __sizeof__: one object at a time
+        sizes = []
+        for obj in objs:
+            try:
+                sizes.append(sys.getsizeof(obj))
+            except Exception:  # noqa: BLE001
+                sizes.append(0)
+        return sizes

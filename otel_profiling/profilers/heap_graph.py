@@ -23,7 +23,7 @@ The roots hang off the synthetic root: every module in ``sys.modules``
 (``property`` edges named by module name) and every thread's stack (an
 ``element`` edge to a ``Thread <name>`` node, whose frames hold their local
 variables as ``property`` edges). The library's own threads and frames are
-left out.
+left out. ``walk_roots`` walks from given objects instead.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import gc
 import os
 import sys
 import threading
-from types import FrameType, ModuleType
-from typing import Any, List, Optional, Tuple
+from types import FrameType
+from typing import Any, List, Mapping, Optional, Tuple
 
 from otel_profiling._threads import is_own_thread
 from otel_profiling.formats.heapsnapshot import (
@@ -46,6 +46,8 @@ from otel_profiling.formats.heapsnapshot import (
     HeapGraph,
 )
 from otel_profiling.profilers.heap_edges import GraphBuilder
+
+Edge = Tuple[int, int, int]  # (edge type, name or index, target node offset)
 
 
 def _frames_of_threads(skip_dirs: Tuple[str, ...]) -> List[Tuple[str, List[FrameType]]]:
@@ -81,78 +83,83 @@ def walk_heap(skip_dirs: Tuple[str, ...] = (_PACKAGE_DIR,)) -> HeapGraph:
     One function without closures (a closure's cells would exist before
     ``gc.get_objects()`` and drag the walk's own structures into the graph);
     ``gc.get_objects()`` leaves its own result list out, and that list is
-    freed once grouped. The objects are walked in bulk by ``GraphBuilder``,
-    grouped by kind.
+    freed once placed.
     """
     found_objects: List[Any] = gc.get_objects()
     # Taken after gc.get_objects(), so that these lists are not themselves in the graph.
     threads = _frames_of_threads(skip_dirs)
     modules = [(name, m) for name, m in list(sys.modules.items()) if m is not None]
     graph = HeapGraph()
-    base = 1 + len(threads) + sum(len(frames) for _, frames in threads)
-    builder = GraphBuilder(graph, base)  # root, threads and frames come first
-    objs = builder.group(found_objects)
+    builder = GraphBuilder(graph, 1 + len(threads) + sum(len(frames) for _, frames in threads))
+    builder.place_tracked(found_objects)
     del found_objects  # the walk's own list: freed, never a node
-    _add_virtual_nodes(builder, _virtual_nodes(threads, modules, graph.strings.add, sys.getsizeof))
+    _add_roots(builder, threads, modules)
     del threads, modules
     builder.walk()
-    objs.clear()  # it may hold a frame that holds it: free it without waiting for gc
+    builder.objs.clear()  # it may hold a frame that holds it: free it without waiting for gc
     return graph
 
 
-_Virtual = Tuple[int, str, int, List[Tuple[int, int, Any]]]
+def walk_roots(roots: Mapping[str, Any]) -> HeapGraph:
+    """A ``HeapGraph`` of ``roots`` (``property`` edges from the root) and what they hold.
+
+    Classes and modules are nodes without edges: the snapshot shows what the
+    roots hold, not the whole program that defines them.
+    """
+    graph = HeapGraph()
+    builder = GraphBuilder(graph, 1, within_roots=True)
+    names = list(map(graph.strings.add, roots))
+    targets = builder.targets(list(roots.values()), from_roots=True)
+    _add_node(
+        graph, SYNTHETIC, "", 0, [(PROPERTY, n, to) for n, to in zip(names, targets, strict=True)]
+    )
+    builder.walk()
+    return graph
 
 
-def _virtual_nodes(
+def _add_roots(
+    builder: GraphBuilder,
     threads: List[Tuple[str, List[FrameType]]],
-    modules: List[Tuple[str, ModuleType]],
-    add_string: Any,
-    getsizeof: Any,
-) -> List[_Virtual]:
-    """The synthetic root, then one node per thread and one per frame, with their edges."""
-    virtual: List[_Virtual] = []
-    root_edges: List[Tuple[int, int, Any]] = []
-    position = 1
+    modules: List[Tuple[str, Any]],
+) -> None:
+    """The synthetic root (node 0), then a node per thread followed by one per frame."""
+    graph, add_string = builder.graph, builder.graph.strings.add
+    root_edges: List[Edge] = []
+    stack_nodes: List[Tuple[str, int, List[Edge]]] = []
+    node = 1
     for number, (name, frames) in enumerate(threads):
-        root_edges.append((ELEMENT, number, _NodeRef(position)))
-        refs = [(ELEMENT, depth, _NodeRef(position + 1 + depth)) for depth in range(len(frames))]
-        virtual.append((OBJECT, f"Thread {name}", 0, refs))
+        root_edges.append((ELEMENT, number, node * NODE_FIELD_COUNT))
+        frame_nodes = range(node + 1, node + 1 + len(frames))
+        thread_edges = [(ELEMENT, i, n * NODE_FIELD_COUNT) for i, n in enumerate(frame_nodes)]
+        stack_nodes.append((f"Thread {name}", 0, thread_edges))
         for frame in frames:
             code = frame.f_code
-            function = getattr(code, "co_qualname", code.co_name)
+            function = getattr(code, "co_qualname", code.co_name)  # co_qualname: 3.11+
             where = f"{function} ({code.co_filename}:{frame.f_lineno})"
-            frame_edges: List[Tuple[int, int, Any]] = [(INTERNAL, add_string("code"), code)]
             try:
-                local_vars = list(frame.f_locals.items())
+                local_vars = [(k, v) for k, v in frame.f_locals.items() if isinstance(k, str)]
             except Exception:  # noqa: BLE001 - a frame may refuse; keep the rest
                 local_vars = []
-            for key, value in local_vars:
-                if isinstance(key, str):
-                    frame_edges.append((PROPERTY, add_string(key), value))
-            virtual.append((OBJECT, f"Frame {where}", getsizeof(frame), frame_edges))
-        position += 1 + len(frames)
-    for name, module in modules:
-        root_edges.append((PROPERTY, add_string(name), module))
-    virtual.insert(0, (SYNTHETIC, "", 0, root_edges))
-    return virtual
+            values = builder.targets([code] + [v for _, v in local_vars], from_roots=True)
+            frame_edges = [(INTERNAL, add_string("code"), values[0])]
+            for (key, _), to in zip(local_vars, values[1:], strict=True):
+                frame_edges.append((PROPERTY, add_string(key), to))
+            stack_nodes.append((f"Frame {where}", sys.getsizeof(frame), frame_edges))
+        node += 1 + len(frames)
+    targets = builder.targets([module for _, module in modules], from_roots=True)
+    for (name, _), to in zip(modules, targets, strict=True):
+        root_edges.append((PROPERTY, add_string(name), to))
+    _add_node(graph, SYNTHETIC, "", 0, root_edges)
+    for name, size, edges in stack_nodes:
+        _add_node(graph, OBJECT, name, size, edges)
 
 
-def _add_virtual_nodes(builder: GraphBuilder, virtual: List[_Virtual]) -> None:
-    """The root, thread and frame nodes with their edges (one at a time: a few hundred)."""
-    graph = builder.graph
-    for kind, name, size, edges in virtual:
-        graph.node_type.append(kind)
-        graph.node_name.append(graph.strings.add(name))
-        graph.node_size.append(size)
-        graph.node_edges.append(len(edges))
-        for etype, ename, obj in edges:
-            graph.edge_type.append(etype)
-            graph.edge_name.append(ename)
-            if isinstance(obj, _NodeRef):
-                graph.edge_to.append(int(obj) * NODE_FIELD_COUNT)
-            else:
-                graph.edge_to.append(builder.target(obj))
-
-
-class _NodeRef(int):
-    """A virtual node's index, given directly as an edge target."""
+def _add_node(graph: HeapGraph, kind: int, name: str, size: int, edges: List[Edge]) -> None:
+    graph.node_type.append(kind)
+    graph.node_name.append(graph.strings.add(name))
+    graph.node_size.append(size)
+    graph.node_edges.append(len(edges))
+    for edge_type, edge_name, to in edges:
+        graph.edge_type.append(edge_type)
+        graph.edge_name.append(edge_name)
+        graph.edge_to.append(to)

@@ -6,6 +6,8 @@ So a signal toggles exactly one snapshot per start, and an interval trigger
 takes one per window. The walk holds the GIL for its duration (a few seconds
 per million objects, see the benchmarks): the application pauses, as a
 Node.js process does for a V8 snapshot.
+
+``roots=`` snapshots what some objects hold instead of the whole heap.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from typing import Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from otel_profiling._gcpause import gc_paused
 from otel_profiling._memory import return_free_memory
 from otel_profiling.formats.heapsnapshot import encode_heapsnapshot
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
-from otel_profiling.profilers.heap_graph import walk_heap
+from otel_profiling.profilers.heap_graph import walk_heap, walk_roots
 
 
 class HeapSnapshotProfiler(Profiler):
@@ -28,13 +31,31 @@ class HeapSnapshotProfiler(Profiler):
 
     ``collect=True`` (default) runs ``gc.collect()`` first, so unreachable
     cycles do not appear as live objects, as DevTools does before a snapshot.
+    ``roots``: walk only from these objects (``property`` edges from the
+    root, named by the keys), not the whole heap; classes and modules are
+    then nodes without edges, and ``collect`` does not apply (unreachable
+    objects cannot show).
     """
 
     kind = ProfileKind.HEAP_SNAPSHOT
 
-    def __init__(self, format: Optional[str] = None, *, collect: bool = True) -> None:  # noqa: A002
+    def __init__(
+        self,
+        format: Optional[str] = None,  # noqa: A002
+        *,
+        collect: bool = True,
+        roots: Optional[Mapping[str, Any]] = None,
+    ) -> None:
         super().__init__(format)
+        if roots is not None and not (
+            isinstance(roots, Mapping) and all(isinstance(name, str) for name in roots)
+        ):
+            raise TypeError(
+                "HeapSnapshotProfiler(roots=...) takes a mapping of names (str) to objects, "
+                'e.g. roots={"cache": cache}'
+            )
         self.collect = collect
+        self.roots = roots
         self._lock = threading.Lock()
         self._running = False
         self._data: Optional[bytes] = None
@@ -73,10 +94,10 @@ class HeapSnapshotProfiler(Profiler):
     def snapshot(self) -> bytes:
         """Walk the heap now and return the encoded snapshot."""
         began = time.perf_counter()
-        if self.collect:
+        if self.collect and self.roots is None:
             gc.collect()
         with gc_paused():
-            graph = walk_heap()
+            graph = walk_heap() if self.roots is None else walk_roots(self.roots)
             self.last_node_count, self.last_edge_count = graph.node_count, graph.edge_count
             return_free_memory()  # the walk's tables, before the output grows
             data = encode_heapsnapshot(graph, release=True)  # its arrays are freed as written
@@ -96,4 +117,5 @@ class HeapSnapshotProfiler(Profiler):
         return attrs
 
     def __repr__(self) -> str:
-        return f"HeapSnapshotProfiler(format={self.format.name!r}, collect={self.collect})"
+        roots = "" if self.roots is None else f", roots=<{len(self.roots)} objects>"
+        return f"HeapSnapshotProfiler(format={self.format.name!r}, collect={self.collect}{roots})"

@@ -5,7 +5,9 @@ and the innermost function, lambda, comprehension or class enclosing the line
 gives a qualified name in the form ``code.co_qualname`` uses
 (``Class.method``, ``outer.<locals>.inner``, ``<listcomp>``, ``<module>``).
 Files without source (frozen, C, deleted) fall back to the code objects of
-loaded modules' functions, then to the file's base name.
+the module that defines them (``<frozen runpy>`` is ``runpy``; ``<string>``
+is looked for in ``__main__``), then, for real paths, of every loaded
+module's functions, then to the file's base name.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import linecache
 import os
 import sys
 import threading
-from types import CodeType, FunctionType
+from types import CodeType, FunctionType, ModuleType
 from typing import Dict, Iterator, List, Optional, Tuple, Union, cast
 
 _Scope = Tuple[int, int, str]  # first line, last line, qualified name
@@ -66,7 +68,8 @@ class FunctionNames:
 
     def __init__(self) -> None:
         self._files: Dict[str, Optional[Tuple[List[int], List[_Scope]]]] = {}
-        self._code_names: Optional[Dict[str, List[Tuple[int, int, str]]]] = None
+        self._code_names: Dict[str, List[Tuple[int, int, str]]] = {}
+        self._all_code: Optional[Dict[str, List[Tuple[int, int, str]]]] = None
         self._names: Dict[Tuple[str, int], str] = {}
         self._lock = threading.Lock()
 
@@ -101,10 +104,18 @@ class FunctionNames:
         return parsed
 
     def _from_code(self, filename: str, lineno: int) -> Optional[str]:
-        if self._code_names is None:
-            self._code_names = _code_spans()
+        spans = self._code_names.get(filename)
+        if spans is None:
+            # The module that defines the file, when it can be told, before the
+            # whole process (about a second with a thousand modules loaded).
+            spans = _code_spans(_modules_of(filename)).get(filename)
+            if spans is None and not filename.startswith("<"):
+                if self._all_code is None:
+                    self._all_code = _code_spans(list(sys.modules.values()))
+                spans = self._all_code.get(filename)
+            spans = self._code_names[filename] = spans or []
         best: Optional[Tuple[int, int, str]] = None
-        for first, last, name in self._code_names.get(filename, ()):
+        for first, last, name in spans:
             if first <= lineno <= last and (best is None or first >= best[0]):
                 best = (first, last, name)
         return best[2] if best else None
@@ -128,15 +139,34 @@ def _innermost(parsed: Tuple[List[int], List[_Scope]], lineno: int) -> Optional[
     return best[2] if best else None
 
 
-def _code_spans() -> Dict[str, List[Tuple[int, int, str]]]:
-    """Line spans of the code objects of loaded modules' functions, by file.
+def _modules_of(filename: str) -> List[ModuleType]:
+    """The loaded modules that may define ``filename``'s code, without a full search.
+
+    ``<frozen runpy>`` is module ``runpy``; a path is the module loaded from it;
+    other pseudo-files (``<string>``, ``<stdin>``) are looked for in ``__main__``.
+    """
+    if filename.startswith("<frozen ") and filename.endswith(">"):
+        names = [filename[len("<frozen ") : -1]]
+    elif filename.startswith("<"):
+        names = ["__main__"]
+    else:
+        return [
+            module
+            for module in list(sys.modules.values())
+            if getattr(module, "__file__", None) == filename
+        ]
+    return [sys.modules[name] for name in names if name in sys.modules]
+
+
+def _code_spans(modules: List[ModuleType]) -> Dict[str, List[Tuple[int, int, str]]]:
+    """Line spans of the code objects of ``modules``' functions, by file.
 
     Nested code objects get the name ``__qualname__`` would give them
     (``co_qualname`` from Python 3.11; derived from the nesting before that).
     """
     spans: Dict[str, List[Tuple[int, int, str]]] = {}
     codes: List[Tuple[CodeType, str]] = []
-    for module in list(sys.modules.values()):
+    for module in modules:
         for value in list(getattr(module, "__dict__", {}).values()):
             if isinstance(value, FunctionType):
                 codes.append((value.__code__, value.__qualname__))

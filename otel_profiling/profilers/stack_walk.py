@@ -19,7 +19,7 @@ import sys
 from types import CodeType, FrameType
 from typing import Any, Dict, List, Optional, Tuple
 
-from otel_profiling._own_code import is_library_code, passes_through
+from otel_profiling._threads import is_own_code, is_pass_through
 from otel_profiling.formats.calltree import Frame
 
 _CUT = -1  # the library's code: this frame and what it called are left out
@@ -38,8 +38,8 @@ class CodeTable:
 
     def _resolve(self, code: CodeType) -> int:
         self._alive.append(code)
-        if is_library_code(code):
-            index = _SKIP if passes_through(code) else _CUT
+        if is_own_code(code.co_filename):
+            index = _SKIP if is_pass_through(code) else _CUT
         else:
             index = len(self.codes)
             self.codes.append(code)

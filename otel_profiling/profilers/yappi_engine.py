@@ -8,28 +8,36 @@ it) rather than corrupting the first.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
-from types import CodeType, FrameType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import yappi
+from opentelemetry.util.types import AttributeValue
 
 from otel_profiling._gcpause import gc_paused
-from otel_profiling._threads import LIBRARY_THREAD_PREFIX
+from otel_profiling._threads import is_own_thread, is_own_thread_name
 from otel_profiling.formats.callgrind import encode_callgrind
-from otel_profiling.formats.calltree import CallNode, Frame
+from otel_profiling.formats.calltree import CallNode
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
 from otel_profiling.formats.folded import encode_folded
 from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.formats.pstats import encode_pstats
 from otel_profiling.profilers.base import ProfilerBusyError
-from otel_profiling.profilers.span_tags import current_span_tag, span_frame, tags_by_context
+from otel_profiling.profilers.yappi_hooks import ThreadStarts
+from otel_profiling.profilers.yappi_stacks import ThreadStack, thread_cpu_time, thread_stacks
 from otel_profiling.profilers.yappi_stats import FuncStat, by_context, call_graph, read_func_stats
-from otel_profiling.profilers.yappi_tree import yappi_call_tree
+from otel_profiling.profilers.yappi_tree import ThreadCapture, yappi_call_tree
 
 _yappi_lock = threading.Lock()  # held for the whole capture: one yappi session per process
+
+# A thread yappi saw make no call that used less CPU than this share of the window
+# was waiting all along: it did not run, and is left out.
+_RAN = 0.01
+
+TREE_ESTIMATED = "profiling.cpu.tree_estimated"
+TREE_ESTIMATED_NODES = "profiling.cpu.tree_estimated_nodes"
+TREE_ESTIMATED_SECONDS = "profiling.cpu.tree_estimated_seconds"
 
 
 def _reset_lock_in_child() -> None:
@@ -39,7 +47,6 @@ def _reset_lock_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_in_child)
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _thread_name() -> Optional[str]:
@@ -54,43 +61,20 @@ def _thread_name() -> Optional[str]:
     return None if thread is None else thread.name
 
 
-def _is_library_thread(thread: Any) -> bool:
-    """This library's threads and fsspec's I/O loop, by the name yappi recorded.
+class _Moment:
+    """The threads' stacks and CPU times at the start or the stop of a capture."""
 
-    The name is the one the thread had when yappi first saw it (``_thread_name``),
-    so an ident reused by a later thread cannot hide an application thread.
-    """
-    return str(thread.name).startswith(LIBRARY_THREAD_PREFIX) or thread.name == "fsspecIO"
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.stacks: Dict[int, ThreadStack] = thread_stacks()
+        self.cpu: Dict[int, Optional[float]] = {
+            ident: thread_cpu_time(ident) for ident in self.stacks
+        }
 
-
-def _code_name(code: CodeType) -> str:
-    """``Class.method`` like yappi; nested functions without their ``outer.<locals>.`` path."""
-    return str(getattr(code, "co_qualname", code.co_name)).rsplit("<locals>.", 1)[-1]
-
-
-def running_stacks() -> Dict[int, List[Frame]]:
-    """Every thread's stack (outermost first), cut where otel-profiling's own frames begin."""
-    stacks: Dict[int, List[Frame]] = {}
-    for ident, top in sys._current_frames().items():
-        frames: List[Frame] = []
-        frame: Optional[FrameType] = top
-        while frame is not None:
-            code = frame.f_code
-            frames.append(
-                Frame(
-                    _code_name(code),
-                    code.co_filename,
-                    code.co_firstlineno,
-                )
-            )
-            frame = frame.f_back
-        frames.reverse()
-        for index, item in enumerate(frames):
-            if item.filename.startswith(_PACKAGE_DIR):
-                del frames[index:]
-                break
-        stacks[ident] = frames
-    return stacks
+    def used_cpu(self, since: _Moment, ident: int) -> Optional[float]:
+        """CPU seconds thread ``ident`` used from ``since`` to this moment (None: unknown)."""
+        now, then = self.cpu.get(ident), since.cpu.get(ident)
+        return None if now is None or then is None else now - then
 
 
 class YappiEngine:
@@ -98,22 +82,21 @@ class YappiEngine:
 
     ``pstats`` and ``callgrind`` are written from yappi's exact call graph;
     ``cpuprofile``, ``pprof`` and ``folded`` from the call tree derived from it
-    (each node with self time counts one sample).
+    (see ``yappi_tree``; each node with self time counts one sample).
     """
 
-    def __init__(
-        self, format_name: str, *, clock: str, builtins: bool, max_nodes: int, by_span: bool
-    ) -> None:
+    def __init__(self, format_name: str, *, clock: str, builtins: bool, max_nodes: int) -> None:
         self.format_name = format_name
         self.clock = clock
         self.builtins = builtins
         self.max_nodes = max_nodes
-        self.by_span = by_span
         self._running = False
         self._start_us = 0
-        self._start_perf = 0.0
         self._duration_ns = 0
-        self._start_stacks: Dict[int, List[Frame]] = {}
+        self._starts = ThreadStarts()
+        self._start: Optional[_Moment] = None
+        self._controller: Optional[int] = None  # an application thread that started the capture
+        self._end_attributes: Dict[str, AttributeValue] = {}
 
     @property
     def running(self) -> bool:
@@ -129,43 +112,72 @@ class YappiEngine:
         if yappi.is_running():
             _yappi_lock.release()
             raise ProfilerBusyError("yappi was started outside otel-profiling; not interfering")
+        starts = ThreadStarts()
+        ident = threading.get_ident()
+        own = is_own_thread(ident) or is_own_thread_name(threading.current_thread().name)
+        deferral = starts.deferral() if starts.available() and not own else None
         try:
             yappi.clear_stats()
             yappi.set_clock_type(self.clock)
             yappi.set_context_name_callback(_thread_name)
-            yappi.set_tag_callback(current_span_tag if self.by_span else None)
-            self._start_us = int(time.time() * 1e6)
-            self._start_perf = time.perf_counter()
+            yappi.set_tag_callback(None)
             yappi.start(builtins=self.builtins, profile_threads=True)
-            self._start_stacks = running_stacks()
+            if deferral is not None:
+                deferral()  # first: this thread is in the library until it returns
+            self._start_us = int(time.time() * 1e6)
+            if starts.available():
+                starts.watch_new_threads()
+            self._start = _Moment()
         except BaseException:
+            if yappi.is_running():
+                yappi.stop()
             _yappi_lock.release()
             raise
+        self._starts = starts
+        self._controller = None if deferral is None else ident
+        self._end_attributes = {}
         self._running = True
 
     def stop(self) -> bytes:
         if not self._running:
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
-        with gc_paused():
+        try:
             try:
+                stop = _Moment()  # while yappi runs: what is on these stacks ran in the window
+            finally:
                 yappi.stop()
                 yappi.set_context_name_callback(None)
-                yappi.set_tag_callback(None)
-                self._duration_ns = int((time.perf_counter() - self._start_perf) * 1e9)
-                contexts = list(yappi.get_thread_stats())
-                own = {t.id for t in contexts if _is_library_thread(t)}
-                threads = [t for t in contexts if t.id not in own]
-                stats = [stat for stat in read_func_stats() if stat.ctx_id not in own]
-                yappi.clear_stats()
-            finally:
-                self._running = False
-                _yappi_lock.release()
+            with gc_paused():
+                contexts = [t for t in yappi.get_thread_stats() if not is_own_thread_name(t.name)]
+                kept = {context.id for context in contexts}  # the application's threads
+                stats = [stat for stat in read_func_stats() if stat.ctx_id in kept]
+        finally:
+            yappi.clear_stats()
+            self._running = False
+            _yappi_lock.release()
+        start = self._start
+        assert start is not None
+        self._duration_ns = int((stop.wall - start.wall) * 1e9)
+        with gc_paused():
             if self.format_name == "pstats":
                 return encode_pstats(call_graph(stats))
             if self.format_name == "callgrind":
                 return encode_callgrind(call_graph(stats), self.clock, f"{self.clock} time")
-            tree = yappi_call_tree(self._per_thread(threads, stats), max_nodes=self.max_nodes)
+            tree, estimated = yappi_call_tree(
+                self._captures(contexts, stats, start, stop),
+                wall=self.clock == "wall",
+                max_nodes=self.max_nodes,
+            )
+            self._end_attributes = {
+                TREE_ESTIMATED: estimated.nodes > 0,
+                TREE_ESTIMATED_NODES: estimated.nodes,
+                TREE_ESTIMATED_SECONDS: round(estimated.seconds, 6),
+            }
             return self.encode(tree)
+
+    def end_attributes(self) -> Dict[str, AttributeValue]:
+        """What the last capture's tree says about itself: whether parts of it are estimated."""
+        return dict(self._end_attributes)
 
     def after_fork(self) -> None:
         if self._running:  # the parent's capture: the child's copy is meaningless
@@ -173,20 +185,54 @@ class YappiEngine:
             yappi.stop()
             yappi.clear_stats()
 
-    def _per_thread(
-        self, threads: List[Any], stats: List[FuncStat]
-    ) -> List[Tuple[str, int, List[FuncStat], List[Frame], Optional[Frame]]]:
-        """Per thread (and per span with ``by_span``): its name, stats and start stack."""
+    def _captures(
+        self, contexts: List[Any], stats: List[FuncStat], start: _Moment, stop: _Moment
+    ) -> List[ThreadCapture]:
+        """One capture per application thread that ran: yappi saw it, or it used CPU."""
         groups = by_context(stats)
-        span_tags = tags_by_context(groups) if self.by_span else {}
-        result = []
-        for thread in threads:
-            name, ident = str(thread.name), int(thread.tid)
-            stack = self._start_stacks.get(ident, [])
-            for tag in span_tags.get(thread.id, [0]):
-                scope = span_frame(tag) if tag else None
-                result.append((name, ident, groups.get((thread.id, tag), []), stack, scope))
-        return result
+        captures: Dict[int, ThreadCapture] = {}
+        first_to_last: Dict[int, float] = {}  # yappi's time from a thread's first event to its last
+        for context in contexts:
+            ident = int(context.tid)
+            capture = captures.setdefault(ident, ThreadCapture(str(context.name), ident, []))
+            capture.stats = [*capture.stats, *groups.get(context.id, [])]
+            first_to_last[ident] = first_to_last.get(ident, 0.0) + float(context.ttot)
+        window = stop.wall - start.wall
+        for ident, stack in stop.stacks.items():  # threads that ran no Python code
+            used = stop.used_cpu(start, ident)
+            if ident not in captures and used is not None and used >= _RAN * window:
+                captures[ident] = ThreadCapture(stack.name, ident, [])  # busy in C
+        for capture in captures.values():
+            self._place_in_window(capture, start, stop, first_to_last.get(capture.ident))
+        return [captures[ident] for ident in sorted(captures)]
+
+    def _place_in_window(
+        self, capture: ThreadCapture, start: _Moment, stop: _Moment, first_to_last: Optional[float]
+    ) -> None:
+        """The thread's stacks at start and at stop, and its time in the window (wall or CPU)."""
+        ident = capture.ident
+        at_start, at_stop = start.stacks.get(ident), stop.stacks.get(ident)
+        if at_start is not None and at_stop is not None and at_start.thread is not at_stop.thread:
+            at_start = None  # the ident now belongs to a thread started since
+        began = self._starts.starts.get(ident)  # the thread that started profiling, or a new one
+        if began is not None:
+            capture.start_stack = began.stack
+        elif at_start is not None:
+            capture.start_stack = at_start.frames
+        if at_stop is None:
+            return  # ended during the window: its time in it is unknown
+        capture.name, capture.stop_stack = at_stop.name, at_stop.frames
+        if ident == self._controller and began is None:
+            return  # never left the library before the stop
+        since: Optional[float]
+        if self.clock == "wall":
+            since = began.wall if began else start.wall if at_start else None
+            capture.total = first_to_last if since is None else stop.wall - since
+        else:
+            used = stop.cpu.get(ident)
+            since = (began.cpu or 0.0) if began else start.cpu.get(ident) if at_start else 0.0
+            if used is not None and since is not None:
+                capture.total = used - since
 
     def encode(self, tree: CallNode) -> bytes:
         """Write the call tree (self values in seconds) in this profiler's format."""

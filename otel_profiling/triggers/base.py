@@ -9,7 +9,7 @@ signal handler).
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Iterable, List, Mapping, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence
 
 from otel_profiling.profile import Profile, ProfileKind
 
@@ -81,3 +81,7 @@ class Trigger(abc.ABC):
     def uninstall(self) -> None:
         """Called by ``agent.shutdown()``: stop listening, release resources."""
         self._target = None
+
+    def context_attributes(self) -> Dict[str, AttributeValue]:
+        """What the process context publishes about this trigger (its signal, its URL)."""
+        return {}

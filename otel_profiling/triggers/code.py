@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Tuple, TypeV
 
 from opentelemetry.util.types import AttributeValue
 
-from otel_profiling._own_code import calls_application
+from otel_profiling._threads import pass_through
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler
 
@@ -139,8 +139,8 @@ class ProfileBlock:
 
         if inspect.iscoroutinefunction(func):
 
-            @calls_application  # CPU profiles skip this frame, keep what it calls
             @functools.wraps(func)
+            @pass_through
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 self._begin(name, function)
                 failed = True
@@ -153,8 +153,8 @@ class ProfileBlock:
 
             return async_wrapper  # type: ignore[return-value]
 
-        @calls_application
         @functools.wraps(func)
+        @pass_through
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             self._begin(name, function)
             failed = True

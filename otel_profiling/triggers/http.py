@@ -9,23 +9,33 @@ the matching kind:
   open-ended window; ``stop`` returns the profile.
 
 Every profile is also exported like any other. Standard library server on a
-daemon thread, one library thread per request (bounded), loopback by default.
+daemon thread, one library thread per connection, loopback by default.
+
+A client that can reach the port cannot lock authorised users out: the whole
+request head must arrive within ``HEAD_TIMEOUT`` seconds (a per-read timeout
+alone lets a client drip one header line at a time for as long as it likes),
+connections are capped at ``MAX_CONNECTIONS``, and only authorised requests
+take one of the ``MAX_CONCURRENT_REQUESTS`` profiling slots.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import io
 import ipaddress
 import json
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from otel_profiling import _threads
+from otel_profiling._limits import MAX_WINDOW_SECONDS, check_number
+from otel_profiling.process_context import HTTP_ATTRIBUTE
 from otel_profiling.profile import Profile, ProfileKind, ProfileStatus
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.triggers._windows import STOP_ELAPSED, STOP_SHUTDOWN, STOP_SNAPSHOT
@@ -36,8 +46,17 @@ _logger = logging.getLogger(__name__)
 PREFIX = "/debug/profile"
 DEFAULT_MAX_SECONDS = 300.0
 DEFAULT_SECONDS = 30.0
-DEFAULT_MAX_WINDOW_SECONDS = 3600.0
+DEFAULT_MAX_WINDOW_SECONDS = MAX_WINDOW_SECONDS
 MAX_CONCURRENT_REQUESTS = 8
+"""Authorised profiling requests served at once."""
+MAX_CONNECTIONS = 32
+"""Connections served at once, authorised or not (each on a library thread)."""
+HEAD_TIMEOUT = 5.0
+"""Seconds for a client to send its whole request line and headers."""
+WRITE_TIMEOUT = 30.0
+"""Seconds one write of a response may block on a client that does not read."""
+MIN_PUBLIC_TOKEN_LENGTH = 16
+"""Shortest token accepted on an address other than loopback."""
 SHUTDOWN_WAIT = 10.0
 
 _PATHS: Dict[str, ProfileKind] = {
@@ -76,14 +95,15 @@ class HttpTrigger(Trigger):
     """Serves ``/debug/profile/...`` on ``host:port`` (``port=0``: any free port; see ``.port``).
 
     With ``token``, every request must carry ``Authorization: Bearer <token>``
-    (compared in constant time). Binding to anything but loopback without a
-    token is refused at construction. ``seconds`` defaults to 30 and is
+    (compared in constant time); a token is printable ASCII without spaces.
+    Binding to anything but loopback without a token of at least 16
+    characters is refused at construction. ``seconds`` defaults to 30 and is
     bounded by ``max_seconds``; an open-ended window ends by itself after
-    ``max_window_seconds``. Status codes: 200 profile or JSON, 400 bad
-    parameter, 401 bad or missing token, 404 unknown path or no profiler of
-    that kind, 405 wrong method, 409 a profile of that kind is already
-    running (or none to stop), 500 the profiler failed, 503 shutting down or
-    too many requests.
+    ``max_window_seconds`` (both at most an hour). Status codes: 200 profile
+    or JSON, 400 bad parameter, 401 bad or missing token, 404 unknown path or
+    no profiler of that kind, 405 wrong method, 409 a profile of that kind is
+    already running (or none to stop), 500 the profiler failed, 503 shutting
+    down, too many connections or too many profiling requests.
     """
 
     name = "http"
@@ -102,25 +122,14 @@ class HttpTrigger(Trigger):
             raise ValueError(
                 f"HttpTrigger port={port!r}: use an integer 0-65535 (0: any free port)."
             )
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise ValueError("HttpTrigger token must be a non-empty string (or None on loopback).")
-        if token is not None and any(ch.isspace() for ch in token):
-            raise ValueError("HttpTrigger token must not contain whitespace.")
-        if token is None and not is_loopback(host):
-            raise ValueError(
-                f"HttpTrigger refuses to listen on {host!r} without a token: anyone who can "
-                "reach it could profile this process. Pass token=... (or set "
-                "OTEL_PROFILING_HTTP_TOKEN), or bind to 127.0.0.1."
-            )
-        for label, value in (
-            ("max_seconds", max_seconds),
-            ("max_window_seconds", max_window_seconds),
-        ):
-            if not value > 0:
-                raise ValueError(f"HttpTrigger {label}={value!r}: must be > 0 seconds.")
+        _check_token(host, token)
         self.host = host
-        self.max_seconds = float(max_seconds)
-        self.max_window_seconds = float(max_window_seconds)
+        self.max_seconds = check_number(
+            "HttpTrigger max_seconds", max_seconds, maximum=MAX_WINDOW_SECONDS
+        )
+        self.max_window_seconds = check_number(
+            "HttpTrigger max_window_seconds", max_window_seconds, maximum=MAX_WINDOW_SECONDS
+        )
         self._port = port
         self._token = token.encode() if token is not None else None
         self._raise_bind_errors = True
@@ -179,14 +188,24 @@ class HttpTrigger(Trigger):
         super().uninstall()
 
     def after_fork(self) -> None:
-        """A forked child does not serve: the port belongs to the parent."""
+        """A forked child serves on a free port of its own when ``port=0``, else not at all.
+
+        A fixed port belongs to the parent. The child's port is published in
+        its process context (``otel-profiling trigger --list`` shows it).
+        """
         server, self._server = self._server, None
         self._thread = None
         self._lock = threading.Lock()
         self._open = {}
         if server is not None:
             server.socket.close()
-            _logger.info("HttpTrigger is not served in forked children (the parent keeps it).")
+            if self._port == 0 and self._target is not None:
+                self.install(self._target)
+            else:
+                _logger.info("HttpTrigger is not served in forked children (the parent keeps it).")
+
+    def context_attributes(self) -> Dict[str, Any]:
+        return {HTTP_ATTRIBUTE: self.url} if self._server is not None else {}
 
     # -- requests -------------------------------------------------------------------
     def authorized(self, header: Optional[str]) -> bool:
@@ -288,6 +307,35 @@ class HttpTrigger(Trigger):
         return f"HttpTrigger(host={self.host!r}, port={self.port}, token={token})"
 
 
+def _check_token(host: str, token: Optional[str]) -> None:
+    """Refuse a token that could not authenticate anyone, or too weak a one off loopback.
+
+    The messages never contain the token.
+    """
+    generate = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if token is not None and not (
+        isinstance(token, str) and token and all("!" <= ch <= "~" for ch in token)
+    ):
+        raise ValueError(
+            "HttpTrigger token must be printable ASCII without spaces (clients send it in an "
+            f"HTTP header), or None on loopback; generate one with: {generate}"
+        )
+    if is_loopback(host):
+        return
+    if token is None:
+        raise ValueError(
+            f"HttpTrigger refuses to listen on {host!r} without a token: anyone who can "
+            "reach it could profile this process. Pass token=... (or set "
+            "OTEL_PROFILING_HTTP_TOKEN), or bind to 127.0.0.1."
+        )
+    if len(token) < MIN_PUBLIC_TOKEN_LENGTH:
+        raise ValueError(
+            f"HttpTrigger refuses to listen on {host!r} with a token shorter than "
+            f"{MIN_PUBLIC_TOKEN_LENGTH} characters: anyone who can reach it could guess it. "
+            f"Generate one with: {generate}"
+        )
+
+
 def _path_of(kind: ProfileKind) -> str:
     return next(name for name, value in _PATHS.items() if value is kind)
 
@@ -309,12 +357,39 @@ def _routes() -> Dict[str, Dict[str, Tuple[str, Optional[ProfileKind]]]]:
 
 ROUTES = _routes()
 _PARAMS = {"timed": {"seconds"}}
+_PROFILING_ACTIONS = {"timed", "snapshot", "start", "stop"}
+_RETRY = {"Retry-After": f"{HEAD_TIMEOUT:g}"}
+
+
+class _HeadReader(io.RawIOBase):
+    """Socket reads that share one deadline: the whole request head must arrive by then."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"request head not received within {HEAD_TIMEOUT:g} s")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    timeout = 30  # seconds to read a request: a slow client cannot hold a thread forever
+    timeout = HEAD_TIMEOUT
     server_version = "otel-profiling"
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the request is read through the deadline instead
+        deadline = time.monotonic() + HEAD_TIMEOUT
+        self.rfile = io.BufferedReader(_HeadReader(self.connection, deadline))
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -336,6 +411,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         trigger = self.server.trigger
+        self.connection.settimeout(WRITE_TIMEOUT)  # the head is in: only writes are left
         try:
             if not trigger.authorized(self.headers.get("Authorization")):
                 raise HttpError(
@@ -355,28 +431,37 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             action, kind = methods[method]
             query = self._query(parts.query, _PARAMS.get(action, set()))
-            reason = f"{method} {self.path}"
-            if action == "index":
-                self._json(200, {"endpoints": _index(trigger)})
-            elif action == "timed":
+            if action in _PROFILING_ACTIONS:
                 assert kind is not None
-                seconds = self._seconds(query, trigger.max_seconds)
-                self._profile(trigger.timed(kind, seconds, reason))
-            elif action == "snapshot":
-                assert kind is not None
-                self._profile(trigger.timed(kind, 0.0, reason))
-            elif action == "start":
-                assert kind is not None
-                profile = trigger.open_window(kind, reason)
-                self._json(200, {"status": "started", **_describe(profile)})
+                with self.server.profiling_slot():
+                    self._act(trigger, f"{method} {self.path}", action, kind, query)
             else:
-                assert kind is not None
-                self._profile(trigger.close_window(kind))
+                self._json(200, {"endpoints": _index(trigger)})
         except HttpError as exc:
             self._json(exc.status, {"error": exc.message, "status": exc.status}, exc.headers)
         except Exception as exc:  # never let a request kill the server thread
             _logger.exception("Profiling HTTP request failed.")
             self._json(500, {"error": f"internal error: {type(exc).__name__}", "status": 500})
+
+    def _act(
+        self,
+        trigger: HttpTrigger,
+        reason: str,
+        action: str,
+        kind: ProfileKind,
+        query: Dict[str, str],
+    ) -> None:
+        """Run one profiling action and answer it; errors are raised as ``HttpError``."""
+        if action == "timed":
+            seconds = self._seconds(query, trigger.max_seconds)
+            self._profile(trigger.timed(kind, seconds, reason))
+        elif action == "snapshot":
+            self._profile(trigger.timed(kind, 0.0, reason))
+        elif action == "start":
+            profile = trigger.open_window(kind, reason)
+            self._json(200, {"status": "started", **_describe(profile)})
+        else:
+            self._profile(trigger.close_window(kind))
 
     @staticmethod
     def _query(text: str, allowed: set) -> Dict[str, str]:
@@ -399,7 +484,7 @@ class _Handler(BaseHTTPRequestHandler):
         if text is None:
             return min(DEFAULT_SECONDS, maximum)
         try:
-            seconds = float(text)
+            seconds = float(text) if text.isascii() else float("nan")
         except ValueError:
             seconds = float("nan")
         if not 0 < seconds <= maximum:  # also rejects nan and inf
@@ -464,24 +549,32 @@ def _index(trigger: HttpTrigger) -> List[Dict[str, Any]]:
 
 
 class _Server(HTTPServer):
-    """``HTTPServer`` running each request on a library thread, at most a few at a time."""
+    """``HTTPServer`` serving each connection on a library thread.
+
+    Two bounds: ``MAX_CONNECTIONS`` connections at once (beyond, an
+    immediate 503), and ``MAX_CONCURRENT_REQUESTS`` profiling slots, taken
+    only once a request is authorised, so clients without the token cannot
+    use them up.
+    """
 
     allow_reuse_address = False
+    request_queue_size = MAX_CONNECTIONS  # the listen backlog (socketserver's default is 5)
 
     def __init__(self, trigger: HttpTrigger) -> None:
         self.trigger = trigger
         if ":" in trigger.host:
             self.address_family = socket.AF_INET6
-        self._inflight = 0
+        self._connections = 0
+        self._profiling = 0
         self._idle = threading.Condition()
         super().__init__((trigger.host.strip("[]"), trigger._port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._idle:
-            if self._inflight >= MAX_CONCURRENT_REQUESTS:
-                self._busy(request)
+            if self._connections >= MAX_CONNECTIONS:
+                self._busy(request, "too many connections")
                 return
-            self._inflight += 1
+            self._connections += 1
         run: Callable[[], None] = lambda: self._run(request, client_address)  # noqa: E731
         _threads.start_daemon(run, "http-request")
 
@@ -493,14 +586,28 @@ class _Server(HTTPServer):
         finally:
             self.shutdown_request(request)
             with self._idle:
-                self._inflight -= 1
+                self._connections -= 1
                 self._idle.notify_all()
 
-    def _busy(self, request: Any) -> None:
-        body = b'{"error": "too many profiling requests in progress", "status": 503}'
+    @contextlib.contextmanager
+    def profiling_slot(self) -> Iterator[None]:
+        """Hold one of the profiling slots, or answer 503 when all are taken."""
+        with self._idle:
+            if self._profiling >= MAX_CONCURRENT_REQUESTS:
+                raise HttpError(503, "too many profiling requests in progress", _RETRY)
+            self._profiling += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._profiling -= 1
+
+    def _busy(self, request: Any, why: str) -> None:
+        body = json.dumps({"error": why, "status": 503}).encode()
         with contextlib.suppress(OSError):
             request.sendall(
                 b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                + f"Retry-After: {_RETRY['Retry-After']}\r\n".encode()
                 + f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
@@ -511,4 +618,4 @@ class _Server(HTTPServer):
 
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
-            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
+            return self._idle.wait_for(lambda: self._connections == 0, timeout)

@@ -7,21 +7,11 @@ import random
 import time
 from typing import Optional
 
+from otel_profiling._limits import MAX_PERIOD_SECONDS, MAX_WINDOW_SECONDS, check_number
 from otel_profiling.triggers._windows import run_window
 from otel_profiling.triggers.background import BackgroundTrigger
 
 _logger = logging.getLogger(__name__)
-
-
-def _positive(name: str, value: float, allow_zero: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"IntervalTrigger {name}={value!r} is not a number of seconds.") from None
-    if number != number or number < 0 or (number == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"IntervalTrigger {name}={value!r}: must be a number of seconds {bound}.")
-    return number
 
 
 class IntervalTrigger(BackgroundTrigger):
@@ -41,14 +31,22 @@ class IntervalTrigger(BackgroundTrigger):
 
     def __init__(self, every: float, duration: float, jitter: Optional[float] = None) -> None:
         super().__init__()
-        self.every = _positive("every", every)
-        self.duration = _positive("duration", duration)
+        self.every = check_number("IntervalTrigger every", every, maximum=MAX_PERIOD_SECONDS)
+        self.duration = check_number(
+            "IntervalTrigger duration", duration, maximum=MAX_WINDOW_SECONDS
+        )
         if self.duration > self.every:
             raise ValueError(
                 f"IntervalTrigger duration={duration!r} is longer than every={every!r}: "
                 "windows would overlap; use a duration <= every."
             )
-        self.jitter = self.every if jitter is None else _positive("jitter", jitter, True)
+        self.jitter = (
+            self.every
+            if jitter is None
+            else check_number(
+                "IntervalTrigger jitter", jitter, maximum=MAX_PERIOD_SECONDS, allow_minimum=True
+            )
+        )
         self.windows = 0
 
     @property

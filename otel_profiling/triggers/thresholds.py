@@ -18,6 +18,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from opentelemetry.util.types import AttributeValue
 
+from otel_profiling._limits import MAX_PERIOD_SECONDS, MAX_WINDOW_SECONDS, check_number
 from otel_profiling.profile import ProfileKind
 from otel_profiling.triggers._windows import run_window
 from otel_profiling.triggers.background import BackgroundTrigger
@@ -42,19 +43,6 @@ def resident_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
-def _number(
-    owner: str, name: str, value: float, minimum: float = 0.0, strict: bool = True
-) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner} {name}={value!r} is not a number.") from None
-    if number != number or number < minimum or (strict and number == minimum):
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ValueError(f"{owner} {name}={value!r}: must be {bound}.")
-    return number
-
-
 class _PollingTrigger(BackgroundTrigger):
     """Samples on a daemon thread; fires a profiling window when ``_check`` says so."""
 
@@ -68,9 +56,13 @@ class _PollingTrigger(BackgroundTrigger):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.cooldown = _number(owner, "cooldown", cooldown, strict=False)
-        self.duration = _number(owner, "duration", duration)
-        self.poll_interval = _number(owner, "poll_interval", poll_interval)
+        self.cooldown = check_number(
+            f"{owner} cooldown", cooldown, maximum=MAX_PERIOD_SECONDS, allow_minimum=True
+        )
+        self.duration = check_number(f"{owner} duration", duration, maximum=MAX_WINDOW_SECONDS)
+        self.poll_interval = check_number(
+            f"{owner} poll_interval", poll_interval, maximum=MAX_WINDOW_SECONDS
+        )
         self.kinds: Optional[Tuple[ProfileKind, ...]] = (
             None if kinds is None else tuple(ProfileKind(k) for k in kinds)
         )
@@ -196,8 +188,13 @@ class CpuThresholdTrigger(_PollingTrigger):
         super().__init__(
             cooldown=cooldown, duration=duration, poll_interval=poll_interval, kinds=kinds
         )
-        self.percent = _number("CpuThresholdTrigger", "percent", percent)
-        self.for_seconds = _number("CpuThresholdTrigger", "for_seconds", for_seconds, strict=False)
+        self.percent = check_number("CpuThresholdTrigger percent", percent, unit="percent")
+        self.for_seconds = check_number(
+            "CpuThresholdTrigger for_seconds",
+            for_seconds,
+            maximum=MAX_WINDOW_SECONDS,
+            allow_minimum=True,
+        )
         self._last: Tuple[float, float] = (0.0, 0.0)
         self._above_since: Optional[float] = None
 

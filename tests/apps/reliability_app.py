@@ -157,6 +157,53 @@ def preload_fork(endpoint: str, bucket: str) -> None:
     agent.shutdown()
 
 
+def fork_during_export(endpoint: str, bucket: str) -> None:
+    """A real fork while an upload is in flight; the test drives the steps over stdin."""
+    processor = BatchProfileProcessor(
+        s3_exporter(endpoint, bucket, timeout_millis=60_000),
+        schedule_delay_millis=20,
+        export_timeout_millis=60_000,
+    )
+    assert processor.spool is not None
+    processor.on_end(make_profile(b'{"step": "warm"}'))
+    say("flushed", processor.force_flush(30_000), "exported", processor.exported_profiles)
+    sys.stdin.readline()  # the backend now drips its answers
+    in_flight = make_profile(b'{"step": "in flight"}')
+    processor.on_end(in_flight)
+    say("queued", in_flight.key)
+    sys.stdin.readline()  # the upload is in flight
+    parent_fs = processor.exporter.fs  # type: ignore[attr-defined]
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            counters = [
+                processor.exported_profiles,
+                processor.spooled_profiles,
+                processor.failed_profiles,
+                processor.dropped_profiles,
+                processor.error_profiles,
+                processor.resent_profiles,
+                processor.queued_profiles,
+                processor.spool.spooled_profiles,
+            ]
+            child = make_profile(b'{"step": "child"}')
+            processor.on_end(child)
+            flushed = processor.force_flush(30_000)
+            fresh_fs = processor.exporter.fs is not parent_fs  # type: ignore[attr-defined]
+            say("child", *counters, flushed, processor.exported_profiles, fresh_fs, child.key)
+            processor.shutdown(10_000)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    say("child-exit", os.waitstatus_to_exitcode(status))
+    sys.stdin.readline()  # the in-flight answer is let through
+    flushed = processor.force_flush(60_000)
+    say("parent", flushed, processor.exported_profiles, processor.spooled_profiles)
+    processor.shutdown(10_000)
+
+
 def exit_while_hanging(endpoint: str, bucket: str) -> None:
     """Interpreter exit with a backend that never answers: bounded by the exit timeout."""
     agent = ProfilingAgent(exit_timeout_millis=2_000)
@@ -177,5 +224,6 @@ if __name__ == "__main__":
         "bad-credentials": bad_credentials,
         "preload-fork": preload_fork,
         "exit-while-hanging": exit_while_hanging,
+        "fork-during-export": fork_during_export,
     }
     modes[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,60 @@
+"""The exit flush writes on the calling thread and starts no thread.
+
+Python 3.12.0 and 3.12.1 refuse to start any thread from an exit hook. The
+app forbids it the same way on every Python (and the suite runs on 3.12.1
+too), then exits without shutting the agent down: the profile it left queued
+or running must be in storage, not in the spool, whatever the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import APPS, child_env
+from reliability_helpers import bucket_objects
+
+APP = str(APPS / "exit_app.py")
+
+
+def run_exit_app(*args: str, spool: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, APP, *args],
+        env=child_env(OTEL_SERVICE_NAME="exit-test", OTEL_PROFILING_SPOOL_DIR=str(spool)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def check(result: subprocess.CompletedProcess, payloads: list, mode: str, spool: Path) -> None:
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "exiting", result.stdout
+    assert "threads-refused 0" in result.stdout, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(payloads) == 1, (payloads, result.stderr)
+    assert json.loads(payloads[0])["label"] == mode
+    assert not list(spool.rglob("*.profile"))  # sent, not kept for later
+
+
+@pytest.mark.parametrize("mode", ["queued", "running"])
+def test_exit_flush_to_s3_starts_no_thread(
+    mode: str, s3_endpoint: str, bucket: str, boto3_client, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    spool = tmp_path / "spool"
+    result = run_exit_app(f"s3://{bucket}/exit", mode, s3_endpoint, spool=spool)
+    payloads = list(bucket_objects(boto3_client, bucket).values())
+    check(result, payloads, mode, spool)
+
+
+@pytest.mark.parametrize("mode", ["queued", "running"])
+def test_exit_flush_to_local_files_starts_no_thread(mode: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    out = tmp_path / "out"
+    result = run_exit_app(f"file://{out}", mode, spool=spool)
+    names = os.listdir(out) if out.exists() else []
+    check(result, [(out / n).read_bytes() for n in names], mode, spool)
