@@ -285,7 +285,7 @@ def test_without_dask_the_options_name_the_extra(tmp_path: Path) -> None:
         result = cli(*args, env=env)
         assert result.returncode == 1, result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
-        assert "needs Dask: pip install 'otel-profiling[dask]'" in result.stderr
+        assert "needs Dask: pip install 'otel-profiling-agent[dask]'" in result.stderr
     assert not (tmp_path / "out.cpuprofile").exists()
 
 

@@ -23,6 +23,8 @@ import secrets
 import time
 from typing import Any, Dict, Mapping, Set, Tuple
 
+from otel_profiling.version import install_hint
+
 _EXTRAS = {
     "s3": "s3",
     "s3a": "s3",
@@ -37,7 +39,7 @@ _EXTRAS = {
 
 def missing_backend_message(protocol: str, exc: BaseException) -> str:
     extra = _EXTRAS.get(protocol)
-    fix = f"pip install 'otel-profiling[{extra}]'" if extra else "install the fsspec implementation"
+    fix = install_hint(extra) if extra else "install the fsspec implementation"
     return f"No fsspec backend for '{protocol}://' URLs ({exc}). Fix: {fix}."
 
 

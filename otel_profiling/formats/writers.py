@@ -12,6 +12,7 @@ from typing import Callable, Dict
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
 from otel_profiling.formats.readers import ProfileTree
 from otel_profiling.formats.speedscope import encode_speedscope
+from otel_profiling.version import DISTRIBUTION
 
 WRITE_FORMATS = ("pprof", "cpuprofile", "folded", "speedscope")
 EXTENSIONS = {
@@ -41,7 +42,7 @@ def _encoder(module: str, name: str) -> Callable[..., bytes]:
     except (ImportError, AttributeError):
         raise WriterUnavailableError(
             f"writing {module} needs otel_profiling.formats.{module}.{name}, which this "
-            "installation lacks; upgrade otel-profiling or choose cpuprofile or speedscope"
+            f"installation lacks; upgrade {DISTRIBUTION} or choose cpuprofile or speedscope"
         ) from None
 
 
