@@ -45,7 +45,7 @@ FORMATS: Dict[ProfileKind, Tuple[ProfileFormat, ...]] = {
 
 
 def default_format(kind: ProfileKind) -> ProfileFormat:
-    """The seed's format for ``kind``: the Chrome DevTools one."""
+    """The default format for ``kind``: the Chrome DevTools one, as OpenProfiling writes."""
     return FORMATS[kind][0]
 
 
