@@ -19,9 +19,9 @@ from typing import Any, Callable, Dict, List, Optional
 from otel_profiling._env import env_list, env_str, hidden
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.console import ConsoleProfileExporter
-from otel_profiling.exporters.naming import DEFAULT_KEY_TEMPLATE, validate_key_template
 from otel_profiling.exporters.s3 import WHEN_REQUIRED
 from otel_profiling.exporters.storage import FsspecProfileExporter
+from otel_profiling.naming import DEFAULT_KEY_TEMPLATE, validate_key_template
 from otel_profiling.redact import redact_url
 
 _logger = logging.getLogger(__name__)

@@ -28,6 +28,7 @@ import secrets
 import threading
 import time
 import traceback
+import weakref
 from typing import (
     Any,
     Awaitable,
@@ -58,10 +59,13 @@ from otel_profiling.exporters.backends import (
     prepare_options,
 )
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult, has_payload
-from otel_profiling.exporters.naming import (
+from otel_profiling.exporters.pool import WriterPool
+from otel_profiling.exporters.retry import Backoff, is_transient, remedy_for
+from otel_profiling.naming import (
     DEFAULT_KEY_TEMPLATE,
     PROFILE_ATTRIBUTES,
     PROFILE_FIELDS,
+    ProfileNamer,
     check_placeholders,
     collision_key,
     fill_placeholders,
@@ -70,8 +74,6 @@ from otel_profiling.exporters.naming import (
     placeholders,
     validate_key_template,
 )
-from otel_profiling.exporters.pool import WriterPool
-from otel_profiling.exporters.retry import Backoff, is_transient, remedy_for
 from otel_profiling.profile import Profile, iso_millis
 from otel_profiling.redact import (
     redact_options,
@@ -281,6 +283,7 @@ class FsspecProfileExporter(ProfileExporter):
         validate_key_template(key_template, known)
         self.url = url
         self.key_template = key_template
+        self.namer = ProfileNamer(key_template)
         self.create_container = create_container
         if timeout_millis is None:
             timeout_millis = env_int(
@@ -323,6 +326,9 @@ class FsspecProfileExporter(ProfileExporter):
         self._reported: Set[str] = set()  # permanent failures already logged, until a success
         self._missing: Set[str] = set()  # placeholders without a value, logged once each
         self._failing = False  # a transient failure was logged; quiet until a success
+        # each profile's path, computed once (trace links, batching, every retry share it)
+        self._paths: weakref.WeakKeyDictionary[Profile, str] = weakref.WeakKeyDictionary()
+        self._paths_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -356,10 +362,20 @@ class FsspecProfileExporter(ProfileExporter):
 
     # -- naming ---------------------------------------------------------------------
     def path_for(self, profile: Profile) -> str:
-        """Where ``profile`` is written (before any collision suffix), without scheme."""
-        directory = fill_placeholders(self._base, profile, self._placeholder_missing)
-        key = fill_placeholders(self.key_template, profile, self._placeholder_missing)
-        return posixpath.join(directory, key) if directory else key
+        """Where ``profile`` is written (before any collision suffix), without scheme.
+
+        Computed once per profile: the URL put on spans when it starts is the
+        one it is written to.
+        """
+        with self._paths_lock:
+            path = self._paths.get(profile)
+        if path is None:
+            directory = fill_placeholders(self._base, profile, self._placeholder_missing)
+            key = self.namer.key(profile, self._placeholder_missing)
+            path = posixpath.join(directory, key) if directory else key
+            with self._paths_lock:
+                self._paths[profile] = path
+        return path
 
     def url_for(self, profile: Profile) -> str:
         """The full URL of ``profile``'s object (before any collision suffix)."""
@@ -594,7 +610,7 @@ class FsspecProfileExporter(ProfileExporter):
                     attempt.failed(message, permanent=True, given_up=False)
                     self._report_permanent(exc, message)
                     return
-                _logger.debug("Transient failure writing %s: %s", profile.key, message)
+                _logger.debug("Transient failure writing %s: %s", self.path_for(profile), message)
                 delay = backoff.next_delay()
                 if delay is None:
                     tries = f"{message} (after {backoff.attempts} attempt(s))"

@@ -26,6 +26,7 @@ import io
 import ipaddress
 import json
 import logging
+import posixpath
 import socket
 import threading
 import time
@@ -254,6 +255,11 @@ class HttpTrigger(Trigger):
             raise HttpError(500, "the profile did not end")
         return profile
 
+    def key_for(self, profile: Profile) -> str:
+        """The name the agent's exporter stores ``profile`` under."""
+        target = self._target
+        return target.key_for(profile) if target is not None else profile.key
+
     def timed(self, kind: ProfileKind, seconds: float, reason: str) -> Profile:
         """Profile for ``seconds`` (a snapshot at once); the request waits for it."""
         profile = self._start(self.profiler_for(kind), reason)
@@ -454,14 +460,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Run one profiling action and answer it; errors are raised as ``HttpError``."""
         if action == "timed":
             seconds = self._seconds(query, trigger.max_seconds)
-            self._profile(trigger.timed(kind, seconds, reason))
+            self._profile(trigger, trigger.timed(kind, seconds, reason))
         elif action == "snapshot":
-            self._profile(trigger.timed(kind, 0.0, reason))
+            self._profile(trigger, trigger.timed(kind, 0.0, reason))
         elif action == "start":
             profile = trigger.open_window(kind, reason)
-            self._json(200, {"status": "started", **_describe(profile)})
+            self._json(200, {"status": "started", **_describe(trigger, profile)})
         else:
-            self._profile(trigger.close_window(kind))
+            self._profile(trigger, trigger.close_window(kind))
 
     @staticmethod
     def _query(text: str, allowed: set) -> Dict[str, str]:
@@ -491,11 +497,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(400, f"seconds={text!r}: must be a number > 0 and <= {maximum:g}")
         return seconds
 
-    def _profile(self, profile: Profile) -> None:
+    def _profile(self, trigger: HttpTrigger, profile: Profile) -> None:
         if profile.status is ProfileStatus.ERROR:
             raise HttpError(500, f"the profiler failed: {profile.error}")
+        name = posixpath.basename(trigger.key_for(profile))  # the stored object's name
         headers = {
-            "Content-Disposition": f'attachment; filename="{profile.key}"',
+            "Content-Disposition": f'attachment; filename="{name}"',
             "X-Profile-Kind": profile.kind.value,
             "X-Profile-Trigger": profile.trigger or "",
         }
@@ -530,8 +537,8 @@ class _Handler(BaseHTTPRequestHandler):
         _logger.debug("%s %s", self.address_string(), format % args)
 
 
-def _describe(profile: Profile) -> Dict[str, Any]:
-    return {"kind": profile.kind.value, "name": profile.name, "key": profile.key}
+def _describe(trigger: HttpTrigger, profile: Profile) -> Dict[str, Any]:
+    return {"kind": profile.kind.value, "name": profile.name, "key": trigger.key_for(profile)}
 
 
 def _index(trigger: HttpTrigger) -> List[Dict[str, Any]]:
