@@ -18,6 +18,9 @@ import threading
 from typing import List, Optional, Sequence
 
 from opentelemetry import trace
+from opentelemetry.sdk.environment_variables import (
+    OTEL_SDK_DISABLED,
+)
 from opentelemetry.sdk.resources import Resource
 
 from otel_profiling._env import env_bool, from_env
@@ -61,6 +64,10 @@ def agent_from_env(
     resource: Optional[Resource] = None, extra_triggers: Sequence[Trigger] = ()
 ) -> Optional[ProfilingAgent]:
     """A started agent built from the environment (not set as the global one).
+
+    The one way an agent is built from the environment: ``configure()``
+    (called by the application, by ``opentelemetry-instrument`` and by
+    programs started with ``otel-profiling run``) builds it here.
 
     Never raises because of the environment: each value is checked where it
     is read, and each piece (an exporter's processor, the profilers, each
@@ -106,7 +113,7 @@ def configure(resource: Optional[Resource] = None) -> Optional[ProfilingAgent]:
         existing = get_profiling_agent()
         if existing is not None:
             return existing
-        if env_bool("OTEL_SDK_DISABLED", False):
+        if env_bool(OTEL_SDK_DISABLED, False):
             _logger.debug("OTEL_SDK_DISABLED is true: profiling not configured.")
             return None
         agent = agent_from_env(resource)

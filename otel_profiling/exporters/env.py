@@ -17,6 +17,12 @@ import logging
 from typing import Any, Callable, Dict, List, Optional
 
 from otel_profiling._env import env_list, env_str, hidden
+from otel_profiling.environment_variables import (
+    OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE,
+    OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS,
+    OTEL_EXPORTER_FSSPEC_PROFILES_URL,
+    OTEL_PROFILES_EXPORTER,
+)
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.console import ConsoleProfileExporter
 from otel_profiling.exporters.s3 import WHEN_REQUIRED
@@ -27,10 +33,6 @@ from otel_profiling.redact import redact_url
 _logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "otel_profiling_exporter"
-OTEL_PROFILES_EXPORTER = "OTEL_PROFILES_EXPORTER"
-OTEL_EXPORTER_FSSPEC_PROFILES_URL = "OTEL_EXPORTER_FSSPEC_PROFILES_URL"
-OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS = "OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS"
-OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE = "OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE"
 DEFAULT_URL = "file://./profiles"
 _S3_SCHEMES = ("s3://", "s3a://")
 

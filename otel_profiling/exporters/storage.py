@@ -52,6 +52,9 @@ from otel_profiling._env import env_int
 from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
 from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
+from otel_profiling.environment_variables import (
+    OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT,
+)
 from otel_profiling.exporters.backends import (
     Backend,
     backend_for,
@@ -287,7 +290,7 @@ class FsspecProfileExporter(ProfileExporter):
         self.create_container = create_container
         if timeout_millis is None:
             timeout_millis = env_int(
-                "OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT",
+                OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT,
                 DEFAULT_EXPORT_TIMEOUT_MILLIS,
                 ENV_MIN_EXPORT_TIMEOUT_MILLIS,
                 maximum=MAX_EXPORT_TIMEOUT_MILLIS,

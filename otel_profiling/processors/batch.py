@@ -41,6 +41,13 @@ from otel_profiling._env import env_int
 from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
 from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
+from otel_profiling.environment_variables import (
+    OTEL_BPP_EXPORT_TIMEOUT,
+    OTEL_BPP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BPP_MAX_QUEUE_BYTES,
+    OTEL_BPP_MAX_QUEUE_SIZE,
+    OTEL_BPP_SCHEDULE_DELAY,
+)
 from otel_profiling.exporters.base import ProfileExporter, has_payload
 from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
 from otel_profiling.profile import Profile
@@ -110,7 +117,7 @@ class BatchProfileProcessor(ProfileProcessor):
         )
         self.schedule_delay_millis = _pick(
             schedule_delay_millis,
-            "OTEL_BPP_SCHEDULE_DELAY",
+            OTEL_BPP_SCHEDULE_DELAY,
             DEFAULT_SCHEDULE_DELAY_MILLIS,
             1,
             MAX_SCHEDULE_DELAY_MILLIS,
@@ -118,17 +125,17 @@ class BatchProfileProcessor(ProfileProcessor):
             unit="ms",
         )
         self.max_queue_size = _pick(
-            max_queue_size, "OTEL_BPP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE_SIZE, 1
+            max_queue_size, OTEL_BPP_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE, 1
         )
         self.max_export_batch_size = _pick(
             max_export_batch_size,
-            "OTEL_BPP_MAX_EXPORT_BATCH_SIZE",
+            OTEL_BPP_MAX_EXPORT_BATCH_SIZE,
             DEFAULT_MAX_EXPORT_BATCH_SIZE,
             1,
         )
         self.export_timeout_millis = _pick(
             export_timeout_millis,
-            "OTEL_BPP_EXPORT_TIMEOUT",
+            OTEL_BPP_EXPORT_TIMEOUT,
             DEFAULT_EXPORT_TIMEOUT_MILLIS,
             1,
             MAX_EXPORT_TIMEOUT_MILLIS,
@@ -136,7 +143,7 @@ class BatchProfileProcessor(ProfileProcessor):
             unit="ms",
         )
         self.max_queue_bytes = _pick(
-            max_queue_bytes, "OTEL_BPP_MAX_QUEUE_BYTES", DEFAULT_MAX_QUEUE_BYTES, 1
+            max_queue_bytes, OTEL_BPP_MAX_QUEUE_BYTES, DEFAULT_MAX_QUEUE_BYTES, 1
         )
         if self.max_export_batch_size > self.max_queue_size:
             if max_export_batch_size is not None and max_queue_size is not None:

@@ -17,6 +17,10 @@ from otel_profiling.environment_variables import (
     OTEL_PROFILING_CPU_ENGINE,
     OTEL_PROFILING_CPU_FORMAT,
     OTEL_PROFILING_CPU_INTERVAL,
+    OTEL_PROFILING_HEAP_FORMAT,
+    OTEL_PROFILING_HEAP_FRAMES,
+    OTEL_PROFILING_PROFILERS,
+    OTEL_PROFILING_SNAPSHOT_GC_COLLECT,
 )
 from otel_profiling.formats import FORMATS, get_format
 from otel_profiling.profile import ProfileKind
@@ -114,15 +118,15 @@ def _interval_from_env() -> float:
 
 def heap_profiler_from_env() -> HeapProfiler:
     """``OTEL_PROFILING_HEAP_FORMAT``, ``OTEL_PROFILING_HEAP_FRAMES``."""
-    frames = env_int("OTEL_PROFILING_HEAP_FRAMES", DEFAULT_FRAMES, minimum=1, maximum=65535)
+    frames = env_int(OTEL_PROFILING_HEAP_FRAMES, DEFAULT_FRAMES, minimum=1, maximum=65535)
     return HeapProfiler(
-        _format_from_env("OTEL_PROFILING_HEAP_FORMAT", ProfileKind.HEAP_PROFILE), frames=frames
+        _format_from_env(OTEL_PROFILING_HEAP_FORMAT, ProfileKind.HEAP_PROFILE), frames=frames
     )
 
 
 def snapshot_profiler_from_env() -> HeapSnapshotProfiler:
     """``OTEL_PROFILING_SNAPSHOT_GC_COLLECT``."""
-    return HeapSnapshotProfiler(collect=env_bool("OTEL_PROFILING_SNAPSHOT_GC_COLLECT", True))
+    return HeapSnapshotProfiler(collect=env_bool(OTEL_PROFILING_SNAPSHOT_GC_COLLECT, True))
 
 
 PROFILER_FACTORIES: Dict[str, Callable[[], Profiler]] = {
@@ -135,7 +139,7 @@ PROFILER_FACTORIES: Dict[str, Callable[[], Profiler]] = {
 def profilers_from_env() -> List[Profiler]:
     """One profiler per name in ``OTEL_PROFILING_PROFILERS`` (default ``cpu``)."""
     profilers: List[Profiler] = []
-    for name in env_list("OTEL_PROFILING_PROFILERS", ["cpu"]):
+    for name in env_list(OTEL_PROFILING_PROFILERS, ["cpu"]):
         factory = PROFILER_FACTORIES.get(name.lower())
         if factory is None:
             _logger.warning(
