@@ -23,7 +23,6 @@ import contextlib
 import logging
 import os
 import posixpath
-import re
 import secrets
 import threading
 import time
@@ -58,6 +57,7 @@ from otel_profiling.environment_variables import (
 from otel_profiling.exporters.backends import (
     Backend,
     backend_for,
+    check_target,
     missing_backend_message,
     prepare_options,
 )
@@ -99,13 +99,10 @@ _METADATA_BUDGET = 1800  # S3 allows 2 KB of user metadata; keep room for the ke
 _MAX_COLLISIONS = 10
 _CANCEL_GRACE_S = 2.0  # waited past a deadline for the cancelled requests to wind down
 _CLOSE_TIMEOUT_S = 1.0
-_NAME_MAX = 255  # bytes in one path component on common local file systems
 # URL schemes whose bucket is the host: user-info there can only be credentials
 _BUCKET_SCHEMES = {"s3", "s3a", "gs", "gcs"}
 # fsspec filesystems that cannot create objects (or not without overwriting)
 _READ_ONLY_SCHEMES = {"http", "https", "github", "git", "zip", "tar", "libarchive", "reference"}
-# botocore's own check of a bucket name (the request is refused before sending otherwise)
-_S3_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}\Z|arn:")
 
 
 def _utf8(text: str) -> bytes:
@@ -316,7 +313,7 @@ class FsspecProfileExporter(ProfileExporter):
         except (ImportError, ValueError) as exc:
             raise ImportError(missing_backend_message(self.protocol, exc)) from None
         self._base = self._fs_class._strip_protocol(url).rstrip("/")
-        _check_target(self.protocol, self._base, key_template)
+        check_target(self.protocol, self._base, key_template)
         self._stopped = False
         self._pool = WriterPool(self.max_concurrency, "export")
         self._renew()
@@ -757,45 +754,4 @@ def _check_url(url: str, protocol: str) -> None:
             "filesystem cannot create objects without overwriting. For an S3-compatible "
             "server use s3://bucket/prefix with endpoint_url (or AWS_ENDPOINT_URL); for an "
             "OpenTelemetry Collector use the OTLP exporter (OTEL_PROFILES_EXPORTER=otlp)."
-        )
-
-
-def _static_prefix(path: str) -> str:
-    """The part of ``path`` before its first placeholder, up to the last ``/``."""
-    brace = path.find("{")
-    return path if brace < 0 else path[: path.rfind("/", 0, brace) + 1]
-
-
-def _check_target(protocol: str, base: str, key_template: str) -> None:
-    """Construction-time checks of the bucket (S3) or directory (local) that need no request."""
-    if protocol in ("s3", "s3a"):
-        bucket = base.split("/", 1)[0]
-        if "{" not in bucket and not _S3_BUCKET.match(bucket):
-            raise ValueError(
-                f"Invalid S3 bucket name {bucket!r}: use 3 to 63 lower-case letters, digits, "
-                "dots and hyphens (the URL is s3://BUCKET/PREFIX)."
-            )
-        return
-    if protocol not in ("file", "local"):
-        return
-    static = _static_prefix(base)
-    parts = [p for p in static.split("/") if p] + [
-        p for p in _static_prefix(key_template).split("/") if p and "{" not in p
-    ]
-    for part in parts:
-        if len(_utf8(part)) > _NAME_MAX:
-            raise ValueError(
-                f"Path component {part[:40]!r}... is {len(_utf8(part))} bytes, more than the "
-                f"{_NAME_MAX} a file name may have: shorten the URL path or the key template."
-            )
-    probe = static.rstrip("/") or "/"
-    while not os.path.lexists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return
-        probe = parent
-    if not os.path.isdir(probe):
-        raise ValueError(
-            f"{probe!r} is a file, so profiles cannot be written under {base!r}: "
-            "choose a directory path (OTEL_EXPORTER_FSSPEC_PROFILES_URL)."
         )
