@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Dict, List, Optional
 
-from otel_profiling._env import _invalid, env_bool, env_int, env_list, env_str
+from otel_profiling._env import env_bool, env_int, env_list, env_str, warn_invalid
 from otel_profiling.environment_variables import (
     OTEL_PROFILING_CPU_BUILTINS,
     OTEL_PROFILING_CPU_BY_SPAN,
@@ -47,7 +47,7 @@ def _format_from_env(name: str, kind: ProfileKind) -> Optional[str]:
         return get_format(kind, value).name
     except ValueError:
         default = FORMATS[kind][0].name
-        _invalid(name, value, "one of " + ", ".join(f.name for f in FORMATS[kind]), default)
+        warn_invalid(name, value, "one of " + ", ".join(f.name for f in FORMATS[kind]), default)
         return None
 
 
@@ -64,17 +64,17 @@ def cpu_profiler_from_env() -> CpuProfiler:
     engine = _engine_from_env(format_name)
     clock = (env_str(OTEL_PROFILING_CPU_CLOCK, "wall") or "wall").lower()
     if clock not in ("wall", "cpu"):
-        _invalid(OTEL_PROFILING_CPU_CLOCK, clock, "wall or cpu", "wall")
+        warn_invalid(OTEL_PROFILING_CPU_CLOCK, clock, "wall or cpu", "wall")
         clock = "wall"
     if clock == "cpu" and resolve_engine(engine, format_name) == "sampling":
         try:
             check_clock(clock)
         except ValueError as exc:
-            _invalid(OTEL_PROFILING_CPU_CLOCK, clock, str(exc), "wall")
+            warn_invalid(OTEL_PROFILING_CPU_CLOCK, clock, str(exc), "wall")
             clock = "wall"
     by_span = env_bool(OTEL_PROFILING_CPU_BY_SPAN, False)
     if by_span and resolve_engine(engine, format_name) == "yappi":
-        _invalid(OTEL_PROFILING_CPU_BY_SPAN, "true", "false with the yappi engine", False)
+        warn_invalid(OTEL_PROFILING_CPU_BY_SPAN, "true", "false with the yappi engine", False)
         by_span = False
     return CpuProfiler(
         fmt,
@@ -95,7 +95,8 @@ def _engine_from_env(format_name: str) -> Optional[str]:
         resolve_engine(engine, format_name)
     except ValueError as exc:
         default = resolve_engine(None, format_name)
-        _invalid(OTEL_PROFILING_CPU_ENGINE, value, f"one of {', '.join(ENGINES)} ({exc})", default)
+        expected = f"one of {', '.join(ENGINES)} ({exc})"
+        warn_invalid(OTEL_PROFILING_CPU_ENGINE, value, expected, default)
         return None
     return engine
 
@@ -107,7 +108,7 @@ def _interval_from_env() -> float:
     try:
         return check_interval(float(value))
     except ValueError:
-        _invalid(
+        warn_invalid(
             OTEL_PROFILING_CPU_INTERVAL,
             value,
             f"seconds from {MIN_INTERVAL} to {MAX_INTERVAL}",

@@ -193,7 +193,13 @@ def http_from_env() -> Optional[HttpTrigger]:
         MAX_WINDOW_SECONDS,
     )
     try:
-        trigger = HttpTrigger(host=host, port=int(port_text), token=token, max_seconds=max_seconds)
+        trigger = HttpTrigger(
+            host=host,
+            port=int(port_text),
+            token=token,
+            max_seconds=max_seconds,
+            raise_bind_errors=False,  # a busy port must not stop the application
+        )
     except ValueError as exc:  # the message never holds the token
         _logger.warning(
             "The HTTP trigger is off (OTEL_PROFILING_HTTP_HOST=%r, OTEL_PROFILING_HTTP_TOKEN %s): "
@@ -203,7 +209,6 @@ def http_from_env() -> Optional[HttpTrigger]:
             exc,
         )
         return None
-    trigger._raise_bind_errors = False  # a busy port must not stop the application
     return trigger
 
 

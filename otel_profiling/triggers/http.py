@@ -104,7 +104,9 @@ class HttpTrigger(Trigger):
     or JSON, 400 bad parameter, 401 bad or missing token, 404 unknown path or
     no profiler of that kind, 405 wrong method, 409 a profile of that kind is
     already running (or none to stop), 500 the profiler failed, 503 shutting
-    down, too many connections or too many profiling requests.
+    down, too many connections or too many profiling requests. A port that
+    cannot be bound raises ``OSError`` when the agent starts, or, with
+    ``raise_bind_errors=False``, is logged and leaves the trigger off.
     """
 
     name = "http"
@@ -117,6 +119,7 @@ class HttpTrigger(Trigger):
         *,
         max_seconds: float = DEFAULT_MAX_SECONDS,
         max_window_seconds: float = DEFAULT_MAX_WINDOW_SECONDS,
+        raise_bind_errors: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
@@ -133,7 +136,7 @@ class HttpTrigger(Trigger):
         )
         self._port = port
         self._token = token.encode() if token is not None else None
-        self._raise_bind_errors = True
+        self.raise_bind_errors = raise_bind_errors
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
         self._closing = threading.Event()
@@ -162,7 +165,7 @@ class HttpTrigger(Trigger):
                 f"HttpTrigger cannot listen on {self.host}:{self._port}: {exc.strerror or exc}. "
                 "Choose another port (port=0 picks a free one) or host."
             )
-            if self._raise_bind_errors:
+            if self.raise_bind_errors:
                 raise OSError(exc.errno, message) from None
             _logger.error("%s The HTTP trigger is off.", message)
             return
