@@ -28,54 +28,44 @@ counts spooled profiles uploaded later, by this or an earlier process.
 
 from __future__ import annotations
 
-import collections
 import logging
-import math
 import os
 import threading
 import time
-from typing import Deque, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 from otel_profiling import _threads
-from otel_profiling._env import env_int
 from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
-from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
-from otel_profiling.environment_variables import (
-    OTEL_BPP_EXPORT_TIMEOUT,
-    OTEL_BPP_MAX_EXPORT_BATCH_SIZE,
-    OTEL_BPP_MAX_QUEUE_BYTES,
-    OTEL_BPP_MAX_QUEUE_SIZE,
-    OTEL_BPP_SCHEDULE_DELAY,
-)
 from otel_profiling.exporters.base import ProfileExporter, has_payload
 from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
+from otel_profiling.processors.batch_queue import FlushRequest, ProfileQueue
+from otel_profiling.processors.batch_settings import (
+    DEFAULT_EXPORT_TIMEOUT_MILLIS,
+    DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SCHEDULE_DELAY_MILLIS,
+    batch_settings,
+)
+from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile
-from otel_profiling.spool import Spool
+
+__all__ = [
+    "DEFAULT_EXPORT_TIMEOUT_MILLIS",
+    "DEFAULT_MAX_EXPORT_BATCH_SIZE",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "DEFAULT_MAX_QUEUE_SIZE",
+    "DEFAULT_SCHEDULE_DELAY_MILLIS",
+    "BatchProfileProcessor",
+]
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_SCHEDULE_DELAY_MILLIS = 1_000
-DEFAULT_MAX_QUEUE_SIZE = 256
-DEFAULT_MAX_EXPORT_BATCH_SIZE = 32
-DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000
-DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
-MAX_SCHEDULE_DELAY_MILLIS = 3_600_000
-ENV_MIN_SCHEDULE_DELAY_MILLIS = 100  # from the environment: a delay of 0 would spin a core
 _DROP_WARNING_INTERVAL_S = 60.0
 _DRAIN_INTERVAL_MIN_S = 1.0
 _DRAIN_INTERVAL_MAX_S = 30.0
 _DRAIN_BATCHES_PER_ROUND = 4
-
-
-class _Flush:
-    """A flush request: done once everything queued before it has been settled."""
-
-    __slots__ = ("upto", "done")
-
-    def __init__(self, upto: int) -> None:
-        self.upto = upto
-        self.done = threading.Event()
 
 
 class BatchProfileProcessor(ProfileProcessor):
@@ -115,50 +105,18 @@ class BatchProfileProcessor(ProfileProcessor):
             if spool is True
             else (spool if isinstance(spool, Spool) else None)
         )
-        self.schedule_delay_millis = _pick(
+        settings = batch_settings(
             schedule_delay_millis,
-            OTEL_BPP_SCHEDULE_DELAY,
-            DEFAULT_SCHEDULE_DELAY_MILLIS,
-            1,
-            MAX_SCHEDULE_DELAY_MILLIS,
-            ENV_MIN_SCHEDULE_DELAY_MILLIS,
-            unit="ms",
-        )
-        self.max_queue_size = _pick(
-            max_queue_size, OTEL_BPP_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE, 1
-        )
-        self.max_export_batch_size = _pick(
+            max_queue_size,
             max_export_batch_size,
-            OTEL_BPP_MAX_EXPORT_BATCH_SIZE,
-            DEFAULT_MAX_EXPORT_BATCH_SIZE,
-            1,
-        )
-        self.export_timeout_millis = _pick(
             export_timeout_millis,
-            OTEL_BPP_EXPORT_TIMEOUT,
-            DEFAULT_EXPORT_TIMEOUT_MILLIS,
-            1,
-            MAX_EXPORT_TIMEOUT_MILLIS,
-            ENV_MIN_EXPORT_TIMEOUT_MILLIS,
-            unit="ms",
+            max_queue_bytes,
         )
-        self.max_queue_bytes = _pick(
-            max_queue_bytes, OTEL_BPP_MAX_QUEUE_BYTES, DEFAULT_MAX_QUEUE_BYTES, 1
-        )
-        if self.max_export_batch_size > self.max_queue_size:
-            if max_export_batch_size is not None and max_queue_size is not None:
-                raise ValueError(
-                    f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
-                    f"max_queue_size ({self.max_queue_size})."
-                )
-            _logger.warning(  # one at least came from the environment or a default
-                "The export batch size %d (OTEL_BPP_MAX_EXPORT_BATCH_SIZE) exceeds the queue "
-                "size %d (OTEL_BPP_MAX_QUEUE_SIZE); using batches of %d.",
-                self.max_export_batch_size,
-                self.max_queue_size,
-                self.max_queue_size,
-            )
-            self.max_export_batch_size = self.max_queue_size
+        self.schedule_delay_millis = settings.schedule_delay_millis
+        self.max_queue_size = settings.max_queue_size
+        self.max_export_batch_size = settings.max_export_batch_size
+        self.export_timeout_millis = settings.export_timeout_millis
+        self.max_queue_bytes = settings.max_queue_bytes
         self._init_state()
         renew_after_fork(self, BatchProfileProcessor._init_state)
         if self.spool is not None and self.spool.pending():
@@ -173,12 +131,8 @@ class BatchProfileProcessor(ProfileProcessor):
         A child starts empty: profiles queued in the parent are the parent's to export.
         """
         self._cond = threading.Condition(threading.Lock())
-        self._queue: Deque[Profile] = collections.deque()
-        self._queue_bytes = 0  # queued profiles plus the batch being exported
-        self._oldest_at: Optional[float] = None  # when the oldest queued profile came
-        self._enqueued = 0  # sequence number of the last profile queued
-        self._settled = 0  # how many queued profiles have reached their counter
-        self._flushes: List[_Flush] = []
+        self._queue = ProfileQueue(self.max_queue_size, self.max_queue_bytes)
+        self._flushes: List[FlushRequest] = []
         self._shutdown = False
         self._worker = None
         self._worker_died: Optional[str] = None  # why the last worker stopped unexpectedly
@@ -212,7 +166,7 @@ class BatchProfileProcessor(ProfileProcessor):
     @property
     def queued_bytes(self) -> int:
         """Bytes held: queued profiles plus the batch being exported."""
-        return self._queue_bytes
+        return self._queue.bytes
 
     def on_end(self, profile: Profile) -> None:
         """Append to the queue; never blocks on I/O, never logs."""
@@ -220,24 +174,11 @@ class BatchProfileProcessor(ProfileProcessor):
             raise TypeError(f"on_end() takes a Profile, not {type(profile).__name__}")
         if self._pid != os.getpid():  # forked without the at-fork hook running
             self._init_state()
-        size = len(profile.data)
         with self._cond:
             if self._shutdown:
                 self.dropped_profiles += 1
                 return
-            while self._queue and (
-                len(self._queue) >= self.max_queue_size
-                or self._queue_bytes + size > self.max_queue_bytes
-            ):
-                old = self._queue.popleft()
-                self._queue_bytes -= len(old.data)
-                self._settled += 1
-                self.dropped_profiles += 1
-            self._queue.append(profile)
-            self._queue_bytes += size
-            self._enqueued += 1
-            if self._oldest_at is None:
-                self._oldest_at = time.monotonic()
+            self.dropped_profiles += self._queue.put(profile)
             self._ensure_worker()
             if len(self._queue) == 1 or len(self._queue) >= self.max_export_batch_size:
                 self._cond.notify_all()
@@ -315,10 +256,11 @@ class BatchProfileProcessor(ProfileProcessor):
         ):
             now = time.monotonic()
             timeout: Optional[float] = None
-            if self._queue and self._oldest_at is not None:
-                if now >= self._oldest_at + delay:
+            oldest_at = self._queue.oldest_at
+            if self._queue and oldest_at is not None:
+                if now >= oldest_at + delay:
                     return
-                timeout = self._oldest_at + delay - now
+                timeout = oldest_at + delay - now
             if self._spool_pending:
                 until_drain = max(self._next_drain - now, 0.0)
                 timeout = until_drain if timeout is None else min(timeout, until_drain)
@@ -326,12 +268,7 @@ class BatchProfileProcessor(ProfileProcessor):
 
     def _take_batch(self) -> List[Profile]:
         """Up to one batch from the queue (``_cond`` held); its bytes count until it is settled."""
-        batch: List[Profile] = []
-        while self._queue and len(batch) < self.max_export_batch_size:
-            batch.append(self._queue.popleft())
-        if not self._queue:
-            self._oldest_at = None
-        return batch
+        return self._queue.take(self.max_export_batch_size)
 
     def _send(
         self, profiles: Sequence[Profile], timeout_millis: float, resend: bool = False
@@ -368,7 +305,7 @@ class BatchProfileProcessor(ProfileProcessor):
                 self._in_flight = None
             self.exported_profiles += sent
             self.error_profiles += len(errors)
-            self._settled += sent + len(errors)
+            self._queue.settle(sent + len(errors))
         for profile in errors:
             report_error_profile(profile)
         if sent:
@@ -385,7 +322,7 @@ class BatchProfileProcessor(ProfileProcessor):
         they are still held, and the byte bound covers them.
         """
         with self._cond:
-            self._queue_bytes -= sum(len(p.data) for p in batch)
+            self._queue.release(list(batch))
 
     def _may_try(self) -> bool:
         """While the backend is down, only one try (a batch or a re-send) per backoff interval."""
@@ -403,7 +340,7 @@ class BatchProfileProcessor(ProfileProcessor):
         with self._cond:
             self.spooled_profiles += kept
             self.failed_profiles += lost
-            self._settled += kept + lost
+            self._queue.settle(kept + lost)
             if kept:
                 self._spool_pending = True
         return kept, lost
@@ -480,10 +417,7 @@ class BatchProfileProcessor(ProfileProcessor):
         if self.spool is None or self._shutdown or not (self._spool_pending or force):
             return
         with self._cond:  # re-sent profiles are held too: up to half the byte bound is theirs
-            budget = max(
-                min(self.max_queue_bytes // 2, self.max_queue_bytes - self._queue_bytes), 0
-            )
-            self._queue_bytes += budget
+            budget = self._queue.reserve(self.max_queue_bytes // 2)
         try:
             sent, pending = self.spool.drain(
                 lambda ps: self._send(ps, self.export_timeout_millis, resend=True),
@@ -493,7 +427,7 @@ class BatchProfileProcessor(ProfileProcessor):
             )
         finally:
             with self._cond:
-                self._queue_bytes -= budget
+                self._queue.unreserve(budget)
         with self._cond:
             self.resent_profiles += sent
             self._spool_pending = pending > 0
@@ -530,7 +464,7 @@ class BatchProfileProcessor(ProfileProcessor):
         errors = [p for p in batch if not has_payload(p)]
         with self._cond:
             self.error_profiles += len(errors)
-            self._settled += len(errors)
+            self._queue.settle(len(errors))
         for profile in errors:
             report_error_profile(profile)
         todo = [p for p in batch if has_payload(p)]
@@ -568,7 +502,7 @@ class BatchProfileProcessor(ProfileProcessor):
         with self._cond:
             pending = []
             for flush in self._flushes:
-                if self._settled >= flush.upto:
+                if self._queue.flush_done(flush):
                     flush.done.set()
                 else:
                     pending.append(flush)
@@ -601,9 +535,9 @@ class BatchProfileProcessor(ProfileProcessor):
         with self._cond:
             if self._shutdown:
                 return False
-            if self._enqueued == self._settled:
+            if self._queue.all_settled:
                 return True
-            flush = _Flush(self._enqueued)
+            flush = self._queue.flush_request()
             self._flushes.append(flush)
             if self._ensure_worker():
                 self._cond.notify_all()
@@ -614,7 +548,7 @@ class BatchProfileProcessor(ProfileProcessor):
         if worker:
             return flush.done.wait(timeout)
         self._export_queue_here(deadline)  # no thread may start now: this one does the work
-        return self._enqueued == self._settled
+        return self._queue.all_settled
 
     def shutdown(self, timeout_millis: Optional[float] = None) -> None:
         """Export what is queued, then stop; returns within the timeout whatever happens.
@@ -672,9 +606,7 @@ class BatchProfileProcessor(ProfileProcessor):
             remaining_ms = (deadline - time.monotonic()) * 1000
             if remaining_ms <= 0:
                 with self._cond:
-                    left = batch + list(self._queue)
-                    self._queue.clear()
-                    self._oldest_at = None
+                    left = batch + self._queue.take_all()
                 _logger.warning("No time left to export %d queued profile(s).", len(left))
                 self._settle_unsent(left)
                 self._release(left)
@@ -687,23 +619,3 @@ def _destination(exporter: ProfileExporter) -> str:
         return str(exporter.destination)
     except Exception:  # an exporter without a usable destination: one spool per class
         return type(exporter).__name__
-
-
-def _pick(
-    value: Optional[float],
-    env: str,
-    default: int,
-    minimum: int,
-    maximum: Optional[int] = None,
-    env_minimum: Optional[int] = None,
-    unit: str = "",
-) -> int:
-    """An argument, checked (``ValueError``); else the variable, clamped into its range."""
-    if value is None:
-        floor = minimum if env_minimum is None else env_minimum
-        return env_int(env, default, floor, maximum=maximum, unit=unit)
-    high = math.inf if maximum is None else maximum
-    if isinstance(value, bool) or not (minimum <= value <= high):  # also refuses nan
-        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{env.replace('OTEL_BPP_', '').lower()} must be {bound}, got {value}")
-    return int(value)
