@@ -17,7 +17,6 @@ import logging
 import threading
 from typing import List, Optional, Sequence
 
-from opentelemetry import trace
 from opentelemetry.sdk.environment_variables import (
     OTEL_SDK_DISABLED,
 )
@@ -31,7 +30,7 @@ from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.env import profilers_from_env
-from otel_profiling.resource import default_resource
+from otel_profiling.resource import resource_from_env
 from otel_profiling.triggers.base import Trigger
 from otel_profiling.triggers.env import triggers_from_env
 
@@ -45,19 +44,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 _configure_lock = threading.Lock()
-
-
-def resource_from_env(tracer_provider: Optional[object] = None) -> Resource:
-    """The tracer provider's resource when an SDK one is set, so profiles and traces agree.
-
-    Otherwise ``Resource.create()`` (``OTEL_SERVICE_NAME``,
-    ``OTEL_RESOURCE_ATTRIBUTES``) over a detected ``host.name``.
-    """
-    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
-    resource = getattr(provider, "resource", None)
-    if isinstance(resource, Resource):
-        return resource
-    return default_resource()
 
 
 def agent_from_env(

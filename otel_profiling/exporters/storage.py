@@ -724,8 +724,7 @@ def _known_placeholders(url: str, key_template: str) -> List[str]:
         used = set()  # the syntax error is reported by the caller
     if all(is_known(name, fixed) for name in used):
         return sorted(fixed)
-    from otel_profiling.config import resource_from_env  # imports this module
-    from otel_profiling.resource import default_resource
+    from otel_profiling.resource import default_resource, resource_from_env
 
     keys = set(default_resource().attributes) | set(resource_from_env().attributes)
     return known_placeholders(keys)
