@@ -39,6 +39,7 @@ from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
 from otel_profiling.exporters.base import ProfileExporter, has_payload
 from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
+from otel_profiling.processors.batch_backoff import MAX_INTERVAL_S, BackendHealth
 from otel_profiling.processors.batch_queue import FlushRequest, ProfileQueue
 from otel_profiling.processors.batch_settings import (
     DEFAULT_EXPORT_TIMEOUT_MILLIS,
@@ -63,8 +64,6 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 _DROP_WARNING_INTERVAL_S = 60.0
-_DRAIN_INTERVAL_MIN_S = 1.0
-_DRAIN_INTERVAL_MAX_S = 30.0
 _DRAIN_BATCHES_PER_ROUND = 4
 
 
@@ -138,11 +137,8 @@ class BatchProfileProcessor(ProfileProcessor):
         self._worker_died: Optional[str] = None  # why the last worker stopped unexpectedly
         self._pid = os.getpid()
         self._in_flight: Optional[List[Profile]] = None  # the worker's batch, until settled
-        self._backend_down = False
-        self._said_down = False  # the warning that profiles go to the spool was given
+        self._health = BackendHealth()
         self._spool_pending = False
-        self._drain_interval = _DRAIN_INTERVAL_MIN_S
-        self._next_drain = 0.0
         self.exported_profiles = 0
         self.spooled_profiles = 0
         self.failed_profiles = 0
@@ -236,7 +232,7 @@ class BatchProfileProcessor(ProfileProcessor):
             self._recover(batch)
         del batch  # settled: its profiles go before the (slow) re-sends below
         try:
-            if (flushing and not self._backend_down) or self._drain_due():
+            if (flushing and not self._health.down) or self._drain_due():
                 self._drain(force=flushing)
         except Exception:  # noqa: BLE001 - nor one bad re-send
             self._recover([])
@@ -262,7 +258,7 @@ class BatchProfileProcessor(ProfileProcessor):
                     return
                 timeout = oldest_at + delay - now
             if self._spool_pending:
-                until_drain = max(self._next_drain - now, 0.0)
+                until_drain = max(self._health.next_try - now, 0.0)
                 timeout = until_drain if timeout is None else min(timeout, until_drain)
             self._cond.wait(timeout)
 
@@ -326,9 +322,7 @@ class BatchProfileProcessor(ProfileProcessor):
 
     def _may_try(self) -> bool:
         """While the backend is down, only one try (a batch or a re-send) per backoff interval."""
-        return not (
-            self.spool is not None and self._backend_down and time.monotonic() < self._next_drain
-        )
+        return self.spool is None or self._health.may_try(time.monotonic())
 
     def _keep(self, profiles: Sequence[Profile]) -> Tuple[int, int]:
         """Spool ``profiles`` (lost without a spool, or if it cannot be written): (kept, lost)."""
@@ -360,7 +354,7 @@ class BatchProfileProcessor(ProfileProcessor):
         """
         name = type(self._exporter).__name__
         if probe_failed and self.spool is not None:
-            self._mark_down()
+            self._health.mark_down(time.monotonic())
         if self.spool is None:
             _logger.warning(
                 "%s could not send %d profile(s); spooling is off, so they are lost "
@@ -376,41 +370,26 @@ class BatchProfileProcessor(ProfileProcessor):
                 name,
                 self.spool.directory,
             )
-        elif kept and not self._said_down:
-            self._said_down = True
+        elif kept and self._health.first_warning():
             _logger.warning(
                 "%s could not send %d profile(s); they are kept in %s and re-sent when the "
                 "backend works again (tried every %d s at most).",
                 name,
                 kept,
                 self.spool.directory,
-                int(_DRAIN_INTERVAL_MAX_S),
+                int(MAX_INTERVAL_S),
             )
         elif kept:
             _logger.debug("%d more profile(s) kept in %s.", kept, self.spool.directory)
 
-    def _mark_down(self) -> None:
-        now = time.monotonic()
-        if self._backend_down:
-            if now >= self._next_drain:  # a probe failed: wait longer before the next
-                self._backoff(now)
-            return
-        self._backend_down = True
-        self._drain_interval = _DRAIN_INTERVAL_MIN_S
-        self._next_drain = now + self._drain_interval
-
     def _mark_up(self) -> None:
-        if self._backend_down:
-            self._backend_down = False
-            if self._spool_pending:
-                _logger.warning(
-                    "%s works again; re-sending spooled profiles.", type(self._exporter).__name__
-                )
-        self._said_down = False
-        self._drain_interval = _DRAIN_INTERVAL_MIN_S
+        if self._health.mark_up() and self._spool_pending:  # mark_up always runs first
+            _logger.warning(
+                "%s works again; re-sending spooled profiles.", type(self._exporter).__name__
+            )
 
     def _drain_due(self) -> bool:
-        return self._spool_pending and time.monotonic() >= self._next_drain
+        return self._spool_pending and self._health.due(time.monotonic())
 
     def _drain(self, force: bool = False) -> None:
         """Re-send some spooled profiles; back off while nothing gets through."""
@@ -434,13 +413,9 @@ class BatchProfileProcessor(ProfileProcessor):
         now = time.monotonic()
         if sent:
             self._mark_up()
-            self._next_drain = now
+            self._health.try_now(now)
         elif pending:
-            self._backoff(now)
-
-    def _backoff(self, now: float) -> None:
-        self._drain_interval = min(self._drain_interval * 2, _DRAIN_INTERVAL_MAX_S)
-        self._next_drain = now + self._drain_interval
+            self._health.back_off(now)
 
     def _recover(self, batch: List[Profile]) -> None:
         """An exception escaped one round: log and count it; keep what it left unsettled."""
@@ -454,7 +429,7 @@ class BatchProfileProcessor(ProfileProcessor):
             type(self._exporter).__name__,
             self.worker_errors,
         )
-        self._backoff(time.monotonic())  # no tight loop if the failure repeats
+        self._health.back_off(time.monotonic())  # no tight loop if the failure repeats
         if owned:
             self._settle_unsent(batch)
             self._release(batch)
