@@ -181,7 +181,7 @@ class ProfilingAgent:
         """The name ``profile`` is stored under: the first exporter's with a namer, else the
         default ``{kind}-{start_time}.{extension}`` (before any collision suffix)."""
         for processor in self.processors:
-            namer = getattr(processor.exporter, "namer", None)
+            namer = getattr(getattr(processor, "exporter", None), "namer", None)
             if isinstance(namer, ProfileNamer):
                 return namer.key(profile)
         return DEFAULT_NAMER.key(profile)
