@@ -33,7 +33,8 @@ import secrets
 import time
 from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Set, Tuple, Type, TypeVar
 
-DISTRIBUTION = "otel-profiling"  # the name pip installs extras from
+from otel_profiling.version import install_command
+
 _PUBLIC_ACLS = {"public-read", "public-read-write", "authenticated-read"}
 _SINGLE_PUT_LIMIT = 100 * 2**20  # s3fs uses one PutObject below this size
 _NAME_MAX = 255  # bytes in one path component on common local file systems
@@ -74,9 +75,7 @@ def backend_class(protocol: str, async_impl: bool = False) -> Type[Backend]:
 def install_hint(protocol: str) -> str:
     """How to get the fsspec implementation of ``protocol``."""
     extra = backend_class(protocol).extra
-    if extra:
-        return f"pip install '{DISTRIBUTION}[{extra}]'"
-    return "install the fsspec implementation"
+    return install_command(extra) if extra else "install the fsspec implementation"
 
 
 def missing_backend_message(protocol: str, exc: BaseException) -> str:
