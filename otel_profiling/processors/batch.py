@@ -34,8 +34,6 @@ import threading
 import time
 from typing import List, Optional, Sequence, Tuple, Union
 
-from otel_profiling import _threads
-from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
 from otel_profiling.exporters.base import ProfileExporter, has_payload
 from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
@@ -49,6 +47,7 @@ from otel_profiling.processors.batch_settings import (
     DEFAULT_SCHEDULE_DELAY_MILLIS,
     batch_settings,
 )
+from otel_profiling.processors.batch_worker import RestartingWorker
 from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile
 
@@ -85,8 +84,6 @@ class BatchProfileProcessor(ProfileProcessor):
     ``OTEL_PROFILING_SPOOL_DIR``; ``none`` there disables it), ``False``
     disables spooling, or pass a ``Spool``.
     """
-
-    _worker: Optional[threading.Thread]
 
     def __init__(
         self,
@@ -133,8 +130,13 @@ class BatchProfileProcessor(ProfileProcessor):
         self._queue = ProfileQueue(self.max_queue_size, self.max_queue_bytes)
         self._flushes: List[FlushRequest] = []
         self._shutdown = False
-        self._worker = None
-        self._worker_died: Optional[str] = None  # why the last worker stopped unexpectedly
+        self._worker = RestartingWorker(
+            "batch-processor",
+            self._cond,
+            self._work_once,
+            self._worker_lost,
+            type(self._exporter).__name__,
+        )
         self._pid = os.getpid()
         self._in_flight: Optional[List[Profile]] = None  # the worker's batch, until settled
         self._health = BackendHealth()
@@ -146,7 +148,6 @@ class BatchProfileProcessor(ProfileProcessor):
         self.error_profiles = 0
         self.resent_profiles = 0
         self.worker_errors = 0
-        self.worker_restarts = 0
         self._reported_drops = 0
         self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
 
@@ -179,43 +180,16 @@ class BatchProfileProcessor(ProfileProcessor):
             if len(self._queue) == 1 or len(self._queue) >= self.max_export_batch_size:
                 self._cond.notify_all()
 
-    def _ensure_worker(self) -> bool:
-        """A live worker, started (again) if needed; called with ``_cond`` held.
+    @property
+    def worker_restarts(self) -> int:
+        """Workers started again after one stopped on an exception."""
+        return self._worker.restarts
 
-        ``False`` when none can run: after shutdown, or once the interpreter
-        exits (some Pythons refuse new threads then; ``shutdown`` exports on
-        its own thread). A worker that stops, however, clears ``_worker`` on
-        its way out, so no liveness check is needed here.
-        """
-        if self._worker is not None:
-            return True
-        if self._shutdown or exiting():
-            return False
-        restart = self._worker_died is not None
-        try:
-            self._worker = _threads.start_daemon(self._run, "batch-processor")
-        except RuntimeError:  # "can't create new thread at interpreter shutdown"
-            self._worker = None
-            return False
-        if restart:
-            self.worker_restarts += 1
-        return True
+    def _ensure_worker(self) -> bool:
+        """A live worker (``_cond`` held); ``False`` after shutdown or once Python exits."""
+        return self._worker.ensure(self._shutdown)
 
     # -- worker ---------------------------------------------------------------
-    def _run(self) -> None:
-        me = threading.current_thread()
-        try:
-            self._say_restarted()
-            while self._work_once():
-                pass
-        except BaseException as exc:  # noqa: BLE001 - e.g. an exporter raised SystemExit
-            self._worker_lost(exc)
-        finally:
-            with self._cond:
-                if self._worker is me:
-                    self._worker = None
-                self._cond.notify_all()
-
     def _work_once(self) -> bool:
         """Export one batch and re-send from the spool if due; ``False`` once shut down."""
         with self._cond:
@@ -448,30 +422,13 @@ class BatchProfileProcessor(ProfileProcessor):
             self._report_unsent(kept, lost, False)
 
     def _worker_lost(self, exc: BaseException) -> None:
-        """The worker is stopping on ``exc``: settle its batch; the next profile starts another."""
+        """The worker is stopping on ``exc`` (logged): settle its batch."""
         with self._cond:
             batch = self._in_flight or []
             self._in_flight = None
-            self._worker_died = f"{type(exc).__name__}: {exc}"
-        _logger.error(
-            "The export worker of %s stopped (%s); the next profile starts a new one.",
-            type(self._exporter).__name__,
-            self._worker_died,
-            exc_info=exc,
-        )
         self._settle_unsent(batch)
         self._release(batch)
         self._complete_flushes()
-
-    def _say_restarted(self) -> None:
-        with self._cond:
-            died, self._worker_died = self._worker_died, None
-        if died is not None:
-            _logger.warning(
-                "Export worker of %s restarted (it had stopped: %s).",
-                type(self._exporter).__name__,
-                died,
-            )
 
     def _complete_flushes(self) -> None:
         with self._cond:
@@ -538,7 +495,7 @@ class BatchProfileProcessor(ProfileProcessor):
             if self._shutdown:
                 return
             self._shutdown = True
-            worker = self._worker
+            worker = self._worker.thread
             self._cond.notify_all()
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(deadline - time.monotonic(), 0))
