@@ -12,8 +12,11 @@ from __future__ import annotations
 import gzip
 from typing import Dict, List, Sequence, Tuple
 
-from otel_profiling.formats.calltree import CallNode, Frame
+from otel_profiling.formats.calltree import CallNode, Frame, add_stack, new_root
+from otel_profiling.formats.format import ProfileFormatError, ProfileTree, TreeFormat
+from otel_profiling.formats.protowire import fields, repeated_varints, signed64
 from otel_profiling.formats.samples import IDLE, SampleCapture
+from otel_profiling.profile import ProfileKind
 
 # Profile fields
 _SAMPLE_TYPE, _SAMPLE, _LOCATION, _FUNCTION, _STRING_TABLE = 1, 2, 4, 5, 6
@@ -250,3 +253,176 @@ def encode_pprof_samples(capture: SampleCapture) -> bytes:
         time_nanos=capture.start_ns,
         duration_nanos=capture.duration_ns,
     )
+
+
+# -- a call tree's sample types ---------------------------------------------------------------
+
+_SCALES = {"seconds": 1e9, "bytes": 1.0, "count": 1.0}
+_UNIT_NAMES = {"seconds": "nanoseconds", "bytes": "bytes", "count": "count"}
+_DEFAULT_MEASURES = {"seconds": "cpu", "bytes": "space", "count": "events"}
+_COUNTS = {"inuse_space": "inuse_objects", "alloc_space": "alloc_objects"}
+
+
+def tree_sample_types(tree: ProfileTree) -> Tuple[List[Tuple[str, str]], Tuple[str, str]]:
+    """``([count type, value type], period type)`` for a tree, from its unit and measure."""
+    measure = tree.measure or _DEFAULT_MEASURES[tree.unit]
+    value_type = (measure, _UNIT_NAMES[tree.unit])
+    count_type = (_COUNTS.get(measure, "samples"), "count")
+    period_type = ("space", "bytes") if tree.unit == "bytes" else value_type
+    return [count_type, value_type], period_type
+
+
+def encode_pprof_tree(tree: ProfileTree) -> bytes:
+    sample_types, period_type = tree_sample_types(tree)
+    return encode_pprof(
+        tree.root,
+        sample_types=sample_types,
+        value_scale=_SCALES[tree.unit],
+        period_type=period_type,
+        period=1,
+        time_nanos=tree.start_ns,
+        duration_nanos=tree.duration_ns,
+    )
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def decode_pprof(data: bytes) -> ProfileTree:
+    """pprof ``profile.proto`` (gzip or not): the default (last) sample type as value."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    strings: List[str] = []
+    sample_types: List[Tuple[int, int]] = []
+    samples: List[Tuple[List[int], List[int]]] = []
+    locations: Dict[int, List[int]] = {}
+    functions: Dict[int, Tuple[int, int, int]] = {}
+    time_nanos = duration_nanos = 0
+    default_type = 0
+    try:
+        for number, _wire, value in fields(data):
+            if number == 6 and isinstance(value, bytes):
+                strings.append(value.decode("utf-8", "replace"))
+            elif number == 1 and isinstance(value, bytes):
+                vt = {n: v for n, _, v in fields(value)}
+                sample_types.append((int(vt.get(1, 0)), int(vt.get(2, 0))))
+            elif number == 2 and isinstance(value, bytes):
+                locs: List[int] = []
+                values: List[int] = []
+                for n, w, v in fields(value):
+                    if n == 1:
+                        locs.extend(repeated_varints(w, v))
+                    elif n == 2:
+                        values.extend(signed64(x) for x in repeated_varints(w, v))
+                samples.append((locs, values))
+            elif number == 4 and isinstance(value, bytes):
+                loc_id = 0
+                lines: List[int] = []
+                for n, _, v in fields(value):
+                    if n == 1:
+                        loc_id = int(v)  # type: ignore[arg-type]
+                    elif n == 4 and isinstance(v, bytes):
+                        line = {ln: lv for ln, _, lv in fields(v)}
+                        functions_line = (int(line.get(1, 0)), signed64(int(line.get(2, 0))))
+                        lines.extend(functions_line)
+                locations[loc_id] = lines
+            elif number == 5 and isinstance(value, bytes):
+                fn = {n: v for n, _, v in fields(value)}
+                functions[int(fn.get(1, 0))] = (
+                    int(fn.get(2, 0)),
+                    int(fn.get(4, 0)),
+                    int(fn.get(5, 0)),
+                )
+            elif number == 9:
+                time_nanos = signed64(int(value))  # type: ignore[arg-type]
+            elif number == 10:
+                duration_nanos = signed64(int(value))  # type: ignore[arg-type]
+            elif number == 14:
+                default_type = int(value)  # type: ignore[arg-type]
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise ProfileFormatError(f"not a pprof profile: {exc}") from None
+    if not strings or strings[0] != "":
+        raise ProfileFormatError("not a pprof profile: the string table must start with ''")
+
+    def text(index: int) -> str:
+        return strings[index] if 0 <= index < len(strings) else ""
+
+    types = [(text(t), text(u)) for t, u in sample_types]
+    value_at = len(types) - 1
+    if default_type:
+        for index, (name, _) in enumerate(types):
+            if name == text(default_type):
+                value_at = index
+    count_at = next((i for i, (_, u) in enumerate(types) if u == "count" and i != value_at), -1)
+    measure, unit_name = types[value_at] if types else ("", "")
+    unit, scale = {
+        "nanoseconds": ("seconds", 1e-9),
+        "microseconds": ("seconds", 1e-6),
+        "milliseconds": ("seconds", 1e-3),
+        "seconds": ("seconds", 1.0),
+        "bytes": ("bytes", 1.0),
+    }.get(unit_name, ("count", 1.0))
+    frame_cache: Dict[int, List[Frame]] = {}
+
+    def location_frames(loc_id: int) -> List[Frame]:
+        cached = frame_cache.get(loc_id)
+        if cached is None:
+            lines = locations.get(loc_id, [])
+            cached = []
+            for i in range(0, len(lines), 2):  # innermost (inlined) first
+                name, filename, _ = functions.get(lines[i], (0, 0, 0))
+                cached.append(
+                    Frame(text(name) or "(unknown)", text(filename), max(lines[i + 1], 0))
+                )
+            frame_cache[loc_id] = cached
+        return cached
+
+    root = new_root()
+    for locs, values in samples:
+        stack: List[Frame] = []
+        for loc_id in locs:  # leaf first
+            stack.extend(location_frames(loc_id))
+        stack.reverse()
+        amount = values[value_at] * scale if value_at < len(values) else 0.0
+        count = values[count_at] if 0 <= count_at < len(values) else 1
+        add_stack(root, stack, amount, count)
+    return ProfileTree(root, unit, "pprof", time_nanos, duration_nanos, measure=measure)
+
+
+class PprofFormat(TreeFormat):
+    """pprof's ``profile.proto``, gzip-compressed (go tool pprof, Pyroscope, speedscope)."""
+
+    readable = True
+    aliases = ("pb",)
+    sniff_last = True  # without gzip, recognising pprof means decoding it
+
+    def __init__(self) -> None:
+        super().__init__(
+            "pprof",
+            "pprof",
+            "application/vnd.google.protobuf+gzip",
+            [ProfileKind.CPU_PROFILE, ProfileKind.HEAP_PROFILE],
+        )
+
+    def encode(self, capture: object) -> bytes:
+        if isinstance(capture, SampleCapture):
+            return encode_pprof_samples(capture)
+        return super().encode(capture)
+
+    def encode_tree(self, tree: ProfileTree) -> bytes:
+        return encode_pprof_tree(tree)
+
+    def decode(self, data: bytes) -> ProfileTree:
+        return decode_pprof(data)
+
+    def sniff(self, data: bytes) -> bool:
+        if data[:2] == b"\x1f\x8b":
+            return True
+        try:
+            decode_pprof(data)
+        except ProfileFormatError:
+            return False
+        return True
+
+
+FORMAT = PprofFormat()
