@@ -1,0 +1,292 @@
+"""Every format the profilers write, read back by the command line as a user would.
+
+For each (kind, format) pair in the registry, a real profile of code that
+measures itself is written, then ``view``, ``convert`` and ``merge`` read it:
+their totals agree with each other (within rounding), and the converted
+profile, decoded independently with the tests' pprof schema, still holds the
+time the hot function measured with ``time.perf_counter`` or the bytes the
+program keeps. Clock labels (wall, CPU) survive conversion; ``go tool pprof``
+shows Python's ``<module>``/``<genexpr>`` names; the speedscope writer's
+output passes speedscope's own file-format schema.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import pytest
+from clitools import cli, parse_pprof
+
+from otel_profiling.formats import all_formats, formats_for, read_profile, write_profile
+from otel_profiling.formats.format import ProfileFormat, ProfileTree
+from otel_profiling.formats.registry import ENTRY_POINT_GROUP, readable_formats
+from otel_profiling.profile import ProfileKind
+from otel_profiling.profilers import CpuProfiler, HeapProfiler, HeapSnapshotProfiler
+from otel_profiling.profilers.base import Profiler
+
+HOT_SECONDS = 0.4
+KEPT_BLOCKS, BLOCK_BYTES = 64, 64 * 1024  # 4 MiB kept by ``hold``
+TIME_TOLERANCE = 0.25
+"""Share of the measured time the profile may miss or add (sampling at 10 ms, a busy machine)."""
+BYTES_TOLERANCE = 0.05
+"""tracemalloc counts the blocks exactly; the bytearray headers add a little."""
+
+
+def burn(seconds: float) -> float:
+    """Keep the CPU busy in this frame for ``seconds``; returns the time it really ran."""
+    began = time.perf_counter()
+    total = 0
+    while time.perf_counter() - began < seconds:
+        for i in range(5000):
+            total += i * i
+    return time.perf_counter() - began
+
+
+def hold() -> List[bytearray]:
+    return [bytearray(BLOCK_BYTES) for _ in range(KEPT_BLOCKS)]
+
+
+PAIRS = [(kind, fmt.name) for kind in ProfileKind for fmt in formats_for(kind)]
+
+
+def capture(kind: ProfileKind, name: str, clock: str = "wall") -> Tuple[bytes, float, Any]:
+    """A real profile in ``name``: (data, what the program measured, the profiler)."""
+    profiler: Profiler
+    if kind is ProfileKind.CPU_PROFILE:
+        profiler = CpuProfiler(format=name, clock=clock)
+        profiler.start()
+        measured = burn(HOT_SECONDS)
+        return profiler.stop(), measured, profiler
+    if kind is ProfileKind.HEAP_PROFILE:
+        profiler = HeapProfiler(format=name)
+        profiler.start()
+        kept = hold()
+        data = profiler.stop()
+        del kept
+        return data, float(KEPT_BLOCKS * BLOCK_BYTES), profiler
+    blocks = hold()
+    profiler = HeapSnapshotProfiler(format=name, roots={"blocks": blocks})
+    profiler.start()
+    return profiler.stop(), float(KEPT_BLOCKS * BLOCK_BYTES), profiler
+
+
+def pprof_scale(unit: str) -> float:
+    """pprof's integer values per unit of a read tree: nanoseconds for seconds."""
+    return 1e9 if unit == "seconds" else 1.0
+
+
+def json_of(result: subprocess.CompletedProcess) -> Dict[str, Any]:
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_the_registry_lists_every_format_once_with_the_contracts_names() -> None:
+    formats = all_formats()
+    expected = {
+        "cpuprofile": ("cpuprofile", "application/json"),
+        "heapprofile": ("heapprofile", "application/json"),
+        "heapsnapshot": ("heapsnapshot", "application/json"),
+        "pprof": ("pprof", "application/vnd.google.protobuf+gzip"),
+        "pstats": ("pstats", "application/octet-stream"),
+        "callgrind": ("callgrind", "text/plain; charset=utf-8"),
+        "folded": ("folded", "text/plain; charset=utf-8"),
+        "speedscope": ("speedscope.json", "application/json"),
+    }
+    assert {name: (f.extension, f.content_type) for name, f in formats.items()} == expected
+    assert [f.name for f in formats_for(ProfileKind.CPU_PROFILE)][0] == "cpuprofile"
+    assert [f.name for f in formats_for(ProfileKind.HEAP_PROFILE)][0] == "heapprofile"
+    # every format a profiler writes is readable by the command line
+    assert {name for _, name in PAIRS} <= set(readable_formats())
+    assert ENTRY_POINT_GROUP == "otel_profiling_format"
+
+
+@pytest.mark.parametrize(("kind", "name"), PAIRS, ids=[f"{k.value}-{n}" for k, n in PAIRS])
+def test_every_written_format_round_trips_through_view_convert_and_merge(
+    kind: ProfileKind, name: str, tmp_path: Path
+) -> None:
+    data, measured, profiler = capture(kind, name)
+    fmt = profiler.format
+    first = tmp_path / f"{kind.value}-2026-11-30T10:00:00.000Z.{fmt.extension}"
+    second = tmp_path / f"{kind.value}-2026-11-30T10:01:00.000Z.{fmt.extension}"
+    first.write_bytes(data)
+    second.write_bytes(data)
+
+    viewed = json_of(cli("view", str(first), "-o", str(tmp_path / "v.html"), "--json"))
+    assert viewed["format"] == name
+    converted = json_of(cli("convert", str(first), str(tmp_path / "c.pprof"), "--json"))
+    merged = json_of(
+        cli("merge", str(first), str(second), "-o", str(tmp_path / "m.speedscope.json"), "--json")
+    )
+    total = viewed["total"]
+    assert total > 0
+    # the same numbers through every command: pprof rounds each value to 1 ns or 1 byte
+    rounding = 1e-6 * total + 1e-6
+    assert converted["total"] == pytest.approx(total, abs=rounding)
+    assert merged["merged"] == 2 and merged["failed"] == []
+    assert merged["total"] == pytest.approx(2 * total, rel=1e-6, abs=rounding)
+    assert viewed["unit"] == converted["unit"] == merged["unit"]
+
+    # the converted file, decoded with the tests' own schema, holds the truth
+    parsed = parse_pprof((tmp_path / "c.pprof").read_bytes())
+    scale = pprof_scale(viewed["unit"])
+    assert parsed["totals"][-1] == pytest.approx(total * scale, rel=1e-6, abs=len(parsed["self"]))
+    if kind is ProfileKind.CPU_PROFILE:
+        # folded has no unit: read back, its values are the microseconds it holds
+        hot_ns = parsed["self"].get("burn", 0) * (1e3 if name == "folded" else 1.0)
+        assert hot_ns / 1e9 == pytest.approx(measured, rel=TIME_TOLERANCE, abs=0.03), parsed
+    elif kind is ProfileKind.HEAP_PROFILE:
+        kept = sum(v for f, v in parsed["self"].items() if f.startswith("hold"))
+        assert kept == pytest.approx(measured, rel=BYTES_TOLERANCE), parsed
+    else:  # the snapshot's summary: the kept bytearrays are there, each counted once
+        assert parsed["totals"][-1] >= measured
+        assert parsed["totals"][-1] < measured * 1.5
+
+
+def test_speedscope_from_profilers_passes_speedscopes_schema(
+    speedscope_schema: Dict[str, Any], tmp_path: Path
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test extra")
+    cpu, measured, _ = capture(ProfileKind.CPU_PROFILE, "speedscope")
+    heap, kept, _ = capture(ProfileKind.HEAP_PROFILE, "speedscope")
+    for data in (cpu, heap):
+        jsonschema.validate(json.loads(data), speedscope_schema)
+    tree = read_profile(cpu, "x.speedscope.json")
+    hot = sum(n.self_value for n, _ in tree.root.walk() if n.frame.function == "burn")
+    assert hot == pytest.approx(measured, rel=TIME_TOLERANCE, abs=0.03)
+    assert (tree.unit, tree.measure) == ("seconds", "wall")
+    held = read_profile(heap, "x.speedscope.json")
+    assert held.unit == "bytes"
+    in_hold = sum(n.self_value for n, _ in held.root.walk() if n.frame.function.startswith("hold"))
+    assert in_hold == pytest.approx(kept, rel=BYTES_TOLERANCE)
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_clock_labels_survive_conversion(clock: str, tmp_path: Path) -> None:
+    data, _, _ = capture(ProfileKind.CPU_PROFILE, "cpuprofile", clock)
+    source = tmp_path / "CPU_PROFILE-2026-11-30T10:00:00.000Z.cpuprofile"
+    source.write_bytes(data)
+    converted = json_of(cli("convert", str(source), str(tmp_path / "c.pprof"), "--json"))
+    assert converted["measure"] == clock
+    parsed = parse_pprof((tmp_path / "c.pprof").read_bytes())
+    assert parsed["types"][-1] == (clock, "nanoseconds")
+    page = tmp_path / "c.html"
+    viewed = json_of(cli("view", str(tmp_path / "c.pprof"), "-o", str(page), "--json"))
+    label = {"wall": "wall time", "cpu": "CPU time"}[clock]
+    assert viewed["measure_text"] == label
+    assert f"pprof profile, {label}" in page.read_text()
+    # and through every other format that says which clock it holds
+    tree = read_profile(data, source.name)
+    for target in ("pprof", "speedscope", "cpuprofile"):
+        back = read_profile(write_profile(tree, target), "x." + all_formats()[target].extension)
+        assert back.measure == clock, target
+        assert back.total == pytest.approx(tree.total, rel=1e-6, abs=1e-6), target
+    callgrind, _, _ = capture(ProfileKind.CPU_PROFILE, "callgrind", clock)
+    assert read_profile(callgrind, "x.callgrind").measure == clock
+
+
+def go_top_names(go_pprof: List[str], path: Path) -> Dict[str, float]:
+    """``go tool pprof -top``: flat% per function name (names may hold spaces)."""
+    top = subprocess.run(
+        [*go_pprof, "-top", str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert top.returncode == 0, top.stderr
+    rows: Dict[str, float] = {}
+    for line in top.stdout.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[1].endswith("%") and parts[4].endswith("%"):
+            rows[parts[5]] = rows.get(parts[5], 0.0) + float(parts[1].rstrip("%"))
+    assert rows, top.stdout
+    return rows
+
+
+MODULE_CODE = """
+total = 0
+while time.perf_counter() < end:
+    total += sum(x * x for x in range(2000))
+"""
+
+
+@pytest.mark.parametrize("engine", ["sampling", "yappi"])
+def test_go_tool_pprof_shows_python_angle_bracket_names(
+    engine: str, go_pprof: List[str], tmp_path: Path
+) -> None:
+    code = compile(MODULE_CODE, "hot_module.py", "exec")  # runs as a ``<module>`` frame
+    profiler = CpuProfiler(format="cpuprofile", engine=engine)
+    profiler.start()
+    exec(code, {"time": time, "end": time.perf_counter() + HOT_SECONDS})  # noqa: S102
+    source = tmp_path / "CPU_PROFILE-2026-11-30T10:00:00.000Z.cpuprofile"
+    source.write_bytes(profiler.stop())
+    json_of(cli("convert", str(source), str(tmp_path / "c.pprof"), "--json"))
+    rows = go_top_names(go_pprof, tmp_path / "c.pprof")
+    assert "<genexpr>" in rows and "<module>" in rows, rows
+    assert "<unknown>" not in rows, rows
+    assert rows["<genexpr>"] > 0, rows
+
+
+def test_an_entry_point_format_is_registered_and_used(tmp_path: Path) -> None:
+    """A third-party format: a ``ProfileFormat`` added to the registry is written and read."""
+    from otel_profiling.formats import registry
+    from otel_profiling.formats.format import TreeFormat
+
+    class Totals(TreeFormat):
+        readable = True
+
+        def __init__(self) -> None:
+            super().__init__("totals", "totals.json", "application/json", [])
+
+        def encode_tree(self, tree: ProfileTree) -> bytes:
+            return json.dumps({"unit": tree.unit, "total": tree.total}).encode()
+
+        def decode(self, data: bytes) -> ProfileTree:
+            from otel_profiling.formats.calltree import Frame, add_stack, new_root
+
+            doc = json.loads(data)
+            root = new_root()
+            add_stack(root, [Frame("total")], doc["total"])
+            return ProfileTree(root, doc["unit"], "totals")
+
+    fmt: ProfileFormat = Totals()
+    registry.register(fmt)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            registry.register(Totals())
+        tree = read_profile(capture(ProfileKind.CPU_PROFILE, "pprof")[0])
+        out = write_profile(tree, "totals")
+        back = read_profile(out, "x.totals.json")
+        assert back.total == pytest.approx(tree.total)
+    finally:
+        del registry.all_formats()["totals"]
+
+
+def test_unreadable_input_names_every_readable_format(tmp_path: Path) -> None:
+    source = tmp_path / "mystery.bin"
+    source.write_bytes(b"\x00\x01 not a profile")
+    result = cli("view", str(source))
+    assert result.returncode != 0
+    for name in readable_formats():
+        assert name in result.stderr, result.stderr
+    assert "--from" in result.stderr
+
+
+def test_a_pstats_file_from_cprofile_is_read(tmp_path: Path) -> None:
+    """cProfile's own pstats file, read as ``pstats.Stats`` reads it."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    measured = burn(0.1)
+    profile.disable()
+    path = tmp_path / "run.pstats"
+    profile.dump_stats(str(path))
+    stats = pstats.Stats(str(path))
+    truth = sum(entry[2] for entry in stats.stats.values())  # type: ignore[attr-defined]
+    tree = read_profile(path.read_bytes(), "")  # recognised by its content
+    assert tree.format == "pstats"
+    assert tree.total == pytest.approx(truth, rel=1e-9)
+    hot = sum(n.self_value for n, _ in tree.root.walk() if n.frame.function == "burn")
+    assert hot == pytest.approx(measured, rel=TIME_TOLERANCE, abs=0.03)
