@@ -290,3 +290,29 @@ def test_a_pstats_file_from_cprofile_is_read(tmp_path: Path) -> None:
     assert tree.total == pytest.approx(truth, rel=1e-9)
     hot = sum(n.self_value for n, _ in tree.root.walk() if n.frame.function == "burn")
     assert hot == pytest.approx(measured, rel=TIME_TOLERANCE, abs=0.03)
+
+
+def test_v8_call_frames_keep_no_file_apart_from_the_first_file() -> None:
+    """``.cpuprofile`` and ``.heapprofile`` number files from 1; ``"0"`` is "no file" only."""
+    from otel_profiling.formats.calltree import Frame, add_stack, new_root
+    from otel_profiling.formats.cpuprofile import encode_cpuprofile
+    from otel_profiling.formats.heapprofile import encode_heapprofile
+
+    root = new_root()
+    app, lib = Frame("main", "/srv/app.py", 3), Frame("load", "/srv/lib.py", 9)
+    add_stack(root, [app, lib, Frame("(idle)")], 1.0)
+    add_stack(root, [app, Frame("sleep")], 2.0)
+    cpu = json.loads(encode_cpuprofile(root, start_us=0))
+    heap = json.loads(encode_heapprofile(root))
+
+    def heap_frames(node: Dict[str, Any]) -> List[Dict[str, Any]]:
+        return [node["callFrame"], *(f for c in node["children"] for f in heap_frames(c))]
+
+    for frames in ([n["callFrame"] for n in cpu["nodes"]], heap_frames(heap["head"])):
+        by_url: Dict[str, set] = {}
+        for frame in frames:
+            by_url.setdefault(frame["url"], set()).add(frame["scriptId"])
+        assert by_url[""] == {"0"}, by_url  # the root, (idle) and sleep: no file
+        assert by_url["/srv/app.py"] == {"1"} and by_url["/srv/lib.py"] == {"2"}, by_url
+        lines = {"": -1, "/srv/app.py": 2, "/srv/lib.py": 8}  # 0-based, -1 when unknown
+        assert all(frame["lineNumber"] == lines[frame["url"]] for frame in frames), frames
