@@ -316,3 +316,31 @@ def test_v8_call_frames_keep_no_file_apart_from_the_first_file() -> None:
         assert by_url["/srv/app.py"] == {"1"} and by_url["/srv/lib.py"] == {"2"}, by_url
         lines = {"": -1, "/srv/app.py": 2, "/srv/lib.py": 8}  # 0-based, -1 when unknown
         assert all(frame["lineNumber"] == lines[frame["url"]] for frame in frames), frames
+
+
+def test_a_valgrind_style_callgrind_file_is_read_by_its_first_event() -> None:
+    """Name compression, two position columns, call records' inclusive costs left out."""
+    data = b"""# callgrind format
+version: 1
+positions: instr line
+events: Ir Dr
+summary: 1800 90
+
+fl=(1) /src/app.c
+fn=(1) main
+0x10 3 500 10
+0x14 4 100 5
+cfl=(1)
+cfn=(2) work
+calls=2 0x40 20
+0x14 4 1200 70
+
+fn=(2)
+0x40 20 1200 75
+"""
+    tree = read_profile(data, "callgrind.out.1234")  # recognised by its content
+    assert (tree.format, tree.unit) == ("callgrind", "count")
+    costs = {(n.frame.function, n.frame.lineno): n.self_value for n, _ in tree.root.walk()}
+    assert costs[("main", 3)] == 500 and costs[("main", 4)] == 100
+    assert costs[("work", 20)] == 1200
+    assert tree.total == 1800  # the summary: the call's inclusive 1200 is not counted twice

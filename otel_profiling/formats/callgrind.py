@@ -97,6 +97,7 @@ def decode_callgrind(data: bytes) -> ProfileTree:
     filename = ""
     function: Optional[str] = None
     inclusive_next = False
+    positions = 1  # position columns before the costs ("positions: instr line" has two)
     for number, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -113,6 +114,8 @@ def decode_callgrind(data: bytes) -> ProfileTree:
                 _name(functions, value)
         elif sep and key == "calls":
             inclusive_next = True  # the next cost line is the call's inclusive cost
+        elif line.startswith("positions:"):
+            positions = max(len(line.split(":", 1)[1].split()), 1)
         elif line.startswith("events:"):
             events = line.split(":", 1)[1].split()
         elif line.startswith("event:"):
@@ -128,12 +131,14 @@ def decode_callgrind(data: bytes) -> ProfileTree:
                     f"line {number} of the callgrind file has a cost before fn="
                 )
             parts = line.split()
-            cost = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            first = parts[positions] if len(parts) > positions else ""
+            cost = int(first) if first.isdigit() else 0
             name = function
             suffix = f" {filename}:"
             if filename and suffix in name:  # our unique names: "run file:line"
                 name = name[: name.rindex(suffix)]
-            lineno = int(parts[0]) if parts[0].isdigit() else 0
+            where = parts[positions - 1]  # the line is the last position column
+            lineno = int(where) if where.isdigit() else 0
             add_stack(root, [Frame(name, "" if filename == "???" else filename, lineno)], cost)
     if not events:
         raise ProfileFormatError("not a callgrind file: no 'events:' line")

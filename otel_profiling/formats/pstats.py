@@ -75,6 +75,7 @@ class PstatsFormat(ProfileFormat):
     """Python's ``pstats`` file, written from yappi's exact call graph."""
 
     readable = True
+    sniff_last = True  # recognising marshal data means loading it
     writes_from = "the exact call graph of engine='yappi'"
 
     def __init__(self) -> None:
