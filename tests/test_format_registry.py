@@ -13,7 +13,9 @@ output passes speedscope's own file-format schema.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -22,7 +24,6 @@ import pytest
 from clitools import cli, parse_pprof
 
 from otel_profiling.formats import all_formats, formats_for, read_profile, write_profile
-from otel_profiling.formats.format import ProfileFormat, ProfileTree
 from otel_profiling.formats.registry import ENTRY_POINT_GROUP, readable_formats
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers import CpuProfiler, HeapProfiler, HeapSnapshotProfiler
@@ -227,39 +228,78 @@ def test_go_tool_pprof_shows_python_angle_bracket_names(
     assert rows["<genexpr>"] > 0, rows
 
 
-def test_an_entry_point_format_is_registered_and_used(tmp_path: Path) -> None:
-    """A third-party format: a ``ProfileFormat`` added to the registry is written and read."""
-    from otel_profiling.formats import registry
-    from otel_profiling.formats.format import TreeFormat
+PLUGIN = """
+import json
 
-    class Totals(TreeFormat):
-        readable = True
+from otel_profiling.formats.calltree import Frame, add_stack, new_root
+from otel_profiling.formats.format import ProfileTree, TreeFormat
+from otel_profiling.profile import ProfileKind
 
-        def __init__(self) -> None:
-            super().__init__("totals", "totals.json", "application/json", [])
 
-        def encode_tree(self, tree: ProfileTree) -> bytes:
-            return json.dumps({"unit": tree.unit, "total": tree.total}).encode()
+class Totals(TreeFormat):
+    readable = True
 
-        def decode(self, data: bytes) -> ProfileTree:
-            from otel_profiling.formats.calltree import Frame, add_stack, new_root
+    def __init__(self):
+        super().__init__("totals", "totals.json", "application/json", [ProfileKind.CPU_PROFILE])
 
-            doc = json.loads(data)
-            root = new_root()
-            add_stack(root, [Frame("total")], doc["total"])
-            return ProfileTree(root, doc["unit"], "totals")
+    def encode_tree(self, tree):
+        doc = {"unit": tree.unit, "measure": tree.measure, "total": tree.total}
+        return json.dumps(doc).encode()
 
-    fmt: ProfileFormat = Totals()
-    registry.register(fmt)
-    try:
-        with pytest.raises(ValueError, match="already registered"):
-            registry.register(Totals())
-        tree = read_profile(capture(ProfileKind.CPU_PROFILE, "pprof")[0])
-        out = write_profile(tree, "totals")
-        back = read_profile(out, "x.totals.json")
-        assert back.total == pytest.approx(tree.total)
-    finally:
-        del registry.all_formats()["totals"]
+    def decode(self, data):
+        doc = json.loads(data)
+        root = new_root()
+        add_stack(root, [Frame("total")], doc["total"])
+        return ProfileTree(root, doc["unit"], "totals", measure=doc["measure"])
+
+    def sniff(self, data):
+        return data.startswith(b'{"unit"')
+
+
+FORMAT = Totals()
+"""
+
+
+def test_a_format_from_the_entry_point_group_is_used_everywhere(tmp_path: Path) -> None:
+    """An installed distribution's ``otel_profiling_format`` entry point: profilers and CLI."""
+    site = tmp_path / "site"
+    dist = site / "totals_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (site / "totals_plugin.py").write_text(PLUGIN)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: totals-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\ntotals = totals_plugin:FORMAT\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    bare_env = dict(os.environ, PYTHONPATH=str(root))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(root)]))
+    data, measured, _ = capture(ProfileKind.CPU_PROFILE, "pprof")
+    source = tmp_path / "CPU_PROFILE-2026-11-30T10:00:00.000Z.pprof"
+    source.write_bytes(data)
+    out = tmp_path / "cpu.totals.json"
+    converted = json_of(cli("convert", str(source), str(out), "--json", env=env))
+    assert converted["format"] == "totals"
+    doc = json.loads(out.read_text())
+    assert doc["measure"] == "wall" and doc["total"] == pytest.approx(converted["total"])
+    viewed = json_of(cli("view", str(out), "-o", str(tmp_path / "t.html"), "--json", env=env))
+    assert viewed["format"] == "totals" and viewed["total"] == pytest.approx(doc["total"])
+    # a profiler takes it by name, in a process where the plugin is installed
+    script = (
+        "from otel_profiling.profilers import CpuProfiler\n"
+        "p = CpuProfiler(format='totals'); p.start(); sum(range(10**6)); "
+        "print(p.format.extension, p.stop().decode())\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    extension, written = run.stdout.split(" ", 1)
+    assert extension == "totals.json" and json.loads(written)["unit"] == "seconds"
+    # without the plugin the name is unknown, with the list of what is
+    bare = subprocess.run(
+        [sys.executable, "-c", script], env=bare_env, capture_output=True, text=True, timeout=120
+    )
+    assert bare.returncode != 0 and "choose one of cpuprofile" in bare.stderr
 
 
 def test_unreadable_input_names_every_readable_format(tmp_path: Path) -> None:

@@ -82,7 +82,9 @@ _READ_UNITS = {
     "bytes": ("bytes", 1.0),
     "none": ("count", 1.0),
 }
-_MEASURES = {label: measure for measure, label in MEASURE_LABELS.items()}
+_MEASURES: Dict[str, str] = {}
+for _measure, _label in MEASURE_LABELS.items():
+    _MEASURES.setdefault(_label, _measure)  # "memory (bytes)" is inuse_space, as profilers write
 
 
 def decode_speedscope(doc: Dict[str, Any]) -> ProfileTree:
