@@ -110,6 +110,8 @@ class ProfileFormat:
     """Other file extensions (without the dot) that name this format."""
     sniff_last = False
     """Whether ``sniff`` is costly or accepts much (it is then tried after the others)."""
+    writes_from = ""
+    """What this format is written from, for the error when it is given something else."""
 
     def __init__(
         self,
@@ -137,11 +139,8 @@ class ProfileFormat:
             return self.encode(sample_tree(capture))
         raise ProfileFormatError(
             f"{self.name} cannot be written from a {type(capture).__name__}"
-            + (f": {self.writes_from}" if self.writes_from else "")
+            + (f": it is written from {self.writes_from}" if self.writes_from else "")
         )
-
-    writes_from = ""
-    """What this format is written from, for the error when it is given something else."""
 
     # -- reading ---------------------------------------------------------------------------
 

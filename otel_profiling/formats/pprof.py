@@ -22,8 +22,8 @@ from otel_profiling.formats.format import ProfileFormatError, ProfileTree, TreeF
 from otel_profiling.formats.samples import IDLE, SampleCapture
 from otel_profiling.profile import ProfileKind
 
-Label = Tuple[int, int, int]
-"""An encoded label: (key string, value string, number)."""
+Label = Tuple[int, int, int, int]
+"""A label as string indexes and a number: (key, value string, number, number unit)."""
 
 
 class _Writer:
@@ -70,12 +70,17 @@ class _Writer:
     ) -> None:
         """One sample: location ids (leaf first), two values, labels."""
         sample = self.profile.sample.add(location_id=location_ids, value=(count, value))
-        for key, text, number in labels:
-            sample.label.add(key=key, str=text, num=number)
+        for key, text, number, unit in labels:
+            sample.label.add(key=key, str=text, num=number, num_unit=unit)
 
-    def label(self, key: str, text: str = "", number: int = 0) -> Label:
-        """A label: a string value, or a number."""
-        return (self.string(key), self.string(text) if text else 0, 0 if text else number)
+    def label(self, key: str, text: str = "", number: int = 0, unit: str = "") -> Label:
+        """A label: a string value, or a number (with its unit, e.g. ``nanoseconds``)."""
+        return (
+            self.string(key),
+            self.string(text) if text else 0,
+            0 if text else number,
+            self.string(unit) if unit else 0,
+        )
 
     def finish(
         self,
