@@ -62,7 +62,7 @@ def main() -> None:
     print(f"floor (yappi stop + get_func_stats): {floor:.3f} s")
 
     for fmt in ("cpuprofile", "pprof", "folded", "pstats", "callgrind"):
-        profiler = CpuProfiler(format=fmt)
+        profiler = CpuProfiler(format=fmt, engine="yappi")  # the yappi engine's encoding
         profiler.start()
         workload(functions)
         began = time.perf_counter()

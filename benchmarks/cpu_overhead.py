@@ -1,24 +1,55 @@
-"""CPU profile overhead on a call-heavy workload, against bare yappi with the same clock.
+"""CPU profiling cost, side by side in one process: medians of interleaved rounds.
 
-Three runs of the same workload, taking turns, best of ``--repeat`` each:
+Two single-threaded workloads:
 
-* no profiler;
-* bare yappi (``start`` with the same clock and builtins, ``stop``,
-  ``get_func_stats``): the floor;
-* ``CpuProfiler`` (``start``, workload, ``stop()`` returning the encoded profile).
+* ``fib``: call-heavy recursion (about 7 million Python calls);
+* ``web``: a web-handler mix: JSON decode and encode, regular expressions,
+  small objects, sorting.
 
-Both the workload time and the end-to-end time (start to bytes) are shown.
+Each round runs every case once, in a rotated order, on both workloads:
 
-    python benchmarks/cpu_overhead.py [--clock wall|cpu] [--repeat 5]
+* ``none``: no profiler;
+* ``plain-100Hz``: a thread that only reads ``sys._current_frames()`` 100
+  times a second: the floor of any sampler written in Python, which must
+  take the GIL from the program at each sample;
+* ``sampling``: ``CpuProfiler()``, the default engine, at 100 Hz;
+* ``yappi-engine``: ``CpuProfiler(engine="yappi")``;
+* ``bare-yappi``: ``yappi.start(builtins=True)``, ``stop()``, ``get_func_stats()``;
+* ``cProfile``: ``cProfile.Profile`` enabled around the workload;
+* ``pyinstrument``: ``pyinstrument.Profiler()`` (its default 1 ms interval).
+
+The workload's wall time is measured inside each case (profiler start and
+stop excluded); each round's time is divided by that round's ``none`` and
+the median of those ratios is reported, so load changes between rounds hit
+all cases alike. ``start to bytes`` adds starting, stopping and encoding.
+``CPU ratio`` compares the process's CPU time during the workload (all its
+threads, so the sampler's too): on a machine shared with other jobs it is far
+less noisy than wall time, which also pays for every wait the scheduler adds.
+
+Then the sampler's own CPU time (the ``profiling.cpu.sampler_cpu_seconds``
+attribute: the sampling thread's CPU time plus the first and last samples)
+as a share of one core, with 20 application threads at 100 Hz: 20 threads
+waiting in ``queue.get()`` 15 calls deep, and 20 threads all running the web
+workload.
+
+    pip install -e '.[bench]'      # pyinstrument
+    python benchmarks/cpu_overhead.py [--rounds 9] [--only fib|web] [--threads-only]
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import cProfile
+import json
+import queue
+import re
+import statistics
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import yappi
 
@@ -26,96 +57,284 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from otel_profiling.profilers import CpuProfiler  # noqa: E402
 
-
-class Point:
-    def __init__(self, x: float, y: float) -> None:
-        self.x, self.y = x, y
-
-    def norm(self) -> float:
-        return (self.x * self.x + self.y * self.y) ** 0.5
-
-
-def scale(point: Point, factor: float) -> Point:
-    return Point(point.x * factor, point.y * factor)
+# -- workloads -------------------------------------------------------------------------------
 
 
 def fib(n: int) -> int:
     return n if n < 2 else fib(n - 1) + fib(n - 2)
 
 
-def workload() -> float:
-    """About 4 million Python calls: small methods, constructors, recursion."""
-    total = 0.0
-    for i in range(450_000):
-        total += scale(Point(i, i + 1), 0.5).norm()
-    for _ in range(60):
-        total += fib(18)
-    return total
+def fib_workload() -> int:
+    return sum(fib(23) for _ in range(80))
 
 
-def interleaved(
-    runs: List[Callable[[], Tuple[float, float]]], repeat: int
-) -> List[Tuple[float, float]]:
-    """Best of ``repeat`` for each run, the runs taking turns so load changes hit all alike."""
-    results: List[List[Tuple[float, float]]] = [[] for _ in runs]
-    for _ in range(repeat):
-        for slot, run in enumerate(runs):
-            results[slot].append(run())
-    return [(min(r[0] for r in rs), min(r[1] for r in rs)) for rs in results]
+class Order:
+    def __init__(self, order_id: int, customer: str, total: float, items: List[dict]) -> None:
+        self.order_id = order_id
+        self.customer = customer
+        self.total = total
+        self.items = items
+
+    def summary(self) -> dict:
+        return {"id": self.order_id, "customer": self.customer, "total": round(self.total, 2)}
 
 
-def bare() -> Tuple[float, float]:
-    began = time.perf_counter()
-    workload()
-    seconds = time.perf_counter() - began
+_EMAIL = re.compile(r"^[\w.+-]+@[\w-]+\.[\w.]+$")
+_SKU = re.compile(r"([A-Z]{3})-(\d{4})")
+_REQUEST = json.dumps(
+    {
+        "orders": [
+            {
+                "id": i,
+                "customer": f"user{i}@example.com",
+                "items": [
+                    {"sku": f"ABC-{1000 + j}", "price": j * 1.5, "qty": j % 3 + 1} for j in range(8)
+                ],
+            }
+            for i in range(40)
+        ]
+    }
+)
+
+
+def handle_request(body: str) -> str:
+    data = json.loads(body)
+    orders = []
+    for raw in data["orders"]:
+        if not _EMAIL.match(raw["customer"]):
+            continue
+        items = [item for item in raw["items"] if _SKU.match(item["sku"])]
+        total = sum(item["price"] * item["qty"] for item in items)
+        orders.append(Order(raw["id"], raw["customer"], total, items))
+    orders.sort(key=lambda order: (-order.total, order.order_id))
+    return json.dumps({"top": [order.summary() for order in orders[:10]], "count": len(orders)})
+
+
+def web_workload() -> int:
+    return sum(len(handle_request(_REQUEST)) for _ in range(900))
+
+
+WORKLOADS: Dict[str, Callable[[], int]] = {"fib": fib_workload, "web": web_workload}
+
+# -- cases: each returns (workload seconds, start-to-bytes seconds) ----------------------------
+
+
+CPU_SECONDS: Dict[str, List[float]] = {}
+
+
+def timed(work: Callable[[], int]) -> float:
+    """The workload's wall time; its process CPU time (all threads) goes to ``CPU_SECONDS``."""
+    began, cpu = time.perf_counter(), time.process_time()
+    work()
+    CPU_SECONDS.setdefault(_CURRENT[0], []).append(time.process_time() - cpu)
+    return time.perf_counter() - began
+
+
+_CURRENT = [""]  # the case being run, for ``timed``
+
+
+def case_none(work: Callable[[], int]) -> Tuple[float, float]:
+    seconds = timed(work)
     return seconds, seconds
 
 
-def bare_yappi(clock: str) -> Tuple[float, float]:
+def case_profiler(profiler: CpuProfiler, work: Callable[[], int]) -> Tuple[float, float]:
+    began = time.perf_counter()
+    profiler.start()
+    seconds = timed(work)
+    profiler.stop()
+    return seconds, time.perf_counter() - began
+
+
+SAMPLER_SHARES: List[float] = []
+
+
+def case_sampling(work: Callable[[], int]) -> Tuple[float, float]:
+    profiler = CpuProfiler()
+    result = case_profiler(profiler, work)
+    cpu = float(profiler.end_attributes()["profiling.cpu.sampler_cpu_seconds"])
+    SAMPLER_SHARES.append(cpu / result[0])
+    return result
+
+
+def case_plain_thread(work: Callable[[], int]) -> Tuple[float, float]:
+    """The floor of any sampler in Python: a thread reading sys._current_frames() at 100 Hz."""
+    stop = _thread.allocate_lock()
+    stop.acquire()
+
+    def wake() -> None:
+        while not stop.acquire(timeout=0.01):
+            sys._current_frames()
+
+    thread = threading.Thread(target=wake, daemon=True)
+    began = time.perf_counter()
+    thread.start()
+    seconds = timed(work)
+    stop.release()
+    thread.join()
+    return seconds, time.perf_counter() - began
+
+
+def case_bare_yappi(work: Callable[[], int]) -> Tuple[float, float]:
     yappi.clear_stats()
-    yappi.set_clock_type(clock)
+    yappi.set_clock_type("wall")
     began = time.perf_counter()
     yappi.start(builtins=True)
-    work_began = time.perf_counter()
-    workload()
-    work = time.perf_counter() - work_began
+    seconds = timed(work)
     yappi.stop()
     yappi.get_func_stats()
     total = time.perf_counter() - began
     yappi.clear_stats()
-    return work, total
+    return seconds, total
 
 
-def library(clock: str) -> Tuple[float, float]:
-    profiler = CpuProfiler(clock=clock)
+def case_cprofile(work: Callable[[], int]) -> Tuple[float, float]:
+    profile = cProfile.Profile()
+    began = time.perf_counter()
+    profile.enable()
+    seconds = timed(work)
+    profile.disable()
+    profile.create_stats()
+    return seconds, time.perf_counter() - began
+
+
+def case_pyinstrument(work: Callable[[], int]) -> Tuple[float, float]:
+    from pyinstrument import Profiler
+
+    profiler = Profiler()
     began = time.perf_counter()
     profiler.start()
-    work_began = time.perf_counter()
-    workload()
-    work = time.perf_counter() - work_began
+    seconds = timed(work)
     profiler.stop()
-    return work, time.perf_counter() - began
+    profiler.last_session  # noqa: B018 - the session is built at stop
+    return seconds, time.perf_counter() - began
+
+
+def cases() -> Dict[str, Callable[[Callable[[], int]], Tuple[float, float]]]:
+    found: Dict[str, Callable[[Callable[[], int]], Tuple[float, float]]] = {
+        "none": case_none,
+        "plain-100Hz": case_plain_thread,
+        "sampling": case_sampling,
+        "yappi-engine": lambda work: case_profiler(CpuProfiler(engine="yappi"), work),
+        "bare-yappi": case_bare_yappi,
+        "cProfile": case_cprofile,
+    }
+    try:
+        import pyinstrument  # noqa: F401
+
+        found["pyinstrument"] = case_pyinstrument
+    except ImportError:
+        print("pyinstrument is not installed (pip install -e '.[bench]'): left out\n")
+    return found
+
+
+def compare(workload: str, rounds: int) -> None:
+    work = WORKLOADS[workload]
+    runs = cases()
+    names = list(runs)
+    times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            _CURRENT[0] = name
+            times[name].append(runs[name](work))
+    base = [seconds for seconds, _ in times["none"]]
+    none = statistics.median(base)
+    print(f"workload {workload}: {rounds} interleaved rounds; none median {none:.3f} s")
+    print(
+        f"{'case':<14}{'median s':>10}{'ratio':>9}{'min-max ratio':>18}{'start to bytes':>16}"
+        f"{'CPU ratio':>11}"
+    )
+    base_cpu = CPU_SECONDS["none"]
+    for name in names:
+        ratios = [s / b for (s, _), b in zip(times[name], base)]
+        e2e = [t / b for (_, t), b in zip(times[name], base)]
+        cpu = [c / b for c, b in zip(CPU_SECONDS[name], base_cpu)]
+        median_s = statistics.median(s for s, _ in times[name])
+        print(
+            f"{name:<14}{median_s:>10.3f}{statistics.median(ratios):>8.3f}x"
+            f"{min(ratios):>9.3f}-{max(ratios):.3f}x{statistics.median(e2e):>15.3f}x"
+            f"{statistics.median(cpu):>10.3f}x"
+        )
+    CPU_SECONDS.clear()
+    print(
+        f"sampler's own CPU during the sampling case: median "
+        f"{statistics.median(SAMPLER_SHARES):.2%} of the workload's time"
+    )
+    SAMPLER_SHARES.clear()
+    yappi_engine = [s for s, _ in times["yappi-engine"]]
+    bare = [s for s, _ in times["bare-yappi"]]
+    ratio = statistics.median(a / b for a, b in zip(yappi_engine, bare))
+    print(
+        f"yappi engine / bare yappi (workload, median of rounds): {ratio:.3f}x (target <= 1.05x)\n"
+    )
+
+
+# -- the sampler's own CPU with 20 threads -------------------------------------------------------
+
+
+def _deep_wait(depth: int, inbox: queue.Queue) -> None:
+    if depth:
+        _deep_wait(depth - 1, inbox)
+    else:
+        inbox.get()
+
+
+def sampler_cpu(threads: int, busy: bool, seconds: float, rounds: int) -> None:
+    stop = threading.Event()
+    inbox: queue.Queue = queue.Queue()
+
+    def busy_loop() -> None:
+        while not stop.is_set():
+            handle_request(_REQUEST)
+
+    workers = [
+        threading.Thread(target=busy_loop if busy else _deep_wait, args=() if busy else (15, inbox))
+        for _ in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    shares, stops = [], []
+    try:
+        for _ in range(rounds):
+            profiler = CpuProfiler()
+            profiler.start()
+            time.sleep(seconds)
+            began = time.perf_counter()
+            data = profiler.stop()
+            stops.append(time.perf_counter() - began)
+            attributes = profiler.end_attributes()
+            shares.append(float(attributes["profiling.cpu.sampler_cpu_seconds"]) / seconds)
+            samples = attributes["profiling.cpu.samples"]
+    finally:
+        stop.set()
+        for _ in workers:
+            inbox.put(None)
+        for worker in workers:
+            worker.join()
+    kind = "busy (web workload)" if busy else "waiting 15 calls deep"
+    print(
+        f"sampler CPU, {threads} threads {kind}, 100 Hz: median {statistics.median(shares):.2%} "
+        f"of a core (rounds: {', '.join(f'{s:.2%}' for s in shares)}); last {seconds:g} s "
+        f"window: {samples} samples, stop to .cpuprofile bytes "
+        f"{statistics.median(stops) * 1000:.0f} ms (median), {len(data) / 1024:.0f} KiB"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--only", choices=sorted(WORKLOADS))
+    parser.add_argument("--threads-only", action="store_true")
     args = parser.parse_args()
-    none, floor, ours = interleaved(
-        [bare, lambda: bare_yappi(args.clock), lambda: library(args.clock)], args.repeat
-    )
-    print(f"clock: {args.clock}")
-    print(f"no profiler:  workload {none[0]:.3f} s")
-    print(
-        f"bare yappi:   workload {floor[0]:.3f} s ({floor[0] / none[0]:.2f}x no profiler), "
-        f"start to stats {floor[1]:.3f} s"
-    )
-    print(f"CpuProfiler:  workload {ours[0]:.3f} s, start to bytes {ours[1]:.3f} s")
-    print(
-        f"ratio to bare yappi: workload {ours[0] / floor[0]:.3f}x, "
-        f"end to end {ours[1] / floor[1]:.3f}x (target <= 1.1x)"
-    )
+    from importlib.metadata import version
+
+    print(f"Python {sys.version.split()[0]}, yappi {version('yappi')}\n")
+    if not args.threads_only:
+        for workload in [args.only] if args.only else list(WORKLOADS):
+            compare(workload, args.rounds)
+    sampler_cpu(20, busy=False, seconds=5.0, rounds=3)
+    sampler_cpu(20, busy=True, seconds=5.0, rounds=3)
 
 
 if __name__ == "__main__":

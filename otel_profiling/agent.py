@@ -280,8 +280,9 @@ class ProfilingAgent:
                 _logger.exception("%r failed to produce a profile.", profiler)
                 profile.end(error=exc)
             else:
-                for key, value in (_call(profiler.end_attributes) or {}).items():
-                    profile.set_attribute(key, value)
+                found = _call(profiler.end_attributes)  # e.g. profiling.idle, known only now
+                if found:
+                    profile.set_attributes(found)
                 profile.end(data)
         _logger.info(
             "%s profile ended (%s, %d bytes).",
@@ -341,12 +342,15 @@ class ProfilingAgent:
         publishes its own process context.
         """
         self._lock = threading.RLock()
+        running = list(self._active)  # also those started by agent.profile(), bound to no trigger
         self._active = {}
         _threads.forget_all()
+        profilers = {id(p): p for p in running}
+        profilers.update((id(p), p) for b in self._bindings for p in b.profilers)
+        for profiler in profilers.values():
+            _call(profiler.after_fork)
         self.resource = renewed_after_fork(self.resource)
         for binding in self._bindings:
-            for profiler in binding.profilers:
-                _call(profiler.after_fork)
             _call(binding.trigger.after_fork)
         if self._started and not self._shutdown:
             self._publish_context()

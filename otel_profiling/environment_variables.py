@@ -77,10 +77,20 @@ OTEL_PROFILING_CPU_BUILTINS = "OTEL_PROFILING_CPU_BUILTINS"
 """Also record C functions (default ``true``)."""
 
 OTEL_PROFILING_CPU_BY_SPAN = "OTEL_PROFILING_CPU_BY_SPAN"
-"""Split CPU profiles by OpenTelemetry span (``CpuProfiler(by_span=True)``) (default ``false``)."""
+"""Group each thread's CPU samples by OpenTelemetry span (``CpuProfiler(by_span=True)``; sampling
+engine) (default ``false``).
+"""
 
 OTEL_PROFILING_CPU_CLOCK = "OTEL_PROFILING_CPU_CLOCK"
 """``wall`` or ``cpu`` (default ``wall``)."""
+
+OTEL_PROFILING_CPU_ENGINE = "OTEL_PROFILING_CPU_ENGINE"
+"""CPU engine: ``sampling`` (exact stacks, real timeline, low cost) or ``yappi`` (exact call
+counts) (default ``sampling``; ``yappi`` for the ``pstats`` and ``callgrind`` formats).
+"""
+
+OTEL_PROFILING_CPU_INTERVAL = "OTEL_PROFILING_CPU_INTERVAL"
+"""Seconds between two samples of the sampling CPU engine, 0.001 to 60 (default ``0.01``)."""
 
 OTEL_PROFILING_CPU_COOLDOWN = "OTEL_PROFILING_CPU_COOLDOWN"
 """Seconds between two CPU-triggered profiles (default ``300``)."""

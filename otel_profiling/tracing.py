@@ -10,8 +10,14 @@ names): the CPU profile's subtree for that thread is ``name (thread id)``.
 Spans already running when a profile starts are linked too. So a slow trace
 leads to its profile, and a profile lists the traces it covers.
 
-The request path only touches this processor's own lock, briefly: never the
-agent's, which may be held while a profiler encodes.
+It also tells the CPU sampler which span is current on each thread and
+asyncio task (every span, not only local roots: see
+``profilers/open_spans.py`` for the rule), so each sample carries the trace
+and span ids of where it was taken.
+
+The request path only touches this processor's own lock and the open-span
+registry's, briefly: never the agent's, which may be held while a profiler
+encodes.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from otel_profiling.links import (
 )
 from otel_profiling.processors.base import ProfileProcessor
 from otel_profiling.profile import Profile
+from otel_profiling.profilers.open_spans import OPEN_SPANS
 
 _logger = logging.getLogger(__name__)
 
@@ -145,9 +152,13 @@ class ProfilingSpanProcessor(SpanProcessor):
 
     # -- span side ----------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
-        if self._shutdown or not _is_local_root(span) or not self._ensure_hooked():
+        if self._shutdown:
             return
         context = span.get_span_context()
+        if context is not None and context.is_valid:  # for the CPU sampler's per-sample ids
+            OPEN_SPANS.started(context.trace_id, context.span_id)
+        if not _is_local_root(span) or not self._ensure_hooked():
+            return
         running = _Running(span, threading.get_ident(), threading.current_thread().name)
         with self._lock:
             self._spans[context.span_id] = running
@@ -161,7 +172,10 @@ class ProfilingSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.get_span_context()
-        if context is None or not self._spans or not _is_local_root(span):
+        if context is None:
+            return
+        OPEN_SPANS.ended(context.span_id)
+        if not self._spans or not _is_local_root(span):
             return
         with self._lock:
             self._spans.pop(context.span_id, None)

@@ -59,8 +59,8 @@ def test_several_profilers_per_trigger_all_fire() -> None:
 def test_second_cpu_profile_is_refused_not_crashed(caplog: pytest.LogCaptureFixture) -> None:
     agent, exporter = agent_with_memory()
     first, second = ManualTrigger(), ManualTrigger()
-    agent.register(first, CpuProfiler())
-    agent.register(second, CpuProfiler())
+    agent.register(first, CpuProfiler(engine="yappi"))
+    agent.register(second, CpuProfiler(engine="yappi"))
     with agent, caplog.at_level(logging.WARNING):
         assert len(first.fire()) == 1
         assert second.fire() == []  # yappi is process-global: refused
@@ -191,8 +191,11 @@ from otel_profiling.triggers import Trigger
 class Once(Trigger):
     name = "once"
 
-def spin():
-    return sum(i for i in range(200000))
+def spin():  # 0.3 s: long enough to be sampled
+    import time
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:
+        pass
 
 trigger = Once()
 agent = ProfilingAgent()
@@ -239,3 +242,51 @@ def test_default_resource_names_the_host(monkeypatch: pytest.MonkeyPatch) -> Non
     assert ProfilingAgent().resource.attributes["host.name"] == socket.gethostname()
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "host.name=web-7")
     assert ProfilingAgent().resource.attributes["host.name"] == "web-7"
+
+
+class MeasuringProfiler(WallClockProfiler):
+    """Knows only after stop how long its capture really was, and says so."""
+
+    def __init__(self, fail_hook: bool = False) -> None:
+        super().__init__()
+        self.fail_hook = fail_hook
+        self.last_ns = 0
+
+    def stop(self) -> bytes:
+        data = super().stop()
+        self.last_ns = int(data)
+        return data
+
+    def end_attributes(self) -> dict:
+        if self.fail_hook:
+            raise RuntimeError("hook exploded")
+        return {"capture.ns": self.last_ns, "profiling.idle": self.last_ns < 1}
+
+
+def test_end_attributes_are_added_when_the_profiler_stops() -> None:
+    agent, exporter = agent_with_memory()
+    trigger = ManualTrigger()
+    profiler = MeasuringProfiler()
+    agent.register(trigger, profiler)
+    with agent:
+        (started,) = trigger.start()
+        assert "capture.ns" not in started.attributes  # unknown until stop
+        time.sleep(0.05)
+        trigger.stop()
+    (profile,) = exporter.get_finished_profiles()
+    assert profile.attributes["capture.ns"] == int(profile.data) == profiler.last_ns > 0
+    assert profile.attributes["profiling.idle"] is False
+
+
+def test_a_failing_end_attributes_hook_never_loses_the_profile(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent, exporter = agent_with_memory()
+    trigger = ManualTrigger()
+    agent.register(trigger, MeasuringProfiler(fail_hook=True))
+    with agent, caplog.at_level(logging.ERROR):
+        trigger.start()
+        trigger.stop()
+    (profile,) = exporter.get_finished_profiles()
+    assert profile.status is ProfileStatus.OK and int(profile.data) > 0
+    assert "hook exploded" in caplog.text

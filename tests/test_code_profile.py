@@ -34,7 +34,7 @@ def test_with_block_gives_the_finished_profile(agent_and_exporter) -> None:  # t
     agent, exporter = agent_and_exporter
     with agent.profile(CpuProfiler(), name="nightly-import", attributes={"job.id": 7}) as handle:
         assert handle.profile is not None and not handle.profile.ended
-        code_block_leaf(50_000)
+        code_block_leaf(3_000_000)  # ~0.3 s: long enough to be sampled
     profile = handle.profile
     assert profile.ended and profile.status is ProfileStatus.OK
     assert profile.name == "nightly-import"
@@ -88,19 +88,19 @@ def test_async_decorator_and_async_with(agent_and_exporter) -> None:  # type: ig
 
     @agent.profile(profiler, name="async-job")
     async def job() -> int:
-        result = code_block_leaf(20_000)
+        result = code_block_leaf(2_000_000)
         await asyncio.sleep(0.01)
         return result
 
     async def main() -> tuple:
         result = await job()
         async with agent.profile(profiler, name="async-block") as handle:
-            code_block_leaf(20_000)
+            code_block_leaf(2_000_000)
             await asyncio.sleep(0.01)
         return result, handle
 
     result, handle = asyncio.run(main())
-    assert result == code_block_leaf(20_000)
+    assert result == code_block_leaf(2_000_000)
     names = [p.name for p in exporter.get_finished_profiles()]
     assert names == ["async-job", "async-block"]
     assert handle.profile.ended
@@ -146,7 +146,8 @@ def test_refusals_are_counted_and_logged_once(agent_and_exporter, caplog) -> Non
 
 def test_a_second_cpu_profiler_is_refused_while_yappi_is_busy(agent_and_exporter) -> None:  # type: ignore[no-untyped-def]
     agent, exporter = agent_and_exporter
-    with agent.profile(CpuProfiler(), name="a"), agent.profile(CpuProfiler(), name="b") as b:
+    first, second = CpuProfiler(engine="yappi"), CpuProfiler(engine="yappi")
+    with agent.profile(first, name="a"), agent.profile(second, name="b") as b:
         assert b.refused
     assert [p.name for p in exporter.get_finished_profiles()] == ["a"]
     assert agent.refused_starts == 1

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -57,7 +58,12 @@ def profile_once(agent: ProfilingAgent) -> None:
 
 
 def configured_workload() -> int:
-    return sum(sum(i * i for i in range(2000)) for _ in range(100))
+    """About 0.3 s of work: long enough for the sampling profiler to see it."""
+    end = time.perf_counter() + 0.3
+    total = 0
+    while time.perf_counter() < end:
+        total += sum(i * i for i in range(2000))
+    return total
 
 
 def processors_exporters(agent: ProfilingAgent) -> list:

@@ -45,3 +45,57 @@ def test_invalid_value_warns_and_falls_back(
     assert variable in caplog.text and value in caplog.text
     assert cpu.format.name == "cpuprofile" and cpu.clock == "wall"  # type: ignore[attr-defined]
     assert heap.format.name == "heapprofile" and heap.frames == 64  # type: ignore[attr-defined]
+
+
+def test_cpu_engine_and_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_PROFILING_PROFILERS", "cpu")
+    (cpu,) = profilers_from_env()
+    assert isinstance(cpu, CpuProfiler)
+    assert (cpu.engine, cpu.interval) == ("sampling", 0.01)
+    monkeypatch.setenv("OTEL_PROFILING_CPU_ENGINE", "YAPPI")
+    monkeypatch.setenv("OTEL_PROFILING_CPU_INTERVAL", "0.005")
+    (cpu,) = profilers_from_env()
+    assert (cpu.engine, cpu.interval) == ("yappi", 0.005)  # type: ignore[attr-defined]
+    monkeypatch.delenv("OTEL_PROFILING_CPU_ENGINE")
+    monkeypatch.setenv("OTEL_PROFILING_CPU_FORMAT", "callgrind")
+    (cpu,) = profilers_from_env()
+    assert cpu.engine == "yappi"  # type: ignore[attr-defined]  # call graphs need yappi
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable", "expected"),
+    [
+        ({"OTEL_PROFILING_CPU_ENGINE": "turbo"}, "OTEL_PROFILING_CPU_ENGINE", ("sampling", 0.01)),
+        (
+            {"OTEL_PROFILING_CPU_ENGINE": "sampling", "OTEL_PROFILING_CPU_FORMAT": "pstats"},
+            "OTEL_PROFILING_CPU_ENGINE",
+            ("yappi", 0.01),
+        ),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "0"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "nan"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "inf"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "120"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "²"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        (
+            {"OTEL_PROFILING_CPU_ENGINE": "yappi", "OTEL_PROFILING_CPU_BY_SPAN": "true"},
+            "OTEL_PROFILING_CPU_BY_SPAN",
+            ("yappi", 0.01),
+        ),
+    ],
+)
+def test_invalid_cpu_engine_settings_warn_once_and_use_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    settings: dict,
+    variable: str,
+    expected: tuple,
+) -> None:
+    monkeypatch.setenv("OTEL_PROFILING_PROFILERS", "cpu")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.WARNING):
+        (cpu,) = profilers_from_env()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and variable in warnings[0].getMessage()
+    assert (cpu.engine, cpu.interval) == expected  # type: ignore[attr-defined]
+    assert cpu.by_span is False  # type: ignore[attr-defined]

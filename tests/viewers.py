@@ -6,6 +6,7 @@ speedscope would, and fail on what would make those viewers reject the file.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -92,6 +93,72 @@ def cpuprofile_total_times(profile: Dict[str, Any]) -> Dict[str, float]:
         name = by_id[node_id]["callFrame"]["functionName"]
         best[name] = max(best.get(name, 0.0), total)
     return best
+
+
+def cpuprofile_inclusive_times(profile: Dict[str, Any]) -> Dict[str, float]:
+    """Inclusive time (µs) per function name, summed over every path that reaches it.
+
+    A node inside another node of the same name (recursion) is counted once,
+    through the outer one, as DevTools' bottom-up view does.
+    """
+    by_id = {node["id"]: node for node in profile["nodes"]}
+    self_us: Dict[int, float] = {}
+    stamps = []
+    now = profile["startTime"]
+    for delta in profile["timeDeltas"]:
+        now += delta
+        stamps.append(now)
+    stamps.append(profile["endTime"])
+    for index, sample in enumerate(profile["samples"]):
+        self_us[sample] = self_us.get(sample, 0.0) + (stamps[index + 1] - stamps[index])
+    times: Dict[str, float] = {}
+    stack: List[Tuple[int, frozenset]] = [(profile["nodes"][0]["id"], frozenset())]
+    while stack:
+        node_id, above = stack.pop()
+        names = above | {by_id[node_id]["callFrame"]["functionName"]}
+        own = self_us.get(node_id, 0.0)
+        for name in names:  # each name on the path once, however often it recurs
+            times[name] = times.get(name, 0.0) + own
+        stack.extend((child, names) for child in by_id[node_id].get("children", []))
+    return times
+
+
+def cpuprofile_timeline(profile: Dict[str, Any]) -> List[Tuple[int, float, float]]:
+    """``(node id, start µs, duration µs)`` of each sample, as DevTools lays them out."""
+    stamps = []
+    now = profile["startTime"]
+    for delta in profile["timeDeltas"]:
+        now += delta
+        stamps.append(now)
+    stamps.append(profile["endTime"])
+    return [
+        (sample, stamps[index], stamps[index + 1] - stamps[index])
+        for index, sample in enumerate(profile["samples"])
+    ]
+
+
+def cpuprofile_paths(profile: Dict[str, Any]) -> Dict[Tuple[str, ...], float]:
+    """Inclusive time (µs) of each node, keyed by its path of names from the root (excluded)."""
+    by_id = {node["id"]: node for node in profile["nodes"]}
+    self_us: Dict[int, float] = {}
+    for sample, _, duration in cpuprofile_timeline(profile):
+        self_us[sample] = self_us.get(sample, 0.0) + duration
+    paths: Dict[Tuple[str, ...], float] = {}
+    order: List[Tuple[int, Tuple[str, ...]]] = []
+    stack: List[Tuple[int, Tuple[str, ...]]] = [(profile["nodes"][0]["id"], ())]
+    while stack:
+        node_id, path = stack.pop()
+        order.append((node_id, path))
+        for child in by_id[node_id].get("children", []):
+            stack.append((child, path + (by_id[child]["callFrame"]["functionName"],)))
+    totals: Dict[int, float] = {}
+    for node_id, path in reversed(order):
+        totals[node_id] = self_us.get(node_id, 0.0) + sum(
+            totals[child] for child in by_id[node_id].get("children", [])
+        )
+        if path:
+            paths[path] = paths.get(path, 0.0) + totals[node_id]
+    return paths
 
 
 # -- .heapprofile ----------------------------------------------------------------------
@@ -232,8 +299,13 @@ class HeapSnapshot:
 _PROTO_SCALARS = {"int64": 3, "uint64": 4, "string": 9, "bool": 8}
 
 
-def _profile_message_class() -> Any:
-    """Compile ``tests/profile.proto`` at run time with protobuf's descriptor pool."""
+@functools.lru_cache(maxsize=1)
+def pprof_message_class() -> Any:
+    """The tests' one pprof schema: ``tests/profile.proto`` compiled at run time.
+
+    Built with protobuf's descriptor pool from the tests' own copy of the
+    schema, so profiles are checked independently of the package's decoder.
+    """
     import re
     from pathlib import Path
 
@@ -267,7 +339,7 @@ def load_pprof(data: bytes) -> Any:
     import gzip
 
     assert data[:2] == b"\x1f\x8b", "pprof files are gzip-compressed"
-    profile = _profile_message_class()()
+    profile = pprof_message_class()()
     profile.ParseFromString(gzip.decompress(data))
     assert profile.string_table and profile.string_table[0] == "", "string 0 must be empty"
     n_strings = len(profile.string_table)
@@ -293,6 +365,14 @@ def pprof_stacks(profile: Any) -> List[Tuple[List[str], List[int]]]:
         ([loc_func[i] for i in reversed(sample.location_id)], list(sample.value))
         for sample in profile.sample
     ]
+
+
+def pprof_labels(profile: Any, sample: Any) -> Dict[str, Any]:
+    """A sample's labels: ``{key: str value, or num value}``."""
+    strings = profile.string_table
+    return {
+        strings[label.key]: strings[label.str] if label.str else label.num for label in sample.label
+    }
 
 
 # -- folded -------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ encoded payload. Both run on a library thread (or the caller's, for
 from __future__ import annotations
 
 import abc
-from typing import ClassVar, Optional
+from typing import ClassVar, Mapping, Optional
+
+from opentelemetry.util.types import AttributeValue
 
 from otel_profiling.formats import ProfileFormat, default_format, get_format
 from otel_profiling.profile import ProfileKind
@@ -52,8 +54,11 @@ class Profiler(abc.ABC):
         """Attributes describing this capture (clock, depth, ...), added to the profile."""
         return {"profiling.format": self._format.name}
 
-    def end_attributes(self) -> dict:
-        """Attributes known only once ``stop()`` has returned, added to the profile then."""
+    def end_attributes(self) -> Mapping[str, AttributeValue]:
+        """Attributes known only once ``stop()`` has returned (e.g. ``profiling.idle``).
+
+        The agent adds them to the profile when it stops the profiler.
+        """
         return {}
 
     def __repr__(self) -> str:

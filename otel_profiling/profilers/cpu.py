@@ -6,28 +6,58 @@ once and is what triggers and the agent drive.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional, Union
 
+from opentelemetry.util.types import AttributeValue
+
+from otel_profiling.formats import get_format
+from otel_profiling.formats.samples import SampleCapture
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler
+from otel_profiling.profilers.sampling_engine import (
+    DEFAULT_INTERVAL,
+    SamplingEngine,
+    check_interval,
+    sampling_formats,
+)
 from otel_profiling.profilers.yappi_engine import YappiEngine
 
 _CLOCKS = ("wall", "cpu")
-ENGINES = ("yappi",)
+ENGINES = ("sampling", "yappi")
+
+
+def resolve_engine(engine: Optional[str], format_name: str) -> str:
+    """The engine to run: ``engine``, or by default ``sampling`` (``yappi`` for call graphs)."""
+    from_samples = get_format(ProfileKind.CPU_PROFILE, format_name).accepts(SampleCapture)
+    if engine is None:
+        return "sampling" if from_samples else "yappi"
+    if engine not in ENGINES:
+        raise ValueError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
+    if engine == "sampling" and not from_samples:
+        raise ValueError(
+            f"format={format_name!r} is a call-graph format written from yappi's exact call "
+            f"counts: use engine='yappi' (or leave engine unset) with it, or a format the "
+            f"sampling engine writes ({', '.join(sampling_formats())})."
+        )
+    return engine
 
 
 class CpuProfiler(Profiler):
     """CPU profile of every thread.
 
-    ``engine="yappi"``: yappi's deterministic profiler (exact call counts).
-    ``clock="wall"`` (default) measures elapsed time, including time blocked on
-    I/O or suspended in ``await``; ``clock="cpu"`` measures thread CPU time
-    (costlier per call: see the benchmarks). ``builtins=True`` also records C
-    functions. The library's own threads are left out of the profile.
+    ``engine="sampling"`` (the default): a library thread samples every
+    thread's stack every ``interval`` seconds (default 0.01): exact stacks, a
+    real timeline, trace ids per sample, about 1 % cost. ``engine="yappi"``:
+    yappi's deterministic profiler, exact call counts at a higher cost;
+    ``pstats`` and ``callgrind`` are always written by it (it is the default
+    for them).
 
-    ``format``: ``cpuprofile`` (default), ``pprof`` and ``folded`` are written
-    from the derived call tree (each node with self time counts one sample);
-    ``pstats`` and ``callgrind`` are written from yappi's exact call graph.
+    ``clock="wall"`` (default) counts elapsed time, waiting included (and,
+    with sampling, asyncio tasks suspended in ``await``); ``clock="cpu"``
+    counts each thread's CPU time. ``by_span=True`` (sampling) adds a
+    ``span <id>`` level under each thread for samples taken in a span.
+    ``builtins`` and ``max_nodes`` apply to the yappi engine. The library's
+    own threads and frames are left out of the profile.
     """
 
     kind = ProfileKind.CPU_PROFILE
@@ -36,27 +66,36 @@ class CpuProfiler(Profiler):
         self,
         format: Optional[str] = None,  # noqa: A002
         *,
-        engine: str = "yappi",
+        engine: Optional[str] = None,
+        interval: float = DEFAULT_INTERVAL,
         clock: str = "wall",
         builtins: bool = True,
         max_nodes: int = 200_000,
         by_span: bool = False,
     ) -> None:
         super().__init__(format)
-        if engine not in ENGINES:
-            raise ValueError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
         if clock not in _CLOCKS:
             raise ValueError(f"Unknown clock {clock!r}: choose 'wall' or 'cpu'.")
-        if by_span and engine == "yappi":
-            raise ValueError("by_span=True needs engine='sampling' (yappi keeps no span per call).")
-        self.engine = engine
+        self.engine = resolve_engine(engine, self.format.name)
+        self.interval = check_interval(interval)
         self.clock = clock
         self.builtins = builtins
         self.max_nodes = max_nodes
         self.by_span = by_span
-        self._engine = YappiEngine(
-            self.format.name, clock=clock, builtins=builtins, max_nodes=max_nodes
-        )
+        self._engine: Union[SamplingEngine, YappiEngine]
+        if self.engine == "sampling":
+            self._engine = SamplingEngine(
+                self.format, interval=self.interval, clock=clock, by_span=by_span
+            )
+        else:
+            if by_span:
+                raise ValueError(
+                    "by_span=True needs the sampling engine (it groups samples by the span "
+                    "current when each was taken): use engine='sampling', or drop by_span."
+                )
+            self._engine = YappiEngine(
+                self.format, clock=clock, builtins=builtins, max_nodes=max_nodes
+            )
 
     @property
     def running(self) -> bool:
@@ -71,16 +110,18 @@ class CpuProfiler(Profiler):
     def after_fork(self) -> None:
         self._engine.after_fork()
 
-    def end_attributes(self) -> dict:
-        return self._engine.end_attributes()
-
     def attributes(self) -> dict:
         attrs = super().attributes()
         attrs["profiling.cpu.clock"] = self.clock
         attrs["profiling.cpu.engine"] = self.engine
+        if self.engine == "sampling":
+            attrs["profiling.cpu.interval"] = self.interval
         if self.by_span:
             attrs["profiling.cpu.by_span"] = True
         return attrs
+
+    def end_attributes(self) -> Mapping[str, AttributeValue]:
+        return self._engine.end_attributes()
 
     def __repr__(self) -> str:
         return (

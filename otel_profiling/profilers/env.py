@@ -10,11 +10,26 @@ import logging
 from typing import Callable, Dict, List, Optional
 
 from otel_profiling._env import _invalid, env_bool, env_int, env_list, env_str
-from otel_profiling.formats import FORMATS, get_format
+from otel_profiling.environment_variables import (
+    OTEL_PROFILING_CPU_BUILTINS,
+    OTEL_PROFILING_CPU_BY_SPAN,
+    OTEL_PROFILING_CPU_CLOCK,
+    OTEL_PROFILING_CPU_ENGINE,
+    OTEL_PROFILING_CPU_FORMAT,
+    OTEL_PROFILING_CPU_INTERVAL,
+)
+from otel_profiling.formats import formats_for, get_format
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler
-from otel_profiling.profilers.cpu import CpuProfiler
+from otel_profiling.profilers.cpu import ENGINES, CpuProfiler, resolve_engine
 from otel_profiling.profilers.heap import DEFAULT_FRAMES, HeapProfiler
+from otel_profiling.profilers.sampling_engine import (
+    DEFAULT_INTERVAL,
+    MAX_INTERVAL,
+    MIN_INTERVAL,
+    check_clock,
+    check_interval,
+)
 from otel_profiling.profilers.snapshot import HeapSnapshotProfiler
 
 _logger = logging.getLogger(__name__)
@@ -27,25 +42,74 @@ def _format_from_env(name: str, kind: ProfileKind) -> Optional[str]:
     try:
         return get_format(kind, value).name
     except ValueError:
-        default = FORMATS[kind][0].name
-        _invalid(name, value, "one of " + ", ".join(f.name for f in FORMATS[kind]), default)
+        default = formats_for(kind)[0].name
+        _invalid(name, value, "one of " + ", ".join(f.name for f in formats_for(kind)), default)
         return None
 
 
 def cpu_profiler_from_env() -> CpuProfiler:
-    """``OTEL_PROFILING_CPU_FORMAT``, ``_CPU_CLOCK``, ``_CPU_BUILTINS`` and ``_CPU_BY_SPAN``."""
-    clock = (env_str("OTEL_PROFILING_CPU_CLOCK", "wall") or "wall").lower()
+    """``OTEL_PROFILING_CPU_ENGINE``, ``_CPU_INTERVAL``, ``_CPU_FORMAT``, ``_CPU_CLOCK``,
+    ``_CPU_BUILTINS`` and ``_CPU_BY_SPAN``.
+
+    A value that does not fit the others (``engine=sampling`` with a call-graph
+    format, ``by_span`` with yappi, the ``cpu`` clock where threads have no CPU
+    clock) is reported like an invalid one and its default is used.
+    """
+    fmt = _format_from_env(OTEL_PROFILING_CPU_FORMAT, ProfileKind.CPU_PROFILE)
+    format_name = fmt or formats_for(ProfileKind.CPU_PROFILE)[0].name
+    engine = _engine_from_env(format_name)
+    clock = (env_str(OTEL_PROFILING_CPU_CLOCK, "wall") or "wall").lower()
     if clock not in ("wall", "cpu"):
-        _invalid("OTEL_PROFILING_CPU_CLOCK", clock, "wall or cpu", "wall")
+        _invalid(OTEL_PROFILING_CPU_CLOCK, clock, "wall or cpu", "wall")
         clock = "wall"
-    by_span = env_bool("OTEL_PROFILING_CPU_BY_SPAN", False)
-    if by_span:  # the yappi engine records no span per call
-        _invalid("OTEL_PROFILING_CPU_BY_SPAN", "true", "false with the yappi engine", "false")
+    if clock == "cpu" and resolve_engine(engine, format_name) == "sampling":
+        try:
+            check_clock(clock)
+        except ValueError as exc:
+            _invalid(OTEL_PROFILING_CPU_CLOCK, clock, str(exc), "wall")
+            clock = "wall"
+    by_span = env_bool(OTEL_PROFILING_CPU_BY_SPAN, False)
+    if by_span and resolve_engine(engine, format_name) == "yappi":
+        _invalid(OTEL_PROFILING_CPU_BY_SPAN, "true", "false with the yappi engine", False)
+        by_span = False
     return CpuProfiler(
-        _format_from_env("OTEL_PROFILING_CPU_FORMAT", ProfileKind.CPU_PROFILE),
+        fmt,
+        engine=engine,
+        interval=_interval_from_env(),
         clock=clock,
-        builtins=env_bool("OTEL_PROFILING_CPU_BUILTINS", True),
+        builtins=env_bool(OTEL_PROFILING_CPU_BUILTINS, True),
+        by_span=by_span,
     )
+
+
+def _engine_from_env(format_name: str) -> Optional[str]:
+    value = env_str(OTEL_PROFILING_CPU_ENGINE)
+    if value is None:
+        return None
+    engine = value.lower()
+    try:
+        resolve_engine(engine, format_name)
+    except ValueError as exc:
+        default = resolve_engine(None, format_name)
+        _invalid(OTEL_PROFILING_CPU_ENGINE, value, f"one of {', '.join(ENGINES)} ({exc})", default)
+        return None
+    return engine
+
+
+def _interval_from_env() -> float:
+    value = env_str(OTEL_PROFILING_CPU_INTERVAL)
+    if value is None:
+        return DEFAULT_INTERVAL
+    try:
+        return check_interval(float(value))
+    except ValueError:
+        _invalid(
+            OTEL_PROFILING_CPU_INTERVAL,
+            value,
+            f"seconds from {MIN_INTERVAL} to {MAX_INTERVAL}",
+            DEFAULT_INTERVAL,
+        )
+        return DEFAULT_INTERVAL
 
 
 def heap_profiler_from_env() -> HeapProfiler:

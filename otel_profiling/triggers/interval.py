@@ -18,10 +18,12 @@ class IntervalTrigger(BackgroundTrigger):
     """Profiles for ``duration`` seconds once every ``every`` seconds.
 
     Windows start at a fixed rate (``every`` from one start to the next) and
-    never overlap: a window that would begin while the previous one is still
-    being encoded is skipped. The first window starts after a random delay in
-    ``[0, jitter]`` (default ``jitter=every``), so a fleet started together
-    does not profile in lockstep. Windows run on a daemon thread, which also
+    never overlap: a window due while the previous one is still being encoded
+    starts as soon as that is done, and slots missed entirely are skipped. So
+    ``duration == every`` profiles continuously, window after window. The
+    first window starts after a random delay in ``[0, jitter]`` (default
+    ``jitter=every``), so a fleet started together does not profile in
+    lockstep. Windows run on a daemon thread, which also
     encodes; a start refused because the profiler is busy skips that window.
     """
 
@@ -66,9 +68,12 @@ class IntervalTrigger(BackgroundTrigger):
                 _logger.exception("Interval profiling window failed.")
             now = time.monotonic()
             next_start += self.every
-            if next_start < now:  # the window overran: skip the slots already missed
-                missed = int((now - next_start) // self.every) + 1
+            if next_start < now - self.every:  # the window overran: skip the slots missed
+                missed = int((now - next_start) // self.every)
                 next_start += missed * self.every
+            # Back to back (duration == every): the next window starts once this one
+            # is encoded, a little late, rather than a whole slot later.
+            next_start = max(next_start, now)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,555 @@
+"""The sampling CPU engine against ground truth: programs that time their own hot code.
+
+Each program measures what it ran with ``time.perf_counter`` (or, for CPU
+time, ``time.thread_time``) and is profiled through the public API; the
+profile is read back as DevTools reads it (``tests/viewers.py``). Tolerance:
+±15 % of what the program measured, unless stated otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Set, Tuple
+
+import pytest
+import sampling_programs as programs
+from conftest import wait_for
+from sampling_programs import MEASURED
+from viewers import (
+    cpuprofile_inclusive_times,
+    cpuprofile_paths,
+    cpuprofile_timeline,
+    load_cpuprofile,
+    load_folded,
+    load_pprof,
+    pprof_labels,
+    pprof_stacks,
+)
+
+import otel_profiling
+from otel_profiling import ProfilingAgent
+from otel_profiling.exporters import InMemoryProfileExporter
+from otel_profiling.processors import SimpleProfileProcessor
+from otel_profiling.profile import Profile
+from otel_profiling.profilers import CpuProfiler
+from otel_profiling.triggers import SignalTrigger
+
+PACKAGE_DIR = str(Path(otel_profiling.__file__).resolve().parent)
+TOLERANCE = 0.15
+
+
+def within(measured_by_profile: float, truth: float, tolerance: float = TOLERANCE) -> bool:
+    return abs(measured_by_profile - truth) <= tolerance * truth
+
+
+@pytest.fixture
+def agent() -> Iterator[Tuple[ProfilingAgent, InMemoryProfileExporter]]:
+    MEASURED.clear()
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+    yield agent, exporter
+    agent.shutdown()
+
+
+def profiled(agent: ProfilingAgent, profiler: CpuProfiler, work: Any) -> Tuple[Profile, float]:
+    """Run ``work()`` inside ``agent.profile(profiler)``; the profile and the block's length."""
+    began = time.perf_counter()
+    with agent.profile(profiler) as handle:
+        work()
+    elapsed = time.perf_counter() - began
+    assert handle.profile is not None and handle.profile.data
+    return handle.profile, elapsed
+
+
+def by_id(profile: Dict[str, Any]) -> Dict[int, Dict[str, Any]]:
+    return {node["id"]: node for node in profile["nodes"]}
+
+
+def thread_node(profile: Dict[str, Any], name: str) -> Dict[str, Any]:
+    nodes = by_id(profile)
+    found = [
+        nodes[child]
+        for child in profile["nodes"][0]["children"]
+        if nodes[child]["callFrame"]["functionName"].startswith(f"{name} (thread ")
+    ]
+    assert len(found) == 1, f"no single subtree for thread {name!r}"
+    return found[0]
+
+
+def subtree_ids(profile: Dict[str, Any], node_id: int) -> Set[int]:
+    nodes = by_id(profile)
+    found, stack = set(), [node_id]
+    while stack:
+        current = stack.pop()
+        found.add(current)
+        stack.extend(nodes[current]["children"])
+    return found
+
+
+def thread_total(profile: Dict[str, Any], name: str) -> float:
+    """Seconds in a thread's subtree (0 when the thread is absent)."""
+    try:
+        ids = subtree_ids(profile, thread_node(profile, name)["id"])
+    except AssertionError:
+        return 0.0
+    return sum(d for node, _, d in cpuprofile_timeline(profile) if node in ids) / 1e6
+
+
+def assert_no_library_frames(profile: Dict[str, Any]) -> None:
+    for node in profile["nodes"]:
+        frame = node["callFrame"]
+        assert not frame["url"].startswith(PACKAGE_DIR), f"library frame {frame}"
+        name = frame["functionName"]
+        assert not name.startswith(("otel-profiling-", "fsspecIO")), f"library thread {name}"
+
+
+# -- accuracy --------------------------------------------------------------------------
+
+
+def test_each_hot_function_holds_the_time_the_program_measured(agent) -> None:  # type: ignore[no-untyped-def]
+    profile, _ = profiled(agent[0], CpuProfiler(), programs.two_phases)
+    times = cpuprofile_inclusive_times(load_cpuprofile(profile.data))
+    for name in ("parse_phase", "compute_phase"):
+        assert within(times[name] / 1e6, MEASURED[name]), (name, times[name], MEASURED[name])
+    assert profile.attributes["profiling.cpu.engine"] == "sampling"
+    assert profile.attributes["profiling.idle"] is False
+
+
+def test_signal_window_runs_no_path_the_program_never_ran(agent) -> None:  # type: ignore[no-untyped-def]
+    """The issue's program, driven by SIGUSR2 sent with os.kill as a user would."""
+    agent_, exporter = agent
+    profiler = CpuProfiler()
+    agent_.register(SignalTrigger(signal.SIGUSR2), profiler)
+    began = time.perf_counter()
+    os.kill(os.getpid(), signal.SIGUSR2)
+    assert wait_for(lambda: profiler.running, timeout=30)
+    programs.serve(2.0)
+    os.kill(os.getpid(), signal.SIGUSR2)
+    window = time.perf_counter() - began  # from the first signal to the second
+    assert wait_for(exporter.get_finished_profiles, timeout=60)
+    (result,) = exporter.get_finished_profiles()
+    profile = load_cpuprofile(result.data)
+    paths = cpuprofile_paths(profile)
+
+    def on_path(*names: str) -> float:
+        n = len(names)
+        return sum(t for path, t in paths.items() if path[-n:] == names)
+
+    assert on_path("handler_a", "shared", "slow_leaf") == 0
+    assert on_path("handler_b", "shared", "cheap_leaf") == 0
+    assert within(on_path("handler_b", "shared", "slow_leaf") / 1e6, MEASURED["slow_leaf"])
+    times = cpuprofile_inclusive_times(profile)
+    assert within(times["slow_leaf"] / 1e6, MEASURED["slow_leaf"])
+    assert within(times["serve"] / 1e6, MEASURED["serve"])
+    # the window holds its real length, from the first signal to the second
+    assert within(thread_total(profile, "MainThread"), window)
+    assert_no_library_frames(profile)
+    names = {node["callFrame"]["functionName"] for node in profile["nodes"]}
+    assert not names & {"kill", "getpid"}, "C functions are not frames of the sampling engine"
+
+
+def test_a_window_holds_its_length_on_every_thread_that_lived_through_it(agent) -> None:  # type: ignore[no-untyped-def]
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait, name="waiting-thread")
+    waiting.start()
+    try:
+        result, _ = profiled(agent[0], CpuProfiler(), lambda: programs.timed("work", 2.0))
+    finally:
+        stop.set()
+        waiting.join()
+    profile = load_cpuprofile(result.data)
+    assert within(thread_total(profile, "MainThread"), MEASURED["work"])
+    assert within(thread_total(profile, "waiting-thread"), MEASURED["work"])  # waiting counts
+    times = cpuprofile_inclusive_times(profile)
+    assert within(times["timed"] / 1e6, MEASURED["work"])
+
+
+def test_cpu_clock_splits_threads_as_they_used_the_cpu(agent) -> None:  # type: ignore[no-untyped-def]
+    three, one = programs.Worker(0.6), programs.Worker(0.2)
+    threads = [
+        threading.Thread(target=three.run, name="three-quarters"),
+        threading.Thread(target=one.run, name="one-quarter"),
+    ]
+    sleeping = threading.Event()
+    sleeper = threading.Thread(target=sleeping.wait, args=(60,), name="sleeping-thread")
+    sleeper.start()
+
+    def work() -> None:
+        for thread in threads:
+            thread.start()
+        assert three.done.wait(60) and one.done.wait(60)
+
+    try:
+        result, _ = profiled(agent[0], CpuProfiler(clock="cpu"), work)
+    finally:
+        for worker in (three, one):
+            worker.release.set()
+        sleeping.set()
+        for thread in [*threads, sleeper]:
+            thread.join()
+    profile = load_cpuprofile(result.data)
+    assert within(thread_total(profile, "three-quarters"), three.used)
+    assert within(thread_total(profile, "one-quarter"), one.used)
+    ratio = thread_total(profile, "three-quarters") / thread_total(profile, "one-quarter")
+    assert within(ratio, three.used / one.used), ratio
+    assert thread_total(profile, "sleeping-thread") < 0.005  # (almost) nothing: it slept
+    times = cpuprofile_inclusive_times(profile)
+    assert within(times["Worker.run"] / 1e6, three.used + one.used)  # qualified names
+
+
+def test_asyncio_awaiting_and_computing_both_show_in_their_coroutines(agent) -> None:  # type: ignore[no-untyped-def]
+    result, _ = profiled(agent[0], CpuProfiler(), lambda: asyncio.run(programs.async_handler()))
+    profile = load_cpuprofile(result.data)
+    times = cpuprofile_inclusive_times(profile)
+    assert within(times["waiter"] / 1e6, MEASURED["waiter"])  # suspended in await: 1.0 s
+    assert within(times["computer"] / 1e6, MEASURED["computer"])  # running: 0.5 s
+    assert within(times["async_handler"] / 1e6, MEASURED["waiter"] + MEASURED["computer"])
+    paths = cpuprofile_paths(profile)
+    suspended = [p for p in paths if p[-2:] == ("async_handler", "waiter")]
+    assert suspended and all(p[1].startswith("(task) Task-") for p in suspended), suspended
+    assert all(p[0].startswith("MainThread (thread ") for p in suspended)  # under its loop's thread
+
+
+def test_many_tasks_are_sampled_by_a_weighed_subset(agent) -> None:  # type: ignore[no-untyped-def]
+    """Above 100 pending tasks a random subset is sampled, each standing for its share."""
+
+    async def sleeper() -> None:
+        await asyncio.sleep(1.0)
+
+    async def main() -> None:
+        await asyncio.gather(*(sleeper() for _ in range(300)))
+
+    result, _ = profiled(agent[0], CpuProfiler(), lambda: asyncio.run(main()))
+    times = cpuprofile_inclusive_times(load_cpuprofile(result.data))
+    assert within(times["test_many_tasks_are_sampled_by_a_weighed_subset.<locals>.sleeper"], 300e6)
+
+
+def test_short_lived_tasks_and_threads_hold_only_their_lifetime(agent) -> None:  # type: ignore[no-untyped-def]
+    """Tasks and threads that live about two samples: a sample taken after one started
+    stands for the whole interval before it, so without placing starts and ends
+    halfway, each would gain or lose half an interval."""
+    lifetimes = {"task": 0.0, "thread": 0.0}
+
+    async def short_task(created: float) -> None:
+        await asyncio.sleep(0.02)
+        lifetimes["task"] += time.perf_counter() - created
+
+    async def waves() -> None:
+        for _ in range(60):
+            await asyncio.gather(
+                *(asyncio.create_task(short_task(time.perf_counter())) for _ in range(20))
+            )
+
+    def short_thread() -> None:
+        began = time.perf_counter()
+        time.sleep(0.02)
+        lifetimes["thread"] += time.perf_counter() - began
+
+    def work() -> None:
+        asyncio.run(waves())
+        for _ in range(10):
+            threads = [threading.Thread(target=short_thread, name="short") for _ in range(10)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    result, _ = profiled(agent[0], CpuProfiler(), work)
+    profile = load_cpuprofile(result.data)
+    times = cpuprofile_inclusive_times(profile)
+    tasks = times["test_short_lived_tasks_and_threads_hold_only_their_lifetime.<locals>.short_task"]
+    assert within(tasks / 1e6, lifetimes["task"]), (tasks, lifetimes)
+    paths = cpuprofile_paths(profile)
+    threads = sum(t for path, t in paths.items() if len(path) == 1 and path[0].startswith("short "))
+    assert within(threads / 1e6, lifetimes["thread"]), (threads, lifetimes)
+
+
+# -- what the profile must never contain -----------------------------------------------------
+
+
+def test_no_library_frame_or_thread_in_any_format(agent) -> None:  # type: ignore[no-untyped-def]
+    """Signal handler, span processor, decorator and export threads all active in the window."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_profiling import ProfilingSpanProcessor
+
+    agent_, exporter = agent
+    provider = TracerProvider()
+    provider.add_span_processor(ProfilingSpanProcessor(agent_))
+    tracer = provider.get_tracer("test")
+
+    @agent_.profile(CpuProfiler(engine="yappi", format="pstats"))  # a second profile meanwhile
+    def decorated() -> None:
+        programs.timed("decorated", 0.3)
+
+    profilers = [CpuProfiler(format=fmt) for fmt in ("cpuprofile", "pprof", "folded")]
+    agent_.register(SignalTrigger(signal.SIGUSR2), *profilers)  # sampling profilers run together
+    os.kill(os.getpid(), signal.SIGUSR2)
+    assert wait_for(lambda: all(p.running for p in profilers), timeout=30)
+    for _ in range(5):
+        with tracer.start_as_current_span("request"):
+            programs.timed("traced", 0.05)
+    decorated()
+    os.kill(os.getpid(), signal.SIGUSR2)
+    assert wait_for(lambda: len(exporter.get_finished_profiles()) == 4, timeout=60)
+    results = {p.format: p.data for p in exporter.get_finished_profiles() if p.format != "pstats"}
+    assert set(results) == {"cpuprofile", "pprof", "folded"}
+    cpu = load_cpuprofile(results["cpuprofile"])
+    assert_no_library_frames(cpu)
+    names = {n["callFrame"]["functionName"] for n in cpu["nodes"]}
+    assert any(name.endswith("<locals>.decorated") for name in names), "the decorated function"
+    pprof = load_pprof(results["pprof"])
+    files = {pprof.string_table[f.filename] for f in pprof.function}
+    assert not [f for f in files if f.startswith(PACKAGE_DIR)]
+    for stack, _count in load_folded(results["folded"]):
+        for frame in stack:
+            assert PACKAGE_DIR not in frame and not frame.startswith("otel-profiling-"), frame
+
+
+# -- the timeline -----------------------------------------------------------------------------
+
+
+def test_cpuprofile_timeline_is_each_threads_real_sequence(agent) -> None:  # type: ignore[no-untyped-def]
+    worker = threading.Thread(target=programs.timed, args=("worker", 1.5), name="phase-worker")
+
+    def work() -> None:
+        began = time.perf_counter()
+        worker.start()
+        programs.two_phases()
+        worker.join()
+        MEASURED["work"] = time.perf_counter() - began
+
+    result, _ = profiled(agent[0], CpuProfiler(), work)
+    profile = load_cpuprofile(result.data)
+    timeline = cpuprofile_timeline(profile)
+    starts = [start for _, start, _ in timeline]
+    assert starts == sorted(starts), "timestamps must increase"
+    nodes = by_id(profile)
+    main = subtree_ids(profile, thread_node(profile, "MainThread")["id"])
+    positions = [i for i, (node, _, _) in enumerate(timeline) if node in main]
+    assert positions == list(range(positions[0], positions[-1] + 1)), "one segment per thread"
+    assert within(thread_total(profile, "MainThread"), MEASURED["work"], 0.05)
+    assert within(thread_total(profile, "phase-worker"), MEASURED["worker"])
+
+    def phase_of(node_id: int) -> str:
+        while True:
+            name = nodes[node_id]["callFrame"]["functionName"]
+            if name in ("parse_phase", "compute_phase") or node_id == profile["nodes"][0]["id"]:
+                return name
+            node_id = next(n["id"] for n in profile["nodes"] if node_id in n["children"])
+
+    phases = [phase_of(node) for node, _, _ in timeline if node in main]
+    parse = [i for i, name in enumerate(phases) if name == "parse_phase"]
+    compute = [i for i, name in enumerate(phases) if name == "compute_phase"]
+    assert parse and compute and max(parse) < min(compute), "the phases ran in this order"
+    hits: Dict[int, int] = {}
+    for node, _, _ in timeline:
+        hits[node] = hits.get(node, 0) + 1
+    assert result.attributes["profiling.cpu.samples"] == len(timeline) == sum(hits.values())
+
+
+# -- idle windows and continuous profiling ---------------------------------------------------
+
+
+def test_idle_window_is_a_valid_profile_marked_idle(agent) -> None:  # type: ignore[no-untyped-def]
+    for clock in ("wall", "cpu"):
+        result, elapsed = profiled(agent[0], CpuProfiler(clock=clock), lambda: time.sleep(1.0))
+        assert result.attributes["profiling.idle"] is True, clock
+        profile = load_cpuprofile(result.data)
+        assert profile["samples"], "samples are kept"
+        if clock == "wall":
+            assert within(thread_total(profile, "MainThread"), elapsed)
+        else:
+            paths = cpuprofile_paths(profile)
+            assert within(paths[("(idle)",)] / 1e6, elapsed)  # as V8 does
+    busy, _ = profiled(agent[0], CpuProfiler(), lambda: programs.spin(0.5))
+    assert busy.attributes["profiling.idle"] is False
+
+
+def test_back_to_back_windows_profile_continuously(agent) -> None:  # type: ignore[no-untyped-def]
+    from otel_profiling.triggers import IntervalTrigger
+
+    agent_, exporter = agent
+    agent_.register(IntervalTrigger(every=0.5, duration=0.5, jitter=0), CpuProfiler())
+    assert wait_for(lambda: len(exporter.get_finished_profiles()) >= 2, timeout=30)
+    programs.spin(0.8)
+    assert wait_for(lambda: len(exporter.get_finished_profiles()) >= 5, timeout=60)
+    windows: List[Profile] = sorted(exporter.get_finished_profiles(), key=lambda p: p.start_time)
+    for earlier, later in zip(windows, windows[1:], strict=False):
+        gap = (later.start_time - earlier.end_time).total_seconds()
+        assert 0 <= gap < 0.5, f"a slot was skipped: {gap:.3f} s between windows"
+    for window in windows:
+        load_cpuprofile(window.data)
+    assert windows[0].attributes["profiling.idle"] is True
+    assert any(w.attributes["profiling.idle"] is False for w in windows)
+
+
+# -- engines and options ------------------------------------------------------------------------
+
+
+def test_engine_follows_the_format() -> None:
+    assert CpuProfiler().engine == "sampling"
+    assert CpuProfiler(format="pprof").engine == "sampling"
+    assert CpuProfiler(format="pstats").engine == "yappi"
+    assert CpuProfiler(format="callgrind").engine == "yappi"
+    assert CpuProfiler(engine="yappi", format="folded").engine == "yappi"
+    with pytest.raises(ValueError, match="engine='yappi'"):
+        CpuProfiler(engine="sampling", format="pstats")
+    with pytest.raises(ValueError, match="sampling, yappi"):
+        CpuProfiler(engine="fast")
+    with pytest.raises(ValueError, match="by_span=True needs the sampling engine"):
+        CpuProfiler(engine="yappi", by_span=True)
+
+
+@pytest.mark.parametrize("interval", [0, 0.0005, 61, float("nan"), float("inf"), -1, "x"])
+def test_invalid_interval_is_a_clear_error(interval: Any) -> None:
+    with pytest.raises(ValueError, match="from 0.001 to 60"):
+        CpuProfiler(interval=interval)
+
+
+def test_cpu_clock_is_refused_where_threads_have_no_cpu_clock(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from otel_profiling.profilers import thread_clocks
+
+    monkeypatch.setattr(thread_clocks, "SUPPORTED", False)  # as on macOS
+    with pytest.raises(ValueError, match="per-thread CPU clocks.*clock='wall'"):
+        CpuProfiler(clock="cpu")
+    assert CpuProfiler(clock="cpu", engine="yappi").clock == "cpu"
+
+
+def test_interval_sets_the_sampling_rate() -> None:
+    """About 1/interval samples a second of a waiting thread (tolerance ±50 %, and a third
+    of the rate at 5 ms, for a loaded machine). A CPU-bound thread gets fewer: the sampler
+    needs the GIL, which the interpreter hands over every 5 ms."""
+    samples = {}
+    for interval in (0.005, 0.05):
+        profiler = CpuProfiler(format="pprof", interval=interval)
+        profiler.start()
+        time.sleep(1.0)
+        profile = load_pprof(profiler.stop())
+        samples[interval] = sum(
+            sample.value[0]
+            for sample in profile.sample
+            if pprof_labels(profile, sample).get("thread.name") == "MainThread"
+        )
+        assert profiler.attributes()["profiling.cpu.interval"] == interval
+        assert profile.period == round(interval * 1e9)
+    assert 10 <= samples[0.05] <= 30, samples
+    assert samples[0.005] >= 3 * samples[0.05], samples
+
+
+def test_two_sampling_profiles_run_at_once() -> None:
+    MEASURED.clear()
+    first, second = CpuProfiler(), CpuProfiler(format="folded")
+    first.start()
+    began = time.perf_counter()
+    programs.spin(0.3)
+    second.start()
+    programs.timed("second", 0.6)
+    data_second = second.stop()
+    programs.spin(0.3)
+    first_window = time.perf_counter() - began
+    data_first = first.stop()
+    main_first = thread_total(load_cpuprofile(data_first), "MainThread")
+    main_second = sum(
+        count for stack, count in load_folded(data_second) if stack[0].startswith("MainThread")
+    )
+    assert within(main_first, first_window) and within(main_second / 1e6, MEASURED["second"])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_drops_the_parents_window_and_profiles_its_own(agent) -> None:  # type: ignore[no-untyped-def]
+    agent_, _ = agent
+    profiler = CpuProfiler()
+    with agent_.profile(profiler):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's sampling thread does not exist here
+            code = 1
+            try:
+                if not profiler.running:
+                    profiler.start()
+                    programs.spin(0.5)
+                    total = thread_total(load_cpuprofile(profiler.stop()), "MainThread")
+                    code = 0 if within(total, 0.5) else 2
+            finally:
+                os.write(write, bytes([code]))
+                os._exit(code)
+        os.close(write)
+        programs.spin(0.3)
+        child = os.read(read, 1)
+        os.waitpid(pid, 0)
+        os.close(read)
+    assert child == b"\x00", "the child's own profile failed"
+    assert agent_ is not None
+
+
+def test_memory_limits_are_counted_in_attributes() -> None:
+    from otel_profiling.profilers.sampling_engine import SamplingEngine
+
+    def recurse(depth: int) -> None:
+        if depth:
+            recurse(depth - 1)
+        else:
+            programs.spin(0.03)
+
+    engine = SamplingEngine("pprof", max_stacks=3)
+    engine.start()
+    began = time.perf_counter()
+    for depth in range(30):  # thirty distinct stacks
+        recurse(depth)
+    elapsed = time.perf_counter() - began
+    capture = engine.stop_capture()
+    attributes = engine.end_attributes()
+    assert attributes["profiling.cpu.stacks_truncated"] > 0
+    assert len(capture.stacks) == 4  # three, then the shared "(truncated)" one
+    main = capture.threads.index(next(t for t in capture.threads if t.name == "MainThread"))
+    kept = sum(
+        value for track, _, _, _, _, value in capture.rows() if capture.tracks[track].thread == main
+    )
+    assert within(kept / 1e9, elapsed, 0.05), "truncation keeps the time"
+    stacks = pprof_stacks(load_pprof(engine.encode(capture)))
+    assert any(stack[-1] == "(truncated)" for stack, _ in stacks)
+
+
+# -- third-party readers ------------------------------------------------------------------------
+
+
+def test_go_tool_pprof_agrees_on_the_hot_functions_share(
+    go_pprof: List[str], tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from conftest import APPS, child_env
+
+    data, measured_path = tmp_path / "cpu.pprof", tmp_path / "measured.json"
+    run = subprocess.run(
+        [sys.executable, str(APPS / "sampling_app.py"), str(data), str(measured_path)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    measured = json.loads(measured_path.read_text())
+    top = subprocess.run(
+        [*go_pprof, "-top", str(data)], capture_output=True, text=True, timeout=300
+    )
+    assert top.returncode == 0, top.stderr
+    rows = {}
+    for line in top.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[4].endswith("%"):
+            rows[parts[5]] = float(parts[4].rstrip("%")) / 100  # cum%
+    assert "<module>" in rows, top.stdout  # not collapsed into <unknown>
+    assert within(rows["hot"], measured["hot"] / measured["duration"]), top.stdout
+    assert within(rows["warm"], measured["warm"] / measured["duration"]), top.stdout
+    assert "Type: wall" in top.stdout
