@@ -8,6 +8,14 @@ the matching kind:
 - ``POST /cpu/start`` / ``POST /cpu/stop`` (and ``/heap/...``): an
   open-ended window; ``stop`` returns the profile.
 
+Go's ``net/http/pprof`` paths, so ``go tool pprof http://host:port/debug/pprof/profile``,
+the Collector's ``pprofreceiver`` and Parca-style scrapers pull profiles with no code:
+
+- ``GET /debug/pprof/profile?seconds=N``: a CPU profile as gzipped pprof;
+- ``GET /debug/pprof/heap?seconds=N``: a heap profile as gzipped pprof (the
+  memory allocated during the N seconds and still alive: tracemalloc sees
+  only what is allocated while it traces).
+
 Every profile is also exported like any other. Standard library server on a
 daemon thread, one library thread per connection, loopback by default.
 
@@ -44,6 +52,11 @@ from otel_profiling.triggers.base import Trigger, TriggerTarget
 _logger = logging.getLogger(__name__)
 
 PREFIX = "/debug/profile"
+PPROF_PREFIX = "/debug/pprof"
+_PPROF_PATHS: Dict[str, ProfileKind] = {
+    "profile": ProfileKind.CPU_PROFILE,
+    "heap": ProfileKind.HEAP_PROFILE,
+}
 DEFAULT_MAX_SECONDS = 300.0
 DEFAULT_SECONDS = 30.0
 DEFAULT_MAX_WINDOW_SECONDS = MAX_WINDOW_SECONDS
@@ -352,12 +365,14 @@ def _routes() -> Dict[str, Dict[str, Tuple[str, Optional[ProfileKind]]]]:
             routes[f"{PREFIX}/{name}"] = {"GET": ("timed", kind)}
             routes[f"{PREFIX}/{name}/start"] = {"POST": ("start", kind)}
             routes[f"{PREFIX}/{name}/stop"] = {"POST": ("stop", kind)}
+    for name, kind in _PPROF_PATHS.items():
+        routes[f"{PPROF_PREFIX}/{name}"] = {"GET": ("pprof", kind)}
     return routes
 
 
 ROUTES = _routes()
-_PARAMS = {"timed": {"seconds"}}
-_PROFILING_ACTIONS = {"timed", "snapshot", "start", "stop"}
+_PARAMS = {"timed": {"seconds"}, "pprof": {"seconds"}}
+_PROFILING_ACTIONS = {"timed", "snapshot", "start", "stop", "pprof"}
 _RETRY = {"Retry-After": f"{HEAD_TIMEOUT:g}"}
 
 
@@ -457,6 +472,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._profile(trigger.timed(kind, seconds, reason))
         elif action == "snapshot":
             self._profile(trigger.timed(kind, 0.0, reason))
+        elif action == "pprof":
+            seconds = self._seconds(query, trigger.max_seconds)
+            self._pprof(trigger.timed(kind, seconds, reason))
         elif action == "start":
             profile = trigger.open_window(kind, reason)
             self._json(200, {"status": "started", **_describe(profile)})
@@ -501,6 +519,22 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send(200, profile.content_type, profile.data, headers)
 
+    def _pprof(self, profile: Profile) -> None:
+        """The profile as gzipped pprof, answered as Go's ``net/http/pprof`` does."""
+        if profile.status is ProfileStatus.ERROR:
+            raise HttpError(500, f"the profiler failed: {profile.error}")
+        try:
+            data = as_pprof(profile)
+        except ValueError as exc:
+            raise HttpError(500, f"the profile cannot be written as pprof: {exc}") from None
+        name = "profile" if profile.kind is ProfileKind.CPU_PROFILE else "heap"
+        headers = {
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+            "X-Profile-Kind": profile.kind.value,
+        }
+        self._send(200, "application/octet-stream", data, headers)
+
     def _json(self, status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> None:
         data = json.dumps(body).encode()
         self._send(status, "application/json", data, headers or {})
@@ -528,6 +562,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         _logger.debug("%s %s", self.address_string(), format % args)
+
+
+def as_pprof(profile: Profile) -> bytes:
+    """``profile``'s payload as gzipped pprof: as is when it is pprof, else converted."""
+    if profile.format == "pprof":
+        return profile.data
+    from otel_profiling.formats.readers import read_profile
+    from otel_profiling.formats.writers import write_profile
+
+    return write_profile(read_profile(profile.data, fmt=profile.format), "pprof")
 
 
 def _describe(profile: Profile) -> Dict[str, Any]:
