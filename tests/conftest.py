@@ -10,7 +10,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
 import pytest
 
@@ -190,3 +190,26 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):  # type:
             return value
         time.sleep(interval)
     return condition()
+
+
+@pytest.fixture(scope="session")
+def go_pprof() -> List[str]:
+    """``go tool pprof``, with Go installed from the distribution's packages when absent."""
+    import shutil
+
+    if shutil.which("go") is None:
+        if shutil.which("apt-get") is None:
+            pytest.skip("Go is not installed and apt-get is not available to install it")
+        try:
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300, check=True)
+            subprocess.run(
+                ["apt-get", "install", "-y", "golang-go"],
+                capture_output=True,
+                timeout=900,
+                check=True,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"Go is not installed and `apt-get install golang-go` failed: {exc}")
+        if shutil.which("go") is None:
+            pytest.skip("`apt-get install golang-go` ran but no go binary was found")
+    return [str(shutil.which("go")), "tool", "pprof"]

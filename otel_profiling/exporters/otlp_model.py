@@ -19,7 +19,8 @@ every fact the request carries must be in the payload:
 
 A CPU profile is one OTLP profile (``wall`` or ``cpu`` nanoseconds); a heap
 profile is two (``inuse_space`` bytes and ``inuse_objects`` count), as the
-OTLP ``Profile`` has one sample type. All profiles of a request share one
+OTLP ``Profile`` has one sample type; from a ``.heapprofile``, which holds no
+object counts, only ``inuse_space``. All profiles of a request share one
 ``ProfilesDictionary`` whose tables start with their zero value, locations
 point to the zero mapping, and stacks and locations are deduplicated.
 A heap snapshot (an object graph) has no OTLP shape: ``UnsupportedProfile``.
@@ -313,11 +314,11 @@ def _decode_tree(data: bytes, fmt: str, kind: ProfileKind) -> List[Decoded]:
             by_value[stack] = (value + round(node.self_value * scale), count + node.self_count)
     if heap:
         space = [Event(s, values=[v]) for s, (v, _) in by_value.items() if v]
-        objects = [Event(s, values=[c]) for s, (_, c) in by_value.items() if c]
-        return [
-            Decoded(("inuse_space", "bytes"), ("space", "bytes"), 1, space),
-            Decoded(("inuse_objects", "count"), ("space", "bytes"), 1, objects),
-        ]
+        decoded = [Decoded(("inuse_space", "bytes"), ("space", "bytes"), 1, space)]
+        if fmt != "heapprofile":  # a .heapprofile has no object counts
+            objects = [Event(s, values=[c]) for s, (_, c) in by_value.items() if c]
+            decoded.append(Decoded(("inuse_objects", "count"), ("space", "bytes"), 1, objects))
+        return decoded
     unit = ("cpu", "nanoseconds") if tree.unit == "seconds" else ("samples", "count")
     events = [Event(s, values=[v]) for s, (v, _) in by_value.items() if v]
     return [Decoded(unit, unit, 0, events)]

@@ -66,6 +66,7 @@ def main() -> None:
     if sys.argv[1:] == ["heap"]:
         keep_memory()
         truth["kept_bytes"] = BLOCK * BLOCKS
+        truth["kept_objects"] = BLOCKS
     else:
         tracer = trace.get_tracer("otlp_app")
         began = time.perf_counter()
