@@ -523,6 +523,8 @@ class _Handler(BaseHTTPRequestHandler):
         """The profile as gzipped pprof, answered as Go's ``net/http/pprof`` does."""
         if profile.status is ProfileStatus.ERROR:
             raise HttpError(500, f"the profiler failed: {profile.error}")
+        from otel_profiling.formats.to_pprof import as_pprof
+
         try:
             data = as_pprof(profile)
         except ValueError as exc:
@@ -562,16 +564,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         _logger.debug("%s %s", self.address_string(), format % args)
-
-
-def as_pprof(profile: Profile) -> bytes:
-    """``profile``'s payload as gzipped pprof: as is when it is pprof, else converted."""
-    if profile.format == "pprof":
-        return profile.data
-    from otel_profiling.formats.readers import read_profile
-    from otel_profiling.formats.writers import write_profile
-
-    return write_profile(read_profile(profile.data, fmt=profile.format), "pprof")
 
 
 def _describe(profile: Profile) -> Dict[str, Any]:
