@@ -123,6 +123,9 @@ def test_cpu_profile_carries_span_links_timestamps_and_the_apps_timing(
     assert profile.period == 10_000_000  # the default 0.01 s sampling interval
     assert profile.duration_nano >= truth["main_seconds"] * 1e9
 
+    for location in d.location_table[1:]:
+        assert location.mapping_index == 0
+        assert attributes(d, location.attribute_indices) == {"profile.frame.type": "cpython"}
     hot_ns = 0
     hot_stamps: List[int] = []
     for sample in profile.samples:
@@ -277,6 +280,10 @@ def test_receiver_down_spools_and_sends_when_back(tmp_path: Any) -> None:
         try:
             assert wait_for(lambda: processor.resent_profiles == 1, timeout=90)
             assert len(server.requests) == 1
+            # read back from the spool's bytes: the timeline and threads are still there
+            ((profile, d, _),) = profiles_of(server)
+            assert all(s.timestamps_unix_nano for s in profile.samples)
+            assert all("thread.name" in attributes(d, s.attribute_indices) for s in profile.samples)
             server.raise_errors()
         finally:
             server.stop()

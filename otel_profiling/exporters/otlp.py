@@ -204,9 +204,11 @@ class OtlpProfileExporter(ProfileExporter):
                 if not failure.retry:
                     self._report_permanent(str(failure))
                     return False
+                # the receiver's Retry-After / RetryInfo is a floor: never sooner than asked,
+                # never a tight loop when it asks for 0
                 delay = backoff.next_delay()
-                if failure.wait is not None:
-                    delay = failure.wait
+                if delay is not None and failure.wait is not None:
+                    delay = max(delay, failure.wait)
                 if delay is None or delay >= deadline - time.monotonic():
                     self._report_transient(str(failure))
                     return False

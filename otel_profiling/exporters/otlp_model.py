@@ -22,7 +22,8 @@ profile is two (``inuse_space`` bytes and ``inuse_objects`` count), as the
 OTLP ``Profile`` has one sample type; from a ``.heapprofile``, which holds no
 object counts, only ``inuse_space``. All profiles of a request share one
 ``ProfilesDictionary`` whose tables start with their zero value, locations
-point to the zero mapping, and stacks and locations are deduplicated.
+point to the zero mapping and carry ``profile.frame.type=cpython``, and stacks
+and locations are deduplicated.
 A heap snapshot (an object graph) has no OTLP shape: ``UnsupportedProfile``.
 """
 
@@ -53,6 +54,8 @@ from otel_profiling.version import __version__
 SCOPE_NAME = "otel_profiling"
 THREAD_ID = "thread.id"
 THREAD_NAME = "thread.name"
+FRAME_TYPE = "profile.frame.type"
+CPYTHON = "cpython"
 _THREAD_FRAME = re.compile(r"^(?P<name>.*) \(thread (?P<ident>\d+)\)$")
 
 
@@ -301,7 +304,7 @@ def _decode_cpuprofile(data: bytes, window: Tuple[int, int]) -> Decoded:
     return Decoded(kind, kind, 0, list(grouped.values()))
 
 
-def _decode_tree(data: bytes, fmt: str, kind: ProfileKind) -> List[Decoded]:
+def _decode_tree(data: bytes, fmt: str, kind: ProfileKind, clock: str = "cpu") -> List[Decoded]:
     """Any readable payload as aggregated values per stack (no timestamps, no links)."""
     tree = read_profile(data, fmt=fmt)
     by_value: Dict[Tuple[Frame, ...], Tuple[int, int]] = {}
@@ -319,7 +322,7 @@ def _decode_tree(data: bytes, fmt: str, kind: ProfileKind) -> List[Decoded]:
             objects = [Event(s, values=[c]) for s, (_, c) in by_value.items() if c]
             decoded.append(Decoded(("inuse_objects", "count"), ("space", "bytes"), 1, objects))
         return decoded
-    unit = ("cpu", "nanoseconds") if tree.unit == "seconds" else ("samples", "count")
+    unit = (clock, "nanoseconds") if tree.unit == "seconds" else ("samples", "count")
     events = [Event(s, values=[v]) for s, (v, _) in by_value.items() if v]
     return [Decoded(unit, unit, 0, events)]
 
@@ -350,7 +353,8 @@ def decode_profile(profile: Profile) -> List[Decoded]:
         raise UnsupportedProfile(
             f"the {fmt} format is not converted to OTLP: use cpuprofile or pprof"
         )
-    return _decode_tree(profile.data, fmt, profile.kind)
+    clock = str(profile.attributes.get("profiling.cpu.clock", "cpu"))
+    return _decode_tree(profile.data, fmt, profile.kind, clock)
 
 
 # -- building the request ------------------------------------------------------------------------
@@ -414,7 +418,8 @@ class Dictionary:
             found = self._locations[frame] = len(self.proto.location_table)
             # mapping_index 0: the zero mapping (Python code has no binary mapping)
             self.proto.location_table.add(
-                lines=[pb.Line(function_index=function, line=max(frame.lineno, 0))]
+                lines=[pb.Line(function_index=function, line=max(frame.lineno, 0))],
+                attribute_indices=[self.attribute(FRAME_TYPE, CPYTHON)],
             )
         return found
 
