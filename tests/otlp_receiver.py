@@ -139,7 +139,8 @@ class GrpcReceiver(Receiver):
                 receiver.accept(request.SerializeToString(), dict(context.invocation_metadata()))
                 return Response()
 
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.executor = futures.ThreadPoolExecutor(max_workers=4)
+        self.server = grpc.server(self.executor)
         profiles_service_pb2_grpc.add_ProfilesServiceServicer_to_server(Servicer(), self.server)
         self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
 
@@ -152,7 +153,8 @@ class GrpcReceiver(Receiver):
         return self
 
     def stop(self) -> None:
-        self.server.stop(grace=None)
+        self.server.stop(grace=None).wait(10)
+        self.executor.shutdown(wait=True)
 
 
 def _varint(value: int) -> bytes:

@@ -4,16 +4,22 @@ Every request the receivers get is decoded with the official generated classes
 and run through ``otlp_checker.check`` (zero entries, index bounds, sample
 shape, timestamps inside the window, id lengths). The applications time their
 own work: CPU values match it within ±15 %, heap bytes within ±10 %.
+
+CPU payloads are sampled in child processes, never in this one: on CPython 3.11
+walking the frames of gRPC's threads (Cython frames) from the sampler crashed
+the interpreter once in a full run here.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
@@ -23,9 +29,9 @@ from otlp_receiver import GrpcReceiver, HttpReceiver, Receiver, profiles_of
 from otel_profiling.exporters.otlp import OtlpProfileExporter
 from otel_profiling.exporters.otlp_config import OtlpConfig, config_from_env
 from otel_profiling.formats import default_format, get_format
+from otel_profiling.formats.readers import read_profile
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profile import Profile, ProfileKind
-from otel_profiling.profilers import CpuProfiler
 from otel_profiling.spool import Spool
 
 CPU_TOLERANCE = 0.15
@@ -199,23 +205,63 @@ def test_heapprofile_payload_gives_inuse_space_only(http_receiver: HttpReceiver)
 # -- delivery --------------------------------------------------------------------------------------
 
 
+_PAYLOAD_PROGRAM = """
+import sys, time
+from otel_profiling.profilers import CpuProfiler
+profiler = CpuProfiler(format="pprof")
+profiler.start()
+end = time.perf_counter() + float(sys.argv[1])
+while time.perf_counter() < end:
+    pass
+sys.stdout.buffer.write(profiler.stop())
+"""
+
+
+@functools.cache
+def _sampled_payload(seconds: float) -> bytes:
+    """A real sampling CPU profile in pprof, taken in a child process: the sampler never
+    runs beside this process's gRPC threads (see the module docstring)."""
+    run = subprocess.run(
+        [sys.executable, "-c", _PAYLOAD_PROGRAM, str(seconds)],
+        env=child_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
 def cpu_profile(seconds: float = 0.3) -> Profile:
-    """A real sampling CPU profile in pprof."""
-    profiler = CpuProfiler(format="pprof")
-    profile = Profile(ProfileKind.CPU_PROFILE, get_format(ProfileKind.CPU_PROFILE, "pprof"))
-    profiler.start()
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-    profile.end(profiler.stop())
+    """A profile record around a real sampling payload, its window the payload's own."""
+    data = _sampled_payload(seconds)
+    tree = read_profile(data, fmt="pprof")
+    start = datetime.fromtimestamp(tree.start_ns / 1e9, timezone.utc)
+    end = datetime.fromtimestamp((tree.start_ns + tree.duration_ns) / 1e9, timezone.utc)
+    profile = Profile(
+        ProfileKind.CPU_PROFILE, get_format(ProfileKind.CPU_PROFILE, "pprof"), start_time=start
+    )
+    profile.end(data, end_time=end + timedelta(microseconds=1))
     return profile
+
+
+_MADE: List[OtlpProfileExporter] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_exporters() -> Iterator[None]:
+    """Each test's exporters are shut down (their gRPC channels closed) when it ends."""
+    yield
+    while _MADE:
+        _MADE.pop().shutdown()
 
 
 def exporter_for(receiver: Receiver, protocol: str, **kw: Any) -> OtlpProfileExporter:
     endpoint = receiver.endpoint  # type: ignore[attr-defined]
     if protocol == "http/protobuf":
         endpoint += "/v1development/profiles"
-    return OtlpProfileExporter(OtlpConfig(endpoint=endpoint, protocol=protocol, **kw))
+    exporter = OtlpProfileExporter(OtlpConfig(endpoint=endpoint, protocol=protocol, **kw))
+    _MADE.append(exporter)
+    return exporter
 
 
 def test_retries_on_unavailable_honouring_the_receivers_delay(receiver: Receiver) -> None:

@@ -367,12 +367,16 @@ def _http_message(exc: Any) -> str:
     except Exception:  # noqa: BLE001
         return str(exc.reason)
     message = ""
-    try:
-        for number, _, value in fields(data):
-            if number == 2 and isinstance(value, bytes):
-                message = value.decode("utf-8", "replace")
-    except ValueError:
-        message = data.decode("utf-8", "replace")
+    content_type = str(exc.headers.get("Content-Type", "")) if exc.headers else ""
+    if "protobuf" in content_type:  # a google.rpc.Status: its message is field 2
+        try:
+            for number, _, value in fields(data):
+                if number == 2 and isinstance(value, bytes):
+                    message = value.decode("utf-8", "replace")
+        except ValueError:
+            message = ""
+    else:
+        message = data.decode("utf-8", "replace").strip()
     return (message or str(exc.reason))[:_MAX_MESSAGE]
 
 

@@ -467,13 +467,12 @@ def _profile_message(profile: Profile, decoded: Decoded, table: Dictionary) -> p
         original_payload_format=profile.format,
     )
     attrs = dict(profile.attributes)
-    attrs.setdefault("profile.kind", profile.kind.value)
+    attrs.setdefault("profiling.kind", profile.kind.value)
     if profile.trigger:
         attrs.setdefault("profiling.trigger", profile.trigger)
     message.attribute_indices.extend(
-        table.attribute(k, v if not isinstance(v, tuple) else list(v))
+        table.attribute(k, tuple(v) if isinstance(v, (list, tuple)) else v)
         for k, v in attrs.items()
-        if isinstance(v, (str, bool, int, float))
     )
     for event in decoded.events:
         sample = message.samples.add(stack_index=table.stack(event.frames))
