@@ -297,6 +297,24 @@ def test_invalid_argument_is_not_retried_and_logged_once(
     assert expected in errors[0].getMessage()
 
 
+def test_a_batch_is_split_into_requests_below_the_size_bound(
+    http_receiver: HttpReceiver,
+) -> None:
+    exporter = exporter_for(http_receiver, "http/protobuf")
+    profiles = [cpu_profile(0.1) for _ in range(5)]
+    one = len(http_receiver.requests)
+    assert exporter.export_unsent(profiles) == []
+    assert len(http_receiver.requests) == one + 1  # all five in one request by default
+    exporter.max_request_bytes = 1  # every profile alone
+    assert exporter.export_unsent(profiles) == []
+    assert len(http_receiver.requests) == one + 6
+    assert all(len(profiles_of_request(r)) == 1 for r in http_receiver.requests[one + 1 :])
+
+
+def profiles_of_request(request: Any) -> List[Any]:
+    return [p for rp in request.resource_profiles for sp in rp.scope_profiles for p in sp.profiles]
+
+
 def test_partial_success_is_logged_and_counted(
     http_receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -39,6 +39,8 @@ _logger = logging.getLogger(__name__)
 EXTRA_HINT = "pip install 'otel-profiling-agent[otlp]'"
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
+MAX_REQUEST_BYTES = 4 * 2**20
+"""Largest request built from several profiles (the gRPC default receive limit)."""
 _MAX_MESSAGE = 300  # characters of a receiver's error message kept in logs
 
 
@@ -95,12 +97,15 @@ class OtlpProfileExporter(ProfileExporter):
     """Sends profiles as OTLP ``ExportProfilesServiceRequest`` messages.
 
     ``config`` defaults to the environment (``OTEL_EXPORTER_OTLP_PROFILES_*``,
-    then ``OTEL_EXPORTER_OTLP_*``). Counters: ``sent_profiles``,
+    then ``OTEL_EXPORTER_OTLP_*``). A batch is sent in requests of at most
+    ``max_request_bytes`` (4 MiB) each, a larger profile alone. Counters: ``sent_profiles``,
     ``skipped_profiles`` (no OTLP shape), ``rejected_profiles`` (the receiver
     reported them rejected in a partial success).
     """
 
-    def __init__(self, config: Optional[OtlpConfig] = None) -> None:
+    def __init__(
+        self, config: Optional[OtlpConfig] = None, *, max_request_bytes: int = MAX_REQUEST_BYTES
+    ) -> None:
         _require_proto()
         if config is None:
             config = config_from_env()
@@ -113,6 +118,7 @@ class OtlpProfileExporter(ProfileExporter):
                     "or use OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL=http/protobuf."
                 ) from None
         self.config = config
+        self.max_request_bytes = int(max_request_bytes)
         self.sent_profiles = 0
         self.skipped_profiles = 0
         self.rejected_profiles = 0
@@ -148,7 +154,11 @@ class OtlpProfileExporter(ProfileExporter):
         *,
         resend: bool = False,
     ) -> List[Profile]:
-        """Send ``profiles`` in one request (retried until the deadline); return those not sent."""
+        """Send ``profiles`` (retried until the deadline); return those not sent.
+
+        Profiles share a request up to ``max_request_bytes``; each request
+        succeeds or fails for all its profiles.
+        """
         from otel_profiling.exporters.otlp_model import (
             UnsupportedProfile,
             build_request,
@@ -175,17 +185,33 @@ class OtlpProfileExporter(ProfileExporter):
                 )
         if not converted:
             return []
-        request = build_request(converted)
-        body = request.SerializeToString()
         timeout = self.config.timeout_millis
         if timeout_millis is not None:
             timeout = min(timeout, max(timeout_millis, 0.0))
         deadline = time.monotonic() + timeout / 1000
-        sent = [profile for profile, _ in converted]
-        if self._send(body, deadline):
-            self.sent_profiles += len(sent)
-            return []
-        return sent
+        unsent: List[Profile] = []
+        for group in self._groups(converted, build_request):
+            body = build_request(group).SerializeToString()
+            if time.monotonic() < deadline and self._send(body, deadline):
+                self.sent_profiles += len(group)
+            else:
+                unsent.extend(profile for profile, _ in group)
+        return unsent
+
+    def _groups(self, converted: List[Any], build: Any) -> List[List[Any]]:
+        """Profiles packed into requests of at most ``max_request_bytes`` (receivers refuse
+        bigger messages: gRPC's default limit is 4 MiB); a bigger profile goes alone."""
+        groups: List[List[Any]] = []
+        size = 0
+        for item in converted:
+            own = build([item]).ByteSize()
+            if groups and size + own <= self.max_request_bytes:
+                groups[-1].append(item)
+                size += own
+            else:
+                groups.append([item])
+                size = own
+        return groups
 
     def _send(self, body: bytes, deadline: float) -> bool:
         """One request, retried within ``deadline``; ``True`` once the receiver took it."""
