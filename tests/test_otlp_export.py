@@ -28,8 +28,7 @@ from otlp_receiver import GrpcReceiver, HttpReceiver, Receiver, profiles_of
 
 from otel_profiling.exporters.otlp import OtlpProfileExporter
 from otel_profiling.exporters.otlp_config import OtlpConfig, config_from_env
-from otel_profiling.formats import default_format, get_format
-from otel_profiling.formats.readers import read_profile
+from otel_profiling.formats import default_format, get_format, read_profile
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profile import Profile, ProfileKind
 from otel_profiling.spool import Spool

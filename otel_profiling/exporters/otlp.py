@@ -164,7 +164,7 @@ class OtlpProfileExporter(ProfileExporter):
             build_request,
             decode_profile,
         )
-        from otel_profiling.formats.readers import ProfileFormatError
+        from otel_profiling.formats import ProfileFormatError
 
         if self._stopped:
             _logger.warning("Exporter is shut down; %d profile(s) not exported.", len(profiles))

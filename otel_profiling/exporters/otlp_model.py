@@ -14,7 +14,7 @@ every fact the request carries must be in the payload:
 * **cpuprofile** (the default CPU format) keeps the timeline and the threads
   (each thread a ``name (thread ident)`` node under the root), not trace ids:
   timestamps and thread attributes, no links. Choose ``pprof`` for links.
-* any other CPU or heap payload is read as a call tree (``formats.readers``):
+* any other CPU or heap payload is read as a call tree (``formats.read_profile``):
   aggregated values, no timestamps.
 
 A CPU profile is one OTLP profile (``wall`` or ``cpu`` nanoseconds); a heap
@@ -29,7 +29,6 @@ A heap snapshot (an object graph) has no OTLP shape: ``UnsupportedProfile``.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -44,10 +43,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.profiles.v1development import profiles_pb2 as pb
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceProto
 
+from otel_profiling.formats import ProfileFormatError, read_profile
 from otel_profiling.formats.calltree import Frame
-from otel_profiling.formats.pprof import TIMESTAMP_LABEL
-from otel_profiling.formats.protowire import fields, repeated_varints, signed64
-from otel_profiling.formats.readers import ProfileFormatError, read_profile
+from otel_profiling.formats.pprof import TIMESTAMP_LABEL, parse_profile
 from otel_profiling.profile import Profile, ProfileKind
 from otel_profiling.version import __version__
 
@@ -87,79 +85,6 @@ class Decoded:
 # -- decoding payloads --------------------------------------------------------------------------
 
 
-def _gunzip(data: bytes) -> bytes:
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-
-
-@dataclass
-class _Pprof:
-    strings: List[str] = field(default_factory=list)
-    sample_types: List[Tuple[int, int]] = field(default_factory=list)
-    samples: List[Tuple[List[int], List[int], List[Tuple[int, int, int, int]]]] = field(
-        default_factory=list
-    )
-    locations: Dict[int, List[Tuple[int, int]]] = field(default_factory=dict)
-    functions: Dict[int, Tuple[int, int]] = field(default_factory=dict)
-    period_type: Tuple[int, int] = (0, 0)
-    period: int = 0
-
-    def text(self, index: int) -> str:
-        return self.strings[index] if 0 <= index < len(self.strings) else ""
-
-
-def _value_type(data: bytes) -> Tuple[int, int]:
-    found = {n: v for n, _, v in fields(data)}
-    return int(found.get(1, 0)), int(found.get(2, 0))  # type: ignore[arg-type]
-
-
-def _parse_pprof(data: bytes) -> _Pprof:
-    """The parts of ``profile.proto`` the conversion needs, labels included."""
-    out = _Pprof()
-    try:
-        for number, _wire, value in fields(_gunzip(data)):
-            if number == 6 and isinstance(value, bytes):
-                out.strings.append(value.decode("utf-8", "replace"))
-            elif number == 1 and isinstance(value, bytes):
-                out.sample_types.append(_value_type(value))
-            elif number == 2 and isinstance(value, bytes):
-                locs: List[int] = []
-                values: List[int] = []
-                labels: List[Tuple[int, int, int, int]] = []
-                for n, w, v in fields(value):
-                    if n == 1:
-                        locs.extend(repeated_varints(w, v))
-                    elif n == 2:
-                        values.extend(signed64(x) for x in repeated_varints(w, v))
-                    elif n == 3 and isinstance(v, bytes):
-                        lab = {ln: int(lv) for ln, _, lv in fields(v)}  # type: ignore[arg-type]
-                        labels.append(
-                            (lab.get(1, 0), lab.get(2, 0), signed64(lab.get(3, 0)), lab.get(4, 0))
-                        )
-                out.samples.append((locs, values, labels))
-            elif number == 4 and isinstance(value, bytes):
-                loc_id = 0
-                lines: List[Tuple[int, int]] = []
-                for n, _, v in fields(value):
-                    if n == 1:
-                        loc_id = int(v)  # type: ignore[arg-type]
-                    elif n == 4 and isinstance(v, bytes):
-                        line = {ln: int(lv) for ln, _, lv in fields(v)}  # type: ignore[arg-type]
-                        lines.append((line.get(1, 0), signed64(line.get(2, 0))))
-                out.locations[loc_id] = lines
-            elif number == 5 and isinstance(value, bytes):
-                fn = {n: int(v) for n, _, v in fields(value)}  # type: ignore[arg-type]
-                out.functions[fn.get(1, 0)] = (fn.get(2, 0), fn.get(4, 0))
-            elif number == 11 and isinstance(value, bytes):
-                out.period_type = _value_type(value)
-            elif number == 12:
-                out.period = signed64(int(value))  # type: ignore[arg-type]
-    except (ValueError, IndexError, gzip.BadGzipFile, EOFError) as exc:
-        raise ProfileFormatError(f"not a pprof profile: {exc}") from None
-    if not out.strings or out.strings[0] != "":
-        raise ProfileFormatError("not a pprof profile: the string table must start with ''")
-    return out
-
-
 def _run_events(
     count: int, value: int, start: int, step: int, window: Tuple[int, int]
 ) -> Tuple[List[int], List[int]]:
@@ -173,54 +98,54 @@ def _run_events(
 
 
 def _decode_sampling_pprof(data: bytes, window: Tuple[int, int]) -> Decoded:
-    prof = _parse_pprof(data)
-    types = [(prof.text(t), prof.text(u)) for t, u in prof.sample_types]
+    prof = parse_profile(data)
+    strings = list(prof.string_table)
+
+    def text(index: int) -> str:
+        return strings[index] if 0 <= index < len(strings) else ""
+
+    types = [(text(t.type), text(t.unit)) for t in prof.sample_type]
     time_at = next((i for i, (_, u) in enumerate(types) if u == "nanoseconds"), len(types) - 1)
     count_at = next((i for i, (t, u) in enumerate(types) if (t, u) == ("samples", "count")), -1)
     clock = types[time_at][0] if types else "wall"
-    period = prof.period
-    frame_cache: Dict[int, Tuple[Frame, ...]] = {}
-
-    def frames_of(loc_id: int) -> Tuple[Frame, ...]:
-        found = frame_cache.get(loc_id)
-        if found is None:
-            found = tuple(
-                Frame(
-                    prof.text(prof.functions.get(fid, (0, 0))[0]) or "(unknown)",
-                    prof.text(prof.functions.get(fid, (0, 0))[1]),
-                    max(line, 0),
-                )
-                for fid, line in prof.locations.get(loc_id, [])
-            )
-            frame_cache[loc_id] = found
-        return found
-
+    period = int(prof.period)
+    functions = {f.id: (text(f.name) or "(unknown)", text(f.filename)) for f in prof.function}
+    location_frames: Dict[int, Tuple[Frame, ...]] = {
+        location.id: tuple(
+            Frame(*functions.get(line.function_id, ("(unknown)", "")), max(line.line, 0))
+            for line in location.line
+        )
+        for location in prof.location
+    }
     grouped: Dict[Tuple[Any, ...], Event] = {}
-    for locs, values, labels in prof.samples:
-        stack = tuple(frame for loc in locs for frame in frames_of(loc))
-        text: Dict[str, str] = {}
-        num: Dict[str, int] = {}
-        for key, string, number, _unit in labels:
-            if string:
-                text[prof.text(key)] = prof.text(string)
+    for pprof_sample in prof.sample:
+        stack = tuple(
+            frame for loc in pprof_sample.location_id for frame in location_frames.get(loc, ())
+        )
+        labels: Dict[str, str] = {}
+        numbers: Dict[str, int] = {}
+        for label in pprof_sample.label:
+            if label.str:
+                labels[text(label.key)] = text(label.str)
             else:
-                num[prof.text(key)] = number
-        thread = (num[THREAD_ID], text.get(THREAD_NAME, "")) if THREAD_ID in num else None
+                numbers[text(label.key)] = int(label.num)
+        thread = (numbers[THREAD_ID], labels.get(THREAD_NAME, "")) if THREAD_ID in numbers else None
         link = None
-        if "trace_id" in text and "span_id" in text:
+        if "trace_id" in labels and "span_id" in labels:
             try:
-                link = (int(text["trace_id"], 16), int(text["span_id"], 16))
+                link = (int(labels["trace_id"], 16), int(labels["span_id"], 16))
             except ValueError:
                 link = None
-        value = values[time_at] if time_at < len(values) else 0
-        count = values[count_at] if 0 <= count_at < len(values) else 1
-        group = (stack, thread, link, text.get("task.name", ""))
+        values = pprof_sample.value
+        value = int(values[time_at]) if time_at < len(values) else 0
+        count = int(values[count_at]) if 0 <= count_at < len(values) else 1
+        group = (stack, thread, link, labels.get("task.name", ""))
         event = grouped.get(group)
         if event is None:
             event = grouped[group] = Event(stack, thread, link)
-        if TIMESTAMP_LABEL in num:
+        if TIMESTAMP_LABEL in numbers:
             step = value // max(count, 1) if clock == "wall" else period
-            run_values, stamps = _run_events(count, value, num[TIMESTAMP_LABEL], step, window)
+            run_values, stamps = _run_events(count, value, numbers[TIMESTAMP_LABEL], step, window)
             event.values.extend(run_values)
             event.timestamps.extend(stamps)
         else:

@@ -10,7 +10,7 @@ come from the profile's ``profiling.cpu.*`` attributes), heap as
 from __future__ import annotations
 
 from otel_profiling.formats.pprof import encode_pprof
-from otel_profiling.formats.readers import read_profile
+from otel_profiling.formats.registry import read_profile
 from otel_profiling.profile import Profile, ProfileKind
 
 
