@@ -1,7 +1,8 @@
 """Exporters chosen by ``OTEL_PROFILES_EXPORTER``, including plugins from entry points.
 
 Built in: ``fsspec`` (default; settings ``OTEL_EXPORTER_FSSPEC_PROFILES_*``),
-``console`` and ``none``. Any other name is looked up in the entry-point group
+``otlp`` (extra ``otlp``; settings ``OTEL_EXPORTER_OTLP_PROFILES_*``), ``console``
+and ``none``. Any other name is looked up in the entry-point group
 ``otel_profiling_exporter``, whose value is a class or callable taking no
 argument and returning a ``ProfileExporter`` (the plugin reads its own
 settings, as OpenTelemetry exporters do). A name that cannot be loaded is
@@ -107,8 +108,16 @@ def fsspec_exporter_from_env() -> FsspecProfileExporter:
         raise ValueError(f"{where}: {exc}") from None
 
 
+def otlp_exporter_from_env() -> ProfileExporter:
+    """The ``otlp`` exporter (extra ``otlp``), from ``OTEL_EXPORTER_OTLP_PROFILES_*``."""
+    from otel_profiling.exporters.otlp import otlp_exporter_from_env as build
+
+    return build()
+
+
 BUILTIN_EXPORTERS: Dict[str, Optional[Callable[[], ProfileExporter]]] = {
     "fsspec": fsspec_exporter_from_env,
+    "otlp": otlp_exporter_from_env,
     "console": ConsoleProfileExporter,
     "none": None,
 }

@@ -136,31 +136,33 @@ def encode_pprof(
     )
 
 
-def encode_pprof_samples(capture: SampleCapture) -> bytes:
-    """A sampling capture as pprof: exact stacks, one sample per (stack, thread, task, span).
+TIMESTAMP_LABEL = "timestamp"
+"""Numeric pprof label (unit ``nanoseconds``) on each sample of a sampling capture: the unix
+time of the first of the consecutive identical samples it holds. pprof has no time field;
+the label keeps the timeline in the bytes, so the OTLP exporter can rebuild per-sample
+timestamps from a payload read back from the spool."""
 
-    Values are ``samples/count`` and ``wall|cpu/nanoseconds``; the period is
-    the sampling interval. Labels: ``thread.id`` (number), ``thread.name``,
-    ``task.name`` for a suspended asyncio task, ``trace_id`` and ``span_id``
-    (hex) for samples taken in a span. Under ``clock="cpu"`` the unused time is
-    one ``(idle)`` sample without labels.
+
+def encode_pprof_samples(capture: SampleCapture) -> bytes:
+    """A sampling capture as pprof: exact stacks, one pprof sample per run of samples.
+
+    Each run (consecutive samples of one thread or task with the same stack and
+    span) is one pprof sample; values are ``samples/count`` and
+    ``wall|cpu/nanoseconds``; the period is the sampling interval. Labels:
+    ``thread.id`` (number), ``thread.name``, ``task.name`` for a suspended
+    asyncio task, ``trace_id`` and ``span_id`` (hex) for samples taken in a
+    span, and ``timestamp`` (number, nanoseconds) when the run began. Viewers
+    add up samples with the same stack, so totals are as with one sample per
+    stack. Under ``clock="cpu"`` the unused time is one ``(idle)`` sample
+    without labels.
     """
     clock = capture.clock
     writer = _Writer([("samples", "count"), (clock, "nanoseconds")])
-    totals: Dict[Tuple[int, int, int], List[int]] = {}
-    for track, stack, span, _, count, value in capture.rows():
-        key = (track, stack, span)
-        found = totals.get(key)
-        if found is None:
-            totals[key] = [count, value]
-        else:
-            found[0] += count
-            found[1] += value
     frames, stacks = capture.frames, capture.stacks
     stack_ids: Dict[int, List[int]] = {}
     track_labels: Dict[int, List[Label]] = {}
     span_labels: Dict[int, List[Label]] = {}
-    for (track, stack, span), (count, value) in totals.items():
+    for track, stack, span, time_ns, count, value in capture.rows():
         ids = stack_ids.get(stack)
         if ids is None:
             ids = stack_ids[stack] = [
@@ -186,7 +188,8 @@ def encode_pprof_samples(capture: SampleCapture) -> bytes:
                     writer.label("span_id", f"{span_id:016x}"),
                 ]
             labels = labels + found_labels
-        writer.sample(ids, count, value, labels)
+        stamp = writer.label(TIMESTAMP_LABEL, number=time_ns, unit="nanoseconds")
+        writer.sample(ids, count, value, [*labels, stamp])
     if capture.idle_ns > 0:
         writer.sample([writer.location(IDLE)], capture.idle_count, capture.idle_ns)
     return writer.finish(

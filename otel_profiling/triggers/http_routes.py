@@ -6,6 +6,14 @@ Under ``/debug/profile``, routed to the registered profiler of the matching kind
   return the profile; ``GET /snapshot``: take a heap snapshot and return it.
 - ``POST /cpu/start`` / ``POST /cpu/stop`` (and ``/heap/...``): an
   open-ended window; ``stop`` returns the profile.
+
+Go's ``net/http/pprof`` paths, so ``go tool pprof http://host:port/debug/pprof/profile``,
+the Collector's ``pprofreceiver`` and Parca-style scrapers pull profiles with no code:
+
+- ``GET /debug/pprof/profile?seconds=N``: a CPU profile as gzipped pprof;
+- ``GET /debug/pprof/heap?seconds=N``: a heap profile as gzipped pprof (the
+  memory allocated during the N seconds and still alive: tracemalloc sees
+  only what is allocated while it traces).
 """
 
 from __future__ import annotations
@@ -37,6 +45,11 @@ PATHS: Dict[str, ProfileKind] = {
     "cpu": ProfileKind.CPU_PROFILE,
     "heap": ProfileKind.HEAP_PROFILE,
     "snapshot": ProfileKind.HEAP_SNAPSHOT,
+}
+PPROF_PREFIX = "/debug/pprof"
+PPROF_PATHS: Dict[str, ProfileKind] = {
+    "profile": ProfileKind.CPU_PROFILE,
+    "heap": ProfileKind.HEAP_PROFILE,
 }
 
 
@@ -75,12 +88,14 @@ def _routes() -> Dict[str, Dict[str, Tuple[str, Optional[ProfileKind]]]]:
             routes[f"{PREFIX}/{name}"] = {"GET": ("timed", kind)}
             routes[f"{PREFIX}/{name}/start"] = {"POST": ("start", kind)}
             routes[f"{PREFIX}/{name}/stop"] = {"POST": ("stop", kind)}
+    for name, kind in PPROF_PATHS.items():
+        routes[f"{PPROF_PREFIX}/{name}"] = {"GET": ("pprof", kind)}
     return routes
 
 
 ROUTES = _routes()
-_PARAMS = {"timed": {"seconds"}}
-_PROFILING_ACTIONS = {"timed", "snapshot", "start", "stop"}
+_PARAMS = {"timed": {"seconds"}, "pprof": {"seconds"}}
+_PROFILING_ACTIONS = {"timed", "snapshot", "start", "stop", "pprof"}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -162,6 +177,9 @@ class Handler(BaseHTTPRequestHandler):
             self._profile(trigger, trigger.timed(kind, seconds, reason))
         elif action == "snapshot":
             self._profile(trigger, trigger.timed(kind, 0.0, reason))
+        elif action == "pprof":
+            seconds = self._seconds(query, trigger.max_seconds)
+            self._pprof(trigger.timed(kind, seconds, reason))
         elif action == "start":
             profile = trigger.open_window(kind, reason)
             self._json(200, {"status": "started", **describe(trigger, profile)})
@@ -206,6 +224,24 @@ class Handler(BaseHTTPRequestHandler):
             "X-Profile-Trigger": profile.trigger or "",
         }
         self._send(200, profile.content_type, profile.data, headers)
+
+    def _pprof(self, profile: Profile) -> None:
+        """The profile as gzipped pprof, answered as Go's ``net/http/pprof`` does."""
+        if profile.status is ProfileStatus.ERROR:
+            raise HttpError(500, f"the profiler failed: {profile.error}")
+        from otel_profiling.formats.to_pprof import as_pprof
+
+        try:
+            data = as_pprof(profile)
+        except ValueError as exc:
+            raise HttpError(500, f"the profile cannot be written as pprof: {exc}") from None
+        name = "profile" if profile.kind is ProfileKind.CPU_PROFILE else "heap"
+        headers = {
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+            "X-Profile-Kind": profile.kind.value,
+        }
+        self._send(200, "application/octet-stream", data, headers)
 
     def _json(self, status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> None:
         data = json.dumps(body).encode()
