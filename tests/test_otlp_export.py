@@ -30,8 +30,8 @@ from otel_profiling.exporters.otlp import OtlpProfileExporter
 from otel_profiling.exporters.otlp_config import OtlpConfig, config_from_env
 from otel_profiling.formats import default_format, get_format, read_profile
 from otel_profiling.processors.batch import BatchProfileProcessor
+from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile, ProfileKind
-from otel_profiling.spool import Spool
 
 CPU_TOLERANCE = 0.15
 HEAP_TOLERANCE = 0.10

@@ -29,7 +29,6 @@ from otel_profiling.global_agent import _reset_profiling_agent
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.profilers import CpuProfiler
 
-
 REPORT_SECONDS = 0.15  # long enough for a 10 ms sampler to see it many times
 REPORT_TIMES: list = []  # (seconds) of each handle_report call, as the program timed it
 
