@@ -12,7 +12,7 @@ OTEL_PROFILING_TRACE_LINKS = "OTEL_PROFILING_TRACE_LINKS"
 """``true`` (default): under ``opentelemetry-instrument``, add ``ProfilingSpanProcessor``."""
 
 OTEL_PROFILES_EXPORTER = "OTEL_PROFILES_EXPORTER"
-"""Comma list: ``fsspec`` (default), ``console``, ``none``, or an installed plugin's name."""
+"""Comma list: ``fsspec`` (default), ``otlp``, ``console``, ``none``, or a plugin's name."""
 
 OTEL_EXPORTER_FSSPEC_PROFILES_URL = "OTEL_EXPORTER_FSSPEC_PROFILES_URL"
 """Where the ``fsspec`` exporter writes (default ``file://./profiles``)."""
@@ -130,3 +130,45 @@ OTEL_PROFILING_THRESHOLD_DURATION = "OTEL_PROFILING_THRESHOLD_DURATION"
 
 DASK_SCHEDULER_ADDRESS = "DASK_SCHEDULER_ADDRESS"
 """Dask's own variable: ``merge`` and ``diff`` run on that scheduler unless given ``--workers``."""
+
+OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT = "OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT"
+"""URL the ``otlp`` exporter sends profiles to, used as given (default: the generic
+``OTEL_EXPORTER_OTLP_ENDPOINT`` plus ``/v1development/profiles`` for HTTP,
+``http://localhost:4318/v1development/profiles``; ``http://localhost:4317`` for gRPC).
+"""
+
+OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL = "OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL"
+"""``http/protobuf`` or ``grpc`` (default ``OTEL_EXPORTER_OTLP_PROTOCOL``, else
+``http/protobuf``).
+"""
+
+OTEL_EXPORTER_OTLP_PROFILES_HEADERS = "OTEL_EXPORTER_OTLP_PROFILES_HEADERS"
+"""``key=value,...`` sent with each request (default ``OTEL_EXPORTER_OTLP_HEADERS``); never
+logged.
+"""
+
+OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT = "OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT"
+"""Milliseconds; deadline of one export, retries included (default ``OTEL_EXPORTER_OTLP_TIMEOUT``,
+else ``10000``).
+"""
+
+OTEL_EXPORTER_OTLP_PROFILES_COMPRESSION = "OTEL_EXPORTER_OTLP_PROFILES_COMPRESSION"
+"""``gzip`` or ``none`` (default ``OTEL_EXPORTER_OTLP_COMPRESSION``, else ``none``)."""
+
+OTEL_EXPORTER_OTLP_PROFILES_CERTIFICATE = "OTEL_EXPORTER_OTLP_PROFILES_CERTIFICATE"
+"""PEM file of the CA that signs the receiver's certificate (default
+``OTEL_EXPORTER_OTLP_CERTIFICATE``; else the system's).
+"""
+
+OTEL_EXPORTER_OTLP_PROFILES_CLIENT_KEY = "OTEL_EXPORTER_OTLP_PROFILES_CLIENT_KEY"
+"""PEM file of the client's private key for mTLS (default ``OTEL_EXPORTER_OTLP_CLIENT_KEY``)."""
+
+OTEL_EXPORTER_OTLP_PROFILES_CLIENT_CERTIFICATE = "OTEL_EXPORTER_OTLP_PROFILES_CLIENT_CERTIFICATE"
+"""PEM file of the client's certificate for mTLS (default
+``OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE``).
+"""
+
+OTEL_EXPORTER_OTLP_PROFILES_INSECURE = "OTEL_EXPORTER_OTLP_PROFILES_INSECURE"
+"""gRPC to an endpoint without scheme: ``true`` for plain text (default
+``OTEL_EXPORTER_OTLP_INSECURE``, else ``false``).
+"""

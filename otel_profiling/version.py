@@ -3,11 +3,11 @@
 __version__ = "0.1.0"
 
 DISTRIBUTION = "otel-profiling-agent"
-"""The name on PyPI. The import name stays ``otel_profiling`` and the command
-``otel-profiling``; PyPI's ``otel-profiling`` is another project."""
+"""The name pip installs the package (and its extras) by. The import name is
+``otel_profiling`` and the command ``otel-profiling``; PyPI's ``otel-profiling``
+is another project."""
 
 
-def install_hint(*extras: str) -> str:
-    """The ``pip install`` line that adds *extras*, for errors that name a missing one."""
-    wanted = f"[{','.join(extras)}]" if extras else ""
-    return f"pip install '{DISTRIBUTION}{wanted}'"
+def install_command(extra: str) -> str:
+    """The command that installs an extra, for error messages: the one home of install hints."""
+    return f"pip install '{DISTRIBUTION}[{extra}]'"

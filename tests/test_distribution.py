@@ -10,7 +10,7 @@ import venv
 from pathlib import Path
 
 import otel_profiling
-from otel_profiling.version import DISTRIBUTION, __version__, install_hint
+from otel_profiling.version import DISTRIBUTION, __version__, install_command
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,10 +37,8 @@ def test_installed_metadata_matches_the_package() -> None:
     assert metadata["License-Expression"] == "Apache-2.0"
 
 
-def test_install_hint_names_the_distribution_and_its_extras() -> None:
-    assert install_hint() == "pip install 'otel-profiling-agent'"
-    assert install_hint("dask") == "pip install 'otel-profiling-agent[dask]'"
-    assert install_hint("dask", "s3") == "pip install 'otel-profiling-agent[dask,s3]'"
+def test_install_command_names_the_distribution_and_the_extra() -> None:
+    assert install_command("dask") == "pip install 'otel-profiling-agent[dask]'"
 
 
 def test_every_install_line_in_the_readme_names_the_distribution() -> None:

@@ -1,0 +1,424 @@
+"""``OtlpProfileExporter``: profiles to an OpenTelemetry Collector, Pyroscope, ... over OTLP.
+
+Installed with the ``otlp`` extra (``opentelemetry-proto``, and ``grpcio``
+for gRPC); HTTP uses the standard library. A batch becomes one request
+(``otlp_model``), sent over ``http/protobuf`` (default) or ``grpc``,
+optionally gzipped. Delivery follows the rest of the pipeline: the request is
+retried within the export's deadline on HTTP 429/502/503/504 and gRPC
+``UNAVAILABLE``/``RESOURCE_EXHAUSTED`` (waiting what ``Retry-After`` or
+``RetryInfo`` asks, with ``retry.Backoff`` otherwise); what is not sent goes
+back to the processor, which spools it. HTTP 400 / ``INVALID_ARGUMENT`` is
+permanent: logged once with the receiver's message, not retried. A partial
+success (``rejected_profiles``) is logged and counted. A heap snapshot has no
+OTLP shape: skipped here (one log line, counted in ``skipped_profiles``), it
+still goes to the other exporters. After ``os.fork()`` the child opens its
+own channel. Header values never appear in logs, ``repr`` or errors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, List, Optional, Sequence, Tuple
+
+from otel_profiling._fork import renew_after_fork
+from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult, has_payload
+from otel_profiling.exporters.otlp_config import GRPC, OtlpConfig, config_from_env
+from otel_profiling.exporters.retry import Backoff
+from otel_profiling.formats.protowire import fields
+from otel_profiling.profile import Profile
+from otel_profiling.redact import redact_url
+from otel_profiling.version import install_command
+
+_logger = logging.getLogger(__name__)
+
+EXTRA_HINT = install_command("otlp")
+RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
+RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
+MAX_REQUEST_BYTES = 4 * 2**20
+"""Largest request built from several profiles (the gRPC default receive limit)."""
+_MAX_MESSAGE = 300  # characters of a receiver's error message kept in logs
+
+
+def _require_proto() -> None:
+    try:
+        import opentelemetry.proto.profiles.v1development.profiles_pb2  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"The OTLP profiles exporter needs opentelemetry-proto >= 1.43 ({exc}). "
+            f"Fix: {EXTRA_HINT}"
+        ) from None
+
+
+class _Failure(Exception):
+    """One failed try: whether to retry, and how long the receiver asked to wait."""
+
+    def __init__(self, message: str, retry: bool, wait: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.wait = wait
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """``Retry-After`` in seconds (a number; an HTTP date is treated as absent)."""
+    if not value:
+        return None
+    try:
+        return max(float(value.strip()), 0.0)
+    except ValueError:
+        return None
+
+
+def _retry_info(status_details: bytes) -> Optional[float]:
+    """The delay of a ``google.rpc.RetryInfo`` inside ``grpc-status-details-bin``."""
+    try:
+        for number, _, detail in fields(status_details):
+            if number != 3 or not isinstance(detail, bytes):
+                continue
+            parts = {n: v for n, _, v in fields(detail)}
+            type_url = parts.get(1, b"")
+            if not (isinstance(type_url, bytes) and type_url.endswith(b"google.rpc.RetryInfo")):
+                continue
+            body = parts.get(2, b"")
+            for n, _, duration in fields(body if isinstance(body, bytes) else b""):
+                if n == 1 and isinstance(duration, bytes):
+                    d = {k: int(v) for k, _, v in fields(duration)}  # type: ignore[arg-type]
+                    return d.get(1, 0) + d.get(2, 0) / 1e9
+    except ValueError:
+        return None
+    return None
+
+
+class OtlpProfileExporter(ProfileExporter):
+    """Sends profiles as OTLP ``ExportProfilesServiceRequest`` messages.
+
+    ``config`` defaults to the environment (``OTEL_EXPORTER_OTLP_PROFILES_*``,
+    then ``OTEL_EXPORTER_OTLP_*``). A batch is sent in requests of at most
+    ``max_request_bytes`` (4 MiB) each, a larger profile alone. Counters: ``sent_profiles``,
+    ``skipped_profiles`` (no OTLP shape), ``rejected_profiles`` (the receiver
+    reported them rejected in a partial success).
+    """
+
+    def __init__(
+        self, config: Optional[OtlpConfig] = None, *, max_request_bytes: int = MAX_REQUEST_BYTES
+    ) -> None:
+        _require_proto()
+        if config is None:
+            config = config_from_env()
+        if config.protocol == GRPC:
+            try:
+                import grpc  # noqa: F401
+            except ImportError as exc:
+                raise ImportError(
+                    f"The OTLP exporter's grpc protocol needs grpcio ({exc}). Fix: {EXTRA_HINT}, "
+                    "or use OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL=http/protobuf."
+                ) from None
+        self.config = config
+        self.max_request_bytes = int(max_request_bytes)
+        self.sent_profiles = 0
+        self.skipped_profiles = 0
+        self.rejected_profiles = 0
+        self._stopped = False
+        self._renew()
+        renew_after_fork(self, OtlpProfileExporter._renew)
+
+    def _renew(self) -> None:
+        """Per-process state: a forked child makes its own channel and reports anew."""
+        self._channel: Any = None
+        self._stub: Any = None
+        self._ssl: Optional[ssl.SSLContext] = None
+        self._lock = threading.Lock()
+        self._reported: set = set()
+        self._failing = False
+
+    def __repr__(self) -> str:
+        return f"OtlpProfileExporter({self.config!r})"
+
+    @property
+    def destination(self) -> str:
+        return redact_url(self.config.endpoint)
+
+    # -- export ---------------------------------------------------------------------------
+    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
+        unsent = self.export_unsent(profiles)
+        return ProfileExportResult.FAILURE if unsent else ProfileExportResult.SUCCESS
+
+    def export_unsent(
+        self,
+        profiles: Sequence[Profile],
+        timeout_millis: Optional[float] = None,
+        *,
+        resend: bool = False,
+    ) -> List[Profile]:
+        """Send ``profiles`` (retried until the deadline); return those not sent.
+
+        Profiles share a request up to ``max_request_bytes``; each request
+        succeeds or fails for all its profiles.
+        """
+        from otel_profiling.exporters.otlp_model import (
+            UnsupportedProfile,
+            build_request,
+            decode_profile,
+        )
+        from otel_profiling.formats import ProfileFormatError
+
+        if self._stopped:
+            _logger.warning("Exporter is shut down; %d profile(s) not exported.", len(profiles))
+            return list(profiles)
+        converted = []
+        for profile in profiles:
+            if not has_payload(profile):
+                continue
+            try:
+                converted.append((profile, decode_profile(profile)))
+            except UnsupportedProfile as exc:
+                self.skipped_profiles += 1
+                _logger.info("OTLP exporter skips %s: %s.", profile.key, exc)
+            except (ProfileFormatError, ValueError) as exc:
+                self.skipped_profiles += 1
+                _logger.error(
+                    "OTLP exporter cannot convert %s (%s); it is skipped here.", profile.key, exc
+                )
+        if not converted:
+            return []
+        timeout = self.config.timeout_millis
+        if timeout_millis is not None:
+            timeout = min(timeout, max(timeout_millis, 0.0))
+        deadline = time.monotonic() + timeout / 1000
+        unsent: List[Profile] = []
+        for group in self._groups(converted, build_request):
+            body = build_request(group).SerializeToString()
+            if time.monotonic() < deadline and self._send(body, deadline):
+                self.sent_profiles += len(group)
+            else:
+                unsent.extend(profile for profile, _ in group)
+        return unsent
+
+    def _groups(self, converted: List[Any], build: Any) -> List[List[Any]]:
+        """Profiles packed into requests of at most ``max_request_bytes`` (receivers refuse
+        bigger messages: gRPC's default limit is 4 MiB); a bigger profile goes alone."""
+        groups: List[List[Any]] = []
+        size = 0
+        for item in converted:
+            own = build([item]).ByteSize()
+            if groups and size + own <= self.max_request_bytes:
+                groups[-1].append(item)
+                size += own
+            else:
+                groups.append([item])
+                size = own
+        return groups
+
+    def _send(self, body: bytes, deadline: float) -> bool:
+        """One request, retried within ``deadline``; ``True`` once the receiver took it."""
+        backoff = Backoff(deadline)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._report_transient("no answer before the export deadline")
+                return False
+            try:
+                if self.config.protocol == GRPC:
+                    response = self._send_grpc(body, remaining)
+                else:
+                    response = self._send_http(body, remaining)
+            except _Failure as failure:
+                if not failure.retry:
+                    self._report_permanent(str(failure))
+                    return False
+                # the receiver's Retry-After / RetryInfo is a floor: never sooner than asked,
+                # never a tight loop when it asks for 0
+                delay = backoff.next_delay()
+                if delay is not None and failure.wait is not None:
+                    delay = max(delay, failure.wait)
+                if delay is None or delay >= deadline - time.monotonic():
+                    self._report_transient(str(failure))
+                    return False
+                time.sleep(delay)
+                continue
+            self._succeeded(response)
+            return True
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _ssl_context(self) -> Optional[ssl.SSLContext]:
+        if not self.config.endpoint.startswith("https:"):
+            return None
+        if self._ssl is None:
+            context = ssl.create_default_context(cafile=self.config.certificate)
+            if self.config.client_certificate:
+                context.load_cert_chain(self.config.client_certificate, self.config.client_key)
+            self._ssl = context
+        return self._ssl
+
+    def _send_http(self, body: bytes, timeout: float) -> bytes:
+        headers = {"Content-Type": "application/x-protobuf", **self.config.headers}
+        if self.config.compression == "gzip":
+            body = gzip.compress(body, compresslevel=6)
+            headers["Content-Encoding"] = "gzip"
+        request = urllib.request.Request(
+            self.config.endpoint, data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - an http(s) URL, checked in the config
+                request, timeout=timeout, context=self._ssl_context()
+            ) as response:
+                return bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            message = _http_message(exc)
+            if exc.code in RETRYABLE_HTTP:
+                raise _Failure(
+                    f"HTTP {exc.code} {message}", True, _retry_after(exc.headers.get("Retry-After"))
+                ) from None
+            raise _Failure(f"HTTP {exc.code} {message}", False) from None
+        except (OSError, TimeoutError) as exc:  # refused, reset, timed out, DNS
+            reason = getattr(exc, "reason", exc)
+            raise _Failure(f"{type(exc).__name__}: {reason}", True) from None
+
+    # -- gRPC ------------------------------------------------------------------------------
+    def _grpc_stub(self) -> Any:
+        with self._lock:
+            if self._stub is None:
+                import grpc
+                from opentelemetry.proto.collector.profiles.v1development import (
+                    profiles_service_pb2_grpc,
+                )
+
+                target, plain = self.config.grpc_target()
+                if plain:
+                    self._channel = grpc.insecure_channel(target)
+                else:
+                    self._channel = grpc.secure_channel(target, self._grpc_credentials())
+                self._stub = profiles_service_pb2_grpc.ProfilesServiceStub(self._channel)
+            return self._stub
+
+    def _grpc_credentials(self) -> Any:
+        import grpc
+
+        def read(path: Optional[str]) -> Optional[bytes]:
+            if not path:
+                return None
+            with open(path, "rb") as handle:
+                return handle.read()
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.config.certificate),
+            private_key=read(self.config.client_key),
+            certificate_chain=read(self.config.client_certificate),
+        )
+
+    def _send_grpc(self, body: bytes, timeout: float) -> bytes:
+        import grpc
+        from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+            ExportProfilesServiceRequest,
+        )
+
+        stub = self._grpc_stub()
+        request = ExportProfilesServiceRequest.FromString(body)
+        compression = grpc.Compression.Gzip if self.config.compression == "gzip" else None
+        try:
+            response = stub.Export(
+                request,
+                timeout=timeout,
+                metadata=tuple(self.config.headers.items()),
+                compression=compression,
+            )
+        except grpc.RpcError as exc:
+            code = exc.code() if callable(getattr(exc, "code", None)) else None
+            name = code.name if code is not None else "UNKNOWN"
+            details = exc.details() if callable(getattr(exc, "details", None)) else ""
+            message = f"gRPC {name}: {str(details or '')[:_MAX_MESSAGE]}"
+            if name in RETRYABLE_GRPC or name == "DEADLINE_EXCEEDED":
+                raise _Failure(message, True, _grpc_retry_delay(exc)) from None
+            raise _Failure(message, False) from None
+        return bytes(response.SerializeToString())
+
+    # -- outcomes --------------------------------------------------------------------------
+    def _succeeded(self, response: bytes) -> None:
+        from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+            ExportProfilesServiceResponse,
+        )
+
+        if self._failing:
+            _logger.info("OTLP profiles receiver %s works again.", self.destination)
+        self._failing = False
+        self._reported.clear()
+        try:
+            parsed = ExportProfilesServiceResponse.FromString(response)
+        except Exception:  # noqa: BLE001 - an empty or non-protobuf 2xx body is a success
+            return
+        partial = parsed.partial_success
+        if partial.rejected_profiles or partial.error_message:
+            self.rejected_profiles += int(partial.rejected_profiles)
+            _logger.warning(
+                "OTLP profiles receiver %s rejected %d profile(s): %s",
+                self.destination,
+                partial.rejected_profiles,
+                partial.error_message[:_MAX_MESSAGE] or "(no message)",
+            )
+
+    def _report_permanent(self, message: str) -> None:
+        if message in self._reported:
+            return
+        self._reported.add(message)
+        _logger.error(
+            "OTLP profiles receiver %s refused the request: %s. Retrying will not fix this, "
+            "so it is not retried; check the receiver's version (profiles v1development) and "
+            "its logs.",
+            self.destination,
+            message,
+        )
+
+    def _report_transient(self, message: str) -> None:
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        _logger.log(
+            level, "Could not send profiles to %s: %s", self.destination, message[:_MAX_MESSAGE]
+        )
+
+    def shutdown(self) -> None:
+        self._stopped = True
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            channel.close()
+
+
+def _http_message(exc: Any) -> str:
+    """The receiver's message: a ``google.rpc.Status`` body, or text."""
+    try:
+        data = exc.read(4096)
+    except Exception:  # noqa: BLE001
+        return str(exc.reason)
+    message = ""
+    content_type = str(exc.headers.get("Content-Type", "")) if exc.headers else ""
+    if "protobuf" in content_type:  # a google.rpc.Status: its message is field 2
+        try:
+            for number, _, value in fields(data):
+                if number == 2 and isinstance(value, bytes):
+                    message = value.decode("utf-8", "replace")
+        except ValueError:
+            message = ""
+    else:
+        message = data.decode("utf-8", "replace").strip()
+    return (message or str(exc.reason))[:_MAX_MESSAGE]
+
+
+def _grpc_retry_delay(exc: Any) -> Optional[float]:
+    trailers: Tuple[Any, ...] = ()
+    try:
+        trailers = tuple(exc.trailing_metadata() or ())
+    except Exception:  # noqa: BLE001
+        return None
+    for key, value in trailers:
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            return _retry_info(value)
+    return None
+
+
+def otlp_exporter_from_env() -> OtlpProfileExporter:
+    """The ``otlp`` exporter of ``OTEL_PROFILES_EXPORTER``."""
+    return OtlpProfileExporter(config_from_env())

@@ -1,0 +1,214 @@
+"""Settings of the OTLP profiles exporter, read as OpenTelemetry's span exporters read theirs.
+
+Each setting comes from its profiles variable (``OTEL_EXPORTER_OTLP_PROFILES_*``),
+else the generic one (``OTEL_EXPORTER_OTLP_*``), else the default. As the
+OpenTelemetry specification says, the generic endpoint is a base to which
+HTTP adds ``/v1development/profiles``; the profiles endpoint is used as
+given (``/v1/profiles`` or a vendor's path works). A value that cannot be
+used gets one warning and the default; header values are never shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_INSECURE,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+)
+
+from otel_profiling._env import env_bool, env_int, env_str, hidden, warn_invalid
+from otel_profiling.environment_variables import (
+    OTEL_EXPORTER_OTLP_PROFILES_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_PROFILES_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_PROFILES_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_PROFILES_COMPRESSION,
+    OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROFILES_HEADERS,
+    OTEL_EXPORTER_OTLP_PROFILES_INSECURE,
+    OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT,
+)
+from otel_profiling.redact import redact_url
+
+HTTP_PROTOBUF = "http/protobuf"
+GRPC = "grpc"
+PROTOCOLS = (HTTP_PROTOBUF, GRPC)
+HTTP_PATH = "/v1development/profiles"
+DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
+DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
+DEFAULT_TIMEOUT_MILLIS = 10_000
+MIN_TIMEOUT_MILLIS = 100
+MAX_TIMEOUT_MILLIS = 600_000
+COMPRESSIONS = ("gzip", "none")
+
+
+@dataclass
+class OtlpConfig:
+    """Where and how the exporter sends: the values a user may set, checked."""
+
+    endpoint: str = ""
+    protocol: str = HTTP_PROTOBUF
+    headers: Dict[str, str] = field(default_factory=dict)
+    timeout_millis: float = DEFAULT_TIMEOUT_MILLIS
+    compression: str = "none"
+    certificate: Optional[str] = None
+    client_key: Optional[str] = None
+    client_certificate: Optional[str] = None
+    insecure: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"OTLP protocol {self.protocol!r} is not supported: choose "
+                f"{' or '.join(PROTOCOLS)}."
+            )
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(
+                f"OTLP compression {self.compression!r} is not supported: choose gzip or none."
+            )
+        if not self.endpoint:
+            self.endpoint = (
+                DEFAULT_HTTP_ENDPOINT + HTTP_PATH
+                if self.protocol == HTTP_PROTOBUF
+                else DEFAULT_GRPC_ENDPOINT
+            )
+        if self.protocol == HTTP_PROTOBUF and urlsplit(self.endpoint).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ValueError(
+                f"OTLP endpoint {redact_url(self.endpoint)!r}: an HTTP endpoint is an "
+                "http:// or https:// URL, e.g. http://collector:4318/v1development/profiles."
+            )
+
+    def __repr__(self) -> str:
+        names = ", ".join(sorted(self.headers))
+        return (
+            f"OtlpConfig(endpoint={redact_url(self.endpoint)!r}, protocol={self.protocol!r}, "
+            f"headers=[{names}] (values not shown), timeout_millis={self.timeout_millis:g}, "
+            f"compression={self.compression!r})"
+        )
+
+    def grpc_target(self) -> Tuple[str, bool]:
+        """``host:port`` and whether the channel is plain text (no TLS)."""
+        parts = urlsplit(self.endpoint if "//" in self.endpoint else f"//{self.endpoint}")
+        target = parts.netloc or parts.path
+        if parts.scheme == "https":
+            return target, False
+        if parts.scheme == "http":
+            return target, True
+        return target, bool(self.insecure)
+
+
+def parse_headers(text: str) -> Dict[str, str]:
+    """``key=value,...`` (values URL-decoded, as the specification says)."""
+    headers: Dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("expected key=value pairs separated by commas")
+        headers[unquote(key.strip()).lower()] = unquote(value.strip())
+    return headers
+
+
+def _pick(
+    profiles: str, generic: str, default: Optional[str] = None, **kw: object
+) -> Optional[str]:
+    value = env_str(profiles, **kw)  # type: ignore[arg-type]
+    return value if value is not None else env_str(generic, default, **kw)  # type: ignore[arg-type]
+
+
+def _choice(profiles: str, generic: str, allowed: Tuple[str, ...], default: str) -> str:
+    for name in (profiles, generic):
+        value = env_str(name)
+        if value is None:
+            continue
+        if value.lower() in allowed:
+            return value.lower()
+        warn_invalid(name, value, " or ".join(allowed), default)
+        return default
+    return default
+
+
+def config_from_env() -> OtlpConfig:
+    """The settings from the environment; never raises (a bad value: warning, default)."""
+    protocol = _choice(
+        OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL, PROTOCOLS, HTTP_PROTOBUF
+    )
+    endpoint = env_str(OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT, show=lambda v: repr(redact_url(v)))
+    if endpoint is None:
+        base = env_str(OTEL_EXPORTER_OTLP_ENDPOINT, show=lambda v: repr(redact_url(v)))
+        if base is not None and protocol == HTTP_PROTOBUF:
+            endpoint = base.rstrip("/") + HTTP_PATH
+        else:
+            endpoint = base
+    headers: Dict[str, str] = {}
+    for name in (OTEL_EXPORTER_OTLP_PROFILES_HEADERS, OTEL_EXPORTER_OTLP_HEADERS):
+        text = env_str(name, show=hidden)
+        if text is None:
+            continue
+        try:
+            headers = parse_headers(text)
+        except ValueError as exc:
+            warn_invalid(name, text, str(exc), None, show=hidden)
+        break
+    timeout_name = (
+        OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT
+        if env_str(OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT) is not None
+        else OTEL_EXPORTER_OTLP_TIMEOUT
+    )
+    timeout = env_int(
+        timeout_name,
+        DEFAULT_TIMEOUT_MILLIS,
+        MIN_TIMEOUT_MILLIS,
+        maximum=MAX_TIMEOUT_MILLIS,
+        unit="ms",
+    )
+    compression = _choice(
+        OTEL_EXPORTER_OTLP_PROFILES_COMPRESSION,
+        OTEL_EXPORTER_OTLP_COMPRESSION,
+        COMPRESSIONS,
+        "none",
+    )
+    insecure_name = (
+        OTEL_EXPORTER_OTLP_PROFILES_INSECURE
+        if env_str(OTEL_EXPORTER_OTLP_PROFILES_INSECURE) is not None
+        else OTEL_EXPORTER_OTLP_INSECURE
+    )
+    config = OtlpConfig(
+        endpoint="",
+        protocol=protocol,
+        headers=headers,
+        timeout_millis=timeout,
+        compression=compression,
+        certificate=_pick(OTEL_EXPORTER_OTLP_PROFILES_CERTIFICATE, OTEL_EXPORTER_OTLP_CERTIFICATE),
+        client_key=_pick(OTEL_EXPORTER_OTLP_PROFILES_CLIENT_KEY, OTEL_EXPORTER_OTLP_CLIENT_KEY),
+        client_certificate=_pick(
+            OTEL_EXPORTER_OTLP_PROFILES_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
+        ),
+        insecure=env_bool(insecure_name, False),
+    )
+    if endpoint is not None:
+        try:
+            config = OtlpConfig(**{**config.__dict__, "endpoint": endpoint})
+        except ValueError as exc:
+            warn_invalid(
+                OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT,
+                endpoint,
+                str(exc),
+                config.endpoint,
+                show=lambda v: repr(redact_url(v)),
+            )
+    return config

@@ -1,0 +1,49 @@
+"""Any CPU or heap profile's payload as gzipped pprof, for Go's ``/debug/pprof`` paths.
+
+A pprof payload is returned as is (the sampling engine's keeps its labels).
+Another format is read back as a call tree and written as pprof: CPU time as
+``samples/count`` and ``wall|cpu/nanoseconds`` (the clock and sampling period
+come from the profile's ``profiling.cpu.*`` attributes), heap as
+``inuse_objects/count`` and ``inuse_space/bytes``, as Go names them.
+"""
+
+from __future__ import annotations
+
+from otel_profiling.formats.pprof import encode_pprof
+from otel_profiling.formats.registry import read_profile
+from otel_profiling.profile import Profile, ProfileKind
+
+
+def as_pprof(profile: Profile) -> bytes:
+    """``profile``'s payload as gzipped pprof; ``ValueError`` if it cannot be read."""
+    if profile.format == "pprof":
+        return profile.data
+    if profile.kind is ProfileKind.HEAP_SNAPSHOT:
+        raise ValueError("a heap snapshot is an object graph, not a pprof profile")
+    tree = read_profile(profile.data, fmt=profile.format)
+    duration = profile.duration
+    common = {
+        "time_nanos": tree.start_ns or int(profile.start_time.timestamp() * 1e9),
+        "duration_nanos": tree.duration_ns
+        or (int(duration.total_seconds() * 1e9) if duration else 0),
+    }
+    if profile.kind is ProfileKind.HEAP_PROFILE:
+        return encode_pprof(
+            tree.root,
+            sample_types=[("inuse_objects", "count"), ("inuse_space", "bytes")],
+            value_scale=1.0,
+            period_type=("space", "bytes"),
+            period=1,
+            **common,
+        )
+    clock = str(profile.attributes.get("profiling.cpu.clock", "cpu"))
+    interval = profile.attributes.get("profiling.cpu.interval", 0)
+    period = round(float(interval) * 1e9) if isinstance(interval, (int, float)) else 0
+    return encode_pprof(
+        tree.root,
+        sample_types=[("samples", "count"), (clock, "nanoseconds")],
+        value_scale=1e9 if tree.unit == "seconds" else 1.0,
+        period_type=(clock, "nanoseconds"),
+        period=period,
+        **common,
+    )

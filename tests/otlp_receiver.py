@@ -1,0 +1,191 @@
+"""A real OTLP profiles receiver for the tests: HTTP (protobuf, gzip too) and gRPC.
+
+Requests are decoded with the official generated classes and every one is
+run through ``otlp_checker.check``; a failed check is kept and re-raised by
+the test (``receiver.errors``). ``script`` makes the next answers fail:
+a list of ``(http_status, retry_after)`` or gRPC code names consumed in order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import traceback
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, List, Optional, Tuple
+
+import grpc
+from opentelemetry.proto.collector.profiles.v1development import (
+    profiles_service_pb2,
+    profiles_service_pb2_grpc,
+)
+from otlp_checker import check
+
+Request = profiles_service_pb2.ExportProfilesServiceRequest
+Response = profiles_service_pb2.ExportProfilesServiceResponse
+
+
+class Receiver:
+    """What both kinds of server share: received requests, scripted failures, errors."""
+
+    def __init__(self) -> None:
+        self.requests: List[Any] = []
+        self.attempts = 0
+        self.headers: List[dict] = []
+        self.errors: List[str] = []
+        self.script: List[Any] = []
+        self.rejected = 0
+        self.lock = threading.Lock()
+        self.received = threading.Event()
+
+    def next_failure(self) -> Optional[Any]:
+        with self.lock:
+            self.attempts += 1
+            return self.script.pop(0) if self.script else None
+
+    def accept(self, body: bytes, headers: dict) -> None:
+        request = Request.FromString(body)
+        try:
+            check(request)
+        except AssertionError:
+            self.errors.append(traceback.format_exc())
+        with self.lock:
+            self.requests.append(request)
+            self.headers.append(headers)
+        self.received.set()
+
+    def raise_errors(self) -> None:
+        assert not self.errors, "\n".join(self.errors)
+
+
+class HttpReceiver(Receiver):
+    def __init__(self, port: int = 0) -> None:
+        super().__init__()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                failure = receiver.next_failure()
+                if failure is not None:
+                    status, retry_after, message = failure
+                    self.send_response(status)
+                    if retry_after is not None:
+                        self.send_header("Retry-After", str(retry_after))
+                    data = _status_body(message)
+                    self.send_header("Content-Type", "application/x-protobuf")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                assert self.headers.get("Content-Type") == "application/x-protobuf"
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                receiver.accept(body, dict(self.headers))
+                response = Response()
+                if receiver.rejected:
+                    response.partial_success.rejected_profiles = receiver.rejected
+                    response.partial_success.error_message = "sample too old"
+                data = response.SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> HttpReceiver:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _status_body(message: str) -> bytes:
+    """A ``google.rpc.Status`` with ``message`` (field 2), as OTLP/HTTP error bodies are."""
+    text = message.encode()
+    return b"\x12" + bytes([len(text)]) + text
+
+
+class GrpcReceiver(Receiver):
+    def __init__(self, port: int = 0) -> None:
+        super().__init__()
+        receiver = self
+
+        class Servicer(profiles_service_pb2_grpc.ProfilesServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - generated name
+                failure = receiver.next_failure()
+                if failure is not None:
+                    code, retry_delay = failure
+                    if retry_delay is not None:
+                        context.set_trailing_metadata(
+                            (("grpc-status-details-bin", _retry_info_status(code, retry_delay)),)
+                        )
+                    context.abort(getattr(grpc.StatusCode, code), f"scripted {code}")
+                receiver.accept(request.SerializeToString(), dict(context.invocation_metadata()))
+                return Response()
+
+        self.executor = futures.ThreadPoolExecutor(max_workers=4)
+        self.server = grpc.server(self.executor)
+        profiles_service_pb2_grpc.add_ProfilesServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GrpcReceiver:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop(grace=None).wait(10)
+        self.executor.shutdown(wait=True)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _retry_info_status(code: str, seconds: float) -> bytes:
+    """``google.rpc.Status{code, details: [Any(RetryInfo{retry_delay})]}`` by hand."""
+    whole, nanos = int(seconds), int((seconds - int(seconds)) * 1e9)
+    duration = b"\x08" + _varint(whole) + (b"\x10" + _varint(nanos) if nanos else b"")
+    retry_info = _field(1, duration)
+    any_msg = _field(1, b"type.googleapis.com/google.rpc.RetryInfo") + _field(2, retry_info)
+    number = getattr(grpc.StatusCode, code).value[0]
+    return b"\x08" + _varint(number) + _field(3, any_msg)
+
+
+def profiles_of(receiver: Receiver) -> List[Tuple[Any, Any, Any]]:
+    """``(profile, dictionary, resource)`` for every profile received."""
+    out = []
+    for request in receiver.requests:
+        for rp in request.resource_profiles:
+            for sp in rp.scope_profiles:
+                for profile in sp.profiles:
+                    out.append((profile, request.dictionary, rp.resource))
+    return out

@@ -1,0 +1,460 @@
+"""Profiles over OTLP to a real receiver (HTTP and gRPC), checked against the specification.
+
+Every request the receivers get is decoded with the official generated classes
+and run through ``otlp_checker.check`` (zero entries, index bounds, sample
+shape, timestamps inside the window, id lengths). The applications time their
+own work: CPU values match it within ±15 %, heap bytes within ±10 %.
+
+CPU payloads are sampled in child processes, never in this one: on CPython 3.11
+walking the frames of gRPC's threads (Cython frames) from the sampler crashed
+the interpreter once in a full run here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+from conftest import APPS, child_env, free_port, wait_for
+from otlp_receiver import GrpcReceiver, HttpReceiver, Receiver, profiles_of
+
+from otel_profiling.exporters.otlp import OtlpProfileExporter
+from otel_profiling.exporters.otlp_config import OtlpConfig, config_from_env
+from otel_profiling.formats import default_format, get_format, read_profile
+from otel_profiling.processors.batch import BatchProfileProcessor
+from otel_profiling.processors.spool import Spool
+from otel_profiling.profile import Profile, ProfileKind
+
+CPU_TOLERANCE = 0.15
+HEAP_TOLERANCE = 0.10
+PROTOCOLS = ["http/protobuf", "grpc"]
+
+
+def within(value: float, truth: float, tolerance: float) -> bool:
+    return abs(value - truth) <= tolerance * truth
+
+
+@pytest.fixture(params=PROTOCOLS)
+def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
+    server: Any = HttpReceiver() if request.param == "http/protobuf" else GrpcReceiver()
+    server.protocol = request.param
+    server.start()
+    yield server
+    server.stop()
+    server.raise_errors()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[HttpReceiver]:
+    server = HttpReceiver().start()
+    yield server
+    server.stop()
+    server.raise_errors()
+
+
+def run_app(receiver: Receiver, protocol: str, *args: str, **env: str) -> Dict[str, Any]:
+    """The app, configured by environment variables only; returns what it measured."""
+    endpoint = receiver.endpoint  # type: ignore[attr-defined]
+    variables = {
+        "OTEL_PROFILES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL": protocol,
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        "OTEL_SERVICE_NAME": "otlp-app",
+        "OTEL_PROFILING_CPU_FORMAT": "pprof",
+        **env,
+    }
+    run = subprocess.run(
+        [sys.executable, str(APPS / "otlp_app.py"), *args],
+        env=child_env(**variables),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert wait_for(lambda: receiver.requests, timeout=30), run.stderr
+    return dict(json.loads(run.stdout.strip().splitlines()[-1]))
+
+
+def names_of(dictionary: Any, stack_index: int) -> List[str]:
+    """Function names of a stack, leaf first."""
+    names = []
+    for loc in dictionary.stack_table[stack_index].location_indices:
+        for line in dictionary.location_table[loc].lines:
+            function = dictionary.function_table[line.function_index]
+            names.append(dictionary.string_table[function.name_strindex])
+    return names
+
+
+def attributes(dictionary: Any, indices: Any) -> Dict[str, Any]:
+    out = {}
+    for index in indices:
+        entry = dictionary.attribute_table[index]
+        value = entry.value
+        out[dictionary.string_table[entry.key_strindex]] = getattr(value, value.WhichOneof("value"))
+    return out
+
+
+def text(dictionary: Any, value_type: Any) -> Tuple[str, str]:
+    return (
+        dictionary.string_table[value_type.type_strindex],
+        dictionary.string_table[value_type.unit_strindex],
+    )
+
+
+# -- an application sends its CPU profile ------------------------------------------------------
+
+
+def test_cpu_profile_carries_span_links_timestamps_and_the_apps_timing(
+    receiver: Receiver,
+) -> None:
+    truth = run_app(receiver, receiver.protocol)  # type: ignore[attr-defined]
+    (profile, d, resource), *rest = profiles_of(receiver)
+    assert rest == []
+    resource_attrs = {kv.key: kv.value.string_value for kv in resource.attributes}
+    assert resource_attrs["service.name"] == "otlp-app"
+    scope = receiver.requests[0].resource_profiles[0].scope_profiles[0].scope
+    assert scope.name == "otel_profiling"
+    assert text(d, profile.sample_type) == ("wall", "nanoseconds")
+    assert text(d, profile.period_type) == ("wall", "nanoseconds")
+    assert profile.period == 10_000_000  # the default 0.01 s sampling interval
+    assert profile.duration_nano >= truth["main_seconds"] * 1e9
+
+    for location in d.location_table[1:]:
+        assert location.mapping_index == 0
+        assert attributes(d, location.attribute_indices) == {"profile.frame.type": "cpython"}
+    hot_ns = 0
+    hot_stamps: List[int] = []
+    for sample in profile.samples:
+        names = names_of(d, sample.stack_index)
+        attrs = attributes(d, sample.attribute_indices)
+        assert attrs["thread.name"] and attrs["thread.id"], "every sample names its thread"
+        link = d.link_table[sample.link_index]
+        if "hot_work" in names:
+            assert sample.link_index != 0, "hot_work ran inside the span"
+            assert link.trace_id.hex() == truth["trace_id"]
+            assert link.span_id.hex() == truth["span_id"]
+            assert attrs["thread.name"] == "MainThread"
+            hot_ns += sum(sample.values)
+            hot_stamps.extend(sample.timestamps_unix_nano)
+        if "cold_work" in names:
+            assert sample.link_index == 0, "cold_work ran outside any span"
+        assert len(sample.timestamps_unix_nano) == len(sample.values)
+    assert within(hot_ns / 1e9, truth["hot_seconds"], CPU_TOLERANCE)
+    # the timeline: hot_work's samples span the time it ran
+    assert within((max(hot_stamps) - min(hot_stamps)) / 1e9, truth["hot_seconds"], CPU_TOLERANCE)
+    if receiver.protocol == "http/protobuf":  # type: ignore[attr-defined]
+        assert receiver.headers[0]["Content-Encoding"] == "gzip"
+
+
+def test_cpuprofile_payload_keeps_threads_and_timeline_without_links(
+    http_receiver: HttpReceiver,
+) -> None:
+    truth = run_app(http_receiver, "http/protobuf", OTEL_PROFILING_CPU_FORMAT="cpuprofile")
+    ((profile, d, _),) = profiles_of(http_receiver)
+    hot_ns = sum(sum(s.values) for s in profile.samples if "hot_work" in names_of(d, s.stack_index))
+    assert within(hot_ns / 1e9, truth["hot_seconds"], CPU_TOLERANCE)
+    threads = {attributes(d, s.attribute_indices).get("thread.name") for s in profile.samples}
+    assert "MainThread" in threads
+    assert all(s.timestamps_unix_nano for s in profile.samples)
+    assert len(d.link_table) == 1  # a .cpuprofile has no trace ids
+
+
+def test_heap_profile_bytes_match_what_the_app_keeps(receiver: Receiver) -> None:
+    truth = run_app(
+        receiver,
+        receiver.protocol,  # type: ignore[attr-defined]
+        "heap",
+        OTEL_PROFILING_PROFILERS="heap",
+        OTEL_PROFILING_HEAP_FORMAT="pprof",
+    )
+    by_type = {text(d, p.sample_type): (p, d) for p, d, _ in profiles_of(receiver)}
+    assert set(by_type) == {("inuse_space", "bytes"), ("inuse_objects", "count")}
+    space, d = by_type[("inuse_space", "bytes")]
+    kept = sum(sum(s.values) for s in space.samples if "keep_memory" in names_of(d, s.stack_index))
+    assert within(kept, truth["kept_bytes"], HEAP_TOLERANCE)
+    objects, _ = by_type[("inuse_objects", "count")]
+    blocks = sum(
+        sum(s.values) for s in objects.samples if "keep_memory" in names_of(d, s.stack_index)
+    )
+    # each bytearray is two live blocks: the object and its buffer
+    assert within(blocks, 2 * truth["kept_objects"], HEAP_TOLERANCE)
+    # both profiles share the request's one dictionary
+    assert len(receiver.requests) == 1
+
+
+def test_heapprofile_payload_gives_inuse_space_only(http_receiver: HttpReceiver) -> None:
+    truth = run_app(http_receiver, "http/protobuf", "heap", OTEL_PROFILING_PROFILERS="heap")
+    ((profile, d, _),) = profiles_of(http_receiver)
+    assert text(d, profile.sample_type) == ("inuse_space", "bytes")
+    kept = sum(
+        sum(s.values) for s in profile.samples if "keep_memory" in names_of(d, s.stack_index)
+    )
+    assert within(kept, truth["kept_bytes"], HEAP_TOLERANCE)
+
+
+# -- delivery --------------------------------------------------------------------------------------
+
+
+_PAYLOAD_PROGRAM = """
+import sys, time
+from otel_profiling.profilers import CpuProfiler
+profiler = CpuProfiler(format="pprof")
+profiler.start()
+end = time.perf_counter() + float(sys.argv[1])
+while time.perf_counter() < end:
+    pass
+sys.stdout.buffer.write(profiler.stop())
+"""
+
+
+@functools.cache
+def _sampled_payload(seconds: float) -> bytes:
+    """A real sampling CPU profile in pprof, taken in a child process: the sampler never
+    runs beside this process's gRPC threads (see the module docstring)."""
+    run = subprocess.run(
+        [sys.executable, "-c", _PAYLOAD_PROGRAM, str(seconds)],
+        env=child_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def cpu_profile(seconds: float = 0.3) -> Profile:
+    """A profile record around a real sampling payload, its window the payload's own."""
+    data = _sampled_payload(seconds)
+    tree = read_profile(data, fmt="pprof")
+    start = datetime.fromtimestamp(tree.start_ns / 1e9, timezone.utc)
+    end = datetime.fromtimestamp((tree.start_ns + tree.duration_ns) / 1e9, timezone.utc)
+    profile = Profile(
+        ProfileKind.CPU_PROFILE, get_format(ProfileKind.CPU_PROFILE, "pprof"), start_time=start
+    )
+    profile.end(data, end_time=end + timedelta(microseconds=1))
+    return profile
+
+
+_MADE: List[OtlpProfileExporter] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_exporters() -> Iterator[None]:
+    """Each test's exporters are shut down (their gRPC channels closed) when it ends."""
+    yield
+    while _MADE:
+        _MADE.pop().shutdown()
+
+
+def exporter_for(receiver: Receiver, protocol: str, **kw: Any) -> OtlpProfileExporter:
+    endpoint = receiver.endpoint  # type: ignore[attr-defined]
+    if protocol == "http/protobuf":
+        endpoint += "/v1development/profiles"
+    exporter = OtlpProfileExporter(OtlpConfig(endpoint=endpoint, protocol=protocol, **kw))
+    _MADE.append(exporter)
+    return exporter
+
+
+def test_retries_on_unavailable_honouring_the_receivers_delay(receiver: Receiver) -> None:
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    if protocol == "grpc":
+        receiver.script = [("UNAVAILABLE", 0.4), ("RESOURCE_EXHAUSTED", 0.4)]
+    else:
+        receiver.script = [(503, 0.4, "busy"), (429, 0.4, "slow down")]
+    exporter = exporter_for(receiver, protocol, timeout_millis=20_000)
+    began = time.monotonic()
+    assert exporter.export_unsent([cpu_profile()]) == []
+    assert receiver.attempts == 3
+    assert len(receiver.requests) == 1
+    assert exporter.sent_profiles == 1
+    assert time.monotonic() - began >= 0.8  # both asked-for waits were honoured
+
+
+def test_invalid_argument_is_not_retried_and_logged_once(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    failure: Any = ("INVALID_ARGUMENT", None) if protocol == "grpc" else (400, None, "bad stack")
+    receiver.script = [failure, failure]
+    exporter = exporter_for(receiver, protocol, timeout_millis=20_000)
+    profiles = [cpu_profile(0.1)]
+    with caplog.at_level(logging.ERROR, logger="otel_profiling.exporters.otlp"):
+        assert exporter.export_unsent(profiles) == profiles
+        assert exporter.export_unsent(profiles) == profiles
+    assert receiver.attempts == 2  # one try per export, none retried
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, "the same refusal is logged once"
+    expected = "scripted INVALID_ARGUMENT" if protocol == "grpc" else "bad stack"
+    assert expected in errors[0].getMessage()
+
+
+def test_a_batch_is_split_into_requests_below_the_size_bound(
+    http_receiver: HttpReceiver,
+) -> None:
+    exporter = exporter_for(http_receiver, "http/protobuf")
+    profiles = [cpu_profile(0.1) for _ in range(5)]
+    one = len(http_receiver.requests)
+    assert exporter.export_unsent(profiles) == []
+    assert len(http_receiver.requests) == one + 1  # all five in one request by default
+    exporter.max_request_bytes = 1  # every profile alone
+    assert exporter.export_unsent(profiles) == []
+    assert len(http_receiver.requests) == one + 6
+    assert all(len(profiles_of_request(r)) == 1 for r in http_receiver.requests[one + 1 :])
+
+
+def profiles_of_request(request: Any) -> List[Any]:
+    return [p for rp in request.resource_profiles for sp in rp.scope_profiles for p in sp.profiles]
+
+
+def test_partial_success_is_logged_and_counted(
+    http_receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    http_receiver.rejected = 1
+    exporter = exporter_for(http_receiver, "http/protobuf")
+    with caplog.at_level(logging.WARNING, logger="otel_profiling.exporters.otlp"):
+        assert exporter.export_unsent([cpu_profile(0.1)]) == []
+    assert exporter.rejected_profiles == 1
+    assert "sample too old" in caplog.text
+
+
+def test_receiver_down_spools_and_sends_when_back(tmp_path: Any) -> None:
+    port = free_port()
+    exporter = OtlpProfileExporter(
+        OtlpConfig(endpoint=f"http://127.0.0.1:{port}/v1development/profiles")
+    )
+    processor = BatchProfileProcessor(
+        exporter,
+        schedule_delay_millis=50,
+        export_timeout_millis=1000,
+        spool=Spool(tmp_path / "spool"),
+    )
+    try:
+        processor.on_end(cpu_profile(0.2))
+        assert wait_for(lambda: processor.spooled_profiles == 1, timeout=30)
+        server = HttpReceiver(port).start()
+        try:
+            assert wait_for(lambda: processor.resent_profiles == 1, timeout=90)
+            assert len(server.requests) == 1
+            # read back from the spool's bytes: the timeline and threads are still there
+            ((profile, d, _),) = profiles_of(server)
+            assert all(s.timestamps_unix_nano for s in profile.samples)
+            assert all("thread.name" in attributes(d, s.attribute_indices) for s in profile.samples)
+            server.raise_errors()
+        finally:
+            server.stop()
+    finally:
+        processor.shutdown(5000)
+    assert processor.exported_profiles == 0 and processor.failed_profiles == 0
+
+
+def test_heap_snapshot_is_skipped_with_one_line_and_counted(
+    http_receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    snapshot = Profile(ProfileKind.HEAP_SNAPSHOT, default_format(ProfileKind.HEAP_SNAPSHOT))
+    snapshot.end(b'{"snapshot": {}, "nodes": [], "edges": [], "strings": []}')
+    exporter = exporter_for(http_receiver, "http/protobuf")
+    with caplog.at_level(logging.INFO, logger="otel_profiling.exporters.otlp"):
+        assert exporter.export_unsent([snapshot, cpu_profile(0.1)]) == []
+    assert exporter.skipped_profiles == 1
+    assert exporter.sent_profiles == 1
+    assert len([r for r in caplog.records if "skips" in r.getMessage()]) == 1
+    ((profile, d, _),) = profiles_of(http_receiver)
+    assert text(d, profile.sample_type)[1] == "nanoseconds"
+
+
+def test_fork_child_sends_on_its_own_channel(receiver: Receiver) -> None:
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    exporter = exporter_for(receiver, protocol)
+    assert exporter.export_unsent([cpu_profile(0.1)]) == []  # the parent's channel is open
+    profile = cpu_profile(0.1)
+    pid = os.fork()
+    if pid == 0:  # the child: exit status says whether its export went through
+        code = 1
+        try:
+            code = 0 if exporter.export_unsent([profile]) == [] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert len(receiver.requests) == 2
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+def test_generic_endpoint_gets_the_profiles_path_and_specific_is_used_as_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")
+    assert config_from_env().endpoint == "http://collector:4318/v1development/profiles"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", "https://vendor.example/v1/profiles")
+    assert config_from_env().endpoint == "https://vendor.example/v1/profiles"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "grpc")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT")
+    config = config_from_env()
+    assert config.endpoint == "http://collector:4318/"
+    assert config.grpc_target() == ("collector:4318", True)
+
+
+def test_profiles_settings_win_over_generic_ones_and_bad_values_warn(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "5000")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT", "2500")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "http/json")
+    with caplog.at_level(logging.WARNING):
+        config = config_from_env()
+    assert config.timeout_millis == 2500
+    assert config.compression == "gzip"
+    assert config.protocol == "http/protobuf"
+    assert "OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL" in caplog.text
+
+
+def test_header_values_are_sent_but_never_shown(
+    http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "Bearer%20s3cr3t-t0ken-value"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_HEADERS", f"Authorization={secret},x-team=a")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", http_receiver.endpoint + "/p")
+    exporter = OtlpProfileExporter()
+    assert "s3cr3t" not in repr(exporter)
+    http_receiver.script = [(400, None, "no")]
+    with caplog.at_level(logging.DEBUG):
+        exporter.export_unsent([cpu_profile(0.1)])
+        assert exporter.export_unsent([cpu_profile(0.1)]) == []
+    assert "s3cr3t" not in caplog.text
+    assert http_receiver.headers[0]["Authorization"] == "Bearer s3cr3t-t0ken-value"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_HEADERS", "Authorization s3cr3t")
+    with caplog.at_level(logging.WARNING):
+        assert config_from_env().headers == {}
+    assert "s3cr3t" not in caplog.text
+
+
+def test_without_the_extra_the_error_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(
+        sys.modules, "opentelemetry.proto.profiles.v1development.profiles_pb2", None
+    )
+    with pytest.raises(ImportError, match=r"pip install 'otel-profiling-agent\[otlp\]'"):
+        OtlpProfileExporter(OtlpConfig())
+
+
+def test_otlp_beside_fsspec_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from otel_profiling.exporters.env import exporters_from_env
+
+    monkeypatch.setenv("OTEL_PROFILES_EXPORTER", "fsspec,otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_FSSPEC_PROFILES_URL", f"file://{tmp_path}")
+    kinds = [type(e).__name__ for e in exporters_from_env()]
+    assert kinds == ["FsspecProfileExporter", "OtlpProfileExporter"]

@@ -1,0 +1,187 @@
+"""Go's ``net/http/pprof`` paths on the HTTP trigger, read by ``go tool pprof`` itself.
+
+``/debug/pprof/profile?seconds=N`` answers a gzipped pprof CPU profile and
+``/debug/pprof/heap?seconds=N`` a heap one, whatever format the profilers
+export; the token rules of the trigger apply. The programs time their own
+work: shares within ±15 %, heap bytes within ±10 %.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import pytest
+from conftest import APPS, child_env, free_port, wait_for
+from viewers import load_pprof, pprof_stacks
+
+from otel_profiling import ProfilingAgent
+from otel_profiling.exporters import InMemoryProfileExporter
+from otel_profiling.processors import SimpleProfileProcessor
+from otel_profiling.profilers import CpuProfiler, HeapProfiler
+from otel_profiling.triggers import HttpTrigger
+
+TOKEN = "t0ken-for-tests-only"
+TOLERANCE = 0.15
+HEAP_TOLERANCE = 0.10
+KEPT: List[bytearray] = []
+
+
+def within(value: float, truth: float, tolerance: float = TOLERANCE) -> bool:
+    return abs(value - truth) <= tolerance * truth
+
+
+def get(url: str, token: Optional[str] = TOKEN) -> Tuple[int, Dict[str, str], bytes]:
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.fixture
+def served() -> Iterator[Tuple[ProfilingAgent, HttpTrigger, InMemoryProfileExporter]]:
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    trigger = HttpTrigger(token=TOKEN)
+    # the default formats (cpuprofile, heapprofile): the pprof paths convert
+    agent.register(trigger, CpuProfiler(), HeapProfiler())
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+    yield agent, trigger, exporter
+    agent.shutdown()
+
+
+def base(trigger: HttpTrigger) -> str:
+    return f"http://127.0.0.1:{trigger.port}/debug/pprof"
+
+
+def pprof_hot_loop(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(2000))
+
+
+def test_profile_path_answers_gzipped_pprof_as_go_does(served) -> None:  # type: ignore[no-untyped-def]
+    agent, trigger, exporter = served
+    stop = threading.Event()
+    worker = threading.Thread(target=pprof_hot_loop, args=(stop,), name="pprof-worker")
+    worker.start()
+    try:
+        status, headers, body = get(base(trigger) + "/profile?seconds=1")
+    finally:
+        stop.set()
+        worker.join()
+    assert status == 200, body
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Disposition"] == 'attachment; filename="profile"'
+    assert body[:2] == b"\x1f\x8b"
+    profile = load_pprof(body)
+    leaves = {stack[-1] for stack, _ in pprof_stacks(profile)}
+    assert "pprof_hot_loop" in {name for stack, _ in pprof_stacks(profile) for name in stack}
+    assert leaves
+    # the profile was exported too, in its own format
+    assert wait_for(lambda: exporter.get_finished_profiles(), timeout=10)
+    assert exporter.get_finished_profiles()[0].format == "cpuprofile"
+
+
+def test_heap_path_counts_the_bytes_kept_in_the_window(served) -> None:  # type: ignore[no-untyped-def]
+    agent, trigger, _ = served
+    answer: Dict[str, Tuple[int, Dict[str, str], bytes]] = {}
+    thread = threading.Thread(
+        target=lambda: answer.setdefault("r", get(base(trigger) + "/heap?seconds=2"))
+    )
+    thread.start()
+    assert wait_for(lambda: agent.active_profiles, timeout=30)
+    block, blocks = 32 * 1024, 100
+
+    def keep_in_window() -> None:
+        for _ in range(blocks):
+            KEPT.append(bytearray(block))
+
+    keep_in_window()
+    thread.join(timeout=120)
+    status, headers, body = answer["r"]
+    assert status == 200, body
+    assert headers["Content-Disposition"] == 'attachment; filename="heap"'
+    profile = load_pprof(body)
+    types = [profile.string_table[t.type] for t in profile.sample_type]
+    assert types == ["inuse_objects", "inuse_space"]
+    kept = sum(
+        values[-1]
+        for stack, values in pprof_stacks(profile)
+        if any(name.endswith("keep_in_window") for name in stack)
+    )
+    assert within(kept, block * blocks, HEAP_TOLERANCE), pprof_stacks(profile)[:5]
+    KEPT.clear()
+
+
+def test_pprof_paths_keep_the_token_rules(served) -> None:  # type: ignore[no-untyped-def]
+    _, trigger, _ = served
+    status, headers, _ = get(base(trigger) + "/profile?seconds=1", token=None)
+    assert status == 401
+    assert headers["WWW-Authenticate"].startswith("Bearer")
+    status, _, body = get(base(trigger) + "/profile?seconds=0")
+    assert status == 400, body
+    status, _, body = get(base(trigger) + "/profile?sec=1")
+    assert status == 400, body
+
+
+def test_go_tool_pprof_reads_the_profile_path_of_a_running_app(
+    go_pprof: List[str], tmp_path: Path
+) -> None:
+    port = free_port()
+    app = subprocess.Popen(
+        [sys.executable, str(APPS / "pprof_app.py")],
+        env=child_env(
+            OTEL_PROFILING_HTTP_PORT=str(port),
+            OTEL_PROFILES_EXPORTER="none",
+            OTEL_PROFILING_SIGNAL="none",
+        ),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert app.stdout is not None
+        assert app.stdout.readline().strip() == "ready"
+        assert wait_for(lambda: _listening(port), timeout=30)
+        top = subprocess.run(
+            [*go_pprof, "-top", f"http://127.0.0.1:{port}/debug/pprof/profile?seconds=2"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=child_env(HOME=str(tmp_path), PPROF_TMPDIR=str(tmp_path)),
+        )
+        out, err = app.communicate("stop\n", timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    assert top.returncode == 0, top.stderr
+    measured = json.loads(out.strip().splitlines()[-1])
+    rows = {}
+    for line in top.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[4].endswith("%"):
+            rows[parts[5]] = float(parts[4].rstrip("%")) / 100  # cum%
+    busy = measured["hot"] + measured["warm"]
+    assert "Type: wall" in top.stdout, top.stdout
+    # main thread alone works; its hot and warm shares match its own timing
+    assert within(rows["hot"] / (rows["hot"] + rows["warm"]), measured["hot"] / busy), top.stdout
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
