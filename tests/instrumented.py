@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from conftest import ROOT
+from support import ROOT
 
 from otel_profiling.version import DISTRIBUTION
 

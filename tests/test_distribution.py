@@ -9,6 +9,8 @@ import sys
 import venv
 from pathlib import Path
 
+from support import ROOT
+
 import otel_profiling
 from otel_profiling.version import DISTRIBUTION, __version__, install_command
 
@@ -17,7 +19,6 @@ if sys.version_info >= (3, 11):
 else:  # the test extra installs tomli there
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = Path(otel_profiling.__file__).parent / "cli" / "bootstrap"
 
 

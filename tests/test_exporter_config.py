@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from faults import FaultProxy
 from opentelemetry.sdk.resources import Resource
-from reliability_helpers import make_profile
+from support import make_profile
 
 from otel_profiling import configure
 from otel_profiling.exporters import FsspecProfileExporter, S3Exporter

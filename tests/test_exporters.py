@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 import fsspec
 import pytest
-from conftest import s3_options
 from opentelemetry.sdk.resources import Resource
+from support import s3_options
 
 from otel_profiling.exporters import (
     ConsoleProfileExporter,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import child_env, wait_for
+from support import child_env, wait_for
 
 from otel_profiling import ProfilingAgent
 from otel_profiling.profilers import CpuProfiler
