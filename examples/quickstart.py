@@ -1,4 +1,4 @@
-"""Profile the bundled workload with the seed's flow and export it, no server needed.
+"""Profile the bundled workload on SIGUSR2 and export the profile, no server needed.
 
     python examples/quickstart.py                       # writes under ./profiles
     python examples/quickstart.py s3://bucket/profiles  # any fsspec URL

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from datetime import datetime, timezone
+from typing import Dict, Optional
 
-from conftest import child_env
-from opentelemetry.sdk.resources import Resource
-from viewers import pprof_message_class
+from support import child_env
 
-from otel_profiling import Profile, ProfileKind
-from otel_profiling.formats import default_format
 from otel_profiling.formats.calltree import Frame, add_stack, new_root
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
 
@@ -59,79 +54,8 @@ def random_cpuprofile(seed: int, stacks: int = 60, start_us: int = 0) -> bytes:
     return encode_cpuprofile(root, start_us=start_us)
 
 
-def make_profile(
-    kind: ProfileKind,
-    data: bytes,
-    start: datetime,
-    service: str = "checkout",
-    duration: timedelta = timedelta(seconds=2),
-) -> Profile:
-    profile = Profile(
-        kind,
-        default_format(kind),
-        resource=Resource.create({"service.name": service}),
-        start_time=start,
-    )
-    profile.end(data, end_time=start + duration)
-    return profile
-
-
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
-
-
-# -- pprof through the protobuf library (independent of the project's decoder) -----------------
-
-
-def build_pprof(
-    stacks: Sequence[Tuple[Sequence[Tuple[str, str, int]], int, int]],
-    sample_types: Sequence[Tuple[str, str]] = (("samples", "count"), ("cpu", "nanoseconds")),
-    time_nanos: int = 0,
-) -> bytes:
-    """A gzipped pprof: each stack (root first frames of (name, file, line)) with [count, value]."""
-    profile = pprof_message_class()()
-    strings: List[str] = [""]
-
-    def s(text: str) -> int:
-        if text not in strings:
-            strings.append(text)
-        return strings.index(text)
-
-    for type_, unit in sample_types:
-        profile.sample_type.add(type=s(type_), unit=s(unit))
-    locations: Dict[Tuple[str, str, int], int] = {}
-    for frames, count, value in stacks:
-        ids = []
-        for frame in frames:
-            if frame not in locations:
-                fid = len(locations) + 1
-                profile.function.add(id=fid, name=s(frame[0]), filename=s(frame[1]))
-                profile.location.add(id=fid).line.add(function_id=fid, line=frame[2])
-                locations[frame] = fid
-            ids.append(locations[frame])
-        profile.sample.add(location_id=list(reversed(ids)), value=[count, value])
-    profile.string_table.extend(strings)
-    profile.time_nanos = time_nanos
-    return gzip.compress(profile.SerializeToString())
-
-
-def parse_pprof(data: bytes) -> Dict[str, Any]:
-    """Totals and per-function self values of a pprof, read with the protobuf library."""
-    profile = pprof_message_class()()
-    profile.ParseFromString(gzip.decompress(data))
-    strings = list(profile.string_table)
-    assert strings[0] == ""
-    names = {f.id: strings[f.name] for f in profile.function}
-    leaf_of = {loc.id: names[loc.line[0].function_id] for loc in profile.location}
-    types = [(strings[t.type], strings[t.unit]) for t in profile.sample_type]
-    self_by: Dict[str, int] = {}
-    totals = [0] * len(types)
-    for sample in profile.sample:
-        for i, v in enumerate(sample.value):
-            totals[i] += v
-        leaf = leaf_of[sample.location_id[0]]
-        self_by[leaf] = self_by.get(leaf, 0) + sample.value[-1]
-    return {"types": types, "totals": totals, "self": self_by}
 
 
 def speedscope_totals(data: bytes) -> Dict[str, float]:

@@ -1,71 +1,21 @@
-"""Shared fixtures: a real S3-compatible server (moto's, in a subprocess) and helpers."""
+"""Shared fixtures: a real S3-compatible server (moto's, in a subprocess), test isolation,
+third-party readers.
+
+Helpers that are not fixtures live in ``support.py``.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Iterator
 
 import pytest
+from support import MotoServer
 
 pytest_plugins = ["browser"]  # the `chromium` fixture
-
-ROOT = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "apps"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class MotoServer:
-    """``python -m moto.server`` on a free loopback port; can be stopped and restarted."""
-
-    def __init__(self, port: int = 0, env: Dict[str, str] | None = None) -> None:
-        self.port = port or free_port()
-        self.env = env or {}
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> MotoServer:
-        env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("moto server exited at start") from None
-                time.sleep(0.1)
-        raise RuntimeError("moto server did not become ready in 30 s")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
 
 
 @pytest.fixture(scope="session")
@@ -131,65 +81,6 @@ def boto3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
         aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
         config=Config(request_checksum_calculation="when_required"),
     )
-
-
-def s3_options(endpoint: str) -> dict:
-    return {
-        "endpoint_url": endpoint,
-        "key": os.environ["AWS_ACCESS_KEY_ID"],
-        "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "config_kwargs": {
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-        },
-    }
-
-
-def child_env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(APPS), env.get("PYTHONPATH", "")])
-    env.update(extra)
-    return env
-
-
-def signal_child(command: list, env: Dict[str, str], signals: int = 2, **popen: object) -> tuple:
-    """Run a child that prints "ready", send SIGUSR2 ``signals`` times with work in
-    between, then say "quit" on stdin; returns (stdout, stderr) of a clean exit."""
-    import signal
-
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-        **popen,  # type: ignore[arg-type]
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line == "ready", (line, proc.stderr.read() if proc.stderr else "")
-        for _ in range(signals):
-            proc.send_signal(signal.SIGUSR2)
-            time.sleep(0.6)
-        out, err = proc.communicate("quit\n", timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "done" in out
-    return out, err
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return condition()
 
 
 # -- third-party readers, installed from the distribution's packages when absent ---------------

@@ -43,14 +43,6 @@ class WallClockProfiler(Profiler):
         return str(elapsed).encode()
 
 
-def make_profile(data: bytes = b"x" * 10, kind: ProfileKind = ProfileKind.CPU_PROFILE) -> Profile:
-    from otel_profiling.formats import default_format
-
-    profile = Profile(kind, default_format(kind))
-    profile.end(data)
-    return profile
-
-
 class RecordingExporter(ProfileExporter):
     """Records each batch it is given (as lists), optionally raising or failing first."""
 

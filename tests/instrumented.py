@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from conftest import ROOT
+from support import ROOT
+
+from otel_profiling.version import DISTRIBUTION
 
 HOOK = "otel_profiling.auto_instrumentation:post_instrument"
 
@@ -71,7 +73,7 @@ def instrumented_env(
         paths.append(str(extra_dist))
     if not package_hook_installed():
         paths.append(
-            str(write_distribution(tmp_path / "dist", "otel-profiling", package_entry_points()))
+            str(write_distribution(tmp_path / "dist", DISTRIBUTION, package_entry_points()))
         )
     env = dict(base)
     env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])

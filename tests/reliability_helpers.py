@@ -3,33 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
-from datetime import datetime, timedelta, timezone
-from typing import Dict, List, Optional
-
-from otel_profiling import Profile, ProfileKind
-from otel_profiling.formats import default_format
-
-_BASE = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
-
-
-def make_profile(
-    index: int, size: int = 2048, start: Optional[datetime] = None, **attributes: object
-) -> Profile:
-    """An ended CPU profile with a random payload and a distinct start time."""
-    profile = Profile(
-        ProfileKind.CPU_PROFILE,
-        default_format(ProfileKind.CPU_PROFILE),
-        attributes={"test.index": index, **attributes},  # type: ignore[dict-item]
-        start_time=start or _BASE + timedelta(milliseconds=7 * index) + _jitter(),
-        trigger="test",
-    )
-    profile.end(f'{{"index":{index}}}'.encode() + os.urandom(max(size - 16, 0)))
-    return profile
-
-
-def _jitter() -> timedelta:
-    return timedelta(seconds=int.from_bytes(os.urandom(3), "big"))
+from typing import Dict, List
 
 
 def sha(data: bytes) -> str:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from conftest import wait_for
 from faults import FaultProxy
-from reliability_helpers import bucket_objects, make_profile, sha
+from reliability_helpers import bucket_objects, sha
+from support import make_profile, wait_for
 
 from otel_profiling import Profile, ProfileKind
 from otel_profiling.exporters import InMemoryProfileExporter, S3Exporter

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env
 from helpers import ManualTrigger, RecordingExporter, WallClockProfiler
+from support import child_env
 from viewers import load_cpuprofile
 
 from otel_profiling import ProfileStatus, ProfilingAgent

@@ -6,8 +6,8 @@ import logging
 import time
 
 import pytest
-from conftest import wait_for
-from helpers import HangingExporter, RecordingExporter, make_profile
+from helpers import HangingExporter, RecordingExporter
+from support import make_profile, wait_for
 
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 import pytest
-from conftest import wait_for
-from reliability_helpers import make_profile
+from support import make_profile, wait_for
 
 from otel_profiling import Profile
 from otel_profiling.exporters import FsspecProfileExporter

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 from clitools import cli
-from conftest import ROOT
+from support import ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,17 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from clitools import (
-    build_pprof,
-    cli,
-    make_profile,
-    parse_pprof,
-    random_cpuprofile,
-    speedscope_totals,
-    utc,
-)
-from conftest import child_env, s3_options
-from viewers import cpuprofile_self_times, load_cpuprofile
+from clitools import cli, random_cpuprofile, speedscope_totals, utc
+from support import child_env, make_profile, s3_options
+from viewers import build_pprof, cpuprofile_self_times, load_cpuprofile, parse_pprof
 
 from otel_profiling import ProfileKind
 from otel_profiling.exporters import FsspecProfileExporter
@@ -125,10 +117,21 @@ def fleet(s3_endpoint: str, bucket: str):  # type: ignore[no-untyped-def]
         inputs.append(data)
         exporter.write(
             make_profile(
-                ProfileKind.CPU_PROFILE, data, start + timedelta(seconds=i), f"pod-{i % 3}"
+                data,
+                start=start + timedelta(seconds=i),
+                service=f"pod-{i % 3}",
+                duration=timedelta(seconds=2),
             )
         )
-    exporter.write(make_profile(ProfileKind.HEAP_PROFILE, b'{"head": {}}', start, "pod-0"))
+    exporter.write(
+        make_profile(
+            b'{"head": {}}',
+            kind=ProfileKind.HEAP_PROFILE,
+            start=start,
+            service="pod-0",
+            duration=timedelta(seconds=2),
+        )
+    )
     return bucket, inputs
 
 

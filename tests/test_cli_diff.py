@@ -20,7 +20,7 @@ import fsspec
 import pytest
 from browser import RequestRecorder, dump_dom
 from clitools import cli
-from conftest import APPS, child_env
+from support import APPS, child_env
 
 SHARE_TOLERANCE = 0.03  # absolute, in shares of the side's total (3 points)
 FUNCTIONS = ("common", "old", "new", "helper")

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from clitools import cli, make_profile, random_cpuprofile, utc
-from conftest import APPS, child_env
+from clitools import cli, random_cpuprofile, utc
+from support import APPS, child_env, make_profile
 from viewers import cpuprofile_self_times, load_cpuprofile
 
-from otel_profiling import ProfileKind
 from otel_profiling.exporters import FsspecProfileExporter
 
 pytest.importorskip("distributed", reason="the `dask` extra is not installed")
@@ -67,14 +66,29 @@ def store(s3_endpoint: str) -> Iterator[Tuple[str, Dict[str, str], List[bytes]]]
         inputs.append(data)
         fleet.write(
             make_profile(
-                ProfileKind.CPU_PROFILE, data, start + timedelta(seconds=i), f"pod-{i % 3}"
+                data,
+                start=start + timedelta(seconds=i),
+                service=f"pod-{i % 3}",
+                duration=timedelta(seconds=2),
             )
         )
     broken = FsspecProfileExporter(f"s3://{bucket}/broken", options)
     for i in range(GOOD_IN_BROKEN):
-        broken.write(make_profile(ProfileKind.CPU_PROFILE, inputs[i], start + timedelta(seconds=i)))
+        broken.write(
+            make_profile(
+                inputs[i],
+                start=start + timedelta(seconds=i),
+                service="checkout",
+                duration=timedelta(seconds=2),
+            )
+        )
     broken.write(
-        make_profile(ProfileKind.CPU_PROFILE, b'{"nodes": [{"id"', start + timedelta(minutes=5))
+        make_profile(
+            b'{"nodes": [{"id"',
+            start=start + timedelta(minutes=5),
+            service="checkout",
+            duration=timedelta(seconds=2),
+        )
     )
     yield bucket, env, inputs
 
@@ -285,7 +299,7 @@ def test_without_dask_the_options_name_the_extra(tmp_path: Path) -> None:
         result = cli(*args, env=env)
         assert result.returncode == 1, result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
-        assert "needs Dask: pip install 'otel-profiling[dask]'" in result.stderr
+        assert "needs Dask: pip install 'otel-profiling-agent[dask]'" in result.stderr
     assert not (tmp_path / "out.cpuprofile").exists()
 
 

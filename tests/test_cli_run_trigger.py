@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from clitools import cli
-from conftest import APPS, child_env, wait_for
+from support import APPS, child_env, wait_for
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 WORKLOAD = {"run_workload", "handle_request", "fibonacci", "checksum_lines"}

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from clitools import cli, make_profile, random_cpuprofile, utc
-from conftest import child_env, s3_options
+from clitools import cli, random_cpuprofile, utc
+from support import child_env, make_profile, s3_options
 
 from otel_profiling import ProfileKind
 from otel_profiling.exporters import FsspecProfileExporter
@@ -27,23 +27,29 @@ def s3_profiles(s3_endpoint: str, bucket: str):  # type: ignore[no-untyped-def]
     )
     written = [
         make_profile(
-            ProfileKind.CPU_PROFILE, random_cpuprofile(1), utc(2026, 11, 24, 10, 0, 0), "checkout"
+            random_cpuprofile(1),
+            start=utc(2026, 11, 24, 10, 0, 0),
+            service="checkout",
+            duration=timedelta(seconds=2),
         ),
         make_profile(
-            ProfileKind.HEAP_PROFILE,
             b'{"head": {}}',
-            utc(2026, 11, 24, 9, 0, 0),
-            "checkout",
+            kind=ProfileKind.HEAP_PROFILE,
+            start=utc(2026, 11, 24, 9, 0, 0),
+            service="checkout",
             duration=timedelta(milliseconds=1500),
         ),
         make_profile(
-            ProfileKind.CPU_PROFILE, random_cpuprofile(2), utc(2026, 11, 24, 11, 0, 0), "billing"
+            random_cpuprofile(2),
+            start=utc(2026, 11, 24, 11, 0, 0),
+            service="billing",
+            duration=timedelta(seconds=2),
         ),
         make_profile(
-            ProfileKind.CPU_PROFILE,
             b"not even json: ls never reads bodies",
-            utc(2026, 11, 24, 8, 0, 0),
-            "billing",
+            start=utc(2026, 11, 24, 8, 0, 0),
+            service="billing",
+            duration=timedelta(seconds=2),
         ),
     ]
     for profile in written:
@@ -103,7 +109,12 @@ def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
     exporter = FsspecProfileExporter(f"file://{tmp_path}")
     for hour in (5, 3, 4):
         exporter.write(
-            make_profile(ProfileKind.CPU_PROFILE, random_cpuprofile(hour), utc(2026, 1, 2, hour))
+            make_profile(
+                random_cpuprofile(hour),
+                start=utc(2026, 1, 2, hour),
+                service="checkout",
+                duration=timedelta(seconds=2),
+            )
         )
     result = cli("ls", f"file://{tmp_path}", "--json")
     assert result.returncode == 0, result.stderr
@@ -119,7 +130,13 @@ def test_get_downloads_exact_bytes_with_progress(
 ) -> None:
     exporter = FsspecProfileExporter(f"s3://{bucket}/p", s3_options(s3_endpoint))
     big = os.urandom(3 << 20)
-    profile = make_profile(ProfileKind.HEAP_SNAPSHOT, big, datetime.now(timezone.utc))
+    profile = make_profile(
+        big,
+        kind=ProfileKind.HEAP_SNAPSHOT,
+        start=datetime.now(timezone.utc),
+        service="checkout",
+        duration=timedelta(seconds=2),
+    )
     path = exporter.write(profile)
     url = f"s3://{path}"
     env = s3_env(s3_endpoint)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from browser import CHROMIUM_FLAGS
 from clitools import cli
-from conftest import APPS, child_env
+from support import APPS, child_env
 
 WORKLOAD_NAMES = {"run_workload", "handle_request", "fibonacci", "checksum_lines"}
 
@@ -125,7 +125,7 @@ def test_svg_of_cpu_profile(workload_profile: Path, tmp_path: Path) -> None:
 def test_view_from_s3_url(
     s3_endpoint: str, bucket: str, workload_profile: Path, tmp_path: Path
 ) -> None:
-    from conftest import s3_options
+    from support import s3_options
 
     from otel_profiling.exporters import FsspecProfileExporter
 

@@ -7,7 +7,7 @@ import logging
 import threading
 
 import pytest
-from conftest import wait_for
+from support import wait_for
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfileStatus, ProfilingAgent

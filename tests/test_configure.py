@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import s3_options
 from helpers import ManualTrigger
 from instrumented import write_distribution
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from support import s3_options
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import (

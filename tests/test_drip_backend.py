@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from conftest import wait_for
 from faults import FaultProxy, thread_names
-from reliability_helpers import bucket_objects, make_profile, sha
+from reliability_helpers import bucket_objects, sha
+from support import make_profile, wait_for
 
 from otel_profiling.exporters import S3Exporter
 

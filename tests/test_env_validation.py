@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Type, Union
 
 import pytest
-from conftest import child_env, wait_for
-from helpers import ManualTrigger, RecordingExporter, WallClockProfiler, make_profile
+from helpers import ManualTrigger, RecordingExporter, WallClockProfiler
+from support import child_env, make_profile, wait_for
 
 from otel_profiling import ProfilingAgent, configure
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter

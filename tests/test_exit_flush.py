@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import APPS, child_env
 from reliability_helpers import bucket_objects
+from support import APPS, child_env
 
 APP = str(APPS / "exit_app.py")
 

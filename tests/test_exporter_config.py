@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from faults import FaultProxy
 from opentelemetry.sdk.resources import Resource
-from reliability_helpers import make_profile
+from support import make_profile
 
 from otel_profiling import configure
 from otel_profiling.exporters import FsspecProfileExporter, S3Exporter
@@ -101,7 +101,7 @@ def test_azure_container_at_account_is_not_taken_for_credentials() -> None:
     try:
         FsspecProfileExporter("abfs://container@account.dfs.core.windows.net/profiles")
     except ImportError as exc:  # adlfs missing: the URL itself was accepted
-        assert "otel-profiling[azure]" in str(exc)
+        assert "otel-profiling-agent[azure]" in str(exc)
 
 
 def test_redact_url_finds_credentials_anywhere_in_a_text() -> None:

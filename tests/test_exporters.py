@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 import fsspec
 import pytest
-from conftest import s3_options
 from opentelemetry.sdk.resources import Resource
+from support import s3_options
 
 from otel_profiling.exporters import (
     ConsoleProfileExporter,
@@ -227,7 +227,9 @@ def test_failed_profiles_are_not_written_as_empty_objects(tmp_path, caplog) -> N
 def test_missing_backend_names_the_extra_to_install() -> None:
     for protocol, extra, module in (("gs", "gcs", "gcsfs"), ("az", "azure", "adlfs")):
         if importlib.util.find_spec(module) is None:
-            with pytest.raises(ImportError, match=rf"pip install 'otel-profiling\[{extra}\]'"):
+            with pytest.raises(
+                ImportError, match=rf"pip install 'otel-profiling-agent\[{extra}\]'"
+            ):
                 FsspecProfileExporter(f"{protocol}://bucket/profiles")
             return
     pytest.skip("gcsfs and adlfs are both installed: no missing backend to test")

@@ -20,9 +20,9 @@ from typing import Dict, List
 import boto3
 import pytest
 from botocore.config import Config
-from conftest import APPS, MotoServer, child_env, free_port, s3_options, wait_for
 from faults import FlakyProxy, HangingServer
-from reliability_helpers import bucket_objects, digests, make_profile, sha
+from reliability_helpers import bucket_objects, digests, sha
+from support import APPS, MotoServer, child_env, free_port, make_profile, s3_options, wait_for
 from viewers import load_cpuprofile
 
 from otel_profiling.exporters import FsspecProfileExporter, S3Exporter

@@ -11,9 +11,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import APPS, child_env, wait_for
 from faults import FaultProxy
 from reliability_helpers import bucket_objects
+from support import APPS, child_env, wait_for
 
 APP = str(APPS / "reliability_app.py")
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
-from clitools import cli, parse_pprof
+from clitools import cli
+from viewers import parse_pprof
 
 from otel_profiling.formats import all_formats, formats_for, read_profile, write_profile
 from otel_profiling.formats.registry import ENTRY_POINT_GROUP, readable_formats

@@ -6,8 +6,8 @@ import gzip
 import json
 
 import pytest
-from clitools import build_pprof, random_cpuprofile, speedscope_totals
-from viewers import cpuprofile_self_times, load_cpuprofile
+from clitools import random_cpuprofile, speedscope_totals
+from viewers import build_pprof, cpuprofile_self_times, load_cpuprofile
 
 from otel_profiling.formats.calltree import Frame, add_stack, find, new_root
 from otel_profiling.formats.cpuprofile import encode_cpuprofile

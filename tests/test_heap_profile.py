@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
-from conftest import wait_for
+from support import wait_for
 from viewers import (
     heapprofile_totals,
     load_folded,

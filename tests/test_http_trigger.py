@@ -14,8 +14,8 @@ import urllib.request
 from typing import Dict, Iterator, Optional, Tuple
 
 import pytest
-from conftest import s3_options, wait_for
 from helpers import GcCountsSnapshotProfiler, TracemallocStatsProfiler
+from support import s3_options, wait_for
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent

@@ -12,7 +12,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import APPS, child_env, wait_for
+from support import APPS, child_env, wait_for
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Dict, Sequence, Tuple
 
-from conftest import APPS, child_env, signal_child
 from instrumented import instrument_command, instrumented_env, write_distribution
+from support import APPS, child_env, signal_child
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 CONFIGURATOR = "span_file_configurator:SpanFileConfigurator"

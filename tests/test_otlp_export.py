@@ -23,8 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from conftest import APPS, child_env, free_port, wait_for
 from otlp_receiver import GrpcReceiver, HttpReceiver, Receiver, profiles_of
+from support import APPS, child_env, free_port, wait_for
 
 from otel_profiling.exporters.otlp import OtlpProfileExporter
 from otel_profiling.exporters.otlp_config import OtlpConfig, config_from_env

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from conftest import APPS, child_env, free_port, wait_for
+from support import APPS, child_env, free_port, wait_for
 from viewers import load_pprof, pprof_stacks
 
 from otel_profiling import ProfilingAgent

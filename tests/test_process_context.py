@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import pytest
-from conftest import APPS, child_env, wait_for
+from support import APPS, child_env, wait_for
 
 from otel_profiling import ProfilingAgent, __version__, process_context
 from otel_profiling.profilers import CpuProfiler

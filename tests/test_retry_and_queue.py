@@ -11,9 +11,8 @@ from typing import List, Sequence
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from conftest import wait_for
 from faults import HangingServer
-from reliability_helpers import make_profile
+from support import make_profile, wait_for
 
 from otel_profiling import Profile
 from otel_profiling.exporters import InMemoryProfileExporter, ProfileExportResult, S3Exporter

@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterator, List, Set, Tuple
 
 import pytest
 import sampling_programs as programs
-from conftest import wait_for
 from sampling_programs import MEASURED
+from support import wait_for
 from viewers import (
     cpuprofile_inclusive_times,
     cpuprofile_paths,
@@ -528,7 +528,7 @@ def test_go_tool_pprof_agrees_on_the_hot_functions_share(
     import subprocess
     import sys
 
-    from conftest import APPS, child_env
+    from support import APPS, child_env
 
     data, measured_path = tmp_path / "cpu.pprof", tmp_path / "measured.json"
     run = subprocess.run(

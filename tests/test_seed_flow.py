@@ -11,7 +11,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import APPS, child_env, signal_child, wait_for
+from support import APPS, child_env, signal_child, wait_for
 from viewers import cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent

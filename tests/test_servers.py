@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
 import pytest
-from conftest import APPS, ROOT, child_env, free_port, wait_for
 from instrumented import instrument_script, instrumented_env
+from support import APPS, ROOT, child_env, free_port, wait_for
 from viewers import load_cpuprofile
 
 from otel_profiling.cli.processes import tree

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import child_env, wait_for
+from support import child_env, wait_for
 
 from otel_profiling import ProfilingAgent
 from otel_profiling.profilers import CpuProfiler
@@ -95,7 +95,11 @@ def test_a_realtime_signal_toggles_profiling(tmp_path: object) -> None:
         lines = iter(proc.stderr.readline, "")
         assert any("profile started (trigger signal:SIGRTMIN+7)" in line for line in lines)
         proc.send_signal(RTMIN + 7)
-        files = wait_for(lambda: os.path.isdir(out) and os.listdir(out), timeout=30)
+        # the exporter writes a hidden temporary file first, then renames it
+        files = wait_for(
+            lambda: os.path.isdir(out) and [f for f in os.listdir(out) if not f.startswith(".")],
+            timeout=30,
+        )
         assert files and files[0].startswith("CPU_PROFILE-"), files
         stdout, _ = proc.communicate("\n", timeout=30)
     finally:

@@ -9,8 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
-from reliability_helpers import make_profile
+from support import make_profile, wait_for
 
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
 from otel_profiling.processors import BatchProfileProcessor

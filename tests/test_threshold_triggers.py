@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import APPS, child_env, wait_for
 from helpers import GcCountsSnapshotProfiler, TracemallocStatsProfiler
+from support import APPS, child_env, wait_for
 from viewers import HeapSnapshot, cpuprofile_function_names, load_cpuprofile
 
 from otel_profiling import ProfilingAgent

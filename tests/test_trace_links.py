@@ -14,13 +14,13 @@ from typing import Any, Iterator, Tuple
 
 import fsspec
 import pytest
-from conftest import ROOT, child_env, s3_options
 from helpers import GcCountsSnapshotProfiler, ManualTrigger
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
+from support import ROOT, child_env, s3_options
 from viewers import cpuprofile_function_names, cpuprofile_inclusive_times, load_cpuprofile
 
 from otel_profiling import ProfilingAgent, ProfilingSpanProcessor, set_profiling_agent

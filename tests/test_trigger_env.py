@@ -6,7 +6,7 @@ import logging
 import urllib.request
 
 import pytest
-from conftest import free_port
+from support import free_port
 from viewers import load_cpuprofile
 
 from otel_profiling import ProfilingAgent, configure

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from conftest import APPS, ROOT
+from support import APPS, ROOT
 from viewers import load_callgrind, load_cpuprofile
 
 from otel_profiling import ProfilingAgent, _threads

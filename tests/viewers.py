@@ -7,10 +7,11 @@ speedscope would, and fail on what would make those viewers reject the file.
 from __future__ import annotations
 
 import functools
+import gzip
 import io
 import json
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 
 def load_cpuprofile(data: bytes) -> Dict[str, Any]:
@@ -373,6 +374,57 @@ def pprof_labels(profile: Any, sample: Any) -> Dict[str, Any]:
     return {
         strings[label.key]: strings[label.str] if label.str else label.num for label in sample.label
     }
+
+
+def build_pprof(
+    stacks: Sequence[Tuple[Sequence[Tuple[str, str, int]], int, int]],
+    sample_types: Sequence[Tuple[str, str]] = (("samples", "count"), ("cpu", "nanoseconds")),
+    time_nanos: int = 0,
+) -> bytes:
+    """A gzipped pprof: each stack (root first frames of (name, file, line)) with [count, value]."""
+    profile = pprof_message_class()()
+    strings: List[str] = [""]
+
+    def s(text: str) -> int:
+        if text not in strings:
+            strings.append(text)
+        return strings.index(text)
+
+    for type_, unit in sample_types:
+        profile.sample_type.add(type=s(type_), unit=s(unit))
+    locations: Dict[Tuple[str, str, int], int] = {}
+    for frames, count, value in stacks:
+        ids = []
+        for frame in frames:
+            if frame not in locations:
+                fid = len(locations) + 1
+                profile.function.add(id=fid, name=s(frame[0]), filename=s(frame[1]))
+                profile.location.add(id=fid).line.add(function_id=fid, line=frame[2])
+                locations[frame] = fid
+            ids.append(locations[frame])
+        profile.sample.add(location_id=list(reversed(ids)), value=[count, value])
+    profile.string_table.extend(strings)
+    profile.time_nanos = time_nanos
+    return gzip.compress(profile.SerializeToString())
+
+
+def parse_pprof(data: bytes) -> Dict[str, Any]:
+    """Totals and per-function self values of a pprof, read with the protobuf library."""
+    profile = pprof_message_class()()
+    profile.ParseFromString(gzip.decompress(data))
+    strings = list(profile.string_table)
+    assert strings[0] == ""
+    names = {f.id: strings[f.name] for f in profile.function}
+    leaf_of = {loc.id: names[loc.line[0].function_id] for loc in profile.location}
+    types = [(strings[t.type], strings[t.unit]) for t in profile.sample_type]
+    self_by: Dict[str, int] = {}
+    totals = [0] * len(types)
+    for sample in profile.sample:
+        for i, v in enumerate(sample.value):
+            totals[i] += v
+        leaf = leaf_of[sample.location_id[0]]
+        self_by[leaf] = self_by.get(leaf, 0) + sample.value[-1]
+    return {"types": types, "totals": totals, "self": self_by}
 
 
 # -- folded -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from otel_profiling.cli.common import CliError
 from otel_profiling.cli.sources import Filters, Selection, select
 from otel_profiling.environment_variables import DASK_SCHEDULER_ADDRESS
 from otel_profiling.redact import redact_options
-from otel_profiling.version import install_command
+from otel_profiling.version import DISTRIBUTION, install_command
 
 FAN_IN = 4
 """Partial sums added by one task: the tree of additions is log4(chunks) deep."""
@@ -170,7 +170,7 @@ def _gather(client: Any, futures: List[Any], progress: bool) -> List[Any]:
     except Exception as exc:  # noqa: BLE001 - a lost worker, a cancelled task...
         raise CliError(
             f"the Dask cluster failed ({type(exc).__name__}: {exc}): check the workers' logs "
-            "and memory; the workers need otel-profiling installed"
+            f"and memory; the workers need {DISTRIBUTION} installed"
         ) from None
 
 

@@ -33,10 +33,11 @@ from otel_profiling.exporters.retry import Backoff
 from otel_profiling.formats.protowire import fields
 from otel_profiling.profile import Profile
 from otel_profiling.redact import redact_url
+from otel_profiling.version import install_command
 
 _logger = logging.getLogger(__name__)
 
-EXTRA_HINT = "pip install 'otel-profiling-agent[otlp]'"
+EXTRA_HINT = install_command("otlp")
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
 MAX_REQUEST_BYTES = 4 * 2**20

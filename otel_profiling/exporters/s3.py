@@ -1,4 +1,4 @@
-"""``S3Exporter``: the seed's S3 options, as a thin constructor over the fsspec exporter."""
+"""``S3Exporter``: the OpenProfiling-compatible S3 options, over the fsspec exporter."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def s3_storage_options(
     checksums: str = "when_required",
     s3_additional_kwargs: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """s3fs options from the seed's vocabulary. Unset credentials come from the AWS chain."""
+    """s3fs options from the OpenProfiling-compatible ones. Unset credentials: the AWS chain."""
     options: Dict[str, Any] = {}
     if access_key is not None:
         options["key"] = access_key
@@ -53,7 +53,7 @@ def s3_storage_options(
 
 
 class S3Exporter(FsspecProfileExporter):
-    """Writes profiles to ``s3://{bucket}/{prefix}`` with the seed's options.
+    """Writes profiles to ``s3://{bucket}/{prefix}`` with the OpenProfiling-compatible options.
 
     ``end_point`` is a host name (``"127.0.0.1"``, ``"minio.internal"``) or a
     full URL; ``"s3.amazonaws.com"`` (or none) plus ``region`` means AWS.

@@ -1,4 +1,4 @@
-"""``SignalTrigger``: each delivery of a signal toggles profiling (the seed's SIGUSR2)."""
+"""``SignalTrigger``: each delivery of a signal toggles profiling, as OpenProfiling's SIGUSR2."""
 
 from __future__ import annotations
 

@@ -14,9 +14,10 @@ import sys
 import time
 from datetime import datetime
 
-from otel_profiling import Profile, ProfileKind, ProfilingAgent
+from support import make_profile
+
+from otel_profiling import Profile, ProfilingAgent
 from otel_profiling.exporters import FsspecProfileExporter, S3Exporter
-from otel_profiling.formats import default_format
 from otel_profiling.processors import BatchProfileProcessor
 from otel_profiling.processors.spool import Spool
 from otel_profiling.profilers import CpuProfiler
@@ -30,15 +31,9 @@ def say(*parts: object) -> None:
     print(*parts, flush=True)
 
 
-def make_profile(payload: bytes, start: datetime | None = None) -> Profile:
-    profile = Profile(
-        ProfileKind.CPU_PROFILE,
-        default_format(ProfileKind.CPU_PROFILE),
-        attributes={"process.pid": os.getpid()},
-        start_time=start,
-    )
-    profile.end(payload)
-    return profile
+def own_profile(payload: bytes, start: datetime | None = None) -> Profile:
+    """A profile stamped with this process's pid (a forked child's differs from its parent's)."""
+    return make_profile(payload, start=start, **{"process.pid": os.getpid()})
 
 
 def s3_exporter(endpoint: str, bucket: str, **kwargs: object) -> S3Exporter:
@@ -53,7 +48,7 @@ def spool_then_wait(endpoint: str, bucket: str, count: str) -> None:
     assert processor.spool is not None
     for i in range(int(count)):
         payload = f'{{"nodes":[],"n":{i},"pid":{os.getpid()}}}'.encode() + os.urandom(64)
-        profile = make_profile(payload)
+        profile = own_profile(payload)
         processor.on_end(profile)
         say("key", profile.key, hashlib.sha256(payload).hexdigest())
         time.sleep(0.002)
@@ -95,7 +90,7 @@ def same_key(url: str, start_iso: str, at: str, endpoint: str = "") -> None:
     else:
         exporter = FsspecProfileExporter(url)
     payload = f"written by {os.getpid()}".encode()
-    profile = make_profile(payload, datetime.fromisoformat(start_iso))
+    profile = own_profile(payload, datetime.fromisoformat(start_iso))
     exporter.fs  # noqa: B018 - connect before the rendezvous
     time.sleep(max(float(at) - time.time(), 0))
     say("unsent", len(exporter.export_unsent([profile])), hashlib.sha256(payload).hexdigest())
@@ -109,7 +104,7 @@ def bad_credentials(endpoint: str, bucket: str, key: str, secret: str) -> None:
     logging.getLogger("demo").warning("exporter: %r", exporter)
     processor = BatchProfileProcessor(exporter, schedule_delay_millis=50)
     for i in range(3):
-        processor.on_end(make_profile(f"profile {i}".encode()))
+        processor.on_end(own_profile(f"profile {i}".encode()))
         processor.force_flush(20_000)
     total = sum(i * i for i in range(100_000))  # the application still runs
     say("alive", total > 0, "exported", processor.exported_profiles)
@@ -165,10 +160,10 @@ def fork_during_export(endpoint: str, bucket: str) -> None:
         export_timeout_millis=60_000,
     )
     assert processor.spool is not None
-    processor.on_end(make_profile(b'{"step": "warm"}'))
+    processor.on_end(own_profile(b'{"step": "warm"}'))
     say("flushed", processor.force_flush(30_000), "exported", processor.exported_profiles)
     sys.stdin.readline()  # the backend now drips its answers
-    in_flight = make_profile(b'{"step": "in flight"}')
+    in_flight = own_profile(b'{"step": "in flight"}')
     processor.on_end(in_flight)
     say("queued", in_flight.key)
     sys.stdin.readline()  # the upload is in flight
@@ -187,7 +182,7 @@ def fork_during_export(endpoint: str, bucket: str) -> None:
                 processor.queued_profiles,
                 processor.spool.spooled_profiles,
             ]
-            child = make_profile(b'{"step": "child"}')
+            child = own_profile(b'{"step": "child"}')
             processor.on_end(child)
             flushed = processor.force_flush(30_000)
             fresh_fs = processor.exporter.fs is not parent_fs  # type: ignore[attr-defined]
@@ -212,7 +207,7 @@ def exit_while_hanging(endpoint: str, bucket: str) -> None:
     )
     agent.start()
     for processor in agent.processors:
-        processor.on_end(make_profile(b'{"hanging": true}'))
+        processor.on_end(own_profile(b'{"hanging": true}'))
     say("exiting", time.time())
 
 

@@ -22,7 +22,8 @@ def _start() -> None:
     except ImportError as exc:
         sys.stderr.write(
             f"otel-profiling: profiling not started: {exc} "
-            f"(install otel-profiling into {sys.executable}'s environment)\n"
+            # the distribution's name, written out: otel_profiling cannot be imported here
+            f"(install otel-profiling-agent into {sys.executable}'s environment)\n"
         )
     except Exception as exc:  # noqa: BLE001 - the program must run regardless
         sys.stderr.write(f"otel-profiling: profiling not started: {exc}\n")
