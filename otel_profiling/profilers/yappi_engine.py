@@ -65,7 +65,7 @@ class _Moment:
         self.wall = time.perf_counter()
         self.stacks: Dict[int, ThreadStack] = thread_stacks()
         self.cpu: Dict[int, Optional[float]] = {
-            ident: thread_cpu_time(ident) for ident in self.stacks
+            ident: thread_cpu_time(ident, stack.thread) for ident, stack in self.stacks.items()
         }
 
     def used_cpu(self, since: _Moment, ident: int) -> Optional[float]:

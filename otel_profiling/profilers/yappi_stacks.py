@@ -16,6 +16,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from otel_profiling._threads import is_own_code, is_own_thread, is_own_thread_name, is_pass_through
 from otel_profiling.formats.calltree import Frame
+from otel_profiling.profilers import thread_clocks
 
 _NO_SELF = object()
 
@@ -86,9 +87,17 @@ def thread_stacks() -> Dict[int, ThreadStack]:
     return stacks
 
 
-def thread_cpu_time(ident: int) -> Optional[float]:
-    """CPU seconds used by thread ``ident`` so far (None where the OS cannot tell)."""
-    try:
-        return time.clock_gettime(time.pthread_getcpuclockid(ident))
-    except (AttributeError, OSError, OverflowError, ValueError):
+def thread_cpu_time(ident: int, thread: Optional[threading.Thread]) -> Optional[float]:
+    """CPU seconds used by thread ``ident`` so far (None where the OS cannot tell).
+
+    The clock id comes from ``thread_clocks``, which never touches the
+    ``pthread_t`` of a thread that may have exited meanwhile (that crashes
+    the process).
+    """
+    clock = thread_clocks.clock_id(ident, thread.native_id if thread is not None else None)
+    if clock is None:
         return None
+    try:
+        return time.clock_gettime(clock)
+    except OSError:
+        return None  # the thread has exited
