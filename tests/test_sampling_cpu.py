@@ -313,6 +313,34 @@ def test_no_library_frame_or_thread_in_any_format(agent) -> None:  # type: ignor
             assert PACKAGE_DIR not in frame and not frame.startswith("otel-profiling-"), frame
 
 
+def test_the_exporters_threads_never_appear(  # type: ignore[no-untyped-def]
+    s3_endpoint: str, bucket: str, boto3_client
+) -> None:
+    """An S3 export resolves the endpoint's name in a worker thread of fsspec's I/O loop
+    (``asyncio_0``, named like any loop's workers): it waits there in every later window."""
+    from conftest import s3_options
+
+    from otel_profiling.exporters import FsspecProfileExporter
+
+    boto3_client.create_bucket(Bucket=bucket)
+    exporter = FsspecProfileExporter(f"s3://{bucket}/p", s3_options(s3_endpoint))
+    agent = ProfilingAgent()
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+    try:
+        profiled(agent, CpuProfiler(), lambda: programs.spin(0.2))  # the first export
+        workers = [t for t in threading.enumerate() if t.name.startswith("asyncio_")]
+        assert workers, "the export ran no worker thread: nothing to check"
+        result, elapsed = profiled(agent, CpuProfiler(), lambda: programs.spin(0.5))
+    finally:
+        agent.shutdown()
+    profile = load_cpuprofile(result.data)
+    nodes = by_id(profile)
+    roots = [nodes[child]["callFrame"]["functionName"] for child in profile["nodes"][0]["children"]]
+    assert [name.split(" (thread ")[0] for name in roots] == ["MainThread"], roots
+    assert within(thread_total(profile, "MainThread"), elapsed)
+
+
 # -- the timeline -----------------------------------------------------------------------------
 
 

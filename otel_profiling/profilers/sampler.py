@@ -43,7 +43,7 @@ import weakref
 from types import FrameType
 from typing import Dict, List, Optional, Tuple
 
-from otel_profiling._threads import LIBRARY_THREAD_PREFIX, is_own_thread
+from otel_profiling._threads import is_own_thread, is_own_thread_object
 from otel_profiling.formats.calltree import Frame
 from otel_profiling.formats.samples import SampleCapture, SampleThread, Track
 from otel_profiling.profilers import thread_clocks
@@ -62,9 +62,9 @@ DEFAULT_MAX_TASKS = 100
 MAX_TRACKS = 4096
 
 
-def _is_library_thread(ident: int, name: str) -> bool:
-    """The library's own threads, and fsspec's I/O loop (used by its exporters)."""
-    return is_own_thread(ident) or name.startswith(LIBRARY_THREAD_PREFIX) or name == "fsspecIO"
+def _is_library_thread(ident: int, owner: Optional[threading.Thread]) -> bool:
+    """The library's own threads, and fsspec's I/O loop and its workers (used by exporters)."""
+    return is_own_thread(ident) or (owner is not None and is_own_thread_object(owner))
 
 
 class _Track:
@@ -267,6 +267,9 @@ class Sampler:
             return known  # ending: threading has already forgotten it
         if known is not None and known.owner is None and not known.library and owner is not None:
             known.owner = owner  # it was sampled while starting, before threading knew it
+            if _is_library_thread(ident, owner):
+                known.library = True  # from now on left out, as from its start
+                return known
             native_id = getattr(owner, "native_id", None)
             if known.thread >= 0:
                 entry = SampleThread(ident, owner.name, native_id or 0)
@@ -280,7 +283,7 @@ class Sampler:
 
     def _new_thread(self, ident: int, owner: Optional[threading.Thread]) -> _Thread:
         name = owner.name if owner is not None else "(unnamed)"
-        state = _Thread(owner, _is_library_thread(ident, name))
+        state = _Thread(owner, _is_library_thread(ident, owner))
         if state.library:
             return state
         native_id = getattr(owner, "native_id", None) if owner is not None else None
