@@ -9,12 +9,13 @@ profile is read back as DevTools reads it (``tests/viewers.py``). Tolerance:
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Set, Tuple
+from typing import Any, Dict, Generator, Iterator, List, Set, Tuple
 
 import pytest
 import sampling_programs as programs
@@ -169,6 +170,70 @@ def test_a_window_holds_its_length_on_every_thread_that_lived_through_it(agent) 
     assert within(thread_total(profile, "waiting-thread"), MEASURED["work"])  # waiting counts
     times = cpuprofile_inclusive_times(profile)
     assert within(times["timed"] / 1e6, MEASURED["work"])
+
+
+def test_waiting_threads_that_move_keep_each_wait_on_its_own_stack(agent) -> None:  # type: ignore[no-untyped-def]
+    """Waiting threads are not looked at again until they move: each wait, spin and
+    generator resumption must still land on the stack it ran under. The generator
+    sleeps in its own frame, resumed from two callers: the same frame object, two stacks
+    (a long wait under one, then a short one under the other, that would go to the first)."""
+    spent: Dict[str, float] = collections.defaultdict(float)
+
+    def timed_wait(name: str, seconds: float) -> None:
+        began = time.perf_counter()
+        time.sleep(seconds)
+        spent[name] += time.perf_counter() - began
+
+    def wait_a() -> None:
+        timed_wait("wait_a", 0.3)
+
+    def wait_b() -> None:
+        timed_wait("wait_b", 0.2)
+
+    def napping() -> Generator[None, float, None]:
+        seconds = yield
+        while True:
+            time.sleep(seconds)
+            seconds = yield
+
+    def from_x(nap: Generator[None, float, None]) -> None:
+        began = time.perf_counter()
+        nap.send(0.3)
+        spent["from_x"] += time.perf_counter() - began
+
+    def from_y(nap: Generator[None, float, None]) -> None:
+        began = time.perf_counter()
+        nap.send(0.08)
+        spent["from_y"] += time.perf_counter() - began
+
+    def worker() -> None:
+        nap = napping()
+        next(nap)
+        for _ in range(4):
+            wait_a()
+            began = time.perf_counter()
+            programs.spin(0.1)
+            spent["spin"] += time.perf_counter() - began
+            wait_b()
+            from_x(nap)
+            from_y(nap)
+
+    thread = threading.Thread(target=worker, name="moving-waiter")
+    result, _ = profiled(agent[0], CpuProfiler(), lambda: (thread.start(), thread.join()))
+    profile = load_cpuprofile(result.data)
+    paths = cpuprofile_paths(profile)
+
+    def on(*names: str) -> float:
+        return sum(t for path, t in paths.items() if names == path[-len(names) :]) / 1e6
+
+    prefix = "test_waiting_threads_that_move_keep_each_wait_on_its_own_stack.<locals>."
+    assert within(on(prefix + "wait_a", prefix + "timed_wait"), spent["wait_a"])
+    assert within(on(prefix + "wait_b", prefix + "timed_wait"), spent["wait_b"])
+    assert within(on(prefix + "from_x", prefix + "napping"), spent["from_x"])
+    assert within(on(prefix + "from_y", prefix + "napping"), spent["from_y"])
+    times = cpuprofile_inclusive_times(profile)
+    assert within(times["spin"] / 1e6, spent["spin"], 0.25)  # 0.1 s each: a few samples
+    assert within(thread_total(profile, "moving-waiter"), sum(spent.values()))
 
 
 def test_cpu_clock_splits_threads_as_they_used_the_cpu(agent) -> None:  # type: ignore[no-untyped-def]
