@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 from otel_profiling.formats.calltree import new_root
 from otel_profiling.formats.merge import merge_into
-from otel_profiling.formats.readers import read_profile
+from otel_profiling.formats import read_profile
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
 paths = sorted(Path(sys.argv[1]).glob("*.cpuprofile"))
 trees = [read_profile(p.read_bytes(), p.name) for p in paths]

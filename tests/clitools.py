@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from conftest import child_env
 from opentelemetry.sdk.resources import Resource
+from viewers import pprof_message_class
 
 from otel_profiling import Profile, ProfileKind
 from otel_profiling.formats import default_format
@@ -82,73 +83,13 @@ def utc(*args: int) -> datetime:
 # -- pprof through the protobuf library (independent of the project's decoder) -----------------
 
 
-def _pprof_classes() -> Dict[str, Any]:
-    """``profile.proto``'s messages built at run time with the protobuf library."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="otel_test_profile.proto", package="otel_test_pprof"
-    )
-    T = descriptor_pb2.FieldDescriptorProto
-    specs = {
-        "ValueType": [
-            ("type", 1, T.TYPE_INT64, False, None),
-            ("unit", 2, T.TYPE_INT64, False, None),
-        ],
-        "Sample": [
-            ("location_id", 1, T.TYPE_UINT64, True, None),
-            ("value", 2, T.TYPE_INT64, True, None),
-        ],
-        "Line": [
-            ("function_id", 1, T.TYPE_UINT64, False, None),
-            ("line", 2, T.TYPE_INT64, False, None),
-        ],
-        "Location": [
-            ("id", 1, T.TYPE_UINT64, False, None),
-            ("line", 4, T.TYPE_MESSAGE, True, "Line"),
-        ],
-        "Function": [
-            ("id", 1, T.TYPE_UINT64, False, None),
-            ("name", 2, T.TYPE_INT64, False, None),
-            ("system_name", 3, T.TYPE_INT64, False, None),
-            ("filename", 4, T.TYPE_INT64, False, None),
-            ("start_line", 5, T.TYPE_INT64, False, None),
-        ],
-        "Profile": [
-            ("sample_type", 1, T.TYPE_MESSAGE, True, "ValueType"),
-            ("sample", 2, T.TYPE_MESSAGE, True, "Sample"),
-            ("location", 4, T.TYPE_MESSAGE, True, "Location"),
-            ("function", 5, T.TYPE_MESSAGE, True, "Function"),
-            ("string_table", 6, T.TYPE_STRING, True, None),
-            ("time_nanos", 9, T.TYPE_INT64, False, None),
-            ("duration_nanos", 10, T.TYPE_INT64, False, None),
-            ("period_type", 11, T.TYPE_MESSAGE, False, "ValueType"),
-            ("period", 12, T.TYPE_INT64, False, None),
-        ],
-    }
-    for name, fields in specs.items():
-        msg = fdp.message_type.add(name=name)
-        for fname, number, ftype, repeated, type_name in fields:
-            field = msg.field.add(name=fname, number=number, type=ftype)
-            field.label = T.LABEL_REPEATED if repeated else T.LABEL_OPTIONAL
-            if type_name:
-                field.type_name = f".otel_test_pprof.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"otel_test_pprof.{name}"))
-        for name in specs
-    }
-
-
 def build_pprof(
     stacks: Sequence[Tuple[Sequence[Tuple[str, str, int]], int, int]],
     sample_types: Sequence[Tuple[str, str]] = (("samples", "count"), ("cpu", "nanoseconds")),
     time_nanos: int = 0,
 ) -> bytes:
     """A gzipped pprof: each stack (root first frames of (name, file, line)) with [count, value]."""
-    classes = _pprof_classes()
-    profile = classes["Profile"]()
+    profile = pprof_message_class()()
     strings: List[str] = [""]
 
     def s(text: str) -> int:
@@ -176,8 +117,7 @@ def build_pprof(
 
 def parse_pprof(data: bytes) -> Dict[str, Any]:
     """Totals and per-function self values of a pprof, read with the protobuf library."""
-    classes = _pprof_classes()
-    profile = classes["Profile"]()
+    profile = pprof_message_class()()
     profile.ParseFromString(gzip.decompress(data))
     strings = list(profile.string_table)
     assert strings[0] == ""

@@ -190,3 +190,58 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):  # type:
             return value
         time.sleep(interval)
     return condition()
+
+
+# -- third-party readers, installed from the distribution's packages when absent ---------------
+
+
+@pytest.fixture(scope="session")
+def go_pprof() -> list:
+    """``go tool pprof``, with Go installed from Debian's ``golang-go`` when absent."""
+    import shutil
+
+    if shutil.which("go") is None:
+        if shutil.which("apt-get") is None:
+            pytest.skip("Go is not installed and apt-get is not available to install it")
+        try:
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300, check=True)
+            subprocess.run(
+                ["apt-get", "install", "-y", "golang-go"],
+                capture_output=True,
+                timeout=900,
+                check=True,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"Go is not installed and `apt-get install golang-go` failed: {exc}")
+        if shutil.which("go") is None:
+            pytest.skip("`apt-get install golang-go` ran but no go binary was found")
+    return [str(shutil.which("go")), "tool", "pprof"]
+
+
+SPEEDSCOPE_VERSION = "1.25.0"
+
+
+@pytest.fixture(scope="session")
+def speedscope_schema(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """speedscope's own file-format JSON schema, from its npm package (``npm pack``)."""
+    import json
+    import shutil
+    import tarfile
+
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed: speedscope's schema comes from its npm package")
+    where = tmp_path_factory.mktemp("speedscope")
+    try:
+        subprocess.run(
+            ["npm", "pack", f"speedscope@{SPEEDSCOPE_VERSION}"],
+            cwd=where,
+            capture_output=True,
+            timeout=300,
+            check=True,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"`npm pack speedscope@{SPEEDSCOPE_VERSION}` failed: {exc}")
+    with tarfile.open(where / f"speedscope-{SPEEDSCOPE_VERSION}.tgz") as archive:
+        member = archive.extractfile("package/dist/release/file-format-schema.json")
+        assert member is not None, "speedscope's package no longer ships its schema"
+        return dict(json.load(member))

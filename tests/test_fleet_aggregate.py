@@ -11,8 +11,8 @@ from otel_profiling.cli.aggregate import Aggregate
 from otel_profiling.cli.cluster import StorageOptions, add_partials, chunk_size
 from otel_profiling.cli.common import CliError
 from otel_profiling.cli.compare import compare_functions, function_shares, union_tree
+from otel_profiling.formats import ProfileTree
 from otel_profiling.formats.calltree import Frame, add_stack, new_root
-from otel_profiling.formats.readers import ProfileTree
 
 MAIN, WORK, SLEEP = Frame("main", "app.py", 1), Frame("work", "app.py", 5), Frame("sleep")
 

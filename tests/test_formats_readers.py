@@ -12,7 +12,7 @@ from viewers import cpuprofile_self_times, load_cpuprofile
 from otel_profiling.formats.calltree import Frame, add_stack, find, new_root
 from otel_profiling.formats.cpuprofile import encode_cpuprofile
 from otel_profiling.formats.merge import merge_into
-from otel_profiling.formats.readers import (
+from otel_profiling.formats.registry import (
     ProfileFormatError,
     format_from_name,
     read_profile,

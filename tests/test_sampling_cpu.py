@@ -622,30 +622,6 @@ def test_memory_limits_are_counted_in_attributes() -> None:
 # -- third-party readers ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def go_pprof() -> List[str]:
-    """``go tool pprof``, with Go installed from the distribution's packages when absent."""
-    import shutil
-    import subprocess
-
-    if shutil.which("go") is None:
-        if shutil.which("apt-get") is None:
-            pytest.skip("Go is not installed and apt-get is not available to install it")
-        try:
-            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300, check=True)
-            subprocess.run(
-                ["apt-get", "install", "-y", "golang-go"],
-                capture_output=True,
-                timeout=900,
-                check=True,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"Go is not installed and `apt-get install golang-go` failed: {exc}")
-        if shutil.which("go") is None:
-            pytest.skip("`apt-get install golang-go` ran but no go binary was found")
-    return [str(shutil.which("go")), "tool", "pprof"]
-
-
 def test_go_tool_pprof_agrees_on_the_hot_functions_share(
     go_pprof: List[str], tmp_path: Path
 ) -> None:

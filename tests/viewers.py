@@ -6,6 +6,7 @@ speedscope would, and fail on what would make those viewers reject the file.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -298,8 +299,13 @@ class HeapSnapshot:
 _PROTO_SCALARS = {"int64": 3, "uint64": 4, "string": 9, "bool": 8}
 
 
-def _profile_message_class() -> Any:
-    """Compile ``tests/profile.proto`` at run time with protobuf's descriptor pool."""
+@functools.lru_cache(maxsize=1)
+def pprof_message_class() -> Any:
+    """The tests' one pprof schema: ``tests/profile.proto`` compiled at run time.
+
+    Built with protobuf's descriptor pool from the tests' own copy of the
+    schema, so profiles are checked independently of the package's decoder.
+    """
     import re
     from pathlib import Path
 
@@ -333,7 +339,7 @@ def load_pprof(data: bytes) -> Any:
     import gzip
 
     assert data[:2] == b"\x1f\x8b", "pprof files are gzip-compressed"
-    profile = _profile_message_class()()
+    profile = pprof_message_class()()
     profile.ParseFromString(gzip.decompress(data))
     assert profile.string_table and profile.string_table[0] == "", "string 0 must be empty"
     n_strings = len(profile.string_table)

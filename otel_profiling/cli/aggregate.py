@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from otel_profiling.cli.common import CliError, open_url, storage_error
+from otel_profiling.formats import ProfileFormatError, ProfileTree, read_profile
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
 from otel_profiling.formats.merge import merge_into
-from otel_profiling.formats.readers import ProfileFormatError, ProfileTree, read_profile
 from otel_profiling.redact import redact_url
 
 STEPS = {"seconds": 1e9, "bytes": 1.0, "count": 1e6}
@@ -77,6 +77,7 @@ class Packed:
     end_ns: int
     merged: int
     failures: List[Failure] = field(default_factory=list)
+    measure: Optional[str] = None
 
 
 class Aggregate:
@@ -85,6 +86,8 @@ class Aggregate:
     def __init__(self) -> None:
         self.root = new_root()
         self.unit: Optional[str] = None
+        self.measure: Optional[str] = None
+        """What the values measure (``wall``, ``cpu``...); empty when the inputs differ."""
         self.kind: Optional[str] = None
         self.start_ns: Optional[int] = None
         self.end_ns = 0
@@ -108,6 +111,10 @@ class Aggregate:
                 "(--kind)"
             )
 
+    def _measure(self, measure: Optional[str]) -> None:
+        if measure is not None:
+            self.measure = measure if self.measure in (None, measure) else ""
+
     def _span(self, start_ns: Optional[int], end_ns: int) -> None:
         if start_ns:
             self.start_ns = start_ns if self.start_ns is None else min(self.start_ns, start_ns)
@@ -117,6 +124,7 @@ class Aggregate:
         """Add a parsed profile (which this changes: its values become whole steps)."""
         kind = kind_of(tree)
         self._check(tree.unit, kind, name)
+        self._measure(tree.measure)
         step = STEPS[tree.unit]
         for node, _ in tree.root.walk():
             node.self_value = float(round(node.self_value * step))
@@ -152,11 +160,13 @@ class Aggregate:
             end_ns=self.end_ns,
             merged=self.merged,
             failures=list(self.failures),
+            measure=self.measure,
         )
 
     def add_packed(self, packed: Packed) -> None:
         """Add a partial sum of later inputs than those already added."""
         self._check(packed.unit, packed.kind, "a partial merge")
+        self._measure(packed.measure)
         frames = [self._frames.setdefault(frame, frame) for frame in packed.frames]
         nodes = [self.root]
         self.root.self_value += packed.values[0]
@@ -185,7 +195,7 @@ class Aggregate:
             node.self_value /= step
         start = self.start_ns or 0
         duration = max(self.end_ns - start, 0) if self.start_ns else 0
-        return ProfileTree(self.root, self.unit, name, start, duration)
+        return ProfileTree(self.root, self.unit, name, start, duration, measure=self.measure or "")
 
     def no_input_message(self) -> str:
         first = self.failures[0] if self.failures else None

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from otel_profiling.cli.flamegraph import MAX_NODES, totals_of
+from otel_profiling.formats import ProfileTree
 from otel_profiling.formats.calltree import CallNode, Frame
-from otel_profiling.formats.readers import ProfileTree
 
 FunctionKey = Tuple[str, str]  # (function name, file)
 

@@ -9,28 +9,24 @@ from typing import Optional
 
 from otel_profiling.cli.common import CliError, print_json
 from otel_profiling.cli.view import add_source_format, load_tree
-from otel_profiling.formats.readers import ProfileTree
-from otel_profiling.formats.writers import (
-    WRITE_FORMATS,
-    WriterUnavailableError,
-    format_for_output,
-    write_profile,
-)
+from otel_profiling.formats import ProfileTree, write_profile
+from otel_profiling.formats.registry import output_format as format_for_output
+from otel_profiling.formats.registry import tree_formats
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser(
         "convert",
         parents=[common],
-        help="convert a profile to pprof, cpuprofile, folded or speedscope",
+        help=f"convert a profile to {', '.join(tree_formats())}",
         description="Convert a profile file or URL to another format. The output format "
-        "comes from --to, else from OUT's extension (.pprof, .cpuprofile, .folded, "
-        ".speedscope.json).",
+        "comes from --to, else from OUT's extension. Sample types travel with the data: a "
+        "wall-clock profile stays wall-clock.",
         epilog="example: otel-profiling convert app.cpuprofile app.pprof --to pprof",
     )
     parser.add_argument("input", help="a profile file or URL")
     parser.add_argument("output", help="file to write; '-' for stdout")
-    parser.add_argument("--to", choices=WRITE_FORMATS, help="output format")
+    parser.add_argument("--to", choices=tree_formats(), help="output format")
     add_source_format(parser)
     parser.set_defaults(handler=run)
 
@@ -47,7 +43,7 @@ def output_format(to: Optional[str], output: str) -> str:
 def encode(tree: ProfileTree, fmt: str) -> bytes:
     try:
         return write_profile(tree, fmt)
-    except (WriterUnavailableError, ValueError) as exc:
+    except ValueError as exc:
         raise CliError(str(exc)) from None
 
 
@@ -74,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 "format": fmt,
                 "from": tree.format,
                 "unit": tree.unit,
+                "measure": tree.measure,
                 "total": tree.total,
                 "samples": tree.root.total_count(),
                 "size": len(data),

@@ -22,7 +22,7 @@ from otel_profiling.cli.diffgraph import render_diff_html, render_diff_svg
 from otel_profiling.cli.flamegraph import format_value
 from otel_profiling.cli.merge import add_progress_option
 from otel_profiling.cli.sources import add_filters, filters_from_args
-from otel_profiling.formats.readers import ProfileTree
+from otel_profiling.formats import ProfileTree
 from otel_profiling.profile import iso_millis
 from otel_profiling.redact import redact_url
 

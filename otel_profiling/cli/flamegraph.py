@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from otel_profiling.formats import ProfileTree
 from otel_profiling.formats.calltree import CallNode, Frame
-from otel_profiling.formats.readers import ProfileTree
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MAX_NODES = 60_000
@@ -121,7 +121,7 @@ def format_value(value: float, unit: str) -> str:
 
 
 def describe(tree: ProfileTree) -> str:
-    measure = {"seconds": "CPU time", "bytes": "memory (bytes)", "count": "samples"}[tree.unit]
+    measure = tree.measure_label
     extra = " — summary by type and constructor" if tree.notes.get("summary") else ""
     return f"{tree.format} profile, {measure}: total {format_value(tree.total, tree.unit)}{extra}"
 

@@ -15,7 +15,7 @@ from otel_profiling.cli.collect import ProfileSet, collect, report_failures
 from otel_profiling.cli.common import EXIT_PARTIAL, print_json
 from otel_profiling.cli.convert import encode, output_format, write_output
 from otel_profiling.cli.sources import add_filters, filters_from_args
-from otel_profiling.formats.writers import WRITE_FORMATS
+from otel_profiling.formats.registry import tree_formats
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     add_filters(parser)
     parser.add_argument("-o", "--output", required=True, help="file to write; '-' for stdout")
-    parser.add_argument("--to", choices=WRITE_FORMATS, help="output format (default: from -o)")
+    parser.add_argument("--to", choices=tree_formats(), help="output format (default: from -o)")
     add_progress_option(parser)
     add_cluster_options(parser)
     parser.set_defaults(handler=run)

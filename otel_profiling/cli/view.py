@@ -9,7 +9,8 @@ from pathlib import Path
 
 from otel_profiling.cli.common import CliError, print_json, read_source
 from otel_profiling.cli.flamegraph import format_value, render_html, render_svg
-from otel_profiling.formats.readers import READERS, ProfileFormatError, ProfileTree, read_profile
+from otel_profiling.formats import ProfileFormatError, ProfileTree, read_profile
+from otel_profiling.formats.registry import readable_formats
 
 
 def load_tree(source: str, args: argparse.Namespace) -> ProfileTree:
@@ -19,7 +20,8 @@ def load_tree(source: str, args: argparse.Namespace) -> ProfileTree:
         return read_profile(data, source, getattr(args, "source_format", None))
     except ProfileFormatError as exc:
         raise CliError(
-            f"{posixpath.basename(source)}: {exc} (pass --from FORMAT if known)"
+            f"{posixpath.basename(source)}: {exc} (pass --from FORMAT if known: "
+            f"{', '.join(readable_formats())})"
         ) from None
 
 
@@ -27,7 +29,7 @@ def add_source_format(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from",
         dest="source_format",
-        choices=sorted(READERS),
+        choices=readable_formats(),
         help="the input's format (default: from the extension, else from the content)",
     )
 
@@ -37,9 +39,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "view",
         parents=[common],
         help="render a profile as an HTML flame graph",
-        description="Render a profile (cpuprofile, heapprofile, heapsnapshot, pprof, folded, "
-        "speedscope) as a self-contained HTML flame graph with search, click-to-zoom and a "
-        "top-functions table; it opens offline. CPU profiles are shown in time, heap "
+        description=f"Render a profile ({', '.join(readable_formats())}) as a self-contained "
+        "HTML flame graph with search, click-to-zoom and a top-functions table; it opens "
+        "offline. CPU profiles are shown in time (wall or CPU time, as recorded), heap "
         "profiles in bytes.",
         epilog="example: otel-profiling view profiles/CPU_PROFILE-...Z.cpuprofile -o cpu.html",
     )
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 "output": str(target),
                 "format": tree.format,
                 "unit": tree.unit,
+                "measure": tree.measure,
+                "measure_text": tree.measure_label,
                 "total": tree.total,
                 "total_text": format_value(tree.total, tree.unit),
             }

@@ -14,15 +14,27 @@ Two sources:
   one synthetic sample per node with self time, in depth-first order, whose
   duration is that self time. Viewers then compute exactly the tree's self
   and total times; the flame chart shows each node's time as one block.
+
+Read back, each node's self time comes from ``samples``/``timeDeltas`` as
+DevTools computes it. The clock (``wall`` or ``cpu``) is kept in a top-level
+``otelProfiling`` object, which DevTools and speedscope ignore.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Dict, List
+from typing import Any, Dict, List
 
-from otel_profiling.formats.calltree import CallNode, Frame
+from otel_profiling.formats.calltree import CallNode, new_root
+from otel_profiling.formats.format import (
+    ProfileFormatError,
+    ProfileTree,
+    TreeFormat,
+    json_document,
+    json_object,
+)
 from otel_profiling.formats.samples import IDLE, SampleCapture, call_tree
+from otel_profiling.formats.v8 import CallFrames, FrameReader
+from otel_profiling.profile import ProfileKind
 
 
 class _Nodes:
@@ -31,24 +43,7 @@ class _Nodes:
     def __init__(self, root: CallNode) -> None:
         self.order = [node for node, _ in root.walk()]
         self.ids = {id(node): index for index, node in enumerate(self.order, start=1)}
-        self._dumps = json.JSONEncoder(ensure_ascii=False).encode
-        self._scripts: Dict[str, str] = {}
-        self._frames: Dict[Frame, str] = {}
-
-    def call_frame(self, frame: Frame) -> str:
-        found = self._frames.get(frame)
-        if found is None:
-            script = (
-                self._scripts.setdefault(frame.filename, str(len(self._scripts)))
-                if frame.filename
-                else "0"
-            )
-            line, column = (frame.lineno - 1, 0) if frame.lineno > 0 else (-1, -1)
-            found = self._frames[frame] = (
-                f'{{"functionName":{self._dumps(frame.function)},"scriptId":"{script}",'
-                f'"url":{self._dumps(frame.filename)},"lineNumber":{line},"columnNumber":{column}}}'
-            )
-        return found
+        self.call_frame = CallFrames()
 
     def json(self, hits: Dict[int, int]) -> str:
         """The array, with each node's ``hitCount`` from ``hits`` (by node id)."""
@@ -63,13 +58,18 @@ class _Nodes:
         return "[" + ",".join(parts) + "]"
 
 
+CLOCK_KEY = "otelProfiling"
+"""Top-level key naming the clock (``{"clock": "wall"}``): viewers ignore unknown keys."""
+
+
 def _document(
-    nodes: str, start_us: int, end_us: int, samples: List[int], deltas: List[int]
+    nodes: str, start_us: int, end_us: int, samples: List[int], deltas: List[int], clock: str
 ) -> bytes:
+    extra = f',"{CLOCK_KEY}":{{"clock":"{clock}"}}' if clock in ("wall", "cpu") else ""
     text = (
         f'{{"nodes":{nodes},"startTime":{start_us},"endTime":{end_us},'
         f'"samples":[{",".join(map(str, samples))}],'
-        f'"timeDeltas":[{",".join(map(str, deltas))}]}}'
+        f'"timeDeltas":[{",".join(map(str, deltas))}]{extra}}}'
     )
     return text.encode("utf-8")
 
@@ -111,10 +111,12 @@ def encode_cpuprofile_timeline(capture: SampleCapture, by_span: bool = False) ->
         position += value
     start_us = capture.start_ns // 1000
     end_us = start_us + max((position + 500) // 1000, last_us)
-    return _document(nodes.json(hits), start_us, end_us, samples, deltas)
+    return _document(nodes.json(hits), start_us, end_us, samples, deltas, capture.clock)
 
 
-def encode_cpuprofile(root: CallNode, start_us: int, value_to_us: float = 1e6) -> bytes:
+def encode_cpuprofile(
+    root: CallNode, start_us: int, value_to_us: float = 1e6, clock: str = ""
+) -> bytes:
     """Encode ``root`` (self values in seconds by default) as ``.cpuprofile`` JSON bytes."""
     nodes = _Nodes(root)
     samples: List[int] = []
@@ -133,4 +135,85 @@ def encode_cpuprofile(root: CallNode, start_us: int, value_to_us: float = 1e6) -
             elapsed += self_us
     start = int(start_us)
     end = start + max(round(elapsed), last_stamp)
-    return _document(nodes.json(hits), start, end, samples, deltas)
+    return _document(nodes.json(hits), start, end, samples, deltas, clock)
+
+
+def decode_cpuprofile(doc: Dict[str, Any]) -> ProfileTree:
+    """``.cpuprofile``: self time per node from ``samples``/``timeDeltas`` as DevTools does."""
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        raise ProfileFormatError("a .cpuprofile needs a non-empty 'nodes' list")
+    by_id = {node["id"]: node for node in nodes}
+    children = {child for node in nodes for child in node.get("children", [])}
+    first = next((node for node in nodes if node["id"] not in children), nodes[0])
+    root = new_root()
+    frame_of = FrameReader()
+    tree_nodes: Dict[int, CallNode] = {first["id"]: root}
+    pending = [first]
+    while pending:
+        node = pending.pop()
+        parent = tree_nodes[node["id"]]
+        for child_id in node.get("children", []):
+            child = by_id[child_id]
+            tree_nodes[child_id] = parent.child(frame_of(child["callFrame"]))
+            pending.append(child)
+    start = int(doc.get("startTime", 0))
+    end = int(doc.get("endTime", start))
+    samples: List[int] = doc.get("samples") or []
+    deltas: List[int] = doc.get("timeDeltas") or []
+    if samples and len(deltas) == len(samples):
+        stamps = []
+        now = start
+        for delta in deltas:
+            now += delta
+            stamps.append(now)
+        stamps.append(max(end, now))
+        for index, sample in enumerate(samples):
+            target = tree_nodes[sample]
+            target.self_value += (stamps[index + 1] - stamps[index]) / 1e6
+            target.self_count += 1
+    else:  # hit counts only: spread the duration evenly over the hits
+        hits = sum(node.get("hitCount", 0) for node in nodes)
+        per_hit = (end - start) / 1e6 / hits if hits else 0.0
+        for node in nodes:
+            count = node.get("hitCount", 0)
+            target = tree_nodes[node["id"]]
+            target.self_count += count
+            target.self_value += count * per_hit
+    extra = doc.get(CLOCK_KEY)
+    clock = extra.get("clock", "") if isinstance(extra, dict) else ""
+    return ProfileTree(
+        root, "seconds", "cpuprofile", start * 1000, (end - start) * 1000, measure=str(clock)
+    )
+
+
+class CpuprofileFormat(TreeFormat):
+    """Chrome DevTools' CPU profile: the default CPU format."""
+
+    readable = True
+
+    def __init__(self) -> None:
+        super().__init__("cpuprofile", "cpuprofile", "application/json", [ProfileKind.CPU_PROFILE])
+
+    def encode(self, capture: object) -> bytes:
+        if isinstance(capture, SampleCapture):
+            return encode_cpuprofile_timeline(capture, capture.by_span)
+        return super().encode(capture)
+
+    def encode_tree(self, tree: ProfileTree) -> bytes:
+        if tree.unit != "seconds":
+            raise ProfileFormatError(
+                f"a .cpuprofile holds time, but this profile holds {tree.unit}: "
+                "convert it to pprof, folded or speedscope instead"
+            )
+        return encode_cpuprofile(tree.root, start_us=tree.start_ns // 1000, clock=tree.measure)
+
+    def decode(self, data: bytes) -> ProfileTree:
+        return decode_cpuprofile(json_document(data))
+
+    def sniff(self, data: bytes) -> bool:
+        doc = json_object(data)
+        return doc is not None and "nodes" in doc and ("samples" in doc or "timeDeltas" in doc)
+
+
+FORMAT = CpuprofileFormat()

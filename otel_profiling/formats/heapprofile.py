@@ -10,30 +10,25 @@ The JSON is written iteratively, so deep stacks cannot hit the recursion limit.
 
 from __future__ import annotations
 
-import json
-from typing import Dict, List, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
-from otel_profiling.formats.calltree import CallNode
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _call_frame(node: CallNode, script_ids: Dict[str, int]) -> str:
-    frame = node.frame
-    script = script_ids.setdefault(frame.filename, len(script_ids) + 1) if frame.filename else 0
-    line = frame.lineno - 1 if frame.lineno > 0 else -1
-    column = 0 if line >= 0 else -1
-    return (
-        f'{{"functionName":{_dumps(frame.function)},"scriptId":"{script}",'
-        f'"url":{_dumps(frame.filename)},"lineNumber":{line},"columnNumber":{column}}}'
-    )
+from otel_profiling.formats.calltree import CallNode, new_root
+from otel_profiling.formats.format import (
+    ProfileFormatError,
+    ProfileTree,
+    TreeFormat,
+    json_document,
+    json_object,
+)
+from otel_profiling.formats.v8 import CallFrames, FrameReader
+from otel_profiling.profile import ProfileKind
 
 
 def encode_heapprofile(root: CallNode) -> bytes:
     """Encode ``root`` (self values in bytes) as ``.heapprofile`` JSON bytes."""
     parts: List[str] = ['{"head":']
     samples: List[str] = []
-    script_ids: Dict[str, int] = {}
+    call_frame = CallFrames()
     next_id = 1
     # Work items: a node to open, or the string that closes an open node.
     work: List[Union[Tuple[CallNode], str]] = [(root,)]
@@ -47,8 +42,7 @@ def encode_heapprofile(root: CallNode) -> bytes:
         next_id += 1
         size = max(int(round(node.self_value)), 0)
         parts.append(
-            f'{{"callFrame":{_call_frame(node, script_ids)},"selfSize":{size},'
-            f'"id":{node_id},"children":['
+            f'{{"callFrame":{call_frame(node.frame)},"selfSize":{size},"id":{node_id},"children":['
         )
         if size:
             samples.append(f'{{"size":{size},"nodeId":{node_id},"ordinal":{len(samples) + 1}}}')
@@ -62,3 +56,56 @@ def encode_heapprofile(root: CallNode) -> bytes:
     parts.append(",".join(samples))
     parts.append("]}")
     return "".join(parts).encode("utf-8")
+
+
+def decode_heapprofile(doc: Dict[str, Any]) -> ProfileTree:
+    """``.heapprofile`` (sampling heap profile): ``selfSize`` bytes per nested node."""
+    head = doc.get("head")
+    if not isinstance(head, dict):
+        raise ProfileFormatError("a .heapprofile needs a 'head' node")
+    counts: Dict[int, int] = {}
+    for sample in doc.get("samples") or []:
+        counts[sample["nodeId"]] = counts.get(sample["nodeId"], 0) + 1
+    root = new_root()
+    frame_of = FrameReader()
+    root.self_value += head.get("selfSize", 0)
+    root.self_count += counts.get(head.get("id", -1), 0)
+    pending: List[Tuple[Dict[str, Any], CallNode]] = [(head, root)]
+    while pending:
+        node, tree_node = pending.pop()
+        for child in node.get("children", []):
+            sub = tree_node.child(frame_of(child["callFrame"]))
+            sub.self_value += child.get("selfSize", 0)
+            sub.self_count += counts.get(child.get("id", -1), 0)
+            pending.append((child, sub))
+    return ProfileTree(root, "bytes", "heapprofile", measure="inuse_space")
+
+
+class HeapprofileFormat(TreeFormat):
+    """Chrome DevTools' sampling heap profile: the default heap format."""
+
+    readable = True
+    aliases = ("heaprofile",)
+
+    def __init__(self) -> None:
+        super().__init__(
+            "heapprofile", "heapprofile", "application/json", [ProfileKind.HEAP_PROFILE]
+        )
+
+    def encode_tree(self, tree: ProfileTree) -> bytes:
+        if tree.unit != "bytes":
+            raise ProfileFormatError(
+                f"a .heapprofile holds bytes, but this profile holds {tree.unit}: "
+                "convert it to pprof, folded or speedscope instead"
+            )
+        return encode_heapprofile(tree.root)
+
+    def decode(self, data: bytes) -> ProfileTree:
+        return decode_heapprofile(json_document(data))
+
+    def sniff(self, data: bytes) -> bool:
+        doc = json_object(data)
+        return doc is not None and "head" in doc
+
+
+FORMAT = HeapprofileFormat()

@@ -1,77 +1,29 @@
-"""pprof (``profile.proto``, gzip-compressed) from a call tree or a sampling capture, by hand.
+"""pprof (``profile.proto``, gzip-compressed): from a call tree or a sampling capture, and back.
 
-The protobuf wire format is small enough to write directly (varints and
-length-delimited fields), which keeps the library free of generated code and
-of a compiler. Field numbers follow ``profile.proto``; string 0 is ``""``,
-ids start at 1 and each sample lists its locations leaf first, as pprof,
-``go tool pprof``, Pyroscope and speedscope expect.
+Through the ``protobuf`` package and ``profile_pb2``, generated from
+``profile.proto`` next to this module. String 0 is ``""``, ids start at 1,
+each sample lists its locations leaf first, as pprof, ``go tool pprof``,
+Pyroscope and speedscope expect. A function's ``system_name`` stays empty:
+``go tool pprof`` strips ``<...>`` from it as C++ template arguments, which
+would turn Python's ``<module>`` or ``<listcomp>`` into ``<unknown>``.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from typing import Dict, List, Sequence, Tuple
 
-from otel_profiling.formats.calltree import CallNode, Frame
+from google.protobuf.message import DecodeError
+
+from otel_profiling.formats import profile_pb2
+from otel_profiling.formats.calltree import CallNode, Frame, add_stack, new_root
+from otel_profiling.formats.format import ProfileFormatError, ProfileTree, TreeFormat
 from otel_profiling.formats.samples import IDLE, SampleCapture
+from otel_profiling.profile import ProfileKind
 
-# Profile fields
-_SAMPLE_TYPE, _SAMPLE, _LOCATION, _FUNCTION, _STRING_TABLE = 1, 2, 4, 5, 6
-_TIME_NANOS, _DURATION_NANOS, _PERIOD_TYPE, _PERIOD = 9, 10, 11, 12
-
-
-_SMALL = [bytes([i]) for i in range(128)]
-
-
-def _varint(value: int) -> bytes:
-    if 0 <= value < 128:
-        return _SMALL[value]
-    if 0 < value < 16384:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    if value < 0:
-        value += 1 << 64  # int64 negatives are ten-byte two's complement
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_KEYS: Dict[Tuple[int, int], bytes] = {}
-
-
-def _key(field: int, wire: int) -> bytes:
-    found = _KEYS.get((field, wire))
-    if found is None:
-        found = _KEYS[(field, wire)] = _varint((field << 3) | wire)
-    return found
-
-
-def _int_field(field: int, value: int) -> bytes:
-    """A varint field; zero is the default and is omitted, as protobuf does."""
-    return _key(field, 0) + _varint(value) if value else b""
-
-
-def _bytes_field(field: int, payload: bytes) -> bytes:
-    return _key(field, 2) + _varint(len(payload)) + payload
-
-
-class _Strings:
-    def __init__(self) -> None:
-        self.index: Dict[str, int] = {"": 0}
-        self.table: List[str] = [""]
-
-    def __call__(self, text: str) -> int:
-        found = self.index.get(text)
-        if found is None:
-            found = self.index[text] = len(self.table)
-            self.table.append(text)
-        return found
-
-
-def _value_type(strings: _Strings, kind: Tuple[str, str]) -> bytes:
-    return _int_field(1, strings(kind[0])) + _int_field(2, strings(kind[1]))
+Label = Tuple[int, int, int, int]
+"""A label as string indexes and a number: (key, value string, number, number unit)."""
 
 
 class _Writer:
@@ -80,57 +32,55 @@ class _Writer:
     def __init__(self, sample_types: Sequence[Tuple[str, str]]) -> None:
         if len(sample_types) != 2:
             raise ValueError("pprof is written with two values per sample: give two sample types")
-        self.strings = _Strings()
-        self.out: List[bytes] = [
-            _bytes_field(_SAMPLE_TYPE, _value_type(self.strings, t)) for t in sample_types
-        ]
+        self.profile = profile_pb2.Profile()
+        self._strings: Dict[str, int] = {"": 0}
+        for type_, unit in sample_types:
+            self.profile.sample_type.add(type=self.string(type_), unit=self.string(unit))
         self._functions: Dict[Tuple[str, str], int] = {}
-        self._function_msgs: List[bytes] = []
-        self._location_msgs: List[bytes] = []
-        self.locations: Dict[Frame, bytes] = {}  # a frame's location id, varint-encoded
+        self.locations: Dict[Frame, int] = {}
 
-    def location(self, frame: Frame) -> bytes:
-        """The varint-encoded location id of ``frame`` (one location per frame)."""
+    def string(self, text: str) -> int:
+        found = self._strings.get(text)
+        if found is None:
+            found = self._strings[text] = len(self._strings)
+        return found
+
+    def location(self, frame: Frame) -> int:
+        """The location id of ``frame`` (one location per frame)."""
         found = self.locations.get(frame)
         if found is not None:
             return found
         fkey = (frame.function, frame.filename)
         func_id = self._functions.get(fkey)
+        line = max(frame.lineno, 0)
         if func_id is None:
             func_id = self._functions[fkey] = len(self._functions) + 1
-            # system_name stays empty: go tool pprof strips "<...>" from it (C++ templates),
-            # which would turn Python's <module> or <listcomp> into <unknown>.
-            self._function_msgs.append(
-                _int_field(1, func_id)
-                + _int_field(2, self.strings(frame.function))
-                + _int_field(4, self.strings(frame.filename))
-                + _int_field(5, max(frame.lineno, 0))
+            self.profile.function.add(
+                id=func_id,
+                name=self.string(frame.function),
+                filename=self.string(frame.filename),
+                start_line=line,
             )
-        loc_id = len(self.locations) + 1
-        line = _int_field(1, func_id) + _int_field(2, max(frame.lineno, 0))
-        self._location_msgs.append(_int_field(1, loc_id) + _bytes_field(4, line))
-        found = self.locations[frame] = _varint(loc_id)
-        return found
+        loc_id = self.locations[frame] = len(self.locations) + 1
+        self.profile.location.add(id=loc_id).line.add(function_id=func_id, line=line)
+        return loc_id
 
-    def sample(self, location_ids: bytes, count: int, value: int, labels: bytes = b"") -> None:
-        """One sample: packed location ids (leaf first), two values, encoded labels."""
-        values = _varint(count) + _varint(value)
-        sample = (
-            _LOCATIONS_KEY
-            + _varint(len(location_ids))
-            + location_ids
-            + _VALUES_KEY
-            + _varint(len(values))
-            + values
-            + labels
+    def sample(
+        self, location_ids: List[int], count: int, value: int, labels: Sequence[Label] = ()
+    ) -> None:
+        """One sample: location ids (leaf first), two values, labels."""
+        sample = self.profile.sample.add(location_id=location_ids, value=(count, value))
+        for key, text, number, unit in labels:
+            sample.label.add(key=key, str=text, num=number, num_unit=unit)
+
+    def label(self, key: str, text: str = "", number: int = 0, unit: str = "") -> Label:
+        """A label: a string value, or a number (with its unit, e.g. ``nanoseconds``)."""
+        return (
+            self.string(key),
+            self.string(text) if text else 0,
+            0 if text else number,
+            self.string(unit) if unit else 0,
         )
-        self.out.append(_SAMPLE_KEY + _varint(len(sample)) + sample)
-
-    def label(self, key: str, text: str = "", number: int = 0) -> bytes:
-        """An encoded ``Label``: a string value, or a number."""
-        body = _int_field(1, self.strings(key))
-        body += _int_field(2, self.strings(text)) if text else _int_field(3, number)
-        return _bytes_field(3, body)
 
     def finish(
         self,
@@ -140,20 +90,14 @@ class _Writer:
         time_nanos: int,
         duration_nanos: int,
     ) -> bytes:
-        out = self.out
-        out.extend(_bytes_field(_LOCATION, msg) for msg in self._location_msgs)
-        out.extend(_bytes_field(_FUNCTION, msg) for msg in self._function_msgs)
-        period_msg = _bytes_field(_PERIOD_TYPE, _value_type(self.strings, period_type))
-        out.extend(_bytes_field(_STRING_TABLE, text.encode("utf-8")) for text in self.strings.table)
-        out.append(_int_field(_TIME_NANOS, int(time_nanos)))
-        out.append(_int_field(_DURATION_NANOS, int(duration_nanos)))
-        out.append(period_msg)
-        out.append(_int_field(_PERIOD, int(period)))
-        return gzip.compress(b"".join(out), compresslevel=1, mtime=0)
-
-
-_SAMPLE_KEY = _key(_SAMPLE, 2)
-_LOCATIONS_KEY, _VALUES_KEY = _key(1, 2), _key(2, 2)  # Sample's packed repeated fields
+        profile = self.profile
+        profile.period_type.type = self.string(period_type[0])
+        profile.period_type.unit = self.string(period_type[1])
+        profile.period = int(period)
+        profile.time_nanos = int(time_nanos)
+        profile.duration_nanos = int(duration_nanos)
+        profile.string_table.extend(self._strings)
+        return gzip.compress(profile.SerializeToString(), compresslevel=1, mtime=0)
 
 
 def encode_pprof(
@@ -172,14 +116,13 @@ def encode_pprof(
     ``[node.self_count, round(node.self_value * value_scale)]``.
     """
     writer = _Writer(sample_types)
-    # Pre-order walk carrying each node's stack as encoded location ids, leaf
-    # first: a child's is its own id followed by its parent's.
-    work: List[Tuple[CallNode, bytes]] = [
-        (child, b"") for child in reversed(list(root.children.values()))
+    # Pre-order walk carrying each node's stack as location ids, leaf first.
+    work: List[Tuple[CallNode, List[int]]] = [
+        (child, []) for child in reversed(list(root.children.values()))
     ]
     while work:
         node, above = work.pop()
-        ids = writer.location(node.frame) + above
+        ids = [writer.location(node.frame), *above]
         if node.children:
             work.extend((child, ids) for child in reversed(list(node.children.values())))
         count, value = int(node.self_count), round(node.self_value * value_scale)
@@ -214,39 +157,175 @@ def encode_pprof_samples(capture: SampleCapture) -> bytes:
             found[0] += count
             found[1] += value
     frames, stacks = capture.frames, capture.stacks
-    stack_ids: Dict[int, bytes] = {}
-    track_labels: Dict[int, bytes] = {}
-    span_labels: Dict[int, bytes] = {}
+    stack_ids: Dict[int, List[int]] = {}
+    track_labels: Dict[int, List[Label]] = {}
+    span_labels: Dict[int, List[Label]] = {}
     for (track, stack, span), (count, value) in totals.items():
         ids = stack_ids.get(stack)
         if ids is None:
-            ids = stack_ids[stack] = b"".join(
+            ids = stack_ids[stack] = [
                 writer.location(frames[index]) for index in reversed(stacks[stack])
-            )
+            ]
         labels = track_labels.get(track)
         if labels is None:
             where = capture.tracks[track]
             thread = capture.threads[where.thread]
-            labels = writer.label("thread.id", number=thread.ident) + writer.label(
-                "thread.name", thread.name
-            )
+            labels = [
+                writer.label("thread.id", number=thread.ident),
+                writer.label("thread.name", thread.name),
+            ]
             if where.task:
-                labels += writer.label("task.name", where.task)
+                labels.append(writer.label("task.name", where.task))
             track_labels[track] = labels
         if span:
-            found_label = span_labels.get(span)
-            if found_label is None:
+            found_labels = span_labels.get(span)
+            if found_labels is None:
                 trace_id, span_id = capture.spans[span]
-                found_label = span_labels[span] = writer.label(
-                    "trace_id", f"{trace_id:032x}"
-                ) + writer.label("span_id", f"{span_id:016x}")
-            labels += found_label
+                found_labels = span_labels[span] = [
+                    writer.label("trace_id", f"{trace_id:032x}"),
+                    writer.label("span_id", f"{span_id:016x}"),
+                ]
+            labels = labels + found_labels
         writer.sample(ids, count, value, labels)
     if capture.idle_ns > 0:
-        writer.sample(writer.location(IDLE), capture.idle_count, capture.idle_ns)
+        writer.sample([writer.location(IDLE)], capture.idle_count, capture.idle_ns)
     return writer.finish(
         period_type=(clock, "nanoseconds"),
         period=capture.interval_ns,
         time_nanos=capture.start_ns,
         duration_nanos=capture.duration_ns,
     )
+
+
+# -- a call tree's sample types ---------------------------------------------------------------
+
+_SCALES = {"seconds": 1e9, "bytes": 1.0, "count": 1.0}
+_UNIT_NAMES = {"seconds": "nanoseconds", "bytes": "bytes", "count": "count"}
+_DEFAULT_MEASURES = {"seconds": "cpu", "bytes": "space", "count": "events"}
+_COUNTS = {"inuse_space": "inuse_objects", "alloc_space": "alloc_objects"}
+
+
+def tree_sample_types(tree: ProfileTree) -> Tuple[List[Tuple[str, str]], Tuple[str, str]]:
+    """``([count type, value type], period type)`` for a tree, from its unit and measure."""
+    measure = tree.measure or _DEFAULT_MEASURES[tree.unit]
+    value_type = (measure, _UNIT_NAMES[tree.unit])
+    count_type = (_COUNTS.get(measure, "samples"), "count")
+    period_type = ("space", "bytes") if tree.unit == "bytes" else value_type
+    return [count_type, value_type], period_type
+
+
+def encode_pprof_tree(tree: ProfileTree) -> bytes:
+    sample_types, period_type = tree_sample_types(tree)
+    return encode_pprof(
+        tree.root,
+        sample_types=sample_types,
+        value_scale=_SCALES[tree.unit],
+        period_type=period_type,
+        period=1,
+        time_nanos=tree.start_ns,
+        duration_nanos=tree.duration_ns,
+    )
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+_READ_UNITS = {
+    "nanoseconds": ("seconds", 1e-9),
+    "microseconds": ("seconds", 1e-6),
+    "milliseconds": ("seconds", 1e-3),
+    "seconds": ("seconds", 1.0),
+    "bytes": ("bytes", 1.0),
+}
+
+
+def parse_profile(data: bytes) -> profile_pb2.Profile:
+    """The ``Profile`` message in ``data`` (gzip-compressed or not)."""
+    try:
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        profile = profile_pb2.Profile.FromString(data)
+    except (DecodeError, OSError, EOFError, zlib.error) as exc:
+        raise ProfileFormatError(f"not a pprof profile: {exc}") from None
+    if not profile.string_table or profile.string_table[0] != "":
+        raise ProfileFormatError("not a pprof profile: the string table must start with ''")
+    return profile
+
+
+def decode_pprof(data: bytes) -> ProfileTree:
+    """pprof ``profile.proto`` (gzip or not): the default (last) sample type as value."""
+    profile = parse_profile(data)
+    strings = list(profile.string_table)
+
+    def text(index: int) -> str:
+        return strings[index] if 0 <= index < len(strings) else ""
+
+    types = [(text(t.type), text(t.unit)) for t in profile.sample_type]
+    value_at = len(types) - 1
+    if profile.default_sample_type:
+        wanted = text(profile.default_sample_type)
+        for index, (name, _) in enumerate(types):
+            if name == wanted:
+                value_at = index
+    count_at = next((i for i, (_, u) in enumerate(types) if u == "count" and i != value_at), -1)
+    measure, unit_name = types[value_at] if types else ("", "")
+    unit, scale = _READ_UNITS.get(unit_name, ("count", 1.0))
+    functions = {f.id: (text(f.name) or "(unknown)", text(f.filename)) for f in profile.function}
+    location_frames: Dict[int, List[Frame]] = {}
+    for location in profile.location:
+        frames = []
+        for line in location.line:  # innermost (inlined) first
+            name, filename = functions.get(line.function_id, ("(unknown)", ""))
+            frames.append(Frame(name, filename, max(line.line, 0)))
+        location_frames[location.id] = frames
+    root = new_root()
+    for sample in profile.sample:
+        stack: List[Frame] = []
+        for loc_id in sample.location_id:  # leaf first
+            stack.extend(location_frames.get(loc_id, ()))
+        stack.reverse()
+        values = sample.value
+        amount = values[value_at] * scale if value_at < len(values) else 0.0
+        count = values[count_at] if 0 <= count_at < len(values) else 1
+        add_stack(root, stack, amount, count)
+    return ProfileTree(
+        root, unit, "pprof", profile.time_nanos, profile.duration_nanos, measure=measure
+    )
+
+
+class PprofFormat(TreeFormat):
+    """pprof's ``profile.proto``, gzip-compressed (go tool pprof, Pyroscope, speedscope)."""
+
+    readable = True
+    aliases = ("pb",)
+    sniff_last = True  # without gzip, recognising pprof means decoding it
+
+    def __init__(self) -> None:
+        super().__init__(
+            "pprof",
+            "pprof",
+            "application/vnd.google.protobuf+gzip",
+            [ProfileKind.CPU_PROFILE, ProfileKind.HEAP_PROFILE],
+        )
+
+    def encode(self, capture: object) -> bytes:
+        if isinstance(capture, SampleCapture):
+            return encode_pprof_samples(capture)
+        return super().encode(capture)
+
+    def encode_tree(self, tree: ProfileTree) -> bytes:
+        return encode_pprof_tree(tree)
+
+    def decode(self, data: bytes) -> ProfileTree:
+        return decode_pprof(data)
+
+    def sniff(self, data: bytes) -> bool:
+        if data[:2] == b"\x1f\x8b":
+            return True
+        try:
+            decode_pprof(data)
+        except ProfileFormatError:
+            return False
+        return True
+
+
+FORMAT = PprofFormat()

@@ -1,6 +1,6 @@
-"""A minimal protobuf wire-format decoder, enough to read pprof without generated code.
+"""A minimal protobuf wire-format decoder, for the process context (a memory mapping read raw).
 
-Only the four wire types a ``profile.proto`` message uses are handled
+Only the four wire types a ``process_context.proto`` message uses are handled
 (varint, 64-bit, length-delimited, 32-bit); a truncated or malformed message
 raises ``ValueError``.
 """

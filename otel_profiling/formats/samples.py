@@ -80,6 +80,8 @@ class SampleCapture:
     """Samples not kept because the window reached its row limit."""
     truncated_stacks: int = 0
     """Samples whose stack was new after the stack limit was reached (kept as ``(truncated)``)."""
+    by_span: bool = False
+    """Whether tree formats add a ``span <id>`` level under each thread (``by_span=True``)."""
 
     @property
     def duration_ns(self) -> int:

@@ -10,35 +10,34 @@ from typing import Mapping, Optional, Union
 
 from opentelemetry.util.types import AttributeValue
 
+from otel_profiling.formats import get_format
+from otel_profiling.formats.samples import SampleCapture
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.sampling_engine import (
     DEFAULT_INTERVAL,
     SamplingEngine,
     check_interval,
-)
-from otel_profiling.profilers.sampling_engine import (
-    FORMATS as SAMPLING_FORMATS,
+    sampling_formats,
 )
 from otel_profiling.profilers.yappi_engine import YappiEngine
 
 _CLOCKS = ("wall", "cpu")
 ENGINES = ("sampling", "yappi")
-CALL_GRAPH_FORMATS = ("pstats", "callgrind")
-"""Formats written from yappi's exact call graph: they always use ``engine="yappi"``."""
 
 
 def resolve_engine(engine: Optional[str], format_name: str) -> str:
     """The engine to run: ``engine``, or by default ``sampling`` (``yappi`` for call graphs)."""
+    from_samples = get_format(ProfileKind.CPU_PROFILE, format_name).accepts(SampleCapture)
     if engine is None:
-        return "yappi" if format_name in CALL_GRAPH_FORMATS else "sampling"
+        return "sampling" if from_samples else "yappi"
     if engine not in ENGINES:
         raise ValueError(f"Unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
-    if engine == "sampling" and format_name not in SAMPLING_FORMATS:
+    if engine == "sampling" and not from_samples:
         raise ValueError(
             f"format={format_name!r} is a call-graph format written from yappi's exact call "
             f"counts: use engine='yappi' (or leave engine unset) with it, or a format the "
-            f"sampling engine writes ({', '.join(SAMPLING_FORMATS)})."
+            f"sampling engine writes ({', '.join(sampling_formats())})."
         )
     return engine
 
@@ -86,7 +85,7 @@ class CpuProfiler(Profiler):
         self._engine: Union[SamplingEngine, YappiEngine]
         if self.engine == "sampling":
             self._engine = SamplingEngine(
-                self.format.name, interval=self.interval, clock=clock, by_span=by_span
+                self.format, interval=self.interval, clock=clock, by_span=by_span
             )
         else:
             if by_span:
@@ -95,7 +94,7 @@ class CpuProfiler(Profiler):
                     "current when each was taken): use engine='sampling', or drop by_span."
                 )
             self._engine = YappiEngine(
-                self.format.name, clock=clock, builtins=builtins, max_nodes=max_nodes
+                self.format, clock=clock, builtins=builtins, max_nodes=max_nodes
             )
 
     @property

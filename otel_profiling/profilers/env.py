@@ -18,7 +18,7 @@ from otel_profiling.environment_variables import (
     OTEL_PROFILING_CPU_FORMAT,
     OTEL_PROFILING_CPU_INTERVAL,
 )
-from otel_profiling.formats import FORMATS, get_format
+from otel_profiling.formats import formats_for, get_format
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.cpu import ENGINES, CpuProfiler, resolve_engine
@@ -42,8 +42,8 @@ def _format_from_env(name: str, kind: ProfileKind) -> Optional[str]:
     try:
         return get_format(kind, value).name
     except ValueError:
-        default = FORMATS[kind][0].name
-        _invalid(name, value, "one of " + ", ".join(f.name for f in FORMATS[kind]), default)
+        default = formats_for(kind)[0].name
+        _invalid(name, value, "one of " + ", ".join(f.name for f in formats_for(kind)), default)
         return None
 
 
@@ -56,7 +56,7 @@ def cpu_profiler_from_env() -> CpuProfiler:
     clock) is reported like an invalid one and its default is used.
     """
     fmt = _format_from_env(OTEL_PROFILING_CPU_FORMAT, ProfileKind.CPU_PROFILE)
-    format_name = fmt or FORMATS[ProfileKind.CPU_PROFILE][0].name
+    format_name = fmt or formats_for(ProfileKind.CPU_PROFILE)[0].name
     engine = _engine_from_env(format_name)
     clock = (env_str(OTEL_PROFILING_CPU_CLOCK, "wall") or "wall").lower()
     if clock not in ("wall", "cpu"):

@@ -17,10 +17,8 @@ import tracemalloc
 from typing import List, Optional
 
 from otel_profiling._gcpause import gc_paused
+from otel_profiling.formats import ProfileTree
 from otel_profiling.formats.calltree import CallNode, Frame, add_stack, new_root
-from otel_profiling.formats.folded import encode_folded
-from otel_profiling.formats.heapprofile import encode_heapprofile
-from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.profilers.heap_traces import LiveStacks, live_stacks, release
@@ -143,20 +141,15 @@ class HeapProfiler(Profiler):
 
     def encode(self, tree: CallNode, duration_ns: int = 0) -> bytes:
         """Write the tree (self values in bytes, counts in objects) in this profiler's format."""
-        name = self.format.name
-        if name == "pprof":
-            return encode_pprof(
+        return self.format.encode(
+            ProfileTree(
                 tree,
-                sample_types=[("inuse_objects", "count"), ("inuse_space", "bytes")],
-                value_scale=1.0,
-                period_type=("space", "bytes"),
-                period=1,
-                time_nanos=self._start_ns,
-                duration_nanos=duration_ns,
+                "bytes",
+                start_ns=self._start_ns,
+                duration_ns=duration_ns,
+                measure="inuse_space",
             )
-        if name == "folded":
-            return encode_folded(tree, 1.0)
-        return encode_heapprofile(tree)
+        )
 
     def attributes(self) -> dict:
         attrs = super().attributes()

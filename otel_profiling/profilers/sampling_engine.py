@@ -27,10 +27,9 @@ from typing import Any, Dict, Optional
 from opentelemetry.util.types import AttributeValue
 
 from otel_profiling import _threads
-from otel_profiling.formats.cpuprofile import encode_cpuprofile_timeline
-from otel_profiling.formats.folded import encode_folded
-from otel_profiling.formats.pprof import encode_pprof_samples
-from otel_profiling.formats.samples import SampleCapture, call_tree
+from otel_profiling.formats import ProfileFormat, formats_for, get_format
+from otel_profiling.formats.samples import SampleCapture
+from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers import thread_clocks
 from otel_profiling.profilers.base import IDLE_ATTRIBUTE, IDLE_CPU_SHARE, ProfilerBusyError
 from otel_profiling.profilers.sampler import (
@@ -47,7 +46,13 @@ MIN_INTERVAL = 0.001
 MAX_INTERVAL = 60.0
 JITTER = 0.2
 """Each sleep lasts ``interval × uniform(1 - JITTER, 1 + JITTER)``."""
-FORMATS = ("cpuprofile", "pprof", "folded")
+
+
+def sampling_formats() -> list:
+    """Names of the CPU formats written from samples (every format holding a call tree)."""
+    return [f.name for f in formats_for(ProfileKind.CPU_PROFILE) if f.accepts(SampleCapture)]
+
+
 _JOIN_TIMEOUT = 5.0
 
 
@@ -79,7 +84,7 @@ class SamplingEngine:
 
     def __init__(
         self,
-        format_name: str,
+        format: str | ProfileFormat,  # noqa: A002 - the profilers' name for it
         *,
         interval: float = DEFAULT_INTERVAL,
         clock: str = "wall",
@@ -88,13 +93,14 @@ class SamplingEngine:
         max_rows: int = DEFAULT_MAX_ROWS,
         max_tasks: int = DEFAULT_MAX_TASKS,
     ) -> None:
-        if format_name not in FORMATS:
+        fmt = get_format(ProfileKind.CPU_PROFILE, format) if isinstance(format, str) else format
+        if not fmt.accepts(SampleCapture):
             raise ValueError(
-                f"The sampling engine writes {', '.join(FORMATS)}; {format_name} is a call-graph "
-                "format written by engine='yappi'."
+                f"The sampling engine writes {', '.join(sampling_formats())}; {fmt.name} is "
+                "written from an exact call graph by engine='yappi'."
             )
         check_clock(clock)
-        self.format_name = format_name
+        self.format = fmt
         self.interval = check_interval(interval)
         self.clock = clock
         self.by_span = by_span
@@ -166,11 +172,8 @@ class SamplingEngine:
 
     def encode(self, capture: SampleCapture) -> bytes:
         """Write ``capture`` in this engine's format."""
-        if self.format_name == "pprof":
-            return encode_pprof_samples(capture)
-        if self.format_name == "folded":
-            return encode_folded(call_tree(capture, self.by_span)[0], 1e6)  # microseconds
-        return encode_cpuprofile_timeline(capture, self.by_span)
+        capture.by_span = self.by_span
+        return self.format.encode(capture)
 
     def end_attributes(self) -> Dict[str, AttributeValue]:
         """What the last window found, known only after it stopped (``profiling.idle`` ...)."""

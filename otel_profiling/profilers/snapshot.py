@@ -20,7 +20,6 @@ from typing import Any, Optional
 
 from otel_profiling._gcpause import gc_paused
 from otel_profiling._memory import return_free_memory
-from otel_profiling.formats.heapsnapshot import encode_heapsnapshot
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.profilers.heap_graph import walk_heap, walk_roots
@@ -100,7 +99,7 @@ class HeapSnapshotProfiler(Profiler):
             graph = walk_heap() if self.roots is None else walk_roots(self.roots)
             self.last_node_count, self.last_edge_count = graph.node_count, graph.edge_count
             return_free_memory()  # the walk's tables, before the output grows
-            data = encode_heapsnapshot(graph, release=True)  # its arrays are freed as written
+            data = self.format.encode(graph)  # its arrays are freed as written
             del graph
             return_free_memory()
         self.last_seconds = time.perf_counter() - began

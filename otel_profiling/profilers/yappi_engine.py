@@ -17,12 +17,9 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_profiling._gcpause import gc_paused
 from otel_profiling._threads import is_own_thread, is_own_thread_name, is_own_thread_object
-from otel_profiling.formats.callgrind import encode_callgrind
+from otel_profiling.formats import ProfileFormat, ProfileTree
 from otel_profiling.formats.calltree import CallNode
-from otel_profiling.formats.cpuprofile import encode_cpuprofile
-from otel_profiling.formats.folded import encode_folded
-from otel_profiling.formats.pprof import encode_pprof
-from otel_profiling.formats.pstats import encode_pstats
+from otel_profiling.formats.format import CallGraphCapture
 from otel_profiling.formats.samples import IDLE
 from otel_profiling.profilers.base import IDLE_ATTRIBUTE, IDLE_CPU_SHARE, ProfilerBusyError
 from otel_profiling.profilers.yappi_hooks import ThreadStarts
@@ -103,15 +100,22 @@ def _library_cpu() -> Dict[int, float]:
 
 
 class YappiEngine:
-    """One yappi capture at a time, encoded in the format named ``format_name``.
+    """One yappi capture at a time, encoded in its ``ProfileFormat``.
 
     ``pstats`` and ``callgrind`` are written from yappi's exact call graph;
     ``cpuprofile``, ``pprof`` and ``folded`` from the call tree derived from it
     (see ``yappi_tree``; each node with self time counts one sample).
     """
 
-    def __init__(self, format_name: str, *, clock: str, builtins: bool, max_nodes: int) -> None:
-        self.format_name = format_name
+    def __init__(
+        self,
+        format: ProfileFormat,
+        *,
+        clock: str,
+        builtins: bool,
+        max_nodes: int,  # noqa: A002
+    ) -> None:
+        self.format = format
         self.clock = clock
         self.builtins = builtins
         self.max_nodes = max_nodes
@@ -187,10 +191,12 @@ class YappiEngine:
         idle = stop.application_cpu(start) < IDLE_CPU_SHARE * window
         self._end_attributes = {IDLE_ATTRIBUTE: idle}
         with gc_paused():
-            if self.format_name == "pstats":
-                return encode_pstats(call_graph(stats))
-            if self.format_name == "callgrind":
-                return encode_callgrind(call_graph(stats), self.clock, f"{self.clock} time")
+            if self.format.accepts(CallGraphCapture):
+                return self.format.encode(
+                    CallGraphCapture(
+                        call_graph(stats), self.clock, self._start_us * 1000, self._duration_ns
+                    )
+                )
             tree, estimated = yappi_call_tree(
                 self._captures(contexts, stats, start, stop),
                 wall=self.clock == "wall",
@@ -269,19 +275,12 @@ class YappiEngine:
 
     def encode(self, tree: CallNode) -> bytes:
         """Write the call tree (self values in seconds) in this profiler's format."""
-        name = self.format_name
-        if name == "pprof":
-            return encode_pprof(
+        return self.format.encode(
+            ProfileTree(
                 tree,
-                sample_types=[("samples", "count"), (self.clock, "nanoseconds")],
-                value_scale=1e9,
-                period_type=(self.clock, "nanoseconds"),
-                period=1,
-                time_nanos=self._start_us * 1000,
-                duration_nanos=self._duration_ns,
+                "seconds",
+                start_ns=self._start_us * 1000,
+                duration_ns=self._duration_ns,
+                measure=self.clock,
             )
-        if name == "folded":
-            return encode_folded(tree, 1e6)  # microseconds
-        if name in ("pstats", "callgrind"):
-            raise ValueError(f"{name} is written from the exact call graph, not from a call tree")
-        return encode_cpuprofile(tree, self._start_us)
+        )

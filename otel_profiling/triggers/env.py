@@ -28,7 +28,7 @@ from otel_profiling.triggers.base import Trigger
 from otel_profiling.triggers.http import DEFAULT_MAX_SECONDS, HttpTrigger
 from otel_profiling.triggers.interval import IntervalTrigger
 from otel_profiling.triggers.safe_signals import ALLOWED, refusal
-from otel_profiling.triggers.signals import SignalTrigger, parse_signal, signal_name
+from otel_profiling.triggers.signals import SignalTrigger, parse_signal
 from otel_profiling.triggers.thresholds import CpuThresholdTrigger, MemoryThresholdTrigger
 
 DEFAULT_SIGNAL = "SIGUSR2"
@@ -45,39 +45,42 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE |
 _logger = logging.getLogger(__name__)
 
 
-def signal_from_env() -> Optional[int]:
+def signal_trigger_from_env() -> Optional[SignalTrigger]:
     """``OTEL_PROFILING_SIGNAL`` (default SIGUSR2; ``none`` disables).
 
-    Signals that end or stop a process, report faults or that servers use
-    themselves are refused (see ``safe_signals``).
+    Unset or invalid, the trigger takes its default, which gives way to an
+    application server's own signals (see ``SignalTrigger``). Signals that end
+    or stop a process, report faults or that servers use themselves are
+    refused (see ``safe_signals``).
     """
     name = "OTEL_PROFILING_SIGNAL"
-    value = env_str(name, DEFAULT_SIGNAL) or DEFAULT_SIGNAL
-    if value.lower() == "none":
+    value = env_str(name)
+    if value is not None and value.lower() == "none":
         return None
-    expected = f"{ALLOWED}, or none"
-    try:
-        signum = parse_signal(value)
-    except ValueError:
-        warn_invalid(name, value, expected, DEFAULT_SIGNAL)
-        signum = parse_signal(DEFAULT_SIGNAL)
-    else:
-        why = refusal(signum)
-        if why is not None:
-            warn_invalid(name, value, f"{expected} ({why})", DEFAULT_SIGNAL)
-            signum = parse_signal(DEFAULT_SIGNAL)
+    signum: Optional[int] = None
+    if value:
+        expected = f"{ALLOWED}, or none"
+        try:
+            signum = parse_signal(value)
+        except ValueError:
+            warn_invalid(name, value, expected, DEFAULT_SIGNAL)
+        else:
+            why = refusal(signum)
+            if why is not None:
+                warn_invalid(name, value, f"{expected} ({why})", DEFAULT_SIGNAL)
+                signum = None
     if threading.current_thread() is not threading.main_thread():
         _logger.warning(
             "%s=%s: the signal trigger is off, because signal handlers can only be installed "
             "from the main thread and profiling was configured from thread %r. Configure it "
             "from the main thread, or set %s=none to silence this.",
             name,
-            signal_name(signum),
+            value or DEFAULT_SIGNAL,
             threading.current_thread().name,
             name,
         )
         return None
-    return signum
+    return SignalTrigger(signum)
 
 
 def parse_size(text: str) -> int:
@@ -259,9 +262,9 @@ def triggers_from_env() -> List[Trigger]:
     that cannot be built never keeps the others from starting.
     """
     triggers: List[Trigger] = []
-    signum = from_env("the trigger of OTEL_PROFILING_SIGNAL", signal_from_env, None)
-    if signum is not None:  # unset: the default, which gives way to a server's own signals
-        triggers.append(SignalTrigger(signum if env_str("OTEL_PROFILING_SIGNAL") else None))
+    signal_trigger = from_env("the trigger of OTEL_PROFILING_SIGNAL", signal_trigger_from_env, None)
+    if signal_trigger is not None:
+        triggers.append(signal_trigger)
     for variable, make in TRIGGER_FACTORIES.items():
         trigger = from_env(f"the trigger of {variable}", make, None)
         if trigger is not None:
