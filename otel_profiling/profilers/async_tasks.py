@@ -64,7 +64,7 @@ def _references(collection: Any) -> List[Any]:
     """A copy of a task set: its weak references for a ``WeakSet`` (copied in C, at once)."""
     for _ in range(_RETRIES):
         try:
-            return list(collection)
+            return list(getattr(collection, "data", collection))
         except RuntimeError:  # changed size during iteration: another thread added a task
             continue
     return []
@@ -75,20 +75,14 @@ def _asyncio_tasks() -> Optional[Any]:
     return None if asyncio is None else getattr(asyncio, "tasks", None)
 
 
-def _task_sets() -> List[Any]:
-    """asyncio's collections of pending tasks (fixed once asyncio is imported); a
-    ``WeakSet``'s underlying set of references, whose size is read in C."""
+def _all_references() -> List[Any]:
     tasks_module = _asyncio_tasks()
     if tasks_module is None:
         return []
-    found = (getattr(tasks_module, name, None) for name in _TASK_SETS)
-    return [getattr(tasks, "data", tasks) for tasks in found if tasks is not None]
-
-
-def _all_references(task_sets: List[Any]) -> List[Any]:
     references: List[Any] = []
-    for collection in task_sets:
-        if collection:  # empty: nothing to copy
+    for name in _TASK_SETS:
+        collection = getattr(tasks_module, name, None)
+        if collection:  # absent in this version, or empty (a cheap check on a WeakSet)
             references.extend(_references(collection))
     return references
 
@@ -109,7 +103,6 @@ class TaskScanner:
         self.limit = limit
         self._choose = choose
         self._previous: Optional[Set[Any]] = None
-        self._task_sets: List[Any] = []
 
     def _remember(self, references: List[Any]) -> Optional[Set[Any]]:
         previous = self._previous
@@ -119,20 +112,13 @@ class TaskScanner:
                 self._previous = set(references)
         return previous
 
-    def _read(self) -> List[Any]:
-        if not self._task_sets:
-            self._task_sets = _task_sets()
-        return _all_references(self._task_sets)
-
     def prime(self) -> None:
         """Remember the tasks pending now (at the start of a window)."""
-        self._remember(self._read())
+        self._remember(_all_references())
 
     def scan(self) -> Tuple[List[SuspendedTask], float]:
         """The suspended tasks looked at, and how many tasks each stands for."""
-        references = self._read()
-        if not references and self._previous is not None and not self._previous:
-            return [], 1.0  # none pending, now or at the previous read: the common case
+        references = _all_references()
         previous = self._remember(references)
         scale = 1.0
         if len(references) > self.limit:
