@@ -30,7 +30,8 @@ Then the sampler's own CPU time (the ``profiling.cpu.sampler_cpu_seconds``
 attribute: the sampling thread's CPU time plus the first and last samples)
 as a share of one core, with 20 application threads at 100 Hz: 20 threads
 waiting in ``queue.get()`` 15 calls deep, and 20 threads all running the web
-workload.
+workload; each window alternates with one whose sampler reads every thread's
+CPU clock at every sample (``WALL_CLOCK_READS = 1``), for a side-by-side view.
 
     pip install -e '.[bench]'      # pyinstrument
     python benchmarks/cpu_overhead.py [--rounds 9] [--only fib|web] [--threads-only]
