@@ -39,7 +39,7 @@ from otel_profiling.exporters import (  # noqa: E402
 )
 from otel_profiling.formats import default_format  # noqa: E402
 from otel_profiling.processors import BatchProfileProcessor  # noqa: E402
-from otel_profiling.spool import Spool  # noqa: E402
+from otel_profiling.processors.spool import Spool  # noqa: E402
 
 KEY, SECRET = "bench-access-key", "bench-secret-key"
 CHECKSUMS = {

@@ -66,9 +66,6 @@ def warn_clamped(name: str, value: str, expected: str, used: object) -> None:
     )
 
 
-_invalid = warn_invalid  # the earlier name, still imported by some readers
-
-
 def _raw(name: str, default: object = None, *, show: Show = repr) -> Optional[str]:
     """The stripped value; ``None`` when unset, blank, or not UTF-8 (which is warned about)."""
     value = os.environ.get(name)

@@ -24,18 +24,18 @@ from otel_profiling import _threads, process_context
 from otel_profiling._exit import before_thread_pools_stop, mark_exiting
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.links import PROFILE_URL, profile_url
-from otel_profiling.processors.base import ProfileProcessor
+from otel_profiling.naming import DEFAULT_NAMER, ProfileNamer
+from otel_profiling.processors.base import ProfileProcessor, shutdown_processor
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.resource import default_resource, renewed_after_fork
 from otel_profiling.triggers.base import Trigger
+from otel_profiling.triggers.code import ProfileBlock
 from otel_profiling.version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
-
-    from otel_profiling.triggers.code import ProfileBlock
 
 _logger = logging.getLogger(__name__)
 
@@ -73,11 +73,14 @@ class _Binding:
         attributes: Optional[Mapping[str, AttributeValue]] = None,
     ) -> Profile:
         """Start one of this trigger's profilers; raises ``ProfilerBusyError`` when refused."""
-        return self._agent._begin(profiler, self.trigger.name, reason, attributes=attributes)
+        return self._agent.start_profile(profiler, self.trigger.name, reason, attributes=attributes)
 
     def stop_profile(self, profile: Profile, reason: str = "") -> Profile:
         """End ``profile`` if it is still running (not a later one of the same profiler)."""
-        return self._agent._end_profile(profile, reason)
+        return self._agent.end_profile(profile, reason)
+
+    def key_for(self, profile: Profile) -> str:
+        return self._agent.key_for(profile)
 
 
 class ProfilingAgent:
@@ -174,6 +177,15 @@ class ProfilingAgent:
         with self._lock:
             return tuple(self._active.values())
 
+    def key_for(self, profile: Profile) -> str:
+        """The name ``profile`` is stored under: the first exporter's with a namer, else the
+        default ``{kind}-{start_time}.{extension}`` (before any collision suffix)."""
+        for processor in self.processors:
+            namer = getattr(getattr(processor, "exporter", None), "namer", None)
+            if isinstance(namer, ProfileNamer):
+                return namer.key(profile)
+        return DEFAULT_NAMER.key(profile)
+
     def profile(
         self,
         profiler: Profiler,
@@ -185,14 +197,12 @@ class ProfilingAgent:
 
         See ``otel_profiling.triggers.code.ProfileBlock``.
         """
-        from otel_profiling.triggers.code import ProfileBlock
-
         return ProfileBlock(self, profiler, name=name, attributes=attributes)
 
     def _start(self, profiler: Profiler, trigger: str, reason: str) -> Optional[Profile]:
         """Start ``profiler``; ``None`` when refused or failed (already logged)."""
         try:
-            return self._begin(profiler, trigger, reason)
+            return self.start_profile(profiler, trigger, reason)
         except Exception:
             return None
 
@@ -204,11 +214,11 @@ class ProfilingAgent:
         _logger.log(level, "%s profile not started (trigger %s): %s.", profiler.kind, trigger, why)
         return ProfilerBusyError(why)
 
-    def _begin(
+    def start_profile(
         self,
         profiler: Profiler,
         trigger: str,
-        reason: str,
+        reason: str = "",
         *,
         name: Optional[str] = None,
         attributes: Optional[Mapping[str, AttributeValue]] = None,
@@ -255,7 +265,7 @@ class ProfilingAgent:
             _call(processor.on_start, profile)
         return profile
 
-    def _end_profile(self, profile: Profile, reason: str = "") -> Profile:
+    def end_profile(self, profile: Profile, reason: str = "") -> Profile:
         """End ``profile`` if it is still running; returns it (ended unless it never ran here)."""
         with self._lock:
             owner = next((p for p, active in self._active.items() if active is profile), None)
@@ -322,10 +332,7 @@ class ProfilingAgent:
         process_context.drop(owner=self)
         for processor in self.processors:
             remaining = max(deadline - time.monotonic(), 0) * 1000
-            if isinstance(processor, BatchProfileProcessor):
-                _call(processor.shutdown, remaining)
-            else:
-                _call(processor.shutdown)
+            _call(shutdown_processor, processor, remaining)
         if self._atexit_registered:
             atexit.unregister(self._at_exit)
             self._atexit_registered = False

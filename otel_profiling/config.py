@@ -17,7 +17,9 @@ import logging
 import threading
 from typing import List, Optional, Sequence
 
-from opentelemetry import trace
+from opentelemetry.sdk.environment_variables import (
+    OTEL_SDK_DISABLED,
+)
 from opentelemetry.sdk.resources import Resource
 
 from otel_profiling._env import env_bool, from_env
@@ -28,7 +30,7 @@ from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.env import profilers_from_env
-from otel_profiling.resource import default_resource
+from otel_profiling.resource import resource_from_env
 from otel_profiling.triggers.base import Trigger
 from otel_profiling.triggers.env import triggers_from_env
 
@@ -44,23 +46,14 @@ _logger = logging.getLogger(__name__)
 _configure_lock = threading.Lock()
 
 
-def resource_from_env(tracer_provider: Optional[object] = None) -> Resource:
-    """The tracer provider's resource when an SDK one is set, so profiles and traces agree.
-
-    Otherwise ``Resource.create()`` (``OTEL_SERVICE_NAME``,
-    ``OTEL_RESOURCE_ATTRIBUTES``) over a detected ``host.name``.
-    """
-    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
-    resource = getattr(provider, "resource", None)
-    if isinstance(resource, Resource):
-        return resource
-    return default_resource()
-
-
 def agent_from_env(
     resource: Optional[Resource] = None, extra_triggers: Sequence[Trigger] = ()
 ) -> Optional[ProfilingAgent]:
     """A started agent built from the environment (not set as the global one).
+
+    The one way an agent is built from the environment: ``configure()``
+    (called by the application, by ``opentelemetry-instrument`` and by
+    programs started with ``otel-profiling run``) builds it here.
 
     Never raises because of the environment: each value is checked where it
     is read, and each piece (an exporter's processor, the profilers, each
@@ -106,7 +99,7 @@ def configure(resource: Optional[Resource] = None) -> Optional[ProfilingAgent]:
         existing = get_profiling_agent()
         if existing is not None:
             return existing
-        if env_bool("OTEL_SDK_DISABLED", False):
+        if env_bool(OTEL_SDK_DISABLED, False):
             _logger.debug("OTEL_SDK_DISABLED is true: profiling not configured.")
             return None
         agent = agent_from_env(resource)

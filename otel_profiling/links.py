@@ -29,7 +29,7 @@ LINKS_DROPPED = "profiling.links.dropped"
 def profile_url(processors: Iterable[object], profile: Profile) -> Optional[str]:
     """The URL the first processor's exporter that names objects will write ``profile`` to."""
     for processor in processors:
-        exporter = getattr(processor, "exporter", None) or getattr(processor, "_exporter", None)
+        exporter = getattr(processor, "exporter", None)
         url_for = getattr(exporter, "url_for", None)
         if not callable(url_for):
             continue

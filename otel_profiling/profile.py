@@ -12,28 +12,32 @@ import enum
 import logging
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import Mapping, Optional, Protocol
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util.types import AttributeValue
 
-if TYPE_CHECKING:
-    from otel_profiling.formats import ProfileFormat
+from otel_profiling.kinds import ProfileKind
+from otel_profiling.naming import DEFAULT_NAMER, iso_millis
+
+__all__ = ["Profile", "ProfileKind", "ProfileStatus", "iso_millis"]
 
 _logger = logging.getLogger(__name__)
 
 
-class ProfileKind(str, enum.Enum):
-    """What was profiled. The value is the prefix of the exported object's name."""
+class ProfileFormat(Protocol):
+    """What a profile needs of its format (``otel_profiling.formats`` provides them)."""
 
-    CPU_PROFILE = "CPU_PROFILE"
-    HEAP_PROFILE = "HEAP_PROFILE"
-    HEAP_SNAPSHOT = "HEAP_SNAPSHOT"
+    @property
+    def name(self) -> str: ...
 
-    def __str__(self) -> str:
-        return self.value
+    @property
+    def extension(self) -> str: ...
+
+    @property
+    def content_type(self) -> str: ...
 
 
 class ProfileStatus(str, enum.Enum):
@@ -45,12 +49,6 @@ class ProfileStatus(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-def iso_millis(moment: datetime) -> str:
-    """``moment`` as JavaScript's ``Date.toISOString()``: UTC, milliseconds, ``Z``."""
-    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return utc.isoformat(timespec="milliseconds") + "Z"  # years below 1000 padded, as JS does
 
 
 class Profile:
@@ -148,8 +146,12 @@ class Profile:
 
     @property
     def key(self) -> str:
-        """The default object name: ``{kind}-{start_time}.{extension}``."""
-        return f"{self.kind.value}-{iso_millis(self.start_time)}.{self.extension}"
+        """The default object name: ``{kind}-{start_time}.{extension}``.
+
+        An exporter with its own key template names the object with its own
+        namer (``ProfilingAgent.key_for`` asks it).
+        """
+        return DEFAULT_NAMER.key(self)
 
     def __repr__(self) -> str:
         return (

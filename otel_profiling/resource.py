@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+from typing import Optional
 
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 
 
@@ -14,6 +16,19 @@ def default_resource() -> Resource:
     explicit ``host.name`` in ``OTEL_RESOURCE_ATTRIBUTES`` wins.
     """
     return Resource({"host.name": socket.gethostname()}).merge(Resource.create())
+
+
+def resource_from_env(tracer_provider: Optional[object] = None) -> Resource:
+    """The tracer provider's resource when an SDK one is set, so profiles and traces agree.
+
+    Otherwise ``Resource.create()`` (``OTEL_SERVICE_NAME``,
+    ``OTEL_RESOURCE_ATTRIBUTES``) over a detected ``host.name``.
+    """
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    resource = getattr(provider, "resource", None)
+    if isinstance(resource, Resource):
+        return resource
+    return default_resource()
 
 
 def renewed_after_fork(resource: Resource) -> Resource:

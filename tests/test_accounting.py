@@ -27,7 +27,7 @@ from otel_profiling import Profile, ProfileKind
 from otel_profiling.exporters import InMemoryProfileExporter, S3Exporter
 from otel_profiling.formats import default_format
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
-from otel_profiling.spool import Spool
+from otel_profiling.processors.spool import Spool
 
 WAIT_S = 60.0  # generous: backoff between re-sends grows to several seconds
 TIMEOUT_MS = 5_000  # of one export: the first one also sets up the S3 client

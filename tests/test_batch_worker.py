@@ -21,7 +21,7 @@ from reliability_helpers import make_profile
 from otel_profiling import Profile
 from otel_profiling.exporters import FsspecProfileExporter
 from otel_profiling.processors import BatchProfileProcessor
-from otel_profiling.spool import Spool
+from otel_profiling.processors.spool import Spool
 
 
 class ExitingExporter(FsspecProfileExporter):

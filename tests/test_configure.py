@@ -67,7 +67,7 @@ def configured_workload() -> int:
 
 
 def processors_exporters(agent: ProfilingAgent) -> list:
-    return [processor._exporter for processor in agent.processors]
+    return [processor.exporter for processor in agent.processors]
 
 
 def test_sdk_disabled_returns_none_and_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

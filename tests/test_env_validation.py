@@ -72,7 +72,7 @@ def processor(agent: ProfilingAgent) -> BatchProfileProcessor:
 
 
 def exporter(agent: ProfilingAgent) -> FsspecProfileExporter:
-    found = processor(agent)._exporter
+    found = processor(agent).exporter
     assert isinstance(found, FsspecProfileExporter)
     return found
 

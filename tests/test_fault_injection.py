@@ -27,7 +27,7 @@ from viewers import load_cpuprofile
 
 from otel_profiling.exporters import FsspecProfileExporter, S3Exporter
 from otel_profiling.processors import BatchProfileProcessor
-from otel_profiling.spool import Spool
+from otel_profiling.processors.spool import Spool
 
 APP = str(APPS / "reliability_app.py")
 

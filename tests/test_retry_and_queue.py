@@ -19,7 +19,7 @@ from otel_profiling import Profile
 from otel_profiling.exporters import InMemoryProfileExporter, ProfileExportResult, S3Exporter
 from otel_profiling.exporters.retry import Backoff, is_transient, remedy_for
 from otel_profiling.processors import BatchProfileProcessor
-from otel_profiling.spool import Spool
+from otel_profiling.processors.spool import Spool
 
 
 def client_error(status: int, code: str) -> ClientError:

@@ -14,7 +14,7 @@ from reliability_helpers import make_profile
 
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
 from otel_profiling.processors import BatchProfileProcessor
-from otel_profiling.spool import Spool, default_spool_root
+from otel_profiling.processors.spool import Spool, default_spool_root
 
 
 def test_entry_keeps_the_whole_profile(tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_cap_evicts_oldest_first_counted_and_logged(
 ) -> None:
     spool = Spool(tmp_path / "s", max_bytes=10_000)
     profiles = [make_profile(i, size=3000) for i in range(5)]
-    with caplog.at_level(logging.WARNING, logger="otel_profiling.spool"):
+    with caplog.at_level(logging.WARNING, logger="otel_profiling.processors.spool"):
         for profile in profiles:
             assert spool.put(profile) is not None
     kept = spool.profiles()
@@ -266,7 +266,7 @@ def test_unreadable_entry_is_set_aside_once_and_never_sent(
     bad = tmp_path / "s" / "00000000000000000001-1-0bad0bad.profile"  # sorts first
     CORRUPTIONS[corruption](bad, reference)
     sent: list = []
-    with caplog.at_level(logging.ERROR, logger="otel_profiling.spool"):
+    with caplog.at_level(logging.ERROR, logger="otel_profiling.processors.spool"):
         assert _drain_in_thread(spool, lambda ps: sent.extend(ps) or []) == (1, 0)
         assert [p.data for p in sent] == [good_profile.data]
         assert spool.quarantined_entries == 1

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
-from viewers import cpuprofile_function_names, load_cpuprofile
+from viewers import cpuprofile_function_names, cpuprofile_inclusive_times, load_cpuprofile
 
 from otel_profiling import ProfilingAgent, ProfilingSpanProcessor, set_profiling_agent
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
@@ -28,9 +29,15 @@ from otel_profiling.global_agent import _reset_profiling_agent
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.profilers import CpuProfiler
 
+REPORT_SECONDS = 0.15  # long enough for a 10 ms sampler to see it many times
+REPORT_TIMES: list = []  # (seconds) of each handle_report call, as the program timed it
 
-def handle_report() -> int:
-    return sum(sum(i * i for i in range(2000)) for _ in range(100))
+
+def handle_report() -> None:
+    began = time.perf_counter()
+    while time.perf_counter() - began < REPORT_SECONDS:
+        pass
+    REPORT_TIMES.append(time.perf_counter() - began)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -90,8 +97,10 @@ def test_traced_request_while_profiling_links_span_and_profile(
     try:
         get(url)  # before profiling
         [profile] = trigger.start()
+        REPORT_TIMES.clear()
         get(url)  # while profiling
         handle_report()  # and work on this thread, which the profile must show
+        in_window = sum(REPORT_TIMES)  # two calls: the request's and this thread's
         trigger.stop()
         get(url)  # after
         assert agent.force_flush(30_000)
@@ -124,7 +133,9 @@ def test_traced_request_while_profiling_links_span_and_profile(
     assert obj["Key"].startswith("profiles/reports/CPU_PROFILE-")
     with fsspec.open(profile_url, "rb", **s3_options(s3_endpoint)) as handle:
         data = handle.read()
-    assert "handle_report" in cpuprofile_function_names(load_cpuprofile(data))
+    # the time both calls in the window took, as they timed it (±25 %: 10 ms sampling)
+    profiled = cpuprofile_inclusive_times(load_cpuprofile(data))["handle_report"] / 1e6
+    assert abs(profiled - in_window) <= 0.25 * in_window, (profiled, in_window)
     meta = boto3_client.head_object(Bucket=bucket, Key=obj["Key"])["Metadata"]
     assert trace_id in meta["attr-profiling.trace_ids"]
     assert meta["attr-profiling.profile.url"] == profile_url

@@ -23,6 +23,7 @@ from otel_profiling.cli.common import CliError
 from otel_profiling.cli.sources import Filters, Selection, select
 from otel_profiling.environment_variables import DASK_SCHEDULER_ADDRESS
 from otel_profiling.redact import redact_options
+from otel_profiling.version import install_command
 
 FAN_IN = 4
 """Partial sums added by one task: the tree of additions is log4(chunks) deep."""
@@ -32,7 +33,7 @@ MAX_CHUNK = 32
 
 CHUNKS_PER_THREAD = 4
 CONNECT_TIMEOUT = "30s"
-INSTALL_HINT = "pip install 'otel-profiling[dask]'"
+INSTALL_HINT = install_command("dask")
 
 
 class StorageOptions(Dict[str, Any]):

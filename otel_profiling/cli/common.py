@@ -29,8 +29,11 @@ def is_url(source: str) -> bool:
 def parse_storage_options(
     pairs: Optional[List[str]], endpoint_url: Optional[str]
 ) -> Dict[str, Any]:
-    """``--storage-option key=value`` (JSON values parsed) and ``--endpoint-url``."""
-    options: Dict[str, Any] = {}
+    """``OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS`` (read as the exporter reads it),
+    then ``--storage-option key=value`` (JSON values parsed) and ``--endpoint-url``."""
+    from otel_profiling.exporters.env import storage_options_from_env
+
+    options: Dict[str, Any] = storage_options_from_env()
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
@@ -49,15 +52,10 @@ def open_url(url: str, options: Dict[str, Any]) -> Tuple[Any, str]:
     import fsspec.core
     from fsspec.core import split_protocol
 
-    from otel_profiling.exporters.backends import missing_backend_message
+    from otel_profiling.exporters.backends import default_options, missing_backend_message
 
     protocol = split_protocol(url)[0] or "file"
-    kwargs = dict(options)
-    if protocol in ("s3", "s3a") and "config_kwargs" not in kwargs:
-        kwargs["config_kwargs"] = {
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-        }
+    kwargs = default_options(protocol, options)  # the defaults the exporter is configured with
     if protocol not in ("file", "local"):
         kwargs.setdefault("skip_instance_cache", True)
     try:

@@ -1,8 +1,10 @@
 """Finding profiles under a URL: the key names kind and start, object metadata the rest.
 
-Listing never reads a profile's body. The key ``{kind}-{start_time}.{extension}``
-gives kind and start time, so the ``--kind``/``--since``/``--until`` filters
-apply before any further request; duration, status and service come from the
+Listing never reads a profile's body. The object name gives kind and start
+time (read by ``ProfileNamer.find``: the default ``{kind}-{start_time}.{extension}``
+or any key template holding ``{kind}`` and ``{start_time}``), so the
+``--kind``/``--since``/``--until`` filters apply before any further request; duration,
+status and service come from the
 object's user metadata written by ``FsspecProfileExporter`` (fetched
 concurrently on async backends such as S3), when the backend keeps metadata.
 """
@@ -11,21 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
-import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import unquote
 
 from otel_profiling.cli.common import CliError, open_url, storage_error
-from otel_profiling.profile import ProfileKind, iso_millis
+from otel_profiling.naming import DEFAULT_NAMER, ParsedKey, ProfileNamer, iso_millis
+from otel_profiling.profile import ProfileKind
 from otel_profiling.redact import redact_url
 
-KEY = re.compile(
-    r"^(?P<kind>CPU_PROFILE|HEAP_PROFILE|HEAP_SNAPSHOT)-"
-    r"(?P<start>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"
-    r"(?:-[0-9A-Za-z]+)?\.(?P<ext>[A-Za-z0-9]+(?:\.[A-Za-z0-9]+)?)$"
-)
 _METADATA_CONCURRENCY = 16
 
 
@@ -50,13 +47,9 @@ class Entry:
         return out
 
 
-def parse_key(name: str) -> Optional[Dict[str, Any]]:
+def parse_key(name: str, namer: ProfileNamer = DEFAULT_NAMER) -> Optional[ParsedKey]:
     """Kind, start time and extension from an object name, or ``None`` if not a profile's."""
-    match = KEY.match(posixpath.basename(name))
-    if not match:
-        return None
-    start = datetime.strptime(match["start"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    return {"kind": match["kind"], "start_time": start, "ext": match["ext"]}
+    return namer.find(name)
 
 
 def parse_kinds(values: Optional[Sequence[str]]) -> Optional[List[str]]:
@@ -144,8 +137,12 @@ def list_profiles(
     services: Optional[Iterable[str]] = None,
     where: Sequence[Tuple[str, str]] = (),
     metadata: bool = True,
+    namer: ProfileNamer = DEFAULT_NAMER,
 ) -> List[Entry]:
     """Profiles under ``url`` (recursively), filtered, sorted by start time.
+
+    An object is a profile when ``namer`` finds kind and start time in its
+    name relative to ``url`` (any key template with ``{kind}`` and ``{start_time}``).
 
     ``where`` keeps the objects whose metadata matches (see ``metadata_matches``);
     it and ``services`` fetch the metadata even when ``metadata`` is false.
@@ -163,25 +160,26 @@ def list_profiles(
     for path, info in found.items():
         if info.get("type") == "directory":
             continue
-        parsed = parse_key(path)
+        key = posixpath.relpath(path, base.rstrip("/")) if base else path
+        parsed = parse_key(posixpath.basename(path) if key == "." else key, namer)
         if parsed is None:
             continue
-        if wanted is not None and parsed["kind"] not in wanted:
+        if wanted is not None and parsed.kind.value not in wanted:
             continue
-        if since is not None and parsed["start_time"] < since:
+        if since is not None and parsed.start_time < since:
             continue
-        if until is not None and parsed["start_time"] > until:
+        if until is not None and parsed.start_time > until:
             continue
         infos[path] = info
         entries.append(
             Entry(
                 url=str(fs.unstrip_protocol(path)),
                 path=path,
-                key=posixpath.relpath(path, base.rstrip("/")) if base else path,
-                kind=parsed["kind"],
-                start_time=parsed["start_time"],
+                key=key,
+                kind=parsed.kind.value,
+                start_time=parsed.start_time,
                 size=int(info.get("size") or 0),
-                format=parsed["ext"],
+                format=parsed.extension,
             )
         )
     kept: List[Entry] = []

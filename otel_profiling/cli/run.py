@@ -16,7 +16,19 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+from opentelemetry.sdk.environment_variables import (
+    OTEL_SERVICE_NAME,
+)
+
 from otel_profiling.cli.common import CliError
+from otel_profiling.environment_variables import (
+    OTEL_EXPORTER_FSSPEC_PROFILES_URL,
+    OTEL_PROFILING_AT_START,
+    OTEL_PROFILING_DURATION,
+    OTEL_PROFILING_INTERVAL,
+    OTEL_PROFILING_PROFILERS,
+    OTEL_PROFILING_SIGNAL,
+)
 from otel_profiling.redact import redact_url
 from otel_profiling.triggers.safe_signals import check_trigger_signal
 from otel_profiling.triggers.signals import parse_signal
@@ -75,28 +87,31 @@ def environment(args: argparse.Namespace) -> Dict[str, str]:
     env = dict(os.environ)
     profilers = [name for name in ("cpu", "heap", "snapshot") if getattr(args, name)]
     if profilers:
-        env["OTEL_PROFILING_PROFILERS"] = ",".join(profilers)
+        env[OTEL_PROFILING_PROFILERS] = ",".join(profilers)
     if args.url:
         _check_url(args.url)
-        env["OTEL_EXPORTER_FSSPEC_PROFILES_URL"] = args.url
+        env[OTEL_EXPORTER_FSSPEC_PROFILES_URL] = args.url
     if args.service:
-        env["OTEL_SERVICE_NAME"] = args.service
+        env[OTEL_SERVICE_NAME] = args.service
     if args.signal:
         if args.signal.lower() != "none":
             try:
                 check_trigger_signal(parse_signal(args.signal))
             except ValueError as exc:
                 raise CliError(str(exc)) from None
-        env["OTEL_PROFILING_SIGNAL"] = args.signal
-    for name, value in (("interval", args.interval), ("duration", args.duration)):
+        env[OTEL_PROFILING_SIGNAL] = args.signal
+    for name, value, variable in (
+        ("interval", args.interval, OTEL_PROFILING_INTERVAL),
+        ("duration", args.duration, OTEL_PROFILING_DURATION),
+    ):
         if value is not None:
             if value <= 0:
                 raise CliError(f"--{name} must be a positive number of seconds, not {value:g}")
-            env[f"OTEL_PROFILING_{name.upper()}"] = f"{value:g}"
+            env[variable] = f"{value:g}"
     at_start = args.at_start
     if at_start is None:
         at_start = not (args.signal or args.interval)
-    env["OTEL_PROFILING_AT_START"] = "true" if at_start else "false"
+    env[OTEL_PROFILING_AT_START] = "true" if at_start else "false"
     env["PYTHONPATH"] = os.pathsep.join(
         [str(BOOTSTRAP), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
     )

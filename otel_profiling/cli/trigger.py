@@ -11,6 +11,7 @@ agent gets nothing (its default action for the signal would end it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import time
@@ -30,6 +31,9 @@ HOW_TO_ENABLE = (
     "start it with `opentelemetry-instrument` and OTEL_PROFILING_ENABLED=true, or with "
     "`otel-profiling run`"
 )
+
+
+MIN_SIGNAL_GAP_S = 1.0  # between a start and a stop signal sent to one process
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -243,12 +247,22 @@ def _print_list(args: argparse.Namespace, found: List[Found]) -> int:
 
 
 def _window(args: argparse.Namespace) -> None:
-    """Wait ``--seconds``; Ctrl-C ends the window early (the stop is still sent)."""
+    """Wait ``--seconds``; Ctrl-C ends the window early (the stop is still sent).
+
+    An early stop still waits ``MIN_SIGNAL_GAP_S`` after the start: two
+    deliveries of one standard signal that arrive before the target has
+    handled the first merge into one, and the target would never stop.
+    """
+    began = time.monotonic()
     try:
         _say(args, f"profiling for {args.seconds:g} s (Ctrl-C stops now) ...")
         time.sleep(args.seconds)
     except KeyboardInterrupt:
         _say(args, "interrupted: stopping now")
+        rest = min(MIN_SIGNAL_GAP_S, args.seconds) - (time.monotonic() - began)
+        if rest > 0:
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(rest)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:

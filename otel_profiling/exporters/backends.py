@@ -1,8 +1,17 @@
-"""What differs between storage backends, behind one small interface.
+"""What differs between storage backends, behind one small interface, in one registry.
 
-The exporter speaks fsspec; only three things depend on the backend: how the
+The exporter speaks fsspec; only a few things depend on the backend: how the
 container (bucket, directory) is created, how an object is created without
-overwriting an existing one, and how content type and metadata are attached.
+overwriting an existing one, how content type and metadata are attached, the
+default and prepared storage options, and which extra installs the fsspec
+implementation. Each is a method of ``Backend``; a protocol's quirks are one
+subclass registered by protocol name, as fsspec registers filesystems:
+
+    @register_backend("s3", "s3a", extra="s3")
+    class S3Backend(AsyncBackend): ...
+
+A protocol without a class of its own gets ``Backend`` (synchronous
+filesystems) or ``AsyncBackend``.
 
 Every operation is a coroutine, so the exporter has one code path with one
 deadline. An async filesystem (s3fs, gcsfs, adlfs: ``fs.async_impl``) awaits
@@ -19,54 +28,88 @@ import base64
 import hashlib
 import os
 import posixpath
+import re
 import secrets
 import time
-from typing import Any, Dict, Mapping, Set, Tuple
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Set, Tuple, Type, TypeVar
 
-_EXTRAS = {
-    "s3": "s3",
-    "s3a": "s3",
-    "gs": "gcs",
-    "gcs": "gcs",
-    "az": "azure",
-    "abfs": "azure",
-    "abfss": "azure",
-    "adl": "azure",
-}
-
-
-def missing_backend_message(protocol: str, exc: BaseException) -> str:
-    extra = _EXTRAS.get(protocol)
-    fix = f"pip install 'otel-profiling[{extra}]'" if extra else "install the fsspec implementation"
-    return f"No fsspec backend for '{protocol}://' URLs ({exc}). Fix: {fix}."
-
+from otel_profiling.version import install_command
 
 _PUBLIC_ACLS = {"public-read", "public-read-write", "authenticated-read"}
 _SINGLE_PUT_LIMIT = 100 * 2**20  # s3fs uses one PutObject below this size
+_NAME_MAX = 255  # bytes in one path component on common local file systems
+# botocore's own check of a bucket name (the request is refused before sending otherwise)
+_S3_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}\Z|arn:")
+# botocore >= 1.36 sends CRC32 checksums that some S3-compatible servers reject.
+WHEN_REQUIRED = {
+    "request_checksum_calculation": "when_required",
+    "response_checksum_validation": "when_required",
+}
+
+B = TypeVar("B", bound="type[Backend]")
+_REGISTRY: Dict[str, Type[Backend]] = {}
+
+
+def register_backend(*protocols: str, extra: Optional[str] = None) -> Callable[[B], B]:
+    """Class decorator: ``cls`` handles URLs of ``protocols``; ``extra`` is the package
+    extra that installs their fsspec implementation (the install hint)."""
+
+    def register(cls: B) -> B:
+        cls.protocols = tuple(protocols)
+        cls.extra = extra
+        for protocol in protocols:
+            _REGISTRY[protocol] = cls
+        return cls
+
+    return register
+
+
+def backend_class(protocol: str, async_impl: bool = False) -> Type[Backend]:
+    """The class registered for ``protocol``; else the generic sync or async one."""
+    found = _REGISTRY.get(protocol)
+    if found is not None:
+        return found
+    return AsyncBackend if async_impl else Backend
+
+
+def install_hint(protocol: str) -> str:
+    """How to get the fsspec implementation of ``protocol``."""
+    extra = backend_class(protocol).extra
+    return install_command(extra) if extra else "install the fsspec implementation"
+
+
+def missing_backend_message(protocol: str, exc: BaseException) -> str:
+    return f"No fsspec backend for '{protocol}://' URLs ({exc}). Fix: {install_hint(protocol)}."
+
+
+def default_options(protocol: str, options: Mapping[str, Any]) -> Dict[str, Any]:
+    """``options`` with the backend's defaults for configuration from outside code
+    (the environment, ``S3Exporter``, the command line)."""
+    return backend_class(protocol).default_options(options)
 
 
 def prepare_options(protocol: str, options: Mapping[str, Any], timeout_s: float) -> Dict[str, Any]:
-    """Storage options with the export timeout applied and public objects refused.
+    """Storage options with the export timeout applied and what is unsafe refused."""
+    return backend_class(protocol).prepare_options(options, timeout_s)
 
-    For S3, botocore's connect/read timeouts derive from the export timeout and
-    its own retries are turned off: the exporter retries, within its deadline.
-    """
-    out = dict(options)
-    if protocol not in ("s3", "s3a"):
-        return out
-    extra = out.get("s3_additional_kwargs") or {}
-    acl = str(extra.get("ACL", "")).lower()
-    if acl in _PUBLIC_ACLS or any(k.startswith("Grant") for k in extra):
-        raise ValueError(
-            f"Profiles are never made public: remove ACL={extra.get('ACL')!r} / Grant* "
-            "from s3_additional_kwargs (use a bucket policy if others must read them)."
-        )
-    config = dict(out.get("config_kwargs") or {})
-    config.setdefault("connect_timeout", max(min(timeout_s, 5.0), 0.1))
-    config.setdefault("read_timeout", max(timeout_s, 0.1))
-    config.setdefault("retries", {"total_max_attempts": 1})
-    out["config_kwargs"] = config
-    return out
+
+def check_target(protocol: str, base: str, key_template: str) -> None:
+    """Construction-time checks of the bucket or directory that need no request."""
+    backend_class(protocol).check_target(base, key_template)
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; bytes the environment could not decode come back as they were."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _static_prefix(path: str) -> str:
+    """The part of ``path`` before its first placeholder, up to the last ``/``."""
+    brace = path.find("{")
+    return path if brace < 0 else path[: path.rfind("/", 0, brace) + 1]
 
 
 def _with_remedy(exc: Exception, remedy: str) -> Exception:
@@ -77,10 +120,29 @@ def _with_remedy(exc: Exception, remedy: str) -> Exception:
 class Backend:
     """A synchronous fsspec filesystem: ``makedirs`` once per directory, ``pipe_file``.
 
-    Its calls block the calling thread; the exporter runs them there.
+    Its calls block the calling thread; the exporter runs them there. The
+    class methods are the backend's option handling, used before a
+    filesystem exists.
     """
 
     is_async = False
+    protocols: ClassVar[Tuple[str, ...]] = ()
+    extra: ClassVar[Optional[str]] = None  # the package extra installing the implementation
+
+    @classmethod
+    def default_options(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
+        """``options`` completed with this backend's defaults (none here)."""
+        return dict(options)
+
+    @classmethod
+    def prepare_options(cls, options: Mapping[str, Any], timeout_s: float) -> Dict[str, Any]:
+        """``options`` for an exporter whose writes must end within ``timeout_s``."""
+        return dict(options)
+
+    @classmethod
+    def check_target(cls, base: str, key_template: str) -> None:
+        """``ValueError`` for what is wrong with the container of ``base`` (the URL without
+        scheme), found without a request; nothing to check here."""
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
@@ -128,8 +190,35 @@ class Backend:
         """Release connections (an instance made for one exit-time export)."""
 
 
+@register_backend("file", "local")
 class LocalBackend(Backend):
     """Local files: temp file then ``os.link``, which is atomic and fails if the name exists."""
+
+    @classmethod
+    def check_target(cls, base: str, key_template: str) -> None:
+        """Path components short enough for a file name, and no file where a directory goes."""
+        static = _static_prefix(base)
+        parts = [p for p in static.split("/") if p] + [
+            p for p in _static_prefix(key_template).split("/") if p and "{" not in p
+        ]
+        for part in parts:
+            size = len(_utf8(part))
+            if size > _NAME_MAX:
+                raise ValueError(
+                    f"Path component {part[:40]!r}... is {size} bytes, more than the "
+                    f"{_NAME_MAX} a file name may have: shorten the URL path or the key template."
+                )
+        probe = static.rstrip("/") or "/"
+        while not os.path.lexists(probe):
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                return
+            probe = parent
+        if not os.path.isdir(probe):
+            raise ValueError(
+                f"{probe!r} is a file, so profiles cannot be written under {base!r}: "
+                "choose a directory path (OTEL_EXPORTER_FSSPEC_PROFILES_URL)."
+            )
 
     async def create(
         self, path: str, data: bytes, content_type: str, metadata: Mapping[str, str]
@@ -173,6 +262,7 @@ class AsyncBackend(Backend):
         await self.fs._pipe_file(path, data, mode="create", **kwargs)
 
 
+@register_backend("s3", "s3a", extra="s3")
 class S3Backend(AsyncBackend):
     """S3: the bucket is checked (and created) once; ``If-None-Match: *`` prevents overwrites.
 
@@ -180,6 +270,45 @@ class S3Backend(AsyncBackend):
     the way, and the returned ETag is checked against it where it is an MD5
     (not with SSE-KMS). s3fs's own retry loop is turned off: the exporter retries.
     """
+
+    @classmethod
+    def check_target(cls, base: str, key_template: str) -> None:
+        """The bucket name as botocore checks it, before any request is sent."""
+        bucket = base.split("/", 1)[0]
+        if "{" not in bucket and not _S3_BUCKET.match(bucket):
+            raise ValueError(
+                f"Invalid S3 bucket name {bucket!r}: use 3 to 63 lower-case letters, digits, "
+                "dots and hyphens (the URL is s3://BUCKET/PREFIX)."
+            )
+
+    @classmethod
+    def default_options(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
+        """botocore's checksums ``when_required`` unless the options set them."""
+        out = dict(options)
+        config = dict(out.get("config_kwargs") or {})
+        for key, value in WHEN_REQUIRED.items():
+            config.setdefault(key, value)
+        out["config_kwargs"] = config
+        return out
+
+    @classmethod
+    def prepare_options(cls, options: Mapping[str, Any], timeout_s: float) -> Dict[str, Any]:
+        """Public objects refused; botocore's connect/read timeouts derived from the export
+        timeout and its own retries turned off: the exporter retries, within its deadline."""
+        out = dict(options)
+        extra = out.get("s3_additional_kwargs") or {}
+        acl = str(extra.get("ACL", "")).lower()
+        if acl in _PUBLIC_ACLS or any(k.startswith("Grant") for k in extra):
+            raise ValueError(
+                f"Profiles are never made public: remove ACL={extra.get('ACL')!r} / Grant* "
+                "from s3_additional_kwargs (use a bucket policy if others must read them)."
+            )
+        config = dict(out.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", max(min(timeout_s, 5.0), 0.1))
+        config.setdefault("read_timeout", max(timeout_s, 0.1))
+        config.setdefault("retries", {"total_max_attempts": 1})
+        out["config_kwargs"] = config
+        return out
 
     def __init__(self, fs: Any) -> None:
         super().__init__(fs)
@@ -269,19 +398,23 @@ class S3Backend(AsyncBackend):
             await creator.__aexit__(None, None, None)
 
 
+@register_backend("gs", "gcs", extra="gcs")
 class GcsBackend(AsyncBackend):
+    """Google Cloud Storage: content type and metadata as gcsfs names them."""
+
     def write_kwargs(self, content_type: str, metadata: Mapping[str, str]) -> Dict[str, Any]:
         return {"content_type": content_type, "metadata": dict(metadata)}
 
 
+@register_backend("az", "abfs", "abfss", "adl", extra="azure")
+class AzureBackend(AsyncBackend):
+    """Azure Blob Storage and Data Lake (adlfs): the generic async behaviour."""
+
+
 def backend_for(fs: Any) -> Backend:
+    """The backend for filesystem ``fs``: the class registered for one of its protocols."""
     protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    if "file" in protocols or "local" in protocols:
-        return LocalBackend(fs)
-    if "s3" in protocols:
-        return S3Backend(fs)
-    if "gs" in protocols or "gcs" in protocols:
-        return GcsBackend(fs)
-    if getattr(fs, "async_impl", False):
-        return AsyncBackend(fs)
-    return Backend(fs)
+    for protocol in protocols:
+        if protocol in _REGISTRY:
+            return _REGISTRY[protocol](fs)
+    return backend_class("", bool(getattr(fs, "async_impl", False)))(fs)

@@ -16,23 +16,26 @@ import json
 import logging
 from typing import Any, Callable, Dict, List, Optional
 
+from fsspec.core import split_protocol
+
 from otel_profiling._env import env_list, env_str, hidden
+from otel_profiling.environment_variables import (
+    OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE,
+    OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS,
+    OTEL_EXPORTER_FSSPEC_PROFILES_URL,
+    OTEL_PROFILES_EXPORTER,
+)
+from otel_profiling.exporters.backends import default_options
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.console import ConsoleProfileExporter
-from otel_profiling.exporters.naming import DEFAULT_KEY_TEMPLATE, validate_key_template
-from otel_profiling.exporters.s3 import WHEN_REQUIRED
 from otel_profiling.exporters.storage import FsspecProfileExporter
+from otel_profiling.naming import DEFAULT_KEY_TEMPLATE, validate_key_template
 from otel_profiling.redact import redact_url
 
 _logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "otel_profiling_exporter"
-OTEL_PROFILES_EXPORTER = "OTEL_PROFILES_EXPORTER"
-OTEL_EXPORTER_FSSPEC_PROFILES_URL = "OTEL_EXPORTER_FSSPEC_PROFILES_URL"
-OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS = "OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS"
-OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE = "OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE"
 DEFAULT_URL = "file://./profiles"
-_S3_SCHEMES = ("s3://", "s3a://")
 
 
 def _shown_url(url: str) -> str:
@@ -96,12 +99,7 @@ def fsspec_exporter_from_env() -> FsspecProfileExporter:
     ``S3Exporter`` does), unless the storage options set them.
     """
     url = env_str(OTEL_EXPORTER_FSSPEC_PROFILES_URL, DEFAULT_URL, show=_shown_url) or DEFAULT_URL
-    options = storage_options_from_env()
-    if url.startswith(_S3_SCHEMES):
-        config_kwargs = dict(options.get("config_kwargs") or {})
-        for key, value in WHEN_REQUIRED.items():
-            config_kwargs.setdefault(key, value)
-        options["config_kwargs"] = config_kwargs
+    options = default_options(split_protocol(url)[0] or "file", storage_options_from_env())
     try:
         return FsspecProfileExporter(url, options, key_template=key_template_from_env())
     except (ImportError, ValueError) as exc:

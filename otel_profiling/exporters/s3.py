@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
+from otel_profiling.exporters.backends import WHEN_REQUIRED
 from otel_profiling.exporters.storage import FsspecProfileExporter
 
-# botocore >= 1.36 sends CRC32 checksums that some S3-compatible servers reject.
-WHEN_REQUIRED = {
-    "request_checksum_calculation": "when_required",
-    "response_checksum_validation": "when_required",
-}
+__all__ = ["WHEN_REQUIRED", "S3Exporter", "s3_storage_options"]
 
 
 def s3_storage_options(

@@ -23,11 +23,11 @@ import contextlib
 import logging
 import os
 import posixpath
-import re
 import secrets
 import threading
 import time
 import traceback
+import weakref
 from typing import (
     Any,
     Awaitable,
@@ -51,17 +51,24 @@ from otel_profiling._env import env_int
 from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
 from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
+from otel_profiling.environment_variables import (
+    OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT,
+)
 from otel_profiling.exporters.backends import (
     Backend,
     backend_for,
+    check_target,
     missing_backend_message,
     prepare_options,
 )
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult, has_payload
-from otel_profiling.exporters.naming import (
+from otel_profiling.exporters.pool import WriterPool
+from otel_profiling.exporters.retry import Backoff, is_transient, remedy_for
+from otel_profiling.naming import (
     DEFAULT_KEY_TEMPLATE,
     PROFILE_ATTRIBUTES,
     PROFILE_FIELDS,
+    ProfileNamer,
     check_placeholders,
     collision_key,
     fill_placeholders,
@@ -70,8 +77,6 @@ from otel_profiling.exporters.naming import (
     placeholders,
     validate_key_template,
 )
-from otel_profiling.exporters.pool import WriterPool
-from otel_profiling.exporters.retry import Backoff, is_transient, remedy_for
 from otel_profiling.profile import Profile, iso_millis
 from otel_profiling.redact import (
     redact_options,
@@ -94,13 +99,10 @@ _METADATA_BUDGET = 1800  # S3 allows 2 KB of user metadata; keep room for the ke
 _MAX_COLLISIONS = 10
 _CANCEL_GRACE_S = 2.0  # waited past a deadline for the cancelled requests to wind down
 _CLOSE_TIMEOUT_S = 1.0
-_NAME_MAX = 255  # bytes in one path component on common local file systems
 # URL schemes whose bucket is the host: user-info there can only be credentials
 _BUCKET_SCHEMES = {"s3", "s3a", "gs", "gcs"}
 # fsspec filesystems that cannot create objects (or not without overwriting)
 _READ_ONLY_SCHEMES = {"http", "https", "github", "git", "zip", "tar", "libarchive", "reference"}
-# botocore's own check of a bucket name (the request is refused before sending otherwise)
-_S3_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}\Z|arn:")
 
 
 def _utf8(text: str) -> bytes:
@@ -281,10 +283,11 @@ class FsspecProfileExporter(ProfileExporter):
         validate_key_template(key_template, known)
         self.url = url
         self.key_template = key_template
+        self.namer = ProfileNamer(key_template)
         self.create_container = create_container
         if timeout_millis is None:
             timeout_millis = env_int(
-                "OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT",
+                OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT,
                 DEFAULT_EXPORT_TIMEOUT_MILLIS,
                 ENV_MIN_EXPORT_TIMEOUT_MILLIS,
                 maximum=MAX_EXPORT_TIMEOUT_MILLIS,
@@ -310,7 +313,7 @@ class FsspecProfileExporter(ProfileExporter):
         except (ImportError, ValueError) as exc:
             raise ImportError(missing_backend_message(self.protocol, exc)) from None
         self._base = self._fs_class._strip_protocol(url).rstrip("/")
-        _check_target(self.protocol, self._base, key_template)
+        check_target(self.protocol, self._base, key_template)
         self._stopped = False
         self._pool = WriterPool(self.max_concurrency, "export")
         self._renew()
@@ -323,6 +326,9 @@ class FsspecProfileExporter(ProfileExporter):
         self._reported: Set[str] = set()  # permanent failures already logged, until a success
         self._missing: Set[str] = set()  # placeholders without a value, logged once each
         self._failing = False  # a transient failure was logged; quiet until a success
+        # each profile's path, computed once (trace links, batching, every retry share it)
+        self._paths: weakref.WeakKeyDictionary[Profile, str] = weakref.WeakKeyDictionary()
+        self._paths_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -356,10 +362,20 @@ class FsspecProfileExporter(ProfileExporter):
 
     # -- naming ---------------------------------------------------------------------
     def path_for(self, profile: Profile) -> str:
-        """Where ``profile`` is written (before any collision suffix), without scheme."""
-        directory = fill_placeholders(self._base, profile, self._placeholder_missing)
-        key = fill_placeholders(self.key_template, profile, self._placeholder_missing)
-        return posixpath.join(directory, key) if directory else key
+        """Where ``profile`` is written (before any collision suffix), without scheme.
+
+        Computed once per profile: the URL put on spans when it starts is the
+        one it is written to.
+        """
+        with self._paths_lock:
+            path = self._paths.get(profile)
+        if path is None:
+            directory = fill_placeholders(self._base, profile, self._placeholder_missing)
+            key = self.namer.key(profile, self._placeholder_missing)
+            path = posixpath.join(directory, key) if directory else key
+            with self._paths_lock:
+                self._paths[profile] = path
+        return path
 
     def url_for(self, profile: Profile) -> str:
         """The full URL of ``profile``'s object (before any collision suffix)."""
@@ -594,7 +610,7 @@ class FsspecProfileExporter(ProfileExporter):
                     attempt.failed(message, permanent=True, given_up=False)
                     self._report_permanent(exc, message)
                     return
-                _logger.debug("Transient failure writing %s: %s", profile.key, message)
+                _logger.debug("Transient failure writing %s: %s", self.path_for(profile), message)
                 delay = backoff.next_delay()
                 if delay is None:
                     tries = f"{message} (after {backoff.attempts} attempt(s))"
@@ -708,8 +724,7 @@ def _known_placeholders(url: str, key_template: str) -> List[str]:
         used = set()  # the syntax error is reported by the caller
     if all(is_known(name, fixed) for name in used):
         return sorted(fixed)
-    from otel_profiling.config import resource_from_env  # imports this module
-    from otel_profiling.resource import default_resource
+    from otel_profiling.resource import default_resource, resource_from_env
 
     keys = set(default_resource().attributes) | set(resource_from_env().attributes)
     return known_placeholders(keys)
@@ -738,45 +753,4 @@ def _check_url(url: str, protocol: str) -> None:
             "filesystem cannot create objects without overwriting. For an S3-compatible "
             "server use s3://bucket/prefix with endpoint_url (or AWS_ENDPOINT_URL); for an "
             "OpenTelemetry Collector use the OTLP exporter (OTEL_PROFILES_EXPORTER=otlp)."
-        )
-
-
-def _static_prefix(path: str) -> str:
-    """The part of ``path`` before its first placeholder, up to the last ``/``."""
-    brace = path.find("{")
-    return path if brace < 0 else path[: path.rfind("/", 0, brace) + 1]
-
-
-def _check_target(protocol: str, base: str, key_template: str) -> None:
-    """Construction-time checks of the bucket (S3) or directory (local) that need no request."""
-    if protocol in ("s3", "s3a"):
-        bucket = base.split("/", 1)[0]
-        if "{" not in bucket and not _S3_BUCKET.match(bucket):
-            raise ValueError(
-                f"Invalid S3 bucket name {bucket!r}: use 3 to 63 lower-case letters, digits, "
-                "dots and hyphens (the URL is s3://BUCKET/PREFIX)."
-            )
-        return
-    if protocol not in ("file", "local"):
-        return
-    static = _static_prefix(base)
-    parts = [p for p in static.split("/") if p] + [
-        p for p in _static_prefix(key_template).split("/") if p and "{" not in p
-    ]
-    for part in parts:
-        if len(_utf8(part)) > _NAME_MAX:
-            raise ValueError(
-                f"Path component {part[:40]!r}... is {len(_utf8(part))} bytes, more than the "
-                f"{_NAME_MAX} a file name may have: shorten the URL path or the key template."
-            )
-    probe = static.rstrip("/") or "/"
-    while not os.path.lexists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return
-        probe = parent
-    if not os.path.isdir(probe):
-        raise ValueError(
-            f"{probe!r} is a file, so profiles cannot be written under {base!r}: "
-            "choose a directory path (OTEL_EXPORTER_FSSPEC_PROFILES_URL)."
         )

@@ -7,8 +7,10 @@ in ``error_profiles`` and log the profiler's error.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
+from typing import Optional
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
@@ -22,17 +24,38 @@ _logger = logging.getLogger(__name__)
 class ProfileProcessor:
     """Hooks called when a profile starts and ends. The base class does nothing."""
 
+    @property
+    def exporter(self) -> Optional[ProfileExporter]:
+        """The exporter this processor hands profiles to; ``None`` if it exports nothing."""
+        return None
+
     def on_start(self, profile: Profile) -> None:
         """Called when a profile starts (on the thread that starts it)."""
 
     def on_end(self, profile: Profile) -> None:
         """Called with the ended, read-only profile."""
 
-    def shutdown(self) -> None:
-        """Flush and release resources."""
+    def shutdown(self, timeout_millis: Optional[float] = None) -> None:
+        """Flush and release resources, within about ``timeout_millis`` when given."""
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def shutdown_processor(processor: ProfileProcessor, timeout_millis: float) -> None:
+    """``processor.shutdown``, bounded by ``timeout_millis`` when the processor takes one.
+
+    A processor written to the ``SpanProcessor`` shape (``shutdown()`` with no
+    argument) is still shut down, without a bound.
+    """
+    try:
+        bounded = "timeout_millis" in inspect.signature(processor.shutdown).parameters
+    except (TypeError, ValueError):  # a callable without a signature
+        bounded = False
+    if bounded:
+        processor.shutdown(timeout_millis=timeout_millis)
+    else:
+        processor.shutdown()
 
 
 class _suppressed:
@@ -119,7 +142,8 @@ class SimpleProfileProcessor(ProfileProcessor):
                 profile.key,
             )
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: Optional[float] = None) -> None:
+        """Stop taking profiles and shut the exporter down (nothing is queued here)."""
         self._shutdown = True
         self._exporter.shutdown()
 

@@ -28,47 +28,42 @@ counts spooled profiles uploaded later, by this or an earlier process.
 
 from __future__ import annotations
 
-import collections
 import logging
-import math
 import os
 import threading
 import time
-from typing import Deque, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
-from otel_profiling import _threads
-from otel_profiling._env import env_int
-from otel_profiling._exit import exiting
 from otel_profiling._fork import renew_after_fork
-from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
 from otel_profiling.exporters.base import ProfileExporter, has_payload
 from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
+from otel_profiling.processors.batch_backoff import MAX_INTERVAL_S, BackendHealth
+from otel_profiling.processors.batch_queue import FlushRequest, ProfileQueue
+from otel_profiling.processors.batch_settings import (
+    DEFAULT_EXPORT_TIMEOUT_MILLIS,
+    DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SCHEDULE_DELAY_MILLIS,
+    batch_settings,
+)
+from otel_profiling.processors.batch_worker import RestartingWorker
+from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile
-from otel_profiling.spool import Spool
+
+__all__ = [
+    "DEFAULT_EXPORT_TIMEOUT_MILLIS",
+    "DEFAULT_MAX_EXPORT_BATCH_SIZE",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "DEFAULT_MAX_QUEUE_SIZE",
+    "DEFAULT_SCHEDULE_DELAY_MILLIS",
+    "BatchProfileProcessor",
+]
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_SCHEDULE_DELAY_MILLIS = 1_000
-DEFAULT_MAX_QUEUE_SIZE = 256
-DEFAULT_MAX_EXPORT_BATCH_SIZE = 32
-DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000
-DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
-MAX_SCHEDULE_DELAY_MILLIS = 3_600_000
-ENV_MIN_SCHEDULE_DELAY_MILLIS = 100  # from the environment: a delay of 0 would spin a core
 _DROP_WARNING_INTERVAL_S = 60.0
-_DRAIN_INTERVAL_MIN_S = 1.0
-_DRAIN_INTERVAL_MAX_S = 30.0
 _DRAIN_BATCHES_PER_ROUND = 4
-
-
-class _Flush:
-    """A flush request: done once everything queued before it has been settled."""
-
-    __slots__ = ("upto", "done")
-
-    def __init__(self, upto: int) -> None:
-        self.upto = upto
-        self.done = threading.Event()
 
 
 class BatchProfileProcessor(ProfileProcessor):
@@ -90,8 +85,6 @@ class BatchProfileProcessor(ProfileProcessor):
     disables spooling, or pass a ``Spool``.
     """
 
-    _worker: Optional[threading.Thread]
-
     def __init__(
         self,
         exporter: ProfileExporter,
@@ -108,50 +101,18 @@ class BatchProfileProcessor(ProfileProcessor):
             if spool is True
             else (spool if isinstance(spool, Spool) else None)
         )
-        self.schedule_delay_millis = _pick(
+        settings = batch_settings(
             schedule_delay_millis,
-            "OTEL_BPP_SCHEDULE_DELAY",
-            DEFAULT_SCHEDULE_DELAY_MILLIS,
-            1,
-            MAX_SCHEDULE_DELAY_MILLIS,
-            ENV_MIN_SCHEDULE_DELAY_MILLIS,
-            unit="ms",
-        )
-        self.max_queue_size = _pick(
-            max_queue_size, "OTEL_BPP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE_SIZE, 1
-        )
-        self.max_export_batch_size = _pick(
+            max_queue_size,
             max_export_batch_size,
-            "OTEL_BPP_MAX_EXPORT_BATCH_SIZE",
-            DEFAULT_MAX_EXPORT_BATCH_SIZE,
-            1,
-        )
-        self.export_timeout_millis = _pick(
             export_timeout_millis,
-            "OTEL_BPP_EXPORT_TIMEOUT",
-            DEFAULT_EXPORT_TIMEOUT_MILLIS,
-            1,
-            MAX_EXPORT_TIMEOUT_MILLIS,
-            ENV_MIN_EXPORT_TIMEOUT_MILLIS,
-            unit="ms",
+            max_queue_bytes,
         )
-        self.max_queue_bytes = _pick(
-            max_queue_bytes, "OTEL_BPP_MAX_QUEUE_BYTES", DEFAULT_MAX_QUEUE_BYTES, 1
-        )
-        if self.max_export_batch_size > self.max_queue_size:
-            if max_export_batch_size is not None and max_queue_size is not None:
-                raise ValueError(
-                    f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
-                    f"max_queue_size ({self.max_queue_size})."
-                )
-            _logger.warning(  # one at least came from the environment or a default
-                "The export batch size %d (OTEL_BPP_MAX_EXPORT_BATCH_SIZE) exceeds the queue "
-                "size %d (OTEL_BPP_MAX_QUEUE_SIZE); using batches of %d.",
-                self.max_export_batch_size,
-                self.max_queue_size,
-                self.max_queue_size,
-            )
-            self.max_export_batch_size = self.max_queue_size
+        self.schedule_delay_millis = settings.schedule_delay_millis
+        self.max_queue_size = settings.max_queue_size
+        self.max_export_batch_size = settings.max_export_batch_size
+        self.export_timeout_millis = settings.export_timeout_millis
+        self.max_queue_bytes = settings.max_queue_bytes
         self._init_state()
         renew_after_fork(self, BatchProfileProcessor._init_state)
         if self.spool is not None and self.spool.pending():
@@ -166,22 +127,20 @@ class BatchProfileProcessor(ProfileProcessor):
         A child starts empty: profiles queued in the parent are the parent's to export.
         """
         self._cond = threading.Condition(threading.Lock())
-        self._queue: Deque[Profile] = collections.deque()
-        self._queue_bytes = 0  # queued profiles plus the batch being exported
-        self._oldest_at: Optional[float] = None  # when the oldest queued profile came
-        self._enqueued = 0  # sequence number of the last profile queued
-        self._settled = 0  # how many queued profiles have reached their counter
-        self._flushes: List[_Flush] = []
+        self._queue = ProfileQueue(self.max_queue_size, self.max_queue_bytes)
+        self._flushes: List[FlushRequest] = []
         self._shutdown = False
-        self._worker = None
-        self._worker_died: Optional[str] = None  # why the last worker stopped unexpectedly
+        self._worker = RestartingWorker(
+            "batch-processor",
+            self._cond,
+            self._work_once,
+            self._worker_lost,
+            type(self._exporter).__name__,
+        )
         self._pid = os.getpid()
         self._in_flight: Optional[List[Profile]] = None  # the worker's batch, until settled
-        self._backend_down = False
-        self._said_down = False  # the warning that profiles go to the spool was given
+        self._health = BackendHealth()
         self._spool_pending = False
-        self._drain_interval = _DRAIN_INTERVAL_MIN_S
-        self._next_drain = 0.0
         self.exported_profiles = 0
         self.spooled_profiles = 0
         self.failed_profiles = 0
@@ -189,7 +148,6 @@ class BatchProfileProcessor(ProfileProcessor):
         self.error_profiles = 0
         self.resent_profiles = 0
         self.worker_errors = 0
-        self.worker_restarts = 0
         self._reported_drops = 0
         self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
 
@@ -205,7 +163,7 @@ class BatchProfileProcessor(ProfileProcessor):
     @property
     def queued_bytes(self) -> int:
         """Bytes held: queued profiles plus the batch being exported."""
-        return self._queue_bytes
+        return self._queue.bytes
 
     def on_end(self, profile: Profile) -> None:
         """Append to the queue; never blocks on I/O, never logs."""
@@ -213,65 +171,25 @@ class BatchProfileProcessor(ProfileProcessor):
             raise TypeError(f"on_end() takes a Profile, not {type(profile).__name__}")
         if self._pid != os.getpid():  # forked without the at-fork hook running
             self._init_state()
-        size = len(profile.data)
         with self._cond:
             if self._shutdown:
                 self.dropped_profiles += 1
                 return
-            while self._queue and (
-                len(self._queue) >= self.max_queue_size
-                or self._queue_bytes + size > self.max_queue_bytes
-            ):
-                old = self._queue.popleft()
-                self._queue_bytes -= len(old.data)
-                self._settled += 1
-                self.dropped_profiles += 1
-            self._queue.append(profile)
-            self._queue_bytes += size
-            self._enqueued += 1
-            if self._oldest_at is None:
-                self._oldest_at = time.monotonic()
+            self.dropped_profiles += self._queue.put(profile)
             self._ensure_worker()
             if len(self._queue) == 1 or len(self._queue) >= self.max_export_batch_size:
                 self._cond.notify_all()
 
-    def _ensure_worker(self) -> bool:
-        """A live worker, started (again) if needed; called with ``_cond`` held.
+    @property
+    def worker_restarts(self) -> int:
+        """Workers started again after one stopped on an exception."""
+        return self._worker.restarts
 
-        ``False`` when none can run: after shutdown, or once the interpreter
-        exits (some Pythons refuse new threads then; ``shutdown`` exports on
-        its own thread). A worker that stops, however, clears ``_worker`` on
-        its way out, so no liveness check is needed here.
-        """
-        if self._worker is not None:
-            return True
-        if self._shutdown or exiting():
-            return False
-        restart = self._worker_died is not None
-        try:
-            self._worker = _threads.start_daemon(self._run, "batch-processor")
-        except RuntimeError:  # "can't create new thread at interpreter shutdown"
-            self._worker = None
-            return False
-        if restart:
-            self.worker_restarts += 1
-        return True
+    def _ensure_worker(self) -> bool:
+        """A live worker (``_cond`` held); ``False`` after shutdown or once Python exits."""
+        return self._worker.ensure(self._shutdown)
 
     # -- worker ---------------------------------------------------------------
-    def _run(self) -> None:
-        me = threading.current_thread()
-        try:
-            self._say_restarted()
-            while self._work_once():
-                pass
-        except BaseException as exc:  # noqa: BLE001 - e.g. an exporter raised SystemExit
-            self._worker_lost(exc)
-        finally:
-            with self._cond:
-                if self._worker is me:
-                    self._worker = None
-                self._cond.notify_all()
-
     def _work_once(self) -> bool:
         """Export one batch and re-send from the spool if due; ``False`` once shut down."""
         with self._cond:
@@ -288,7 +206,7 @@ class BatchProfileProcessor(ProfileProcessor):
             self._recover(batch)
         del batch  # settled: its profiles go before the (slow) re-sends below
         try:
-            if (flushing and not self._backend_down) or self._drain_due():
+            if (flushing and not self._health.down) or self._drain_due():
                 self._drain(force=flushing)
         except Exception:  # noqa: BLE001 - nor one bad re-send
             self._recover([])
@@ -308,23 +226,19 @@ class BatchProfileProcessor(ProfileProcessor):
         ):
             now = time.monotonic()
             timeout: Optional[float] = None
-            if self._queue and self._oldest_at is not None:
-                if now >= self._oldest_at + delay:
+            oldest_at = self._queue.oldest_at
+            if self._queue and oldest_at is not None:
+                if now >= oldest_at + delay:
                     return
-                timeout = self._oldest_at + delay - now
+                timeout = oldest_at + delay - now
             if self._spool_pending:
-                until_drain = max(self._next_drain - now, 0.0)
+                until_drain = max(self._health.next_try - now, 0.0)
                 timeout = until_drain if timeout is None else min(timeout, until_drain)
             self._cond.wait(timeout)
 
     def _take_batch(self) -> List[Profile]:
         """Up to one batch from the queue (``_cond`` held); its bytes count until it is settled."""
-        batch: List[Profile] = []
-        while self._queue and len(batch) < self.max_export_batch_size:
-            batch.append(self._queue.popleft())
-        if not self._queue:
-            self._oldest_at = None
-        return batch
+        return self._queue.take(self.max_export_batch_size)
 
     def _send(
         self, profiles: Sequence[Profile], timeout_millis: float, resend: bool = False
@@ -361,7 +275,7 @@ class BatchProfileProcessor(ProfileProcessor):
                 self._in_flight = None
             self.exported_profiles += sent
             self.error_profiles += len(errors)
-            self._settled += sent + len(errors)
+            self._queue.settle(sent + len(errors))
         for profile in errors:
             report_error_profile(profile)
         if sent:
@@ -378,13 +292,11 @@ class BatchProfileProcessor(ProfileProcessor):
         they are still held, and the byte bound covers them.
         """
         with self._cond:
-            self._queue_bytes -= sum(len(p.data) for p in batch)
+            self._queue.release(list(batch))
 
     def _may_try(self) -> bool:
         """While the backend is down, only one try (a batch or a re-send) per backoff interval."""
-        return not (
-            self.spool is not None and self._backend_down and time.monotonic() < self._next_drain
-        )
+        return self.spool is None or self._health.may_try(time.monotonic())
 
     def _keep(self, profiles: Sequence[Profile]) -> Tuple[int, int]:
         """Spool ``profiles`` (lost without a spool, or if it cannot be written): (kept, lost)."""
@@ -396,7 +308,7 @@ class BatchProfileProcessor(ProfileProcessor):
         with self._cond:
             self.spooled_profiles += kept
             self.failed_profiles += lost
-            self._settled += kept + lost
+            self._queue.settle(kept + lost)
             if kept:
                 self._spool_pending = True
         return kept, lost
@@ -416,7 +328,7 @@ class BatchProfileProcessor(ProfileProcessor):
         """
         name = type(self._exporter).__name__
         if probe_failed and self.spool is not None:
-            self._mark_down()
+            self._health.mark_down(time.monotonic())
         if self.spool is None:
             _logger.warning(
                 "%s could not send %d profile(s); spooling is off, so they are lost "
@@ -432,51 +344,33 @@ class BatchProfileProcessor(ProfileProcessor):
                 name,
                 self.spool.directory,
             )
-        elif kept and not self._said_down:
-            self._said_down = True
+        elif kept and self._health.first_warning():
             _logger.warning(
                 "%s could not send %d profile(s); they are kept in %s and re-sent when the "
                 "backend works again (tried every %d s at most).",
                 name,
                 kept,
                 self.spool.directory,
-                int(_DRAIN_INTERVAL_MAX_S),
+                int(MAX_INTERVAL_S),
             )
         elif kept:
             _logger.debug("%d more profile(s) kept in %s.", kept, self.spool.directory)
 
-    def _mark_down(self) -> None:
-        now = time.monotonic()
-        if self._backend_down:
-            if now >= self._next_drain:  # a probe failed: wait longer before the next
-                self._backoff(now)
-            return
-        self._backend_down = True
-        self._drain_interval = _DRAIN_INTERVAL_MIN_S
-        self._next_drain = now + self._drain_interval
-
     def _mark_up(self) -> None:
-        if self._backend_down:
-            self._backend_down = False
-            if self._spool_pending:
-                _logger.warning(
-                    "%s works again; re-sending spooled profiles.", type(self._exporter).__name__
-                )
-        self._said_down = False
-        self._drain_interval = _DRAIN_INTERVAL_MIN_S
+        if self._health.mark_up() and self._spool_pending:  # mark_up always runs first
+            _logger.warning(
+                "%s works again; re-sending spooled profiles.", type(self._exporter).__name__
+            )
 
     def _drain_due(self) -> bool:
-        return self._spool_pending and time.monotonic() >= self._next_drain
+        return self._spool_pending and self._health.due(time.monotonic())
 
     def _drain(self, force: bool = False) -> None:
         """Re-send some spooled profiles; back off while nothing gets through."""
         if self.spool is None or self._shutdown or not (self._spool_pending or force):
             return
         with self._cond:  # re-sent profiles are held too: up to half the byte bound is theirs
-            budget = max(
-                min(self.max_queue_bytes // 2, self.max_queue_bytes - self._queue_bytes), 0
-            )
-            self._queue_bytes += budget
+            budget = self._queue.reserve(self.max_queue_bytes // 2)
         try:
             sent, pending = self.spool.drain(
                 lambda ps: self._send(ps, self.export_timeout_millis, resend=True),
@@ -486,20 +380,16 @@ class BatchProfileProcessor(ProfileProcessor):
             )
         finally:
             with self._cond:
-                self._queue_bytes -= budget
+                self._queue.unreserve(budget)
         with self._cond:
             self.resent_profiles += sent
             self._spool_pending = pending > 0
         now = time.monotonic()
         if sent:
             self._mark_up()
-            self._next_drain = now
+            self._health.try_now(now)
         elif pending:
-            self._backoff(now)
-
-    def _backoff(self, now: float) -> None:
-        self._drain_interval = min(self._drain_interval * 2, _DRAIN_INTERVAL_MAX_S)
-        self._next_drain = now + self._drain_interval
+            self._health.back_off(now)
 
     def _recover(self, batch: List[Profile]) -> None:
         """An exception escaped one round: log and count it; keep what it left unsettled."""
@@ -513,7 +403,7 @@ class BatchProfileProcessor(ProfileProcessor):
             type(self._exporter).__name__,
             self.worker_errors,
         )
-        self._backoff(time.monotonic())  # no tight loop if the failure repeats
+        self._health.back_off(time.monotonic())  # no tight loop if the failure repeats
         if owned:
             self._settle_unsent(batch)
             self._release(batch)
@@ -523,7 +413,7 @@ class BatchProfileProcessor(ProfileProcessor):
         errors = [p for p in batch if not has_payload(p)]
         with self._cond:
             self.error_profiles += len(errors)
-            self._settled += len(errors)
+            self._queue.settle(len(errors))
         for profile in errors:
             report_error_profile(profile)
         todo = [p for p in batch if has_payload(p)]
@@ -532,36 +422,19 @@ class BatchProfileProcessor(ProfileProcessor):
             self._report_unsent(kept, lost, False)
 
     def _worker_lost(self, exc: BaseException) -> None:
-        """The worker is stopping on ``exc``: settle its batch; the next profile starts another."""
+        """The worker is stopping on ``exc`` (logged): settle its batch."""
         with self._cond:
             batch = self._in_flight or []
             self._in_flight = None
-            self._worker_died = f"{type(exc).__name__}: {exc}"
-        _logger.error(
-            "The export worker of %s stopped (%s); the next profile starts a new one.",
-            type(self._exporter).__name__,
-            self._worker_died,
-            exc_info=exc,
-        )
         self._settle_unsent(batch)
         self._release(batch)
         self._complete_flushes()
-
-    def _say_restarted(self) -> None:
-        with self._cond:
-            died, self._worker_died = self._worker_died, None
-        if died is not None:
-            _logger.warning(
-                "Export worker of %s restarted (it had stopped: %s).",
-                type(self._exporter).__name__,
-                died,
-            )
 
     def _complete_flushes(self) -> None:
         with self._cond:
             pending = []
             for flush in self._flushes:
-                if self._settled >= flush.upto:
+                if self._queue.flush_done(flush):
                     flush.done.set()
                 else:
                     pending.append(flush)
@@ -594,9 +467,9 @@ class BatchProfileProcessor(ProfileProcessor):
         with self._cond:
             if self._shutdown:
                 return False
-            if self._enqueued == self._settled:
+            if self._queue.all_settled:
                 return True
-            flush = _Flush(self._enqueued)
+            flush = self._queue.flush_request()
             self._flushes.append(flush)
             if self._ensure_worker():
                 self._cond.notify_all()
@@ -607,7 +480,7 @@ class BatchProfileProcessor(ProfileProcessor):
         if worker:
             return flush.done.wait(timeout)
         self._export_queue_here(deadline)  # no thread may start now: this one does the work
-        return self._enqueued == self._settled
+        return self._queue.all_settled
 
     def shutdown(self, timeout_millis: Optional[float] = None) -> None:
         """Export what is queued, then stop; returns within the timeout whatever happens.
@@ -622,7 +495,7 @@ class BatchProfileProcessor(ProfileProcessor):
             if self._shutdown:
                 return
             self._shutdown = True
-            worker = self._worker
+            worker = self._worker.thread
             self._cond.notify_all()
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(deadline - time.monotonic(), 0))
@@ -665,9 +538,7 @@ class BatchProfileProcessor(ProfileProcessor):
             remaining_ms = (deadline - time.monotonic()) * 1000
             if remaining_ms <= 0:
                 with self._cond:
-                    left = batch + list(self._queue)
-                    self._queue.clear()
-                    self._oldest_at = None
+                    left = batch + self._queue.take_all()
                 _logger.warning("No time left to export %d queued profile(s).", len(left))
                 self._settle_unsent(left)
                 self._release(left)
@@ -680,23 +551,3 @@ def _destination(exporter: ProfileExporter) -> str:
         return str(exporter.destination)
     except Exception:  # an exporter without a usable destination: one spool per class
         return type(exporter).__name__
-
-
-def _pick(
-    value: Optional[float],
-    env: str,
-    default: int,
-    minimum: int,
-    maximum: Optional[int] = None,
-    env_minimum: Optional[int] = None,
-    unit: str = "",
-) -> int:
-    """An argument, checked (``ValueError``); else the variable, clamped into its range."""
-    if value is None:
-        floor = minimum if env_minimum is None else env_minimum
-        return env_int(env, default, floor, maximum=maximum, unit=unit)
-    high = math.inf if maximum is None else maximum
-    if isinstance(value, bool) or not (minimum <= value <= high):  # also refuses nan
-        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{env.replace('OTEL_BPP_', '').lower()} must be {bound}, got {value}")
-    return int(value)

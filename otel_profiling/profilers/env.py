@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Dict, List, Optional
 
-from otel_profiling._env import _invalid, env_bool, env_int, env_list, env_str
+from otel_profiling._env import env_bool, env_int, env_list, env_str, warn_invalid
 from otel_profiling.environment_variables import (
     OTEL_PROFILING_CPU_BUILTINS,
     OTEL_PROFILING_CPU_BY_SPAN,
@@ -17,6 +17,10 @@ from otel_profiling.environment_variables import (
     OTEL_PROFILING_CPU_ENGINE,
     OTEL_PROFILING_CPU_FORMAT,
     OTEL_PROFILING_CPU_INTERVAL,
+    OTEL_PROFILING_HEAP_FORMAT,
+    OTEL_PROFILING_HEAP_FRAMES,
+    OTEL_PROFILING_PROFILERS,
+    OTEL_PROFILING_SNAPSHOT_GC_COLLECT,
 )
 from otel_profiling.formats import formats_for, get_format
 from otel_profiling.profile import ProfileKind
@@ -43,7 +47,7 @@ def _format_from_env(name: str, kind: ProfileKind) -> Optional[str]:
         return get_format(kind, value).name
     except ValueError:
         default = formats_for(kind)[0].name
-        _invalid(name, value, "one of " + ", ".join(f.name for f in formats_for(kind)), default)
+        warn_invalid(name, value, "one of " + ", ".join(f.name for f in formats_for(kind)), default)
         return None
 
 
@@ -60,17 +64,17 @@ def cpu_profiler_from_env() -> CpuProfiler:
     engine = _engine_from_env(format_name)
     clock = (env_str(OTEL_PROFILING_CPU_CLOCK, "wall") or "wall").lower()
     if clock not in ("wall", "cpu"):
-        _invalid(OTEL_PROFILING_CPU_CLOCK, clock, "wall or cpu", "wall")
+        warn_invalid(OTEL_PROFILING_CPU_CLOCK, clock, "wall or cpu", "wall")
         clock = "wall"
     if clock == "cpu" and resolve_engine(engine, format_name) == "sampling":
         try:
             check_clock(clock)
         except ValueError as exc:
-            _invalid(OTEL_PROFILING_CPU_CLOCK, clock, str(exc), "wall")
+            warn_invalid(OTEL_PROFILING_CPU_CLOCK, clock, str(exc), "wall")
             clock = "wall"
     by_span = env_bool(OTEL_PROFILING_CPU_BY_SPAN, False)
     if by_span and resolve_engine(engine, format_name) == "yappi":
-        _invalid(OTEL_PROFILING_CPU_BY_SPAN, "true", "false with the yappi engine", False)
+        warn_invalid(OTEL_PROFILING_CPU_BY_SPAN, "true", "false with the yappi engine", False)
         by_span = False
     return CpuProfiler(
         fmt,
@@ -91,7 +95,8 @@ def _engine_from_env(format_name: str) -> Optional[str]:
         resolve_engine(engine, format_name)
     except ValueError as exc:
         default = resolve_engine(None, format_name)
-        _invalid(OTEL_PROFILING_CPU_ENGINE, value, f"one of {', '.join(ENGINES)} ({exc})", default)
+        expected = f"one of {', '.join(ENGINES)} ({exc})"
+        warn_invalid(OTEL_PROFILING_CPU_ENGINE, value, expected, default)
         return None
     return engine
 
@@ -103,7 +108,7 @@ def _interval_from_env() -> float:
     try:
         return check_interval(float(value))
     except ValueError:
-        _invalid(
+        warn_invalid(
             OTEL_PROFILING_CPU_INTERVAL,
             value,
             f"seconds from {MIN_INTERVAL} to {MAX_INTERVAL}",
@@ -114,15 +119,15 @@ def _interval_from_env() -> float:
 
 def heap_profiler_from_env() -> HeapProfiler:
     """``OTEL_PROFILING_HEAP_FORMAT``, ``OTEL_PROFILING_HEAP_FRAMES``."""
-    frames = env_int("OTEL_PROFILING_HEAP_FRAMES", DEFAULT_FRAMES, minimum=1, maximum=65535)
+    frames = env_int(OTEL_PROFILING_HEAP_FRAMES, DEFAULT_FRAMES, minimum=1, maximum=65535)
     return HeapProfiler(
-        _format_from_env("OTEL_PROFILING_HEAP_FORMAT", ProfileKind.HEAP_PROFILE), frames=frames
+        _format_from_env(OTEL_PROFILING_HEAP_FORMAT, ProfileKind.HEAP_PROFILE), frames=frames
     )
 
 
 def snapshot_profiler_from_env() -> HeapSnapshotProfiler:
     """``OTEL_PROFILING_SNAPSHOT_GC_COLLECT``."""
-    return HeapSnapshotProfiler(collect=env_bool("OTEL_PROFILING_SNAPSHOT_GC_COLLECT", True))
+    return HeapSnapshotProfiler(collect=env_bool(OTEL_PROFILING_SNAPSHOT_GC_COLLECT, True))
 
 
 PROFILER_FACTORIES: Dict[str, Callable[[], Profiler]] = {
@@ -135,7 +140,7 @@ PROFILER_FACTORIES: Dict[str, Callable[[], Profiler]] = {
 def profilers_from_env() -> List[Profiler]:
     """One profiler per name in ``OTEL_PROFILING_PROFILERS`` (default ``cpu``)."""
     profilers: List[Profiler] = []
-    for name in env_list("OTEL_PROFILING_PROFILERS", ["cpu"]):
+    for name in env_list(OTEL_PROFILING_PROFILERS, ["cpu"]):
         factory = PROFILER_FACTORIES.get(name.lower())
         if factory is None:
             _logger.warning(

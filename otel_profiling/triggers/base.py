@@ -26,7 +26,8 @@ class TriggerTarget(Protocol):
     started or ended (a refused start is left out). ``start_profiler`` starts
     one and raises ``ProfilerBusyError`` when refused; ``stop_profile`` ends
     one profile only if it is still the running one, so a trigger never ends
-    a profile another trigger started.
+    a profile another trigger started. ``key_for`` names a profile as the
+    exporter stores it.
     """
 
     @property
@@ -49,6 +50,10 @@ class TriggerTarget(Protocol):
     ) -> Profile: ...
 
     def stop_profile(self, profile: Profile, reason: str = "") -> Profile: ...
+
+    def key_for(self, profile: Profile) -> str:
+        """The name ``profile`` is (or will be) stored under by the agent's exporter."""
+        ...
 
 
 def profilers_of(target: TriggerTarget, kinds: Optional[Iterable[ProfileKind]]) -> List[Profiler]:

@@ -18,7 +18,7 @@ import contextvars
 import functools
 import inspect
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, Mapping, Optional, Protocol, Tuple, TypeVar
 
 from opentelemetry.util.types import AttributeValue
 
@@ -26,8 +26,22 @@ from otel_profiling._threads import pass_through
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler
 
-if TYPE_CHECKING:
-    from otel_profiling.agent import ProfilingAgent
+
+class ProfileStarter(Protocol):
+    """What a ``ProfileBlock`` needs of its agent (``ProfilingAgent`` is one)."""
+
+    def start_profile(
+        self,
+        profiler: Profiler,
+        trigger: str,
+        reason: str = "",
+        *,
+        name: Optional[str] = None,
+        attributes: Optional[Mapping[str, AttributeValue]] = None,
+    ) -> Profile: ...
+
+    def end_profile(self, profile: Profile, reason: str = "") -> Profile: ...
+
 
 TRIGGER_NAME = "code"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,7 +74,7 @@ class ProfileBlock:
 
     def __init__(
         self,
-        agent: ProfilingAgent,
+        agent: ProfileStarter,
         profiler: Profiler,
         *,
         name: Optional[str] = None,
@@ -82,7 +96,7 @@ class ProfileBlock:
     def _begin(self, name: Optional[str], function: Optional[str] = None) -> ProfileHandle:
         name = name or self.name
         try:
-            profile: Optional[Profile] = self._agent._begin(
+            profile: Optional[Profile] = self._agent.start_profile(
                 self.profiler,
                 TRIGGER_NAME,
                 f"agent.profile({name})" if name else "agent.profile()",
@@ -113,7 +127,7 @@ class ProfileBlock:
             return
         if failed:
             handle.profile.set_attribute("profiling.block.error", True)
-        self._agent._end_profile(handle.profile, "block exited")
+        self._agent.end_profile(handle.profile, "block exited")
         self.profile = handle.profile
 
     async def _end_off_loop(self, handle: Optional[ProfileHandle], failed: bool) -> None:

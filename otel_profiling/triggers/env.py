@@ -24,11 +24,29 @@ from otel_profiling._env import (
     warn_invalid,
 )
 from otel_profiling._limits import MAX_PERIOD_SECONDS, MAX_WINDOW_SECONDS
+from otel_profiling.environment_variables import (
+    OTEL_PROFILING_AT_START,
+    OTEL_PROFILING_CPU_COOLDOWN,
+    OTEL_PROFILING_CPU_FOR_SECONDS,
+    OTEL_PROFILING_CPU_THRESHOLD,
+    OTEL_PROFILING_DURATION,
+    OTEL_PROFILING_HTTP_HOST,
+    OTEL_PROFILING_HTTP_MAX_SECONDS,
+    OTEL_PROFILING_HTTP_PORT,
+    OTEL_PROFILING_HTTP_TOKEN,
+    OTEL_PROFILING_INTERVAL,
+    OTEL_PROFILING_JITTER,
+    OTEL_PROFILING_MEMORY_COOLDOWN,
+    OTEL_PROFILING_MEMORY_THRESHOLD,
+    OTEL_PROFILING_SIGNAL,
+    OTEL_PROFILING_THRESHOLD_DURATION,
+)
 from otel_profiling.triggers.base import Trigger
 from otel_profiling.triggers.http import DEFAULT_MAX_SECONDS, HttpTrigger
 from otel_profiling.triggers.interval import IntervalTrigger
 from otel_profiling.triggers.safe_signals import ALLOWED, refusal
 from otel_profiling.triggers.signals import SignalTrigger, parse_signal
+from otel_profiling.triggers.startup import StartupTrigger
 from otel_profiling.triggers.thresholds import CpuThresholdTrigger, MemoryThresholdTrigger
 
 DEFAULT_SIGNAL = "SIGUSR2"
@@ -53,7 +71,7 @@ def signal_trigger_from_env() -> Optional[SignalTrigger]:
     or stop a process, report faults or that servers use themselves are
     refused (see ``safe_signals``).
     """
-    name = "OTEL_PROFILING_SIGNAL"
+    name = OTEL_PROFILING_SIGNAL
     value = env_str(name)
     if value is not None and value.lower() == "none":
         return None
@@ -106,7 +124,7 @@ def window_duration_from_env(
     With ``interval``, a duration longer than the interval gets ``default``
     (windows must not overlap); a duration over an hour is clamped to an hour.
     """
-    name = "OTEL_PROFILING_DURATION"
+    name = OTEL_PROFILING_DURATION
     duration = env_float(name, default, MIN_DURATION_SECONDS, unit="seconds")
     if duration is None:
         return None
@@ -134,7 +152,7 @@ def window_duration_from_env(
 def interval_from_env() -> Optional[IntervalTrigger]:
     """``OTEL_PROFILING_INTERVAL`` / ``_DURATION`` / ``_JITTER`` (interval unset or 0: off)."""
     every = env_float(
-        "OTEL_PROFILING_INTERVAL",
+        OTEL_PROFILING_INTERVAL,
         None,
         MIN_INTERVAL_SECONDS,
         maximum=MAX_PERIOD_SECONDS,
@@ -142,8 +160,8 @@ def interval_from_env() -> Optional[IntervalTrigger]:
         allow_zero=True,
     )
     if not every:
-        at_start = env_bool("OTEL_PROFILING_AT_START", False)  # its window uses the duration
-        if env_str("OTEL_PROFILING_DURATION") is not None and not at_start:
+        at_start = env_bool(OTEL_PROFILING_AT_START, False)  # its window uses the duration
+        if env_str(OTEL_PROFILING_DURATION) is not None and not at_start:
             _logger.warning(
                 "OTEL_PROFILING_DURATION is set but OTEL_PROFILING_INTERVAL is not: "
                 "no profiling windows. Set OTEL_PROFILING_INTERVAL (seconds between windows)."
@@ -151,7 +169,7 @@ def interval_from_env() -> Optional[IntervalTrigger]:
         return None
     default_duration = min(DEFAULT_DURATION, every)
     duration = window_duration_from_env(default_duration, every) or default_duration
-    jitter = env_float("OTEL_PROFILING_JITTER", None, maximum=MAX_PERIOD_SECONDS, unit="seconds")
+    jitter = env_float(OTEL_PROFILING_JITTER, None, maximum=MAX_PERIOD_SECONDS, unit="seconds")
     return IntervalTrigger(every=every, duration=duration, jitter=jitter)
 
 
@@ -161,24 +179,30 @@ def http_from_env() -> Optional[HttpTrigger]:
     A trigger that cannot be built (a bad port, a host other than loopback
     without a long enough token) stays off: it never opens a port.
     """
-    port_text = env_str("OTEL_PROFILING_HTTP_PORT")
+    port_text = env_str(OTEL_PROFILING_HTTP_PORT)
     if port_text is None:
         return None
     if not (port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
-        warn_invalid("OTEL_PROFILING_HTTP_PORT", port_text, "a port from 0 to 65535", None)
+        warn_invalid(OTEL_PROFILING_HTTP_PORT, port_text, "a port from 0 to 65535", None)
         return None
-    host = env_str("OTEL_PROFILING_HTTP_HOST", "127.0.0.1") or "127.0.0.1"
-    token = env_str("OTEL_PROFILING_HTTP_TOKEN", show=hidden)
-    if token is None and (os.environ.get("OTEL_PROFILING_HTTP_TOKEN") or "").strip():
+    host = env_str(OTEL_PROFILING_HTTP_HOST, "127.0.0.1") or "127.0.0.1"
+    token = env_str(OTEL_PROFILING_HTTP_TOKEN, show=hidden)
+    if token is None and (os.environ.get(OTEL_PROFILING_HTTP_TOKEN) or "").strip():
         return None  # set but unusable (warned): never serve without the token meant
     max_seconds = _seconds(
-        "OTEL_PROFILING_HTTP_MAX_SECONDS",
+        OTEL_PROFILING_HTTP_MAX_SECONDS,
         DEFAULT_MAX_SECONDS,
         MIN_HTTP_MAX_SECONDS,
         MAX_WINDOW_SECONDS,
     )
     try:
-        trigger = HttpTrigger(host=host, port=int(port_text), token=token, max_seconds=max_seconds)
+        trigger = HttpTrigger(
+            host=host,
+            port=int(port_text),
+            token=token,
+            max_seconds=max_seconds,
+            raise_bind_errors=False,  # a busy port must not stop the application
+        )
     except ValueError as exc:  # the message never holds the token
         _logger.warning(
             "The HTTP trigger is off (OTEL_PROFILING_HTTP_HOST=%r, OTEL_PROFILING_HTTP_TOKEN %s): "
@@ -188,13 +212,12 @@ def http_from_env() -> Optional[HttpTrigger]:
             exc,
         )
         return None
-    trigger._raise_bind_errors = False  # a busy port must not stop the application
     return trigger
 
 
 def memory_threshold_from_env() -> Optional[MemoryThresholdTrigger]:
     """``OTEL_PROFILING_MEMORY_THRESHOLD`` (bytes, or 512MiB, 1GB...) and ``_MEMORY_COOLDOWN``."""
-    name = "OTEL_PROFILING_MEMORY_THRESHOLD"
+    name = OTEL_PROFILING_MEMORY_THRESHOLD
     text = env_str(name)
     if text is None:
         return None
@@ -207,7 +230,7 @@ def memory_threshold_from_env() -> Optional[MemoryThresholdTrigger]:
         return None
     return MemoryThresholdTrigger(
         rss_bytes=rss,
-        cooldown=_cooldown("OTEL_PROFILING_MEMORY_COOLDOWN"),
+        cooldown=_cooldown(OTEL_PROFILING_MEMORY_COOLDOWN),
         duration=_threshold_duration(),
     )
 
@@ -215,7 +238,7 @@ def memory_threshold_from_env() -> Optional[MemoryThresholdTrigger]:
 def cpu_threshold_from_env() -> Optional[CpuThresholdTrigger]:
     """``OTEL_PROFILING_CPU_THRESHOLD`` (% of one core), ``_CPU_FOR_SECONDS``, ``_CPU_COOLDOWN``."""
     percent = env_float(
-        "OTEL_PROFILING_CPU_THRESHOLD",
+        OTEL_PROFILING_CPU_THRESHOLD,
         None,
         maximum=100.0 * (os.cpu_count() or 1),
         unit="percent of one core",
@@ -225,9 +248,9 @@ def cpu_threshold_from_env() -> Optional[CpuThresholdTrigger]:
     return CpuThresholdTrigger(
         percent=percent,
         for_seconds=_seconds(
-            "OTEL_PROFILING_CPU_FOR_SECONDS", DEFAULT_CPU_FOR_SECONDS, 0.0, MAX_WINDOW_SECONDS
+            OTEL_PROFILING_CPU_FOR_SECONDS, DEFAULT_CPU_FOR_SECONDS, 0.0, MAX_WINDOW_SECONDS
         ),
-        cooldown=_cooldown("OTEL_PROFILING_CPU_COOLDOWN"),
+        cooldown=_cooldown(OTEL_PROFILING_CPU_COOLDOWN),
         duration=_threshold_duration(),
     )
 
@@ -238,7 +261,7 @@ def _cooldown(name: str) -> float:
 
 def _threshold_duration() -> float:
     return _seconds(
-        "OTEL_PROFILING_THRESHOLD_DURATION",
+        OTEL_PROFILING_THRESHOLD_DURATION,
         DEFAULT_DURATION,
         MIN_DURATION_SECONDS,
         MAX_WINDOW_SECONDS,
@@ -246,10 +269,10 @@ def _threshold_duration() -> float:
 
 
 TRIGGER_FACTORIES: Dict[str, Callable[[], Optional[Trigger]]] = {
-    "OTEL_PROFILING_INTERVAL": interval_from_env,
-    "OTEL_PROFILING_HTTP_PORT": http_from_env,
-    "OTEL_PROFILING_MEMORY_THRESHOLD": memory_threshold_from_env,
-    "OTEL_PROFILING_CPU_THRESHOLD": cpu_threshold_from_env,
+    OTEL_PROFILING_INTERVAL: interval_from_env,
+    OTEL_PROFILING_HTTP_PORT: http_from_env,
+    OTEL_PROFILING_MEMORY_THRESHOLD: memory_threshold_from_env,
+    OTEL_PROFILING_CPU_THRESHOLD: cpu_threshold_from_env,
 }
 """Each trigger but the signal's, by the variable that turns it on."""
 
@@ -269,4 +292,6 @@ def triggers_from_env() -> List[Trigger]:
         trigger = from_env(f"the trigger of {variable}", make, None)
         if trigger is not None:
             triggers.append(trigger)
+    if env_bool(OTEL_PROFILING_AT_START, False):  # last: the others may end its window early
+        triggers.append(StartupTrigger(window_duration_from_env(None)))
     return triggers

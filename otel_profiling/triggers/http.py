@@ -1,94 +1,68 @@
 """``HttpTrigger``: profiles on request over HTTP, in the spirit of Go's ``net/http/pprof``.
 
-Endpoints (under ``/debug/profile``), routed to the registered profiler of
-the matching kind:
-
-- ``GET /cpu?seconds=N``, ``GET /heap?seconds=N``: profile for N seconds and
-  return the profile; ``GET /snapshot``: take a heap snapshot and return it.
-- ``POST /cpu/start`` / ``POST /cpu/stop`` (and ``/heap/...``): an
-  open-ended window; ``stop`` returns the profile.
-
-Every profile is also exported like any other. Standard library server on a
-daemon thread, one library thread per connection, loopback by default.
-
-A client that can reach the port cannot lock authorised users out: the whole
-request head must arrive within ``HEAD_TIMEOUT`` seconds (a per-read timeout
-alone lets a client drip one header line at a time for as long as it likes),
-connections are capped at ``MAX_CONNECTIONS``, and only authorised requests
-take one of the ``MAX_CONCURRENT_REQUESTS`` profiling slots.
+The trigger itself: its lifecycle (serve, stop, after a fork) and the
+profiling actions a request asks for (a timed profile, a snapshot, an open
+window). The endpoints are in ``http_routes``, the bounded server in
+``http_server``, the token rules in ``http_auth``. Every profile is also
+exported like any other. Standard library server on a daemon thread,
+loopback by default.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hmac
-import io
-import ipaddress
-import json
 import logging
-import socket
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Dict, Optional, Tuple
 
 from otel_profiling import _threads
 from otel_profiling._limits import MAX_WINDOW_SECONDS, check_number
 from otel_profiling.process_context import HTTP_ATTRIBUTE
-from otel_profiling.profile import Profile, ProfileKind, ProfileStatus
+from otel_profiling.profile import Profile, ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.triggers._windows import STOP_ELAPSED, STOP_SHUTDOWN, STOP_SNAPSHOT
 from otel_profiling.triggers.base import Trigger, TriggerTarget
+from otel_profiling.triggers.http_auth import (
+    MIN_PUBLIC_TOKEN_LENGTH,
+    HttpError,
+    check_token,
+    is_loopback,
+    token_matches,
+)
+from otel_profiling.triggers.http_routes import PREFIX, ROUTES, Handler, path_of
+from otel_profiling.triggers.http_server import (
+    HEAD_TIMEOUT,
+    MAX_CONCURRENT_REQUESTS,
+    MAX_CONNECTIONS,
+    WRITE_TIMEOUT,
+    ProfilingServer,
+)
+
+__all__ = [
+    "DEFAULT_MAX_SECONDS",
+    "DEFAULT_MAX_WINDOW_SECONDS",
+    "HEAD_TIMEOUT",
+    "MAX_CONCURRENT_REQUESTS",
+    "MAX_CONNECTIONS",
+    "MIN_PUBLIC_TOKEN_LENGTH",
+    "PREFIX",
+    "ROUTES",
+    "WRITE_TIMEOUT",
+    "HttpError",
+    "HttpTrigger",
+    "is_loopback",
+]
 
 _logger = logging.getLogger(__name__)
 
-PREFIX = "/debug/profile"
 DEFAULT_MAX_SECONDS = 300.0
-DEFAULT_SECONDS = 30.0
 DEFAULT_MAX_WINDOW_SECONDS = MAX_WINDOW_SECONDS
-MAX_CONCURRENT_REQUESTS = 8
-"""Authorised profiling requests served at once."""
-MAX_CONNECTIONS = 32
-"""Connections served at once, authorised or not (each on a library thread)."""
-HEAD_TIMEOUT = 5.0
-"""Seconds for a client to send its whole request line and headers."""
-WRITE_TIMEOUT = 30.0
-"""Seconds one write of a response may block on a client that does not read."""
-MIN_PUBLIC_TOKEN_LENGTH = 16
-"""Shortest token accepted on an address other than loopback."""
 SHUTDOWN_WAIT = 10.0
 
-_PATHS: Dict[str, ProfileKind] = {
-    "cpu": ProfileKind.CPU_PROFILE,
-    "heap": ProfileKind.HEAP_PROFILE,
-    "snapshot": ProfileKind.HEAP_SNAPSHOT,
-}
 _SUGGESTION = {
     ProfileKind.CPU_PROFILE: "CpuProfiler()",
     ProfileKind.HEAP_PROFILE: "HeapProfiler()",
     ProfileKind.HEAP_SNAPSHOT: "HeapSnapshotProfiler()",
 }
-
-
-class HttpError(Exception):
-    """An error response: status code and a message for the JSON body."""
-
-    def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class HttpTrigger(Trigger):
@@ -103,7 +77,9 @@ class HttpTrigger(Trigger):
     or JSON, 400 bad parameter, 401 bad or missing token, 404 unknown path or
     no profiler of that kind, 405 wrong method, 409 a profile of that kind is
     already running (or none to stop), 500 the profiler failed, 503 shutting
-    down, too many connections or too many profiling requests.
+    down, too many connections or too many profiling requests. A port that
+    cannot be bound raises ``OSError`` when the agent starts, or, with
+    ``raise_bind_errors=False``, is logged and leaves the trigger off.
     """
 
     name = "http"
@@ -116,13 +92,14 @@ class HttpTrigger(Trigger):
         *,
         max_seconds: float = DEFAULT_MAX_SECONDS,
         max_window_seconds: float = DEFAULT_MAX_WINDOW_SECONDS,
+        raise_bind_errors: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ValueError(
                 f"HttpTrigger port={port!r}: use an integer 0-65535 (0: any free port)."
             )
-        _check_token(host, token)
+        check_token(host, token)
         self.host = host
         self.max_seconds = check_number(
             "HttpTrigger max_seconds", max_seconds, maximum=MAX_WINDOW_SECONDS
@@ -132,8 +109,8 @@ class HttpTrigger(Trigger):
         )
         self._port = port
         self._token = token.encode() if token is not None else None
-        self._raise_bind_errors = True
-        self._server: Optional[_Server] = None
+        self.raise_bind_errors = raise_bind_errors
+        self._server: Optional[ProfilingServer] = None
         self._thread: Optional[threading.Thread] = None
         self._closing = threading.Event()
         self._lock = threading.Lock()
@@ -155,13 +132,13 @@ class HttpTrigger(Trigger):
         super().install(target)
         self._closing = threading.Event()
         try:
-            server = _Server(self)
+            server = ProfilingServer(self.host, self._port, Handler, self)
         except OSError as exc:
             message = (
                 f"HttpTrigger cannot listen on {self.host}:{self._port}: {exc.strerror or exc}. "
                 "Choose another port (port=0 picks a free one) or host."
             )
-            if self._raise_bind_errors:
+            if self.raise_bind_errors:
                 raise OSError(exc.errno, message) from None
             _logger.error("%s The HTTP trigger is off.", message)
             return
@@ -209,12 +186,8 @@ class HttpTrigger(Trigger):
 
     # -- requests -------------------------------------------------------------------
     def authorized(self, header: Optional[str]) -> bool:
-        if self._token is None:
-            return True
-        scheme, _, given = (header or "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(given.strip().encode(), self._token)
+        """Whether an ``Authorization`` header carries this trigger's token."""
+        return token_matches(self._token, header)
 
     def profiler_for(self, kind: ProfileKind) -> Profiler:
         target = self._target
@@ -253,6 +226,11 @@ class HttpTrigger(Trigger):
         if not profile.ended:  # cannot normally happen: the agent ends what it started
             raise HttpError(500, "the profile did not end")
         return profile
+
+    def key_for(self, profile: Profile) -> str:
+        """The name the agent's exporter stores ``profile`` under."""
+        target = self._target
+        return target.key_for(profile) if target is not None else profile.key
 
     def timed(self, kind: ProfileKind, seconds: float, reason: str) -> Profile:
         """Profile for ``seconds`` (a snapshot at once); the request waits for it."""
@@ -296,7 +274,7 @@ class HttpTrigger(Trigger):
             entry = self._open.pop(kind, None)
         if entry is None:
             raise HttpError(
-                409, f"no {kind.value} window is open: POST {PREFIX}/{_path_of(kind)}/start first"
+                409, f"no {kind.value} window is open: POST {PREFIX}/{path_of(kind)}/start first"
             )
         profile, closed = entry
         closed.set()
@@ -305,317 +283,3 @@ class HttpTrigger(Trigger):
     def __repr__(self) -> str:
         token = "***" if self._token is not None else "None"
         return f"HttpTrigger(host={self.host!r}, port={self.port}, token={token})"
-
-
-def _check_token(host: str, token: Optional[str]) -> None:
-    """Refuse a token that could not authenticate anyone, or too weak a one off loopback.
-
-    The messages never contain the token.
-    """
-    generate = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-    if token is not None and not (
-        isinstance(token, str) and token and all("!" <= ch <= "~" for ch in token)
-    ):
-        raise ValueError(
-            "HttpTrigger token must be printable ASCII without spaces (clients send it in an "
-            f"HTTP header), or None on loopback; generate one with: {generate}"
-        )
-    if is_loopback(host):
-        return
-    if token is None:
-        raise ValueError(
-            f"HttpTrigger refuses to listen on {host!r} without a token: anyone who can "
-            "reach it could profile this process. Pass token=... (or set "
-            "OTEL_PROFILING_HTTP_TOKEN), or bind to 127.0.0.1."
-        )
-    if len(token) < MIN_PUBLIC_TOKEN_LENGTH:
-        raise ValueError(
-            f"HttpTrigger refuses to listen on {host!r} with a token shorter than "
-            f"{MIN_PUBLIC_TOKEN_LENGTH} characters: anyone who can reach it could guess it. "
-            f"Generate one with: {generate}"
-        )
-
-
-def _path_of(kind: ProfileKind) -> str:
-    return next(name for name, value in _PATHS.items() if value is kind)
-
-
-def _routes() -> Dict[str, Dict[str, Tuple[str, Optional[ProfileKind]]]]:
-    """path → method → (action, kind)."""
-    routes: Dict[str, Dict[str, Tuple[str, Optional[ProfileKind]]]] = {
-        PREFIX: {"GET": ("index", None)}
-    }
-    for name, kind in _PATHS.items():
-        if kind is ProfileKind.HEAP_SNAPSHOT:
-            routes[f"{PREFIX}/{name}"] = {"GET": ("snapshot", kind)}
-        else:
-            routes[f"{PREFIX}/{name}"] = {"GET": ("timed", kind)}
-            routes[f"{PREFIX}/{name}/start"] = {"POST": ("start", kind)}
-            routes[f"{PREFIX}/{name}/stop"] = {"POST": ("stop", kind)}
-    return routes
-
-
-ROUTES = _routes()
-_PARAMS = {"timed": {"seconds"}}
-_PROFILING_ACTIONS = {"timed", "snapshot", "start", "stop"}
-_RETRY = {"Retry-After": f"{HEAD_TIMEOUT:g}"}
-
-
-class _HeadReader(io.RawIOBase):
-    """Socket reads that share one deadline: the whole request head must arrive by then."""
-
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        super().__init__()
-        self._sock = sock
-        self._deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"request head not received within {HEAD_TIMEOUT:g} s")
-        self._sock.settimeout(left)
-        return self._sock.recv_into(buffer)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = HEAD_TIMEOUT
-    server_version = "otel-profiling"
-
-    def setup(self) -> None:
-        super().setup()
-        self.rfile.close()  # the request is read through the deadline instead
-        deadline = time.monotonic() + HEAD_TIMEOUT
-        self.rfile = io.BufferedReader(_HeadReader(self.connection, deadline))
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def _dispatch(self, method: str) -> None:
-        trigger = self.server.trigger
-        self.connection.settimeout(WRITE_TIMEOUT)  # the head is in: only writes are left
-        try:
-            if not trigger.authorized(self.headers.get("Authorization")):
-                raise HttpError(
-                    401,
-                    "missing or wrong token: send 'Authorization: Bearer <token>'",
-                    {"WWW-Authenticate": 'Bearer realm="otel-profiling"'},
-                )
-            parts = urlsplit(self.path)
-            path = parts.path.rstrip("/") or "/"
-            methods = ROUTES.get(path)
-            if methods is None:
-                raise HttpError(404, f"unknown path {path!r}; see GET {PREFIX}/ for the endpoints")
-            if method not in methods:
-                allowed = ", ".join(sorted(methods))
-                raise HttpError(
-                    405, f"{method} not allowed on {path}; use {allowed}", {"Allow": allowed}
-                )
-            action, kind = methods[method]
-            query = self._query(parts.query, _PARAMS.get(action, set()))
-            if action in _PROFILING_ACTIONS:
-                assert kind is not None
-                with self.server.profiling_slot():
-                    self._act(trigger, f"{method} {self.path}", action, kind, query)
-            else:
-                self._json(200, {"endpoints": _index(trigger)})
-        except HttpError as exc:
-            self._json(exc.status, {"error": exc.message, "status": exc.status}, exc.headers)
-        except Exception as exc:  # never let a request kill the server thread
-            _logger.exception("Profiling HTTP request failed.")
-            self._json(500, {"error": f"internal error: {type(exc).__name__}", "status": 500})
-
-    def _act(
-        self,
-        trigger: HttpTrigger,
-        reason: str,
-        action: str,
-        kind: ProfileKind,
-        query: Dict[str, str],
-    ) -> None:
-        """Run one profiling action and answer it; errors are raised as ``HttpError``."""
-        if action == "timed":
-            seconds = self._seconds(query, trigger.max_seconds)
-            self._profile(trigger.timed(kind, seconds, reason))
-        elif action == "snapshot":
-            self._profile(trigger.timed(kind, 0.0, reason))
-        elif action == "start":
-            profile = trigger.open_window(kind, reason)
-            self._json(200, {"status": "started", **_describe(profile)})
-        else:
-            self._profile(trigger.close_window(kind))
-
-    @staticmethod
-    def _query(text: str, allowed: set) -> Dict[str, str]:
-        try:
-            parsed = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text))
-        except ValueError:
-            raise HttpError(400, f"malformed query string {text!r}") from None
-        unknown = sorted(set(parsed) - allowed)
-        if unknown:
-            expected = ", ".join(sorted(allowed)) or "none"
-            raise HttpError(400, f"unknown parameter(s) {', '.join(unknown)}; expected: {expected}")
-        for name, values in parsed.items():
-            if len(values) != 1:
-                raise HttpError(400, f"parameter {name} given {len(values)} times")
-        return {name: values[0] for name, values in parsed.items()}
-
-    @staticmethod
-    def _seconds(query: Dict[str, str], maximum: float) -> float:
-        text = query.get("seconds")
-        if text is None:
-            return min(DEFAULT_SECONDS, maximum)
-        try:
-            seconds = float(text) if text.isascii() else float("nan")
-        except ValueError:
-            seconds = float("nan")
-        if not 0 < seconds <= maximum:  # also rejects nan and inf
-            raise HttpError(400, f"seconds={text!r}: must be a number > 0 and <= {maximum:g}")
-        return seconds
-
-    def _profile(self, profile: Profile) -> None:
-        if profile.status is ProfileStatus.ERROR:
-            raise HttpError(500, f"the profiler failed: {profile.error}")
-        headers = {
-            "Content-Disposition": f'attachment; filename="{profile.key}"',
-            "X-Profile-Kind": profile.kind.value,
-            "X-Profile-Trigger": profile.trigger or "",
-        }
-        self._send(200, profile.content_type, profile.data, headers)
-
-    def _json(self, status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> None:
-        data = json.dumps(body).encode()
-        self._send(status, "application/json", data, headers or {})
-
-    def _send(self, status: int, content_type: str, data: bytes, headers: Dict[str, str]) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-        except OSError:  # the client went away; the profile was exported anyway
-            _logger.debug("Profiling HTTP client disconnected before the response.")
-
-    def send_error(
-        self, code: int, message: Optional[str] = None, explain: Optional[str] = None
-    ) -> None:
-        """Errors found by the standard library (bad request line, ...) as JSON too."""
-        self.close_connection = True
-        self._json(code, {"error": message or explain or "bad request", "status": code})
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        _logger.debug("%s %s", self.address_string(), format % args)
-
-
-def _describe(profile: Profile) -> Dict[str, Any]:
-    return {"kind": profile.kind.value, "name": profile.name, "key": profile.key}
-
-
-def _index(trigger: HttpTrigger) -> List[Dict[str, Any]]:
-    target = trigger.target
-    kinds = {p.kind for p in target.profilers} if target is not None else set()
-    return [
-        {
-            "path": path,
-            "methods": sorted(methods),
-            "available": all(k in kinds for _, k in methods.values() if k),
-        }
-        for path, methods in ROUTES.items()
-        if path != PREFIX
-    ]
-
-
-class _Server(HTTPServer):
-    """``HTTPServer`` serving each connection on a library thread.
-
-    Two bounds: ``MAX_CONNECTIONS`` connections at once (beyond, an
-    immediate 503), and ``MAX_CONCURRENT_REQUESTS`` profiling slots, taken
-    only once a request is authorised, so clients without the token cannot
-    use them up.
-    """
-
-    allow_reuse_address = False
-    request_queue_size = MAX_CONNECTIONS  # the listen backlog (socketserver's default is 5)
-
-    def __init__(self, trigger: HttpTrigger) -> None:
-        self.trigger = trigger
-        if ":" in trigger.host:
-            self.address_family = socket.AF_INET6
-        self._connections = 0
-        self._profiling = 0
-        self._idle = threading.Condition()
-        super().__init__((trigger.host.strip("[]"), trigger._port), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._idle:
-            if self._connections >= MAX_CONNECTIONS:
-                self._busy(request, "too many connections")
-                return
-            self._connections += 1
-        run: Callable[[], None] = lambda: self._run(request, client_address)  # noqa: E731
-        _threads.start_daemon(run, "http-request")
-
-    def _run(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._idle:
-                self._connections -= 1
-                self._idle.notify_all()
-
-    @contextlib.contextmanager
-    def profiling_slot(self) -> Iterator[None]:
-        """Hold one of the profiling slots, or answer 503 when all are taken."""
-        with self._idle:
-            if self._profiling >= MAX_CONCURRENT_REQUESTS:
-                raise HttpError(503, "too many profiling requests in progress", _RETRY)
-            self._profiling += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._profiling -= 1
-
-    def _busy(self, request: Any, why: str) -> None:
-        body = json.dumps({"error": why, "status": 503}).encode()
-        with contextlib.suppress(OSError):
-            request.sendall(
-                b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                + f"Retry-After: {_RETRY['Retry-After']}\r\n".encode()
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-        self.shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        _logger.debug("Profiling HTTP connection from %s failed.", client_address, exc_info=True)
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._connections == 0, timeout)

@@ -18,8 +18,8 @@ from otel_profiling import Profile, ProfileKind, ProfilingAgent
 from otel_profiling.exporters import FsspecProfileExporter, S3Exporter
 from otel_profiling.formats import default_format
 from otel_profiling.processors import BatchProfileProcessor
+from otel_profiling.processors.spool import Spool
 from otel_profiling.profilers import CpuProfiler
-from otel_profiling.spool import Spool
 from otel_profiling.triggers import SignalTrigger
 
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING)

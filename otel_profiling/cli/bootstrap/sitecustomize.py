@@ -1,8 +1,8 @@
 """Imported at interpreter start in programs launched by ``otel-profiling run``.
 
 ``run`` puts this directory first on ``PYTHONPATH``; Python imports the
-module before the program, profiling is set up from the ``OTEL_*`` variables
-``run`` exported, and then any other ``sitecustomize`` on the path is imported
+module before the program, profiling is set up by ``configure()`` from the
+``OTEL_*`` variables ``run`` exported, and then any other ``sitecustomize`` on the path is imported
 as it would have been. A failure is reported on stderr and never stops the
 program.
 """
@@ -16,9 +16,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _start() -> None:
     try:
-        from otel_profiling.cli.runtime import start_from_env
+        from otel_profiling.config import configure
 
-        start_from_env()
+        configure()  # as opentelemetry-instrument and the application's own call do
     except ImportError as exc:
         sys.stderr.write(
             f"otel-profiling: profiling not started: {exc} "

@@ -40,6 +40,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling._env import env_int, env_str
 from otel_profiling._fork import renew_after_fork
+from otel_profiling.environment_variables import (
+    OTEL_PROFILING_SPOOL_DIR,
+    OTEL_PROFILING_SPOOL_MAX_BYTES,
+)
 from otel_profiling.formats import ProfileFormat
 from otel_profiling.profile import Profile, ProfileKind
 
@@ -147,13 +151,13 @@ class Spool:
         ``destination`` (an exporter's target) gets a subdirectory of its own, so
         profiles are re-sent only to where they were meant to go.
         """
-        root = env_str("OTEL_PROFILING_SPOOL_DIR")
+        root = env_str(OTEL_PROFILING_SPOOL_DIR)
         if root is not None and root.lower() in {"none", "off", "false"}:
             return None
         if service is None:
             service = str(Resource.create().attributes.get("service.name", "unknown_service"))
         base = Path(root).expanduser() if root else default_spool_root()
-        max_bytes = env_int("OTEL_PROFILING_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES, 1)
+        max_bytes = env_int(OTEL_PROFILING_SPOOL_MAX_BYTES, DEFAULT_SPOOL_MAX_BYTES, 1)
         directory = service_directory(base, service)
         if destination:
             digest = hashlib.sha256(destination.encode("utf-8", "surrogatepass")).hexdigest()[:10]
