@@ -88,6 +88,14 @@ class _Moment:
         return None if now is None or then is None else now - then
 
 
+def _is_library_context(context: Any) -> bool:
+    """A yappi thread context of the library's (by its thread while it lives, else its name)."""
+    thread = threading._active.get(int(context.tid))  # type: ignore[attr-defined]
+    if thread is None:
+        return is_own_thread_name(str(context.name))
+    return is_own_thread(int(context.tid)) or is_own_thread_object(thread)
+
+
 def _library_cpu() -> Dict[int, float]:
     """CPU seconds used so far by each of the library's threads (the profiling thread's too)."""
     found: Dict[int, float] = {}
@@ -177,7 +185,7 @@ class YappiEngine:
                 yappi.stop()
                 yappi.set_context_name_callback(None)
             with gc_paused():
-                contexts = [t for t in yappi.get_thread_stats() if not is_own_thread_name(t.name)]
+                contexts = [t for t in yappi.get_thread_stats() if not _is_library_context(t)]
                 kept = {context.id for context in contexts}  # the application's threads
                 stats = [stat for stat in read_func_stats() if stat.ctx_id in kept]
         finally:
