@@ -323,7 +323,8 @@ def test_self_time_on_the_right_function_and_a_window_on_its_thread(
     assert_close(thread_total(nodes, "MainThread"), timings["window"], "the window")
     assert_no_library_frame(profile)
     # one caller per function, one frame that can have called workload: nothing to guess
-    assert handle.profile.attributes["profiling.cpu.tree_estimated"] is False
+    threads = [path[0] for path in nodes if len(path) == 1]
+    assert handle.profile.attributes["profiling.cpu.tree_estimated"] is False, threads
     assert handle.profile.attributes["profiling.cpu.tree_estimated_seconds"] == 0
 
 
