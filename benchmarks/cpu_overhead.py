@@ -30,10 +30,12 @@ Then the sampler's own CPU time (the ``profiling.cpu.sampler_cpu_seconds``
 attribute: the sampling thread's CPU time plus the first and last samples)
 as a share of one core, with 20 application threads at 100 Hz: 20 threads
 waiting in ``queue.get()`` 15 calls deep, and 20 threads all running the web
-workload.
+workload; each window alternates with one whose sampler reads every thread's
+CPU clock at every sample (``WALL_CLOCK_READS = 1``), for a side-by-side view.
 
     pip install -e '.[bench]'      # pyinstrument
     python benchmarks/cpu_overhead.py [--rounds 9] [--only fib|web] [--threads-only]
+                                      [--thread-rounds 5]
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ import yappi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from otel_profiling.profilers import CpuProfiler  # noqa: E402
+from otel_profiling.profilers import CpuProfiler, sampler  # noqa: E402
 
 # -- workloads -------------------------------------------------------------------------------
 
@@ -247,9 +249,9 @@ def compare(workload: str, rounds: int) -> None:
     )
     base_cpu = CPU_SECONDS["none"]
     for name in names:
-        ratios = [s / b for (s, _), b in zip(times[name], base, strict=False)]
-        e2e = [t / b for (_, t), b in zip(times[name], base, strict=False)]
-        cpu = [c / b for c, b in zip(CPU_SECONDS[name], base_cpu, strict=False)]
+        ratios = [s / b for (s, _), b in zip(times[name], base, strict=True)]
+        e2e = [t / b for (_, t), b in zip(times[name], base, strict=True)]
+        cpu = [c / b for c, b in zip(CPU_SECONDS[name], base_cpu, strict=True)]
         median_s = statistics.median(s for s, _ in times[name])
         print(
             f"{name:<14}{median_s:>10.3f}{statistics.median(ratios):>8.3f}x"
@@ -264,7 +266,7 @@ def compare(workload: str, rounds: int) -> None:
     SAMPLER_SHARES.clear()
     yappi_engine = [s for s, _ in times["yappi-engine"]]
     bare = [s for s, _ in times["bare-yappi"]]
-    ratio = statistics.median(a / b for a, b in zip(yappi_engine, bare, strict=False))
+    ratio = statistics.median(a / b for a, b in zip(yappi_engine, bare, strict=True))
     print(
         f"yappi engine / bare yappi (workload, median of rounds): {ratio:.3f}x (target <= 1.05x)\n"
     )
@@ -281,6 +283,8 @@ def _deep_wait(depth: int, inbox: queue.Queue) -> None:
 
 
 def sampler_cpu(threads: int, busy: bool, seconds: float, rounds: int) -> None:
+    """The default sampler against one that reads every thread's CPU clock at every sample
+    (as before ``WALL_CLOCK_READS``), in alternate windows."""
     stop = threading.Event()
     inbox: queue.Queue = queue.Queue()
 
@@ -294,18 +298,25 @@ def sampler_cpu(threads: int, busy: bool, seconds: float, rounds: int) -> None:
     ]
     for worker in workers:
         worker.start()
-    shares, stops = [], []
+    shares: Dict[int, List[float]] = {sampler.WALL_CLOCK_READS: [], 1: []}
+    stops = []
     try:
         for _ in range(rounds):
-            profiler = CpuProfiler()
-            profiler.start()
-            time.sleep(seconds)
-            began = time.perf_counter()
-            data = profiler.stop()
-            stops.append(time.perf_counter() - began)
-            attributes = profiler.end_attributes()
-            shares.append(float(attributes["profiling.cpu.sampler_cpu_seconds"]) / seconds)
-            samples = attributes["profiling.cpu.samples"]
+            for reads in shares:
+                sampler.WALL_CLOCK_READS, default = reads, sampler.WALL_CLOCK_READS
+                try:
+                    profiler = CpuProfiler()
+                    profiler.start()
+                    time.sleep(seconds)
+                    began = time.perf_counter()
+                    data = profiler.stop()
+                finally:
+                    sampler.WALL_CLOCK_READS = default
+                stops.append(time.perf_counter() - began)
+                attributes = profiler.end_attributes()
+                cpu = float(attributes["profiling.cpu.sampler_cpu_seconds"])
+                shares[reads].append(cpu / seconds)
+                samples = attributes["profiling.cpu.samples"]
     finally:
         stop.set()
         for _ in workers:
@@ -313,10 +324,15 @@ def sampler_cpu(threads: int, busy: bool, seconds: float, rounds: int) -> None:
         for worker in workers:
             worker.join()
     kind = "busy (web workload)" if busy else "waiting 15 calls deep"
+    for reads, values in shares.items():
+        how = f"clocks read every {reads} samples" if reads > 1 else "clocks read at every sample"
+        print(
+            f"sampler CPU, {threads} threads {kind}, 100 Hz, {how}: median "
+            f"{statistics.median(values):.2%} of a core "
+            f"(rounds: {', '.join(f'{s:.2%}' for s in values)})"
+        )
     print(
-        f"sampler CPU, {threads} threads {kind}, 100 Hz: median {statistics.median(shares):.2%} "
-        f"of a core (rounds: {', '.join(f'{s:.2%}' for s in shares)}); last {seconds:g} s "
-        f"window: {samples} samples, stop to .cpuprofile bytes "
+        f"  last {seconds:g} s window: {samples} samples, stop to .cpuprofile bytes "
         f"{statistics.median(stops) * 1000:.0f} ms (median), {len(data) / 1024:.0f} KiB"
     )
 
@@ -326,6 +342,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--only", choices=sorted(WORKLOADS))
     parser.add_argument("--threads-only", action="store_true")
+    parser.add_argument("--thread-rounds", type=int, default=5)
     args = parser.parse_args()
     from importlib.metadata import version
 
@@ -333,8 +350,8 @@ def main() -> None:
     if not args.threads_only:
         for workload in [args.only] if args.only else list(WORKLOADS):
             compare(workload, args.rounds)
-    sampler_cpu(20, busy=False, seconds=5.0, rounds=3)
-    sampler_cpu(20, busy=True, seconds=5.0, rounds=3)
+    sampler_cpu(20, busy=False, seconds=5.0, rounds=args.thread_rounds)
+    sampler_cpu(20, busy=True, seconds=5.0, rounds=args.thread_rounds)
 
 
 if __name__ == "__main__":

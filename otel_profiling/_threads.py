@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 import threading
 from types import CodeType
 from typing import Any, Callable, Set, Tuple, TypeVar
@@ -33,6 +34,21 @@ def is_own_thread(ident: int) -> bool:
 def is_own_thread_name(name: str) -> bool:
     """A thread of this library, or fsspec's I/O loop (it runs the uploads), by its name."""
     return name.startswith(LIBRARY_THREAD_PREFIX) or name == "fsspecIO"
+
+
+def is_own_thread_object(thread: threading.Thread) -> bool:
+    """``is_own_thread_name``, or a worker of fsspec's I/O loop's default executor.
+
+    That loop resolves host names in its executor's threads (named
+    ``asyncio_N``, like any loop's): they exist because of the exports.
+    """
+    if is_own_thread_name(thread.name):
+        return True
+    asyn = sys.modules.get("fsspec.asyn")
+    loops = getattr(asyn, "loop", None)
+    loop = loops[0] if isinstance(loops, list) and loops else None
+    executor = getattr(loop, "_default_executor", None)
+    return thread in getattr(executor, "_threads", ())
 
 
 def is_own_code(filename: str) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from support import APPS, ROOT
+from support import APPS, ROOT, wait_for
 from viewers import load_callgrind, load_cpuprofile
 
 from otel_profiling import ProfilingAgent, _threads
@@ -323,7 +323,8 @@ def test_self_time_on_the_right_function_and_a_window_on_its_thread(
     assert_close(thread_total(nodes, "MainThread"), timings["window"], "the window")
     assert_no_library_frame(profile)
     # one caller per function, one frame that can have called workload: nothing to guess
-    assert handle.profile.attributes["profiling.cpu.tree_estimated"] is False
+    threads = [path[0] for path in nodes if len(path) == 1]
+    assert handle.profile.attributes["profiling.cpu.tree_estimated"] is False, threads
     assert handle.profile.attributes["profiling.cpu.tree_estimated_seconds"] == 0
 
 
@@ -529,3 +530,39 @@ def test_attributes_known_at_stop_reach_the_profile_and_a_failing_hook_costs_no_
     assert reported.profile.attributes["profiling.test.seen_at_stop"] is True
     assert int(failed.profile.data) > 0, "the payload is kept"
     assert failed.profile.status.value == "OK"
+
+
+def test_idle_windows_are_valid_profiles_marked_idle(agent) -> None:  # type: ignore[no-untyped-def]
+    """Ground truth: a window where the main thread only sleeps used no CPU; a window
+    where the main thread spins used the CPU all along. An interval window opened while
+    the main thread is already inside one long sleep sees no Python call at all: it is
+    one ``(idle)`` node holding the window, as the sampling engine has it."""
+    from otel_profiling.triggers import IntervalTrigger
+
+    agent_, exporter = agent
+    for clock in ("wall", "cpu"):
+        with agent_.profile(CpuProfiler(engine="yappi", clock=clock)) as handle:
+            time.sleep(1.0)
+        assert handle.profile is not None
+        assert handle.profile.attributes["profiling.idle"] is True, clock
+        load_cpuprofile(handle.profile.data)
+        with agent_.profile(CpuProfiler(engine="yappi", clock=clock, format="pstats")) as handle:
+            hot_for(0.5)
+        assert handle.profile is not None
+        assert handle.profile.attributes["profiling.idle"] is False, clock
+    exporter.clear()
+    agent_.register(IntervalTrigger(every=60, duration=1.0, jitter=0), CpuProfiler(engine="yappi"))
+    time.sleep(3.0)  # one call: the window opens and closes inside it
+    assert wait_for(exporter.get_finished_profiles, timeout=30)
+    window = exporter.get_finished_profiles()[0]
+    assert window.attributes["profiling.idle"] is True
+    nodes = node_totals(load_cpuprofile(window.data))
+    assert list(nodes) == [("(idle)",)], nodes
+    duration = (window.end_time - window.start_time).total_seconds()
+    assert_close(nodes[("(idle)",)][0], duration, "the idle window's length")
+
+
+def hot_for(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass

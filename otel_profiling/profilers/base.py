@@ -15,6 +15,11 @@ from opentelemetry.util.types import AttributeValue
 from otel_profiling.formats import ProfileFormat, default_format, get_format
 from otel_profiling.profile import ProfileKind
 
+IDLE_CPU_SHARE = 0.01
+"""A CPU window is idle (``profiling.idle``) when the application's threads used less CPU
+time than this share of it."""
+IDLE_ATTRIBUTE = "profiling.idle"
+
 
 class ProfilerBusyError(RuntimeError):
     """The profiler (or the process-wide resource it needs) is already in use."""

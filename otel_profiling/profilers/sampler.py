@@ -18,9 +18,17 @@ machine or a busy GIL delays a sample). Likewise a thread or task that
 started, and a thread that ended or a task that resumed or ended, since the
 previous sample is given half the interval (under the wall clock; a new
 thread's CPU clock counts exactly what it used).
-A thread that has used no CPU time since the previous tick cannot have moved:
-if its innermost frame is also the same one at the same instruction, its
-stack is not walked again. Suspended asyncio tasks are sampled under the
+A thread seen using no CPU time between two ticks is waiting: its innermost
+frame object is kept until the next tick, and while that same frame object
+is still the innermost one (the same call, still under way), everything
+under it is unchanged, so the stack is not walked again. (Kept, the object
+cannot be freed and its address reused by another call; a generator's frame
+is never kept, as it can be resumed from elsewhere. A function that returned
+meanwhile has its locals freed at the next tick, at most one interval late.)
+Under the wall clock the weight needs no CPU clock, so per-thread CPU clocks
+(one system call each) are read only every ``WALL_CLOCK_READS``-th tick, and at
+the start and end: enough for ``application_cpu_ns`` (the idle mark) and to
+find waiting threads. Suspended asyncio tasks are sampled under the
 wall clock only (a suspended task uses no CPU); above ``max_tasks`` pending
 tasks a random subset is sampled each tick, each weighed by the share it
 stands for.
@@ -35,15 +43,16 @@ of one thread with the same stack and span share one row.
 
 from __future__ import annotations
 
+import inspect
 import random
 import sys
 import threading
 import time
 import weakref
 from types import FrameType
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
-from otel_profiling._threads import LIBRARY_THREAD_PREFIX, is_own_thread
+from otel_profiling._threads import is_own_thread, is_own_thread_object
 from otel_profiling.formats.calltree import Frame
 from otel_profiling.formats.samples import SampleCapture, SampleThread, Track
 from otel_profiling.profilers import thread_clocks
@@ -60,11 +69,15 @@ DEFAULT_MAX_ROWS = 500_000
 DEFAULT_MAX_SPANS = 65_536
 DEFAULT_MAX_TASKS = 100
 MAX_TRACKS = 4096
+WALL_CLOCK_READS = 10
+"""Under the wall clock, per-thread CPU clocks are read every this many ticks."""
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+_GENERATOR_FLAGS |= inspect.CO_ITERABLE_COROUTINE
 
 
-def _is_library_thread(ident: int, name: str) -> bool:
-    """The library's own threads, and fsspec's I/O loop (used by its exporters)."""
-    return is_own_thread(ident) or name.startswith(LIBRARY_THREAD_PREFIX) or name == "fsspecIO"
+def _is_library_thread(ident: int, owner: Optional[threading.Thread]) -> bool:
+    """The library's own threads, and fsspec's I/O loop and its workers (used by exporters)."""
+    return is_own_thread(ident) or (owner is not None and is_own_thread_object(owner))
 
 
 class _Track:
@@ -83,28 +96,30 @@ class _Thread(_Track):
     """An application thread: its identity, CPU clock and last walked stack."""
 
     __slots__ = (
+        "ident",
         "owner",
         "thread",
         "clock",
         "cpu",
-        "leaf",
-        "lasti",
+        "waiting",
         "walked",
         "library",
         "fresh",
+        "skipped",
     )
 
-    def __init__(self, owner: Optional[threading.Thread], library: bool) -> None:
+    def __init__(self, ident: int, owner: Optional[threading.Thread], library: bool) -> None:
         super().__init__(-1)
+        self.ident = ident
         self.owner = owner  # the Thread object: an ident reused by a new thread is a new one
         self.library = library
         self.thread = -1
         self.clock: Optional[int] = None
         self.cpu = 0
-        self.leaf = 0
-        self.lasti = -1
-        self.walked = -1
+        self.waiting: Optional[FrameType] = None  # its innermost frame, seen waiting
+        self.walked = -1  # the stack id of its last walk
         self.fresh = False  # first seen since the previous sample (not at the start)
+        self.skipped = (0, 0)  # the skipped-sample totals when it was last seen waiting
 
 
 class Sampler:
@@ -136,6 +151,10 @@ class Sampler:
         self._truncated = -1
         self._overflow: Optional[Tuple[int, int]] = None
         self._baseline = True
+        self._ticks = 0
+        self._waiting: Dict[int, FrameType] = {}  # threads seen waiting: their innermost frame
+        self._skipped_ticks = 0  # ticks that left the waiting threads out, and their elapsed ns
+        self._skipped_ns = 0
         self._lock = threading.Lock()
         self._mono0 = time.perf_counter_ns()
         self._last = self._mono0
@@ -149,7 +168,7 @@ class Sampler:
             self.capture.application_cpu_ns = -1
 
     # -- the tick -------------------------------------------------------------------
-    def tick(self) -> None:
+    def tick(self, last: bool = False) -> None:
         """Sample every application thread (and, under the wall clock, suspended tasks)."""
         with self._lock:
             frames = sys._current_frames()
@@ -158,9 +177,20 @@ class Sampler:
             self._last = now
             when = self.capture.start_ns + (now - self._mono0)
             baseline, self._baseline = self._baseline, False
+            self._ticks += 1
+            clocks = last or baseline or self.clock == "cpu"
+            clocks = clocks or self._ticks % WALL_CLOCK_READS == 0
             spans = len(OPEN_SPANS) > 0
             running = running_task_ids() if spans and not baseline else {}
-            used = self._sample_threads(frames, elapsed, when, baseline, spans, running)
+            # Without clocks, the threads still waiting are left as they are (a set
+            # difference, in C): they are added to their runs later, in one go.
+            pairs = frames.items() if clocks else frames.items() - self._waiting.items()
+            used = self._sample_threads(pairs, elapsed, when, baseline, clocks, spans, running)
+            if len(self._threads) > len(frames):
+                self._forget_ended(frames, elapsed if self.clock == "wall" and not baseline else 0)
+            if not clocks:  # after the threads that ended: they were not waiting all along
+                self._skipped_ticks += 1
+                self._skipped_ns += elapsed
             if baseline:
                 if self.clock == "wall" and "asyncio" in sys.modules:
                     self._scanner.prime()
@@ -176,26 +206,32 @@ class Sampler:
 
     def _sample_threads(
         self,
-        frames: Dict[int, FrameType],
+        frames: Iterable[Tuple[int, FrameType]],
         elapsed: int,
         when: int,
         baseline: bool,
+        clocks: bool,
         spans: bool,
         running: Dict[int, int],
     ) -> int:
         """Record one sample per application thread; return the CPU ns they used.
 
-        A thread whose CPU clock cannot be read counts as having used none.
+        CPU clocks are read only when ``clocks`` is true; a thread whose CPU
+        clock cannot be read counts as having used none.
         """
         threads = self._threads
         active = threading._active  # type: ignore[attr-defined]
         wall = self.clock == "wall"
-        clock_ns = time.clock_gettime_ns if thread_clocks.SUPPORTED else None
+        clock_ns = time.clock_gettime_ns if thread_clocks.SUPPORTED and clocks else None
         counts, values = self.capture.sample_count, self.capture.sample_value
         used = 0
-        for ident, top in frames.items():
+        for ident, top in frames:
             owner = active.get(ident)
             state = threads.get(ident)
+            waiting = None
+            if state is not None and state.waiting is not None:
+                waiting = state.waiting
+                self._stop_waiting(state)
             if state is None or state.owner is not owner:
                 ended = elapsed // 2 if wall and not baseline else 0
                 state = threads[ident] = self._thread_state(ident, owner, state, ended)
@@ -220,11 +256,10 @@ class Sampler:
                     value //= 2
             if value <= 0:
                 continue
-            if cpu_delta == 0 and state.leaf == id(top) and state.lasti == top.f_lasti:
-                stack = state.walked  # it has not run since: the same stack
+            if top is waiting:
+                stack = state.walked  # the same call still under way: the same stack
             else:
-                stack = self._intern(self._codes.thread_stack(top))
-                state.walked, state.leaf, state.lasti = stack, id(top), top.f_lasti
+                stack = state.walked = self._intern(self._codes.thread_stack(top))
             span = self._span(ident, running.get(ident, 0)) if spans else 0
             row = state.row
             if row >= 0 and state.stack == stack and state.span == span:
@@ -232,9 +267,23 @@ class Sampler:
                 values[row] += value
             else:
                 self._record(state, stack, span, when, value)
-        if len(threads) > len(frames):
-            self._forget_ended(frames, elapsed if wall and not baseline else 0)
+            if wall and cpu_delta == 0 and not top.f_code.co_flags & _GENERATOR_FLAGS:
+                self._start_waiting(state, ident, top)
         return used
+
+    def _start_waiting(self, state: _Thread, ident: int, top: FrameType) -> None:
+        """A thread seen waiting: its innermost frame is kept (see the module docstring)."""
+        state.waiting = self._waiting[ident] = top
+        state.skipped = (self._skipped_ticks, self._skipped_ns)
+
+    def _stop_waiting(self, state: _Thread) -> None:
+        """Add the samples a waiting thread was left out of to its row, and forget its frame."""
+        ticks, ns = state.skipped
+        if state.row >= 0:
+            self.capture.sample_count[state.row] += self._skipped_ticks - ticks
+            self.capture.sample_value[state.row] += self._skipped_ns - ns
+        state.waiting = None
+        self._waiting.pop(state.ident, None)
 
     def _forget_ended(self, frames: Dict[int, FrameType], elapsed: int) -> None:
         """Threads that ended since the previous tick: halfway through it, on average.
@@ -245,6 +294,8 @@ class Sampler:
         capture = self.capture
         for ident in [ident for ident in self._threads if ident not in frames]:
             state = self._threads.pop(ident)
+            if state.waiting is not None:
+                self._stop_waiting(state)
             if elapsed and state.row >= 0 and not state.library:
                 capture.sample_value[state.row] += elapsed // 2
 
@@ -267,6 +318,9 @@ class Sampler:
             return known  # ending: threading has already forgotten it
         if known is not None and known.owner is None and not known.library and owner is not None:
             known.owner = owner  # it was sampled while starting, before threading knew it
+            if _is_library_thread(ident, owner):
+                known.library = True  # from now on left out, as from its start
+                return known
             native_id = getattr(owner, "native_id", None)
             if known.thread >= 0:
                 entry = SampleThread(ident, owner.name, native_id or 0)
@@ -280,7 +334,7 @@ class Sampler:
 
     def _new_thread(self, ident: int, owner: Optional[threading.Thread]) -> _Thread:
         name = owner.name if owner is not None else "(unnamed)"
-        state = _Thread(owner, _is_library_thread(ident, name))
+        state = _Thread(ident, owner, _is_library_thread(ident, owner))
         if state.library:
             return state
         native_id = getattr(owner, "native_id", None) if owner is not None else None
@@ -393,7 +447,7 @@ class Sampler:
     # -- the end --------------------------------------------------------------------
     def finish(self) -> SampleCapture:
         """Take the last sample and return the capture (frames named, code released)."""
-        self.tick()
+        self.tick(last=True)
         with self._lock:
             capture = self.capture
             capture.end_ns = capture.start_ns + (self._last - self._mono0)
@@ -403,6 +457,7 @@ class Sampler:
                 capture.frames.append(TRUNCATED)
             self._codes = CodeTable()
             self._threads = {}
+            self._waiting = {}
             self._tasks = {}
             self._last_tasks = []
             self._stack_ids = {}

@@ -31,7 +31,7 @@ from otel_profiling.formats import ProfileFormat, formats_for, get_format
 from otel_profiling.formats.samples import SampleCapture
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers import thread_clocks
-from otel_profiling.profilers.base import ProfilerBusyError
+from otel_profiling.profilers.base import IDLE_ATTRIBUTE, IDLE_CPU_SHARE, ProfilerBusyError
 from otel_profiling.profilers.sampler import (
     DEFAULT_MAX_ROWS,
     DEFAULT_MAX_STACKS,
@@ -46,8 +46,6 @@ MIN_INTERVAL = 0.001
 MAX_INTERVAL = 60.0
 JITTER = 0.2
 """Each sleep lasts ``interval × uniform(1 - JITTER, 1 + JITTER)``."""
-IDLE_CPU_SHARE = 0.01
-"""A window is idle when the application's threads used less CPU time than this share of it."""
 
 
 def sampling_formats() -> list:
@@ -209,7 +207,7 @@ def _end_attributes(capture: SampleCapture, sampler_cpu_ns: int) -> Dict[str, At
         attributes["profiling.cpu.application_cpu_seconds"] = round(
             capture.application_cpu_ns / 1e9, 6
         )
-        attributes["profiling.idle"] = capture.application_cpu_ns < (
+        attributes[IDLE_ATTRIBUTE] = capture.application_cpu_ns < (
             IDLE_CPU_SHARE * capture.duration_ns
         )
     if capture.dropped_samples:

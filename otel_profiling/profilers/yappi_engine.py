@@ -16,11 +16,12 @@ import yappi
 from opentelemetry.util.types import AttributeValue
 
 from otel_profiling._gcpause import gc_paused
-from otel_profiling._threads import is_own_thread, is_own_thread_name
+from otel_profiling._threads import is_own_thread, is_own_thread_name, is_own_thread_object
 from otel_profiling.formats import ProfileFormat, ProfileTree
 from otel_profiling.formats.calltree import CallNode
 from otel_profiling.formats.format import CallGraphCapture
-from otel_profiling.profilers.base import ProfilerBusyError
+from otel_profiling.formats.samples import IDLE
+from otel_profiling.profilers.base import IDLE_ATTRIBUTE, IDLE_CPU_SHARE, ProfilerBusyError
 from otel_profiling.profilers.yappi_hooks import ThreadStarts
 from otel_profiling.profilers.yappi_stacks import ThreadStack, thread_cpu_time, thread_stacks
 from otel_profiling.profilers.yappi_stats import FuncStat, by_context, call_graph, read_func_stats
@@ -63,15 +64,47 @@ class _Moment:
 
     def __init__(self) -> None:
         self.wall = time.perf_counter()
+        self.process_cpu = time.process_time()
         self.stacks: Dict[int, ThreadStack] = thread_stacks()
         self.cpu: Dict[int, Optional[float]] = {
             ident: thread_cpu_time(ident, stack.thread) for ident, stack in self.stacks.items()
         }
+        self.library_cpu = _library_cpu()
+
+    def application_cpu(self, since: _Moment) -> float:
+        """CPU seconds the process used since ``since``, less what the library's threads used.
+
+        (A library thread that ended in between counts as the application's.)
+        """
+        library = sum(
+            max(used - since.library_cpu.get(ident, 0.0), 0.0)
+            for ident, used in self.library_cpu.items()
+        )
+        return max(self.process_cpu - since.process_cpu - library, 0.0)
 
     def used_cpu(self, since: _Moment, ident: int) -> Optional[float]:
         """CPU seconds thread ``ident`` used from ``since`` to this moment (None: unknown)."""
         now, then = self.cpu.get(ident), since.cpu.get(ident)
         return None if now is None or then is None else now - then
+
+
+def _is_library_context(context: Any) -> bool:
+    """A yappi thread context of the library's (by its thread while it lives, else its name)."""
+    thread = threading._active.get(int(context.tid))  # type: ignore[attr-defined]
+    if thread is None:
+        return is_own_thread_name(str(context.name))
+    return is_own_thread(int(context.tid)) or is_own_thread_object(thread)
+
+
+def _library_cpu() -> Dict[int, float]:
+    """CPU seconds used so far by each of the library's threads (the profiling thread's too)."""
+    found: Dict[int, float] = {}
+    for ident, thread in list(threading._active.items()):  # type: ignore[attr-defined]
+        if is_own_thread(ident) or is_own_thread_object(thread):
+            used = thread_cpu_time(ident)
+            if used is not None:
+                found[ident] = used
+    return found
 
 
 class YappiEngine:
@@ -152,7 +185,7 @@ class YappiEngine:
                 yappi.stop()
                 yappi.set_context_name_callback(None)
             with gc_paused():
-                contexts = [t for t in yappi.get_thread_stats() if not is_own_thread_name(t.name)]
+                contexts = [t for t in yappi.get_thread_stats() if not _is_library_context(t)]
                 kept = {context.id for context in contexts}  # the application's threads
                 stats = [stat for stat in read_func_stats() if stat.ctx_id in kept]
         finally:
@@ -161,7 +194,10 @@ class YappiEngine:
             _yappi_lock.release()
         start = self._start
         assert start is not None
-        self._duration_ns = int((stop.wall - start.wall) * 1e9)
+        window = stop.wall - start.wall
+        self._duration_ns = int(window * 1e9)
+        idle = stop.application_cpu(start) < IDLE_CPU_SHARE * window
+        self._end_attributes = {IDLE_ATTRIBUTE: idle}
         with gc_paused():
             if self.format.accepts(CallGraphCapture):
                 return self.format.encode(
@@ -174,7 +210,11 @@ class YappiEngine:
                 wall=self.clock == "wall",
                 max_nodes=self.max_nodes,
             )
+            if not tree.children:  # nothing ran: the window's time, as the sampling engine has it
+                node = tree.child(IDLE)
+                node.self_value, node.self_count = window, 1
             self._end_attributes = {
+                **self._end_attributes,
                 TREE_ESTIMATED: estimated.nodes > 0,
                 TREE_ESTIMATED_NODES: estimated.nodes,
                 TREE_ESTIMATED_SECONDS: round(estimated.seconds, 6),
@@ -182,7 +222,8 @@ class YappiEngine:
             return self.encode(tree)
 
     def end_attributes(self) -> Dict[str, AttributeValue]:
-        """What the last capture's tree says about itself: whether parts of it are estimated."""
+        """What the last capture found: whether it was idle, whether parts of its tree are
+        estimated (formats written from the tree)."""
         return dict(self._end_attributes)
 
     def after_fork(self) -> None:

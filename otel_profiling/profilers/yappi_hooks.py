@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import yappi
 
-from otel_profiling._threads import is_own_code, is_own_thread_name, is_pass_through
+from otel_profiling._threads import is_own_code, is_own_thread_object, is_pass_through
 from otel_profiling.profilers.yappi_stacks import StackFrame, stack_of
 
 _hand_over: Optional[Callable[[FrameType, str, Any], None]] = getattr(
@@ -90,7 +90,7 @@ class ThreadStarts:
 
     def _new_thread(self, frame: FrameType, event: str, arg: Any) -> None:
         thread = threading._active.get(threading.get_ident())  # type: ignore[attr-defined]
-        if thread is not None and is_own_thread_name(thread.name):
+        if thread is not None and is_own_thread_object(thread):
             sys.setprofile(None)  # the library's own thread: not profiled
             return
         self._record(frame, event, None)

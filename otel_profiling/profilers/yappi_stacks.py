@@ -14,7 +14,13 @@ import time
 from types import CodeType, FrameType
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from otel_profiling._threads import is_own_code, is_own_thread, is_own_thread_name, is_pass_through
+from otel_profiling._threads import (
+    is_own_code,
+    is_own_thread,
+    is_own_thread_name,
+    is_own_thread_object,
+    is_pass_through,
+)
 from otel_profiling.formats.calltree import Frame
 from otel_profiling.profilers import thread_clocks
 
@@ -81,7 +87,8 @@ def thread_stacks() -> Dict[int, ThreadStack]:
     for ident, top in sys._current_frames().items():
         thread = active.get(ident)
         name = thread.name if thread is not None else f"Thread-{ident}"
-        if is_own_thread(ident) or is_own_thread_name(name):
+        own = is_own_thread_object(thread) if thread is not None else is_own_thread_name(name)
+        if own or is_own_thread(ident):
             continue
         stacks[ident] = ThreadStack(name, thread, stack_of(top))
     return stacks

@@ -4,11 +4,15 @@
 0.05) and appends one JSON line to ``$SERVER_APP_LOG/<pid>.jsonl``: how long
 it took by ``time.perf_counter`` and whether this process was profiling when
 it started and when it ended. That is the ground truth a worker's CPU profile
-is checked against.
+is checked against. Under ASGI, a request first awaits ``wait_upstream()``
+(``asyncio.sleep`` of ``SERVER_APP_AWAIT`` seconds, default 0.05, as a call
+to a database or another service would) and logs the time it was suspended
+there to ``<pid>.awaited``, one JSON line per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -17,6 +21,7 @@ from typing import Any, Callable, Dict, Iterable, List
 from otel_profiling import get_profiling_agent
 
 SPIN = float(os.environ.get("SERVER_APP_SPIN", "0.05"))
+AWAIT = float(os.environ.get("SERVER_APP_AWAIT", "0.05"))
 LOG = os.environ.get("SERVER_APP_LOG", "")
 
 
@@ -38,11 +43,23 @@ def handle_request() -> bytes:
     began = time.perf_counter()
     spin(SPIN)
     elapsed = time.perf_counter() - began
-    record = {"elapsed": elapsed, "profiled": was_profiling and profiling()}
-    if LOG:
-        with open(os.path.join(LOG, f"{os.getpid()}.jsonl"), "a") as out:
-            out.write(json.dumps(record) + "\n")
+    log({"elapsed": elapsed, "profiled": was_profiling and profiling()}, ".jsonl")
     return f"{os.getpid()}\n".encode()
+
+
+def log(record: Dict[str, Any], suffix: str) -> None:
+    if LOG:
+        with open(os.path.join(LOG, f"{os.getpid()}{suffix}"), "a") as out:
+            out.write(json.dumps(record) + "\n")
+
+
+async def wait_upstream() -> None:
+    """Suspended in ``await``: no thread runs it, the event loop waits in ``select``."""
+    was_profiling = profiling()
+    began = time.perf_counter()
+    await asyncio.sleep(AWAIT)
+    elapsed = time.perf_counter() - began
+    log({"elapsed": elapsed, "profiled": was_profiling and profiling()}, ".awaited")
 
 
 def application(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -64,7 +81,10 @@ async def asgi(
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    body = handle_request() if scope.get("path") == "/work" else f"{os.getpid()}\n".encode()
+    body = f"{os.getpid()}\n".encode()
+    if scope.get("path") == "/work":
+        await wait_upstream()
+        body = handle_request()
     headers: List[Any] = [(b"content-type", b"text/plain")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
