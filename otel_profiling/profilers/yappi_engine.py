@@ -101,7 +101,7 @@ def _library_cpu() -> Dict[int, float]:
     found: Dict[int, float] = {}
     for ident, thread in list(threading._active.items()):  # type: ignore[attr-defined]
         if is_own_thread(ident) or is_own_thread_object(thread):
-            used = thread_cpu_time(ident)
+            used = thread_cpu_time(ident, thread)
             if used is not None:
                 found[ident] = used
     return found
