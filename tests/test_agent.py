@@ -110,7 +110,7 @@ def test_shutdown_ends_and_exports_in_flight_profiles() -> None:
     agent = ProfilingAgent()
     trigger = ManualTrigger()
     agent.register(trigger, WallClockProfiler())
-    agent.start(exporter=exporter)  # the seed's shape: wrapped in a BatchProfileProcessor
+    agent.start(exporter=exporter)  # OpenProfiling's shape: wrapped in a BatchProfileProcessor
     trigger.fire()
     agent.shutdown()
     assert len(exporter.exported) == 1

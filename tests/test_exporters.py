@@ -95,7 +95,9 @@ def test_s3_never_overwrites_an_existing_key(s3_endpoint: str, bucket: str, boto
     assert bodies == {b"one", b"two"}
 
 
-def test_s3_exporter_with_seed_options(s3_endpoint: str, bucket: str, boto3_client) -> None:  # type: ignore[no-untyped-def]
+def test_s3_exporter_with_openprofiling_options(  # type: ignore[no-untyped-def]
+    s3_endpoint: str, bucket: str, boto3_client
+) -> None:
     from urllib.parse import urlparse
 
     endpoint = urlparse(s3_endpoint)

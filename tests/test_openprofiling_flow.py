@@ -1,4 +1,4 @@
-"""The seed's flow end to end: SIGUSR2 twice → yappi CPU profile → batch → storage."""
+"""OpenProfiling's flow end to end: SIGUSR2 twice → yappi CPU profile → batch → storage."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ from otel_profiling.triggers import SignalTrigger
 KEY = re.compile(r"^CPU_PROFILE-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\.cpuprofile$")
 
 
-def run_seed_child(*args: str) -> str:
+def run_openprofiling_child(*args: str) -> str:
     """Start the child, send SIGUSR2 twice with work in between, shut it down."""
-    _, err = signal_child([sys.executable, str(APPS / "seed_app.py"), *args], child_env())
+    _, err = signal_child([sys.executable, str(APPS / "openprofiling_app.py"), *args], child_env())
     return err
 
 
-def test_seed_flow_s3(s3_endpoint: str, bucket: str, boto3_client) -> None:  # type: ignore[no-untyped-def]
-    run_seed_child("s3", s3_endpoint, bucket)
+def test_openprofiling_flow_s3(s3_endpoint: str, bucket: str, boto3_client) -> None:  # type: ignore[no-untyped-def]
+    run_openprofiling_child("s3", s3_endpoint, bucket)
     keys = [obj["Key"] for obj in boto3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert len(keys) == 1, keys
     assert KEY.match(keys[0]), keys[0]
@@ -39,16 +39,16 @@ def test_seed_flow_s3(s3_endpoint: str, bucket: str, boto3_client) -> None:  # t
     assert obj["Metadata"]["profile-status"] == "OK"
     profile = load_cpuprofile(obj["Body"].read())
     names = cpuprofile_function_names(profile)
-    assert {"seed_workload", "seed_workload_leaf"} <= names
+    assert {"app_workload", "app_workload_leaf"} <= names
 
 
-def test_seed_flow_file_url(tmp_path: Path) -> None:
+def test_openprofiling_flow_file_url(tmp_path: Path) -> None:
     target = tmp_path / "out"
-    run_seed_child(f"file://{target}")
+    run_openprofiling_child(f"file://{target}")
     files = os.listdir(target)
     assert len(files) == 1 and KEY.match(files[0]), files
     profile = load_cpuprofile((target / files[0]).read_bytes())
-    assert "seed_workload_leaf" in cpuprofile_function_names(profile)
+    assert "app_workload_leaf" in cpuprofile_function_names(profile)
 
 
 def busy_loop_for_memory_test(seconds: float) -> None:
@@ -58,9 +58,9 @@ def busy_loop_for_memory_test(seconds: float) -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR2"), reason="needs SIGUSR2")
-def test_seed_flow_memory_url_in_process() -> None:
+def test_openprofiling_flow_memory_url_in_process() -> None:
     """memory:// lives in this process, so the signal is sent to ourselves."""
-    url = "memory://seed-test/profiles"
+    url = "memory://openprofiling-test/profiles"
     agent = ProfilingAgent()
     agent.register(SignalTrigger("SIGUSR2"), CpuProfiler())
     agent.start(exporter=FsspecProfileExporter(url))
@@ -74,8 +74,8 @@ def test_seed_flow_memory_url_in_process() -> None:
     finally:
         agent.shutdown()
     fs = fsspec.filesystem("memory")
-    names = [Path(p).name for p in fs.ls("/seed-test/profiles", detail=False)]
+    names = [Path(p).name for p in fs.ls("/openprofiling-test/profiles", detail=False)]
     assert len(names) == 1 and KEY.match(names[0]), names
-    profile = load_cpuprofile(fs.cat(f"/seed-test/profiles/{names[0]}"))
+    profile = load_cpuprofile(fs.cat(f"/openprofiling-test/profiles/{names[0]}"))
     assert "busy_loop_for_memory_test" in cpuprofile_function_names(profile)
-    fs.rm("/seed-test", recursive=True)
+    fs.rm("/openprofiling-test", recursive=True)

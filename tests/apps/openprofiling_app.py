@@ -1,7 +1,7 @@
-"""The seed's example as a child process: SIGUSR2 toggles a CPU profile exported by URL or S3.
+"""OpenProfiling's example as a child process: SIGUSR2 toggles a CPU profile exported by URL or S3.
 
-Usage: seed_app.py URL            (any fsspec URL)
-       seed_app.py s3 ENDPOINT BUCKET   (S3Exporter with the seed's options)
+Usage: openprofiling_app.py URL            (any fsspec URL)
+       openprofiling_app.py s3 ENDPOINT BUCKET   (S3Exporter, OpenProfiling-style options)
 Prints "ready" once the trigger is armed, works until stdin says "quit", then shuts down.
 """
 
@@ -19,13 +19,13 @@ from otel_profiling.profilers import CpuProfiler
 from otel_profiling.triggers import SignalTrigger
 
 
-def seed_workload_leaf(n: int) -> int:
+def app_workload_leaf(n: int) -> int:
     return sum(i * i for i in range(n))
 
 
-def seed_workload(stop: threading.Event) -> None:
+def app_workload(stop: threading.Event) -> None:
     while not stop.is_set():
-        seed_workload_leaf(5000)
+        app_workload_leaf(5000)
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     agent.register(SignalTrigger(signal.SIGUSR2), CpuProfiler())
     agent.start(exporter=exporter)
     stop = threading.Event()
-    worker = threading.Thread(target=seed_workload, args=(stop,), name="seed-worker")
+    worker = threading.Thread(target=app_workload, args=(stop,), name="app-worker")
     worker.start()
     print("ready", flush=True)
     sys.stdin.readline()
