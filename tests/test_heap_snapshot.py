@@ -723,3 +723,33 @@ def test_freed_memory_is_left_to_the_allocator_off_linux(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(_memory.sys, "platform", "darwin")
     assert _memory._malloc_trim.__wrapped__() is None  # uncached: looks again
+
+
+def test_a_snapshot_after_asyncio_leaves_the_interpreter_sound() -> None:
+    """asyncio's free list of future iterators is never handed to the snapshot.
+
+    CPython 3.12 to 3.12.5 and 3.13.0 give freed iterators to anyone who asks
+    ``gc.get_referents(_asyncio)``; holding one frees it twice, and the next
+    full collection crashes or loops. Run in a child, so a crash fails this test.
+    """
+    program = (
+        "import asyncio, gc\n"
+        "from otel_profiling.profilers import HeapSnapshotProfiler\n"
+        "async def main():\n"
+        "    await asyncio.gather(*(asyncio.sleep(0.01) for _ in range(50)))\n"
+        "asyncio.run(main())\n"
+        "loop = asyncio.new_event_loop()\n"
+        "it = iter(loop.create_future())\n"  # a freed iterator on the free list
+        "del it\n"
+        "profiler = HeapSnapshotProfiler()\n"
+        "profiler.start()\n"
+        "data = profiler.stop()\n"
+        "gc.collect()\n"
+        "gc.collect()\n"
+        "print(len(data) > 1000)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"

@@ -265,7 +265,7 @@ class GraphBuilder:
             edge_types = [ELEMENT] * len(refs)
             edge_names = list(chain.from_iterable(map(range, counts)))
         else:
-            referents = list(map(gc.get_referents, run))
+            referents = list(map(_referents if kind == MODULE else gc.get_referents, run))
             counts = list(map(len, referents))
             refs = list(chain.from_iterable(referents))
             del referents
@@ -361,3 +361,16 @@ def _sizes(objs: List[Any]) -> List[int]:
             except Exception:  # noqa: BLE001
                 sizes.append(0)
         return sizes
+
+
+def _referents(module: Any) -> List[Any]:
+    """A module's referents: its ``__dict__`` only.
+
+    ``gc.get_referents(module)`` also runs the module's C traverse function,
+    and ``_asyncio``'s (CPython 3.12 to 3.12.5 and 3.13.0) visits the freed
+    objects of its free list: holding one frees it twice, and the next full
+    collection crashes or loops (CPython gh-122695). What a module's C state
+    holds is still in the snapshot, as objects only C code holds.
+    """
+    namespace = getattr(module, "__dict__", None)
+    return [] if namespace is None else [namespace]
