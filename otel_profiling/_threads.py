@@ -13,8 +13,8 @@ import os
 import signal
 import sys
 import threading
-from types import CodeType
-from typing import Any, Callable, Set, Tuple, TypeVar
+from types import CodeType, FrameType
+from typing import Any, Callable, Dict, Optional, Set, Tuple, TypeVar
 
 LIBRARY_THREAD_PREFIX = "otel-profiling-"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -49,6 +49,28 @@ def is_own_thread_object(thread: threading.Thread) -> bool:
     loop = loops[0] if isinstance(loops, list) and loops else None
     executor = getattr(loop, "_default_executor", None)
     return thread in getattr(executor, "_threads", ())
+
+
+def thread_frames() -> Dict[int, FrameType]:
+    """Each thread's innermost frame, as ``sys._current_frames()`` gives them, but the
+    calling thread's is its innermost frame outside the library (what a profile keeps).
+
+    ``sys._current_frames()`` gives the calling thread's own running frame: kept
+    in one of that frame's locals, it makes a reference cycle (frame, dict,
+    frame) once the function returns, and the cycle keeps every thread's frame,
+    and its local variables, alive until the next garbage collection.
+    Collecting such cycles crashed CPython 3.12 processes (an ``io.BytesIO``
+    freed while its buffer was exported).
+    """
+    frames = sys._current_frames()
+    ident = threading.get_ident()
+    del frames[ident]
+    frame: Optional[FrameType] = sys._getframe(1)
+    while frame is not None and is_own_code(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is not None:
+        frames[ident] = frame
+    return frames
 
 
 def is_own_code(filename: str) -> bool:

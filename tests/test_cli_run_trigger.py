@@ -102,7 +102,7 @@ def test_run_with_signal_and_trigger(tmp_path: Path) -> None:
             "signalled": [{"pid": proc.pid, "name": "python", "signal": "SIGUSR2"}],
             "skipped": [],
         }
-        time.sleep(1.0)
+        time.sleep(1.5)  # about 150 samples: each workload function holds a good share
         stopped = cli("trigger", str(proc.pid), "--force", "--signal", "SIGUSR2")  # PID alone
         assert stopped.returncode == 0 and stopped.stdout == f"sent SIGUSR2 to {proc.pid}\n"
         files = wait_for(lambda: list(out.glob("CPU_PROFILE-*.cpuprofile")), timeout=30)

@@ -35,7 +35,7 @@ import threading
 from types import FrameType
 from typing import Any, List, Mapping, Optional, Tuple
 
-from otel_profiling._threads import is_own_thread
+from otel_profiling._threads import is_own_thread, thread_frames
 from otel_profiling.formats.heapsnapshot import (
     ELEMENT,
     INTERNAL,
@@ -54,7 +54,7 @@ def _frames_of_threads(skip_dirs: Tuple[str, ...]) -> List[Tuple[str, List[Frame
     """``(thread name, frames innermost first)`` for the application's threads."""
     names = {t.ident: t.name for t in threading.enumerate()}
     result = []
-    for ident, top in sys._current_frames().items():
+    for ident, top in thread_frames().items():
         if is_own_thread(ident):
             continue
         frames: List[FrameType] = []

@@ -52,7 +52,7 @@ import weakref
 from types import FrameType
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from otel_profiling._threads import is_own_thread, is_own_thread_object
+from otel_profiling._threads import is_own_thread, is_own_thread_object, thread_frames
 from otel_profiling.formats.calltree import Frame
 from otel_profiling.formats.samples import SampleCapture, SampleThread, Track
 from otel_profiling.profilers import thread_clocks
@@ -171,7 +171,7 @@ class Sampler:
     def tick(self, last: bool = False) -> None:
         """Sample every application thread (and, under the wall clock, suspended tasks)."""
         with self._lock:
-            frames = sys._current_frames()
+            frames = thread_frames()
             now = time.perf_counter_ns()
             elapsed = now - self._last
             self._last = now

@@ -8,7 +8,6 @@ when it stops, are invisible to it; the threads' stacks at those moments
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from types import CodeType, FrameType
@@ -20,6 +19,7 @@ from otel_profiling._threads import (
     is_own_thread_name,
     is_own_thread_object,
     is_pass_through,
+    thread_frames,
 )
 from otel_profiling.formats.calltree import Frame
 from otel_profiling.profilers import thread_clocks
@@ -84,7 +84,7 @@ def thread_stacks() -> Dict[int, ThreadStack]:
     """Every application thread's stack, by thread ident."""
     active = threading._active  # type: ignore[attr-defined]  # what yappi reads, lock-free
     stacks: Dict[int, ThreadStack] = {}
-    for ident, top in sys._current_frames().items():
+    for ident, top in thread_frames().items():
         thread = active.get(ident)
         name = thread.name if thread is not None else f"Thread-{ident}"
         own = is_own_thread_object(thread) if thread is not None else is_own_thread_name(name)
