@@ -110,9 +110,7 @@ class ProfilingAgent:
         self._started = False
         self._shutdown = False
         self._atexit_registered = False
-        ref = weakref.ref(self)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: _agent_after_fork(ref))
+        _agents.add(self)
 
     # -- setup -------------------------------------------------------------------
     def register(self, trigger: Trigger, *profilers: Profiler) -> ProfilingAgent:
@@ -377,10 +375,22 @@ class ProfilingAgent:
         self.shutdown()
 
 
-def _agent_after_fork(ref: weakref.ref[ProfilingAgent]) -> None:
-    agent = ref()
-    if agent is not None:
+_agents: weakref.WeakSet[ProfilingAgent] = weakref.WeakSet()
+
+
+def _agents_after_fork() -> None:
+    """Renew every live agent in a forked child.
+
+    Registered once, when this module is imported, so it runs after what the
+    modules it imports renew (processors, exporters, the process context) and
+    a new agent never adds a callback that the interpreter keeps for good.
+    """
+    for agent in list(_agents):
         agent._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_agents_after_fork)
 
 
 def _call(func, *args):  # type: ignore[no-untyped-def]

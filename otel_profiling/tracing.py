@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import weakref
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -33,6 +32,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import format_span_id, format_trace_id
 
+from otel_profiling._fork import renew_after_fork
 from otel_profiling.agent import ProfilingAgent
 from otel_profiling.global_agent import get_profiling_agent
 from otel_profiling.links import (
@@ -120,9 +120,7 @@ class ProfilingSpanProcessor(SpanProcessor):
         self._shutdown = False
         if agent is not None:
             self._hook_into(agent)
-        ref = weakref.ref(self)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        renew_after_fork(self, ProfilingSpanProcessor._after_fork)
 
     def _after_fork(self) -> None:
         """In a forked child: a fresh lock; the parent's spans and profiles are not ours."""
@@ -233,12 +231,6 @@ class ProfilingSpanProcessor(SpanProcessor):
     def running_profiles(self) -> Tuple[Profile, ...]:
         with self._lock:
             return tuple(self._profiles)
-
-
-def _after_fork(ref: weakref.ref[ProfilingSpanProcessor]) -> None:
-    processor = ref()
-    if processor is not None:
-        processor._after_fork()
 
 
 def _is_local_root(span: ReadableSpan) -> bool:
