@@ -113,14 +113,13 @@ SPEEDSCOPE_VERSION = "1.25.0"
 
 
 @pytest.fixture(scope="session")
-def speedscope_schema(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """speedscope's own file-format JSON schema, from its npm package (``npm pack``)."""
-    import json
+def speedscope_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """speedscope's npm package, unpacked (``npm pack``): its schema and its web app."""
     import shutil
     import tarfile
 
     if shutil.which("npm") is None:
-        pytest.skip("npm is not installed: speedscope's schema comes from its npm package")
+        pytest.skip("npm is not installed: speedscope comes from its npm package")
     where = tmp_path_factory.mktemp("speedscope")
     try:
         subprocess.run(
@@ -133,6 +132,15 @@ def speedscope_schema(tmp_path_factory: pytest.TempPathFactory) -> dict:
     except (subprocess.SubprocessError, OSError) as exc:
         pytest.skip(f"`npm pack speedscope@{SPEEDSCOPE_VERSION}` failed: {exc}")
     with tarfile.open(where / f"speedscope-{SPEEDSCOPE_VERSION}.tgz") as archive:
-        member = archive.extractfile("package/dist/release/file-format-schema.json")
-        assert member is not None, "speedscope's package no longer ships its schema"
-        return dict(json.load(member))
+        archive.extractall(where, filter="data")
+    return where / "package"
+
+
+@pytest.fixture(scope="session")
+def speedscope_schema(speedscope_package: Path) -> dict:
+    """speedscope's own file-format JSON schema, from its npm package."""
+    import json
+
+    schema = speedscope_package / "dist" / "release" / "file-format-schema.json"
+    assert schema.exists(), "speedscope's package no longer ships its schema"
+    return dict(json.loads(schema.read_text()))
