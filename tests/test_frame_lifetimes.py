@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 import pytest
 from support import APPS, child_env
 
+from otel_profiling._gcpause import gc_paused
 from otel_profiling.profilers import CpuProfiler, HeapSnapshotProfiler
 
 
@@ -45,14 +46,9 @@ def run_window(profiler_kind: str) -> None:
 @pytest.fixture
 def no_gc() -> Iterator[None]:
     """Only reference counting frees objects: a cycle would keep them."""
-    enabled = gc.isenabled()
     gc.collect()
-    gc.disable()
-    try:
+    with gc_paused():
         yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @pytest.mark.parametrize("profiler_kind", ["sampling", "yappi", "heap-snapshot"])
