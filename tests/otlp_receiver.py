@@ -4,11 +4,15 @@ Requests are decoded with the official generated classes and every one is
 run through ``otlp_checker.check``; a failed check is kept and re-raised by
 the test (``receiver.errors``). ``script`` makes the next answers fail:
 a list of ``(http_status, retry_after)`` or gRPC code names consumed in order.
+Either serves TLS when given a server ``ssl.SSLContext`` (HTTP) or
+``grpc.ssl_server_credentials`` (gRPC).
 """
 
 from __future__ import annotations
 
 import gzip
+import socket
+import ssl
 import threading
 import traceback
 from concurrent import futures
@@ -60,11 +64,30 @@ class Receiver:
 
 
 class HttpReceiver(Receiver):
-    def __init__(self, port: int = 0) -> None:
+    """HTTP, or HTTPS with ``tls``: the handshake runs on the request's thread, and one that
+    fails is counted in ``tls_failures`` (``connections`` counts every connection)."""
+
+    def __init__(self, port: int = 0, tls: Optional[ssl.SSLContext] = None) -> None:
         super().__init__()
         receiver = self
+        self.tls = tls
+        self.connections = 0
+        self.tls_failures = 0
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self) -> None:
+                with receiver.lock:
+                    receiver.connections += 1
+                if receiver.tls is not None:
+                    try:
+                        self.request.do_handshake()
+                    except OSError:
+                        with receiver.lock:
+                            receiver.tls_failures += 1
+                        _drain(self.request)
+                        raise
+                super().setup()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
@@ -98,13 +121,18 @@ class HttpReceiver(Receiver):
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _QuietServer(("127.0.0.1", port), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(
+                self.server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> HttpReceiver:
         self.thread.start()
@@ -115,6 +143,28 @@ class HttpReceiver(Receiver):
         self.server.server_close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A refused TLS handshake is what the TLS tests expect: no traceback on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+def _drain(connection: Any) -> None:
+    """After a refused handshake, read the raw socket until the client closes it.
+
+    Closing with the client's request unread would send a TCP reset, which can
+    overtake the TLS alert: the client would see a reset instead of the alert
+    a real receiver's refusal carries.
+    """
+    connection.settimeout(10)
+    try:
+        while socket.socket.recv(connection, 65536):
+            pass
+    except OSError:
+        pass
+
+
 def _status_body(message: str) -> bytes:
     """A ``google.rpc.Status`` with ``message`` (field 2), as OTLP/HTTP error bodies are."""
     text = message.encode()
@@ -122,8 +172,11 @@ def _status_body(message: str) -> bytes:
 
 
 class GrpcReceiver(Receiver):
-    def __init__(self, port: int = 0) -> None:
+    """gRPC, over TLS when given ``credentials`` (``grpc.ssl_server_credentials``)."""
+
+    def __init__(self, port: int = 0, credentials: Optional[grpc.ServerCredentials] = None) -> None:
         super().__init__()
+        self.tls = credentials is not None
         receiver = self
 
         class Servicer(profiles_service_pb2_grpc.ProfilesServiceServicer):
@@ -142,11 +195,16 @@ class GrpcReceiver(Receiver):
         self.executor = futures.ThreadPoolExecutor(max_workers=4)
         self.server = grpc.server(self.executor)
         profiles_service_pb2_grpc.add_ProfilesServiceServicer_to_server(Servicer(), self.server)
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        address = f"127.0.0.1:{port}"
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> GrpcReceiver:
         self.server.start()

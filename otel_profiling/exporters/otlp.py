@@ -12,14 +12,15 @@ permanent: logged once with the receiver's message, not retried. A partial
 success (``rejected_profiles``) is logged and counted. A heap snapshot has no
 OTLP shape: skipped here (one log line, counted in ``skipped_profiles``), it
 still goes to the other exporters. After ``os.fork()`` the child opens its
-own channel. Header values never appear in logs, ``repr`` or errors.
+own channel. Header values never appear in logs, ``repr`` or errors. TLS
+(``otlp_tls``): the files are loaded when the exporter is made; a failed
+handshake is permanent, with its fix named.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-import ssl
 import threading
 import time
 import urllib.error
@@ -29,6 +30,13 @@ from typing import Any, List, Optional, Sequence, Tuple
 from otel_profiling._fork import renew_after_fork
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult, has_payload
 from otel_profiling.exporters.otlp_config import GRPC, OtlpConfig, config_from_env
+from otel_profiling.exporters.otlp_tls import (
+    CLOSED_HINT,
+    Tls,
+    handshake_failure,
+    is_handshake_refusal,
+    load_tls,
+)
 from otel_profiling.exporters.retry import Backoff
 from otel_profiling.formats.protowire import fields
 from otel_profiling.profile import Profile
@@ -94,12 +102,23 @@ def _retry_info(status_details: bytes) -> Optional[float]:
     return None
 
 
+def _refused(message: str) -> _Failure:
+    """A receiver's answer that retrying will not change."""
+    return _Failure(
+        f"the receiver refused the request: {message}; check its version "
+        "(profiles v1development) and its logs",
+        False,
+    )
+
+
 class OtlpProfileExporter(ProfileExporter):
     """Sends profiles as OTLP ``ExportProfilesServiceRequest`` messages.
 
     ``config`` defaults to the environment (``OTEL_EXPORTER_OTLP_PROFILES_*``,
-    then ``OTEL_EXPORTER_OTLP_*``). A batch is sent in requests of at most
-    ``max_request_bytes`` (4 MiB) each, a larger profile alone. Counters: ``sent_profiles``,
+    then ``OTEL_EXPORTER_OTLP_*``). With TLS, its certificate files are loaded
+    here: one that cannot be used raises ``ValueError`` naming it. A batch is
+    sent in requests of at most ``max_request_bytes`` (4 MiB) each, a larger
+    profile alone. Counters: ``sent_profiles``,
     ``skipped_profiles`` (no OTLP shape), ``rejected_profiles`` (the receiver
     reported them rejected in a partial success).
     """
@@ -119,6 +138,9 @@ class OtlpProfileExporter(ProfileExporter):
                     "or use OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL=http/protobuf."
                 ) from None
         self.config = config
+        self._tls: Optional[Tls] = None
+        if config.uses_tls():
+            self._tls = load_tls(config.certificate, config.client_key, config.client_certificate)
         self.max_request_bytes = int(max_request_bytes)
         self.sent_profiles = 0
         self.skipped_profiles = 0
@@ -131,7 +153,6 @@ class OtlpProfileExporter(ProfileExporter):
         """Per-process state: a forked child makes its own channel and reports anew."""
         self._channel: Any = None
         self._stub: Any = None
-        self._ssl: Optional[ssl.SSLContext] = None
         self._lock = threading.Lock()
         self._reported: set = set()
         self._failing = False
@@ -245,16 +266,6 @@ class OtlpProfileExporter(ProfileExporter):
             return True
 
     # -- HTTP ------------------------------------------------------------------------------
-    def _ssl_context(self) -> Optional[ssl.SSLContext]:
-        if not self.config.endpoint.startswith("https:"):
-            return None
-        if self._ssl is None:
-            context = ssl.create_default_context(cafile=self.config.certificate)
-            if self.config.client_certificate:
-                context.load_cert_chain(self.config.client_certificate, self.config.client_key)
-            self._ssl = context
-        return self._ssl
-
     def _send_http(self, body: bytes, timeout: float) -> bytes:
         headers = {"Content-Type": "application/x-protobuf", **self.config.headers}
         if self.config.compression == "gzip":
@@ -263,9 +274,10 @@ class OtlpProfileExporter(ProfileExporter):
         request = urllib.request.Request(
             self.config.endpoint, data=body, headers=headers, method="POST"
         )
+        context = self._tls.context if self._tls is not None else None
         try:
             with urllib.request.urlopen(  # noqa: S310 - an http(s) URL, checked in the config
-                request, timeout=timeout, context=self._ssl_context()
+                request, timeout=timeout, context=context
             ) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
@@ -274,10 +286,14 @@ class OtlpProfileExporter(ProfileExporter):
                 raise _Failure(
                     f"HTTP {exc.code} {message}", True, _retry_after(exc.headers.get("Retry-After"))
                 ) from None
-            raise _Failure(f"HTTP {exc.code} {message}", False) from None
-        except (OSError, TimeoutError) as exc:  # refused, reset, timed out, DNS
-            reason = getattr(exc, "reason", exc)
-            raise _Failure(f"{type(exc).__name__}: {reason}", True) from None
+            raise _refused(f"HTTP {exc.code} {message}") from None
+        except (OSError, TimeoutError) as exc:  # refused, reset, timed out, DNS, TLS
+            # a URLError wraps the cause; an SSLError's own ``reason`` is only a code name
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if is_handshake_refusal(reason):
+                raise _Failure(handshake_failure(str(reason)[:_MAX_MESSAGE]), False) from None
+            text = f"{type(exc).__name__}: {reason}"[:_MAX_MESSAGE]
+            raise _Failure(text, True) from None
 
     # -- gRPC ------------------------------------------------------------------------------
     def _grpc_stub(self) -> Any:
@@ -288,28 +304,19 @@ class OtlpProfileExporter(ProfileExporter):
                     profiles_service_pb2_grpc,
                 )
 
-                target, plain = self.config.grpc_target()
-                if plain:
+                target, _ = self.config.grpc_target()
+                tls = self._tls
+                if tls is None:
                     self._channel = grpc.insecure_channel(target)
                 else:
-                    self._channel = grpc.secure_channel(target, self._grpc_credentials())
+                    credentials = grpc.ssl_channel_credentials(
+                        root_certificates=tls.root_certificates,
+                        private_key=tls.private_key,
+                        certificate_chain=tls.certificate_chain,
+                    )
+                    self._channel = grpc.secure_channel(target, credentials)
                 self._stub = profiles_service_pb2_grpc.ProfilesServiceStub(self._channel)
             return self._stub
-
-    def _grpc_credentials(self) -> Any:
-        import grpc
-
-        def read(path: Optional[str]) -> Optional[bytes]:
-            if not path:
-                return None
-            with open(path, "rb") as handle:
-                return handle.read()
-
-        return grpc.ssl_channel_credentials(
-            root_certificates=read(self.config.certificate),
-            private_key=read(self.config.client_key),
-            certificate_chain=read(self.config.client_certificate),
-        )
 
     def _send_grpc(self, body: bytes, timeout: float) -> bytes:
         import grpc
@@ -331,10 +338,16 @@ class OtlpProfileExporter(ProfileExporter):
             code = exc.code() if callable(getattr(exc, "code", None)) else None
             name = code.name if code is not None else "UNKNOWN"
             details = exc.details() if callable(getattr(exc, "details", None)) else ""
-            message = f"gRPC {name}: {str(details or '')[:_MAX_MESSAGE]}"
+            details = str(details or "")[:_MAX_MESSAGE]
+            message = f"gRPC {name}: {details}"
+            if self._tls is not None and name == "UNAVAILABLE":
+                if "handshake failed" in details.lower():
+                    raise _Failure(handshake_failure(message), False) from None
+                if "socket closed" in details.lower() and self._tls.private_key is None:
+                    message += CLOSED_HINT
             if name in RETRYABLE_GRPC or name == "DEADLINE_EXCEEDED":
                 raise _Failure(message, True, _grpc_retry_delay(exc)) from None
-            raise _Failure(message, False) from None
+            raise _refused(message) from None
         return bytes(response.SerializeToString())
 
     # -- outcomes --------------------------------------------------------------------------
@@ -366,9 +379,7 @@ class OtlpProfileExporter(ProfileExporter):
             return
         self._reported.add(message)
         _logger.error(
-            "OTLP profiles receiver %s refused the request: %s. Retrying will not fix this, "
-            "so it is not retried; check the receiver's version (profiles v1development) and "
-            "its logs.",
+            "Could not send profiles to %s: %s. Retrying will not fix this, so it is not retried.",
             self.destination,
             message,
         )
@@ -376,9 +387,7 @@ class OtlpProfileExporter(ProfileExporter):
     def _report_transient(self, message: str) -> None:
         level = logging.DEBUG if self._failing else logging.WARNING
         self._failing = True
-        _logger.log(
-            level, "Could not send profiles to %s: %s", self.destination, message[:_MAX_MESSAGE]
-        )
+        _logger.log(level, "Could not send profiles to %s: %s", self.destination, message)
 
     def shutdown(self) -> None:
         self._stopped = True

@@ -5,7 +5,9 @@ else the generic one (``OTEL_EXPORTER_OTLP_*``), else the default. As the
 OpenTelemetry specification says, the generic endpoint is a base to which
 HTTP adds ``/v1development/profiles``; the profiles endpoint is used as
 given (``/v1/profiles`` or a vendor's path works). A value that cannot be
-used gets one warning and the default; header values are never shown.
+used gets one warning and the default; header values are never shown. So
+does a TLS file that cannot be used (``otlp_tls`` checks it): it is ignored,
+and a client key or certificate goes only with the other.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from otel_profiling.environment_variables import (
     OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL,
     OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT,
 )
+from otel_profiling.exporters.otlp_tls import CLIENT_SETTINGS, TlsSettingError, load_tls
 from otel_profiling.redact import redact_url
 
 HTTP_PROTOBUF = "http/protobuf"
@@ -93,11 +96,22 @@ class OtlpConfig:
 
     def __repr__(self) -> str:
         names = ", ".join(sorted(self.headers))
+        files = "".join(
+            f", {setting}={getattr(self, setting)!r}"
+            for setting in ("certificate", "client_key", "client_certificate")
+            if getattr(self, setting)
+        )
         return (
             f"OtlpConfig(endpoint={redact_url(self.endpoint)!r}, protocol={self.protocol!r}, "
             f"headers=[{names}] (values not shown), timeout_millis={self.timeout_millis:g}, "
-            f"compression={self.compression!r})"
+            f"compression={self.compression!r}{files}, tls={self.uses_tls()})"
         )
+
+    def uses_tls(self) -> bool:
+        """HTTP: an ``https://`` endpoint. gRPC: ``https://``, or no scheme unless insecure."""
+        if self.protocol == GRPC:
+            return not self.grpc_target()[1]
+        return urlsplit(self.endpoint).scheme == "https"
 
     def grpc_target(self) -> Tuple[str, bool]:
         """``host:port`` and whether the channel is plain text (no TLS)."""
@@ -123,11 +137,31 @@ def parse_headers(text: str) -> Dict[str, str]:
     return headers
 
 
-def _pick(
-    profiles: str, generic: str, default: Optional[str] = None, **kw: object
-) -> Optional[str]:
-    value = env_str(profiles, **kw)  # type: ignore[arg-type]
-    return value if value is not None else env_str(generic, default, **kw)  # type: ignore[arg-type]
+def _pick(profiles: str, generic: str) -> Tuple[Optional[str], str]:
+    """The profiles variable's value, else the generic one's, and the name it came from."""
+    value = env_str(profiles)
+    return (value, profiles) if value is not None else (env_str(generic), generic)
+
+
+def _tls_files(files: Dict[str, Tuple[Optional[str], str]]) -> Dict[str, Optional[str]]:
+    """The TLS file settings that can be used; each that cannot gets one warning and is
+    ignored (a client key or certificate with the other: one is no use alone)."""
+    values = {setting: value for setting, (value, _) in files.items()}
+    while any(values.values()):
+        try:
+            load_tls(**values)
+            break
+        except TlsSettingError as exc:
+            dropped = CLIENT_SETTINGS if exc.setting in CLIENT_SETTINGS else (exc.setting,)
+            also = " (no client certificate is sent)" if exc.setting in CLIENT_SETTINGS else ""
+            warn_invalid(
+                files[exc.setting][1],
+                exc.path,
+                f"a PEM file that can be used, but {exc.problem}{also}",
+                None,
+            )
+            values.update(dict.fromkeys(dropped))
+    return values
 
 
 def _choice(profiles: str, generic: str, allowed: Tuple[str, ...], default: str) -> str:
@@ -187,18 +221,28 @@ def config_from_env() -> OtlpConfig:
         if env_str(OTEL_EXPORTER_OTLP_PROFILES_INSECURE) is not None
         else OTEL_EXPORTER_OTLP_INSECURE
     )
+    tls_files = _tls_files(
+        {
+            "certificate": _pick(
+                OTEL_EXPORTER_OTLP_PROFILES_CERTIFICATE, OTEL_EXPORTER_OTLP_CERTIFICATE
+            ),
+            "client_key": _pick(
+                OTEL_EXPORTER_OTLP_PROFILES_CLIENT_KEY, OTEL_EXPORTER_OTLP_CLIENT_KEY
+            ),
+            "client_certificate": _pick(
+                OTEL_EXPORTER_OTLP_PROFILES_CLIENT_CERTIFICATE,
+                OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+            ),
+        }
+    )
     config = OtlpConfig(
         endpoint="",
         protocol=protocol,
         headers=headers,
         timeout_millis=timeout,
         compression=compression,
-        certificate=_pick(OTEL_EXPORTER_OTLP_PROFILES_CERTIFICATE, OTEL_EXPORTER_OTLP_CERTIFICATE),
-        client_key=_pick(OTEL_EXPORTER_OTLP_PROFILES_CLIENT_KEY, OTEL_EXPORTER_OTLP_CLIENT_KEY),
-        client_certificate=_pick(
-            OTEL_EXPORTER_OTLP_PROFILES_CLIENT_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
-        ),
         insecure=env_bool(insecure_name, False),
+        **tls_files,
     )
     if endpoint is not None:
         try:
