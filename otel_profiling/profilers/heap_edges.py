@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import sys
 import sysconfig
+from array import array
 from collections import defaultdict, deque
 from itertools import chain, compress, repeat
 from operator import not_
@@ -251,7 +252,7 @@ class GraphBuilder:
         graph = self.graph
         self._node_fields(kind, run)
         if kind in (STR, LEAF):
-            graph.node_edges.fromlist([0] * len(run))
+            graph.node_edges.extend(_repeated("i", 0, len(run)))
             return
         if kind in (DICT, SUBDICT):
             counts, edge_types, edge_names, refs = self._dict_edges(kind, run)
@@ -262,17 +263,17 @@ class GraphBuilder:
             counts = list(map(len, items))
             refs = list(chain.from_iterable(items))
             del items
-            edge_types = [ELEMENT] * len(refs)
+            edge_types = _repeated("b", ELEMENT, len(refs))
             edge_names = list(chain.from_iterable(map(range, counts)))
         else:
             referents = list(map(_referents if kind == MODULE else gc.get_referents, run))
             counts = list(map(len, referents))
             refs = list(chain.from_iterable(referents))
             del referents
-            edge_types = [INTERNAL] * len(refs)
+            edge_types = _repeated("b", INTERNAL, len(refs))
             edge_names = self._internal_names(kind, refs)
         graph.node_edges.fromlist(counts)
-        graph.edge_type.fromlist(edge_types)
+        graph.edge_type.extend(edge_types)
         graph.edge_name.fromlist(edge_names)
         graph.edge_to.fromlist(self.targets(refs))
 
@@ -299,7 +300,7 @@ class GraphBuilder:
 
     def _dict_edges(
         self, kind: int, dicts: List[Any]
-    ) -> Tuple[List[int], List[int], List[int], List[Any]]:
+    ) -> Tuple[List[int], "array[int]", List[int], List[Any]]:
         """Edge counts, types, names and targets of a run of dicts.
 
         Each dict is copied in one C call that runs no Python code (a
@@ -312,13 +313,13 @@ class GraphBuilder:
         else:
             copies = list(map(dict, map(dict.items, dicts)))
         keys = list(chain.from_iterable(copies))
-        if all(type(key) is str for key in keys):
+        if set(map(type, keys)) <= {str}:
             counts = list(map(len, copies))
             names = self.graph.strings.add_many(keys)
             refs = list(chain.from_iterable(map(dict.values, copies)))
-            return counts, [PROPERTY] * len(refs), names, refs
+            return counts, _repeated("b", PROPERTY, len(refs)), names, refs
         del keys
-        counts, edge_types, edge_names, refs = [], [], [], []
+        counts, edge_types, edge_names, refs = [], array("b"), [], []
         add = self.graph.strings.add
         for copy in copies:  # some keys are not strings: one item at a time
             before = len(refs)
@@ -330,7 +331,7 @@ class GraphBuilder:
                     edge_types.append(ELEMENT)
                     edge_names.append(key)
                 else:  # the key object, then the value named after the key's type
-                    edge_types += (INTERNAL, PROPERTY)
+                    edge_types.extend((INTERNAL, PROPERTY))
                     edge_names += (self.key_name, add(f"[{type(key).__name__}]"))
                     refs.append(key)
                 refs.append(value)
@@ -338,15 +339,24 @@ class GraphBuilder:
         return counts, edge_types, edge_names, refs
 
 
-def _copy_dict(d: Dict[Any, Any]) -> Dict[Any, Any]:
+def _copy_shared_values_dict(d: Dict[Any, Any]) -> Dict[Any, Any]:
     """A copy of ``d``, or ``{}`` for a ``__dict__`` whose values its instance reports.
 
     From 3.13 gc reports nothing for a ``__dict__`` that shares its instance's
     store of values: the instance reports them, once.
     """
-    if _EMBEDDED_VALUES and not gc.get_referents(d):
+    if not gc.get_referents(d):
         return {}
     return d.copy()
+
+
+# Before 3.13 no dict shares its values with an instance: a plain copy.
+_copy_dict = _copy_shared_values_dict if _EMBEDDED_VALUES else dict.copy
+
+
+def _repeated(typecode: str, value: int, count: int) -> "array[int]":
+    """An array of ``count`` times ``value``, filled by copying rather than item by item."""
+    return array(typecode, [value]) * count
 
 
 def _sizes(objs: List[Any]) -> List[int]:
