@@ -281,7 +281,7 @@ class GraphBuilder:
         """Type, name and self size of each object of a run."""
         graph = self.graph
         types = list(map(type, run))
-        graph.node_type.fromlist(list(map(self.node_type.__getitem__, types)))
+        graph.node_type.extend(_by_type(self.node_type, types, "b"))
         if kind == STR:  # str's own slicing, never a subclass's
             texts = map(str.__getitem__, run, repeat(slice(0, _NAME_LENGTH)))
             graph.node_name.fromlist(list(graph.strings.append_many(texts)))
@@ -289,7 +289,7 @@ class GraphBuilder:
             add = graph.strings.add
             graph.node_name.fromlist([add(function.__qualname__ or "function") for function in run])
         else:
-            graph.node_name.fromlist(list(map(self.type_name.__getitem__, types)))
+            graph.node_name.extend(_by_type(self.type_name, types, "i"))
         graph.node_size.fromlist(_sizes(run))
 
     def _internal_names(self, kind: int, refs: List[Any]) -> List[int]:
@@ -357,6 +357,13 @@ _copy_dict = _copy_shared_values_dict if _EMBEDDED_VALUES else dict.copy
 def _repeated(typecode: str, value: int, count: int) -> "array[int]":
     """An array of ``count`` times ``value``, filled by copying rather than item by item."""
     return array(typecode, [value]) * count
+
+
+def _by_type(table: _ByType, types: List[type], typecode: str) -> "array[int]":
+    """``table``'s value for each of ``types``; for a run of one type, looked up once."""
+    if types and types.count(types[0]) == len(types):
+        return _repeated(typecode, table[types[0]], len(types))
+    return array(typecode, list(map(table.__getitem__, types)))
 
 
 def _sizes(objs: List[Any]) -> List[int]:
