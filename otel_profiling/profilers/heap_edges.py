@@ -300,7 +300,7 @@ class GraphBuilder:
 
     def _dict_edges(
         self, kind: int, dicts: List[Any]
-    ) -> Tuple[List[int], "array[int]", List[int], List[Any]]:
+    ) -> Tuple[List[int], array[int], List[int], List[Any]]:
         """Edge counts, types, names and targets of a run of dicts.
 
         Each dict is copied in one C call that runs no Python code (a
@@ -354,12 +354,12 @@ def _copy_shared_values_dict(d: Dict[Any, Any]) -> Dict[Any, Any]:
 _copy_dict = _copy_shared_values_dict if _EMBEDDED_VALUES else dict.copy
 
 
-def _repeated(typecode: str, value: int, count: int) -> "array[int]":
+def _repeated(typecode: str, value: int, count: int) -> array[int]:
     """An array of ``count`` times ``value``, filled by copying rather than item by item."""
     return array(typecode, [value]) * count
 
 
-def _by_type(table: _ByType, types: List[type], typecode: str) -> "array[int]":
+def _by_type(table: _ByType, types: List[type], typecode: str) -> array[int]:
     """``table``'s value for each of ``types``; for a run of one type, looked up once."""
     if types and types.count(types[0]) == len(types):
         return _repeated(typecode, table[types[0]], len(types))
