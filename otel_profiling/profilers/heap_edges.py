@@ -161,9 +161,13 @@ class GraphBuilder:
 
     def place(self, objs: List[Any]) -> Dict[int, int]:
         """Add ``objs`` (distinct, new) as nodes, grouped into runs by kind; id → offset."""
+        kinds = list(map(self.kind.__getitem__, map(type, objs)))
         groups: DefaultDict[int, List[Any]] = defaultdict(list)
-        for obj, kind in zip(objs, map(self.kind.__getitem__, map(type, objs)), strict=True):
-            groups[kind].append(obj)
+        if kinds and kinds.count(kinds[0]) == len(kinds):  # one kind: one group
+            groups[kinds[0]] = list(objs)
+        else:
+            for obj, kind in zip(objs, kinds, strict=True):
+                groups[kind].append(obj)
         placed: Dict[int, int] = {}
         step = NODE_FIELD_COUNT
         for kind, group in groups.items():
