@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import sys
 import sysconfig
+from array import array
 from collections import defaultdict, deque
 from itertools import chain, compress, repeat
 from operator import not_
@@ -160,9 +161,13 @@ class GraphBuilder:
 
     def place(self, objs: List[Any]) -> Dict[int, int]:
         """Add ``objs`` (distinct, new) as nodes, grouped into runs by kind; id → offset."""
+        kinds = list(map(self.kind.__getitem__, map(type, objs)))
         groups: DefaultDict[int, List[Any]] = defaultdict(list)
-        for obj, kind in zip(objs, map(self.kind.__getitem__, map(type, objs)), strict=True):
-            groups[kind].append(obj)
+        if kinds and kinds.count(kinds[0]) == len(kinds):  # one kind: one group
+            groups[kinds[0]] = list(objs)
+        else:
+            for obj, kind in zip(objs, kinds, strict=True):
+                groups[kind].append(obj)
         placed: Dict[int, int] = {}
         step = NODE_FIELD_COUNT
         for kind, group in groups.items():
@@ -251,7 +256,7 @@ class GraphBuilder:
         graph = self.graph
         self._node_fields(kind, run)
         if kind in (STR, LEAF):
-            graph.node_edges.fromlist([0] * len(run))
+            graph.node_edges.extend(_repeated("i", 0, len(run)))
             return
         if kind in (DICT, SUBDICT):
             counts, edge_types, edge_names, refs = self._dict_edges(kind, run)
@@ -262,17 +267,17 @@ class GraphBuilder:
             counts = list(map(len, items))
             refs = list(chain.from_iterable(items))
             del items
-            edge_types = [ELEMENT] * len(refs)
+            edge_types = _repeated("b", ELEMENT, len(refs))
             edge_names = list(chain.from_iterable(map(range, counts)))
         else:
             referents = list(map(_referents if kind == MODULE else gc.get_referents, run))
             counts = list(map(len, referents))
             refs = list(chain.from_iterable(referents))
             del referents
-            edge_types = [INTERNAL] * len(refs)
+            edge_types = _repeated("b", INTERNAL, len(refs))
             edge_names = self._internal_names(kind, refs)
         graph.node_edges.fromlist(counts)
-        graph.edge_type.fromlist(edge_types)
+        graph.edge_type.extend(edge_types)
         graph.edge_name.fromlist(edge_names)
         graph.edge_to.fromlist(self.targets(refs))
 
@@ -280,7 +285,7 @@ class GraphBuilder:
         """Type, name and self size of each object of a run."""
         graph = self.graph
         types = list(map(type, run))
-        graph.node_type.fromlist(list(map(self.node_type.__getitem__, types)))
+        graph.node_type.extend(_by_type(self.node_type, types, "b"))
         if kind == STR:  # str's own slicing, never a subclass's
             texts = map(str.__getitem__, run, repeat(slice(0, _NAME_LENGTH)))
             graph.node_name.fromlist(list(graph.strings.append_many(texts)))
@@ -288,7 +293,7 @@ class GraphBuilder:
             add = graph.strings.add
             graph.node_name.fromlist([add(function.__qualname__ or "function") for function in run])
         else:
-            graph.node_name.fromlist(list(map(self.type_name.__getitem__, types)))
+            graph.node_name.extend(_by_type(self.type_name, types, "i"))
         graph.node_size.fromlist(_sizes(run))
 
     def _internal_names(self, kind: int, refs: List[Any]) -> List[int]:
@@ -299,7 +304,7 @@ class GraphBuilder:
 
     def _dict_edges(
         self, kind: int, dicts: List[Any]
-    ) -> Tuple[List[int], List[int], List[int], List[Any]]:
+    ) -> Tuple[List[int], array[int], List[int], List[Any]]:
         """Edge counts, types, names and targets of a run of dicts.
 
         Each dict is copied in one C call that runs no Python code (a
@@ -312,13 +317,13 @@ class GraphBuilder:
         else:
             copies = list(map(dict, map(dict.items, dicts)))
         keys = list(chain.from_iterable(copies))
-        if all(type(key) is str for key in keys):
+        if set(map(type, keys)) <= {str}:
             counts = list(map(len, copies))
             names = self.graph.strings.add_many(keys)
             refs = list(chain.from_iterable(map(dict.values, copies)))
-            return counts, [PROPERTY] * len(refs), names, refs
+            return counts, _repeated("b", PROPERTY, len(refs)), names, refs
         del keys
-        counts, edge_types, edge_names, refs = [], [], [], []
+        counts, edge_types, edge_names, refs = [], array("b"), [], []
         add = self.graph.strings.add
         for copy in copies:  # some keys are not strings: one item at a time
             before = len(refs)
@@ -330,7 +335,7 @@ class GraphBuilder:
                     edge_types.append(ELEMENT)
                     edge_names.append(key)
                 else:  # the key object, then the value named after the key's type
-                    edge_types += (INTERNAL, PROPERTY)
+                    edge_types.extend((INTERNAL, PROPERTY))
                     edge_names += (self.key_name, add(f"[{type(key).__name__}]"))
                     refs.append(key)
                 refs.append(value)
@@ -338,15 +343,31 @@ class GraphBuilder:
         return counts, edge_types, edge_names, refs
 
 
-def _copy_dict(d: Dict[Any, Any]) -> Dict[Any, Any]:
+def _copy_shared_values_dict(d: Dict[Any, Any]) -> Dict[Any, Any]:
     """A copy of ``d``, or ``{}`` for a ``__dict__`` whose values its instance reports.
 
     From 3.13 gc reports nothing for a ``__dict__`` that shares its instance's
     store of values: the instance reports them, once.
     """
-    if _EMBEDDED_VALUES and not gc.get_referents(d):
+    if not gc.get_referents(d):
         return {}
     return d.copy()
+
+
+# Before 3.13 no dict shares its values with an instance: a plain copy.
+_copy_dict = _copy_shared_values_dict if _EMBEDDED_VALUES else dict.copy
+
+
+def _repeated(typecode: str, value: int, count: int) -> array[int]:
+    """An array of ``count`` times ``value``, filled by copying rather than item by item."""
+    return array(typecode, [value]) * count
+
+
+def _by_type(table: _ByType, types: List[type], typecode: str) -> array[int]:
+    """``table``'s value for each of ``types``; for a run of one type, looked up once."""
+    if types and types.count(types[0]) == len(types):
+        return _repeated(typecode, table[types[0]], len(types))
+    return array(typecode, list(map(table.__getitem__, types)))
 
 
 def _sizes(objs: List[Any]) -> List[int]:
