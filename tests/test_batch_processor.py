@@ -156,6 +156,34 @@ def test_env_configures_the_processor(monkeypatch: pytest.MonkeyPatch) -> None:
     assert BatchProfileProcessor(RecordingExporter(), max_queue_size=7).max_queue_size == 7
 
 
+def test_settings_counters_and_spool_are_read_only() -> None:
+    processor = BatchProfileProcessor(RecordingExporter(), max_queue_size=7, spool=False)
+    names = [
+        "schedule_delay_millis",
+        "max_queue_size",
+        "max_export_batch_size",
+        "export_timeout_millis",
+        "max_queue_bytes",
+        "exported_profiles",
+        "spooled_profiles",
+        "failed_profiles",
+        "dropped_profiles",
+        "error_profiles",
+        "resent_profiles",
+        "worker_errors",
+        "worker_restarts",
+        "queued_profiles",
+        "queued_bytes",
+        "spool",
+        "exporter",
+    ]
+    for name in names:
+        with pytest.raises(AttributeError):
+            setattr(processor, name, 1)
+    assert processor.max_queue_size == 7 and processor.spool is None
+    processor.shutdown()
+
+
 def test_invalid_env_value_warns_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -24,6 +24,14 @@ Every profile given to ``on_end`` ends in exactly one counter:
 ``dropped_profiles`` (queue full, or after shutdown) or ``error_profiles``
 (the profiler failed: no payload, never exported). ``resent_profiles``
 counts spooled profiles uploaded later, by this or an earlier process.
+
+The processor keeps the public API, the queue and the worker's lifecycle; the
+rest has a module each: ``batch_queue`` (the bounded queue, its drops and
+flushes), ``batch_delivery`` (sending a batch, keeping what was not sent in
+the spool, re-sending it, and the counters of each outcome), ``batch_rounds``
+(what the worker does each round), ``batch_worker`` (the thread, started
+again if it dies), ``batch_backoff`` and ``batch_settings``. They share one
+lock, the processor's condition, made anew with them in a forked child.
 """
 
 from __future__ import annotations
@@ -32,13 +40,14 @@ import logging
 import os
 import threading
 import time
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 from otel_profiling._fork import renew_after_fork
-from otel_profiling.exporters.base import ProfileExporter, has_payload
-from otel_profiling.processors.base import ProfileProcessor, report_error_profile, suppressed
-from otel_profiling.processors.batch_backoff import MAX_INTERVAL_S, BackendHealth
-from otel_profiling.processors.batch_queue import FlushRequest, ProfileQueue
+from otel_profiling.exporters.base import ProfileExporter
+from otel_profiling.processors.base import ProfileProcessor
+from otel_profiling.processors.batch_delivery import Delivery
+from otel_profiling.processors.batch_queue import ProfileQueue
+from otel_profiling.processors.batch_rounds import WorkerRounds
 from otel_profiling.processors.batch_settings import (
     DEFAULT_EXPORT_TIMEOUT_MILLIS,
     DEFAULT_MAX_EXPORT_BATCH_SIZE,
@@ -61,9 +70,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
-
-_DROP_WARNING_INTERVAL_S = 60.0
-_DRAIN_BATCHES_PER_ROUND = 4
 
 
 class BatchProfileProcessor(ProfileProcessor):
@@ -96,65 +102,74 @@ class BatchProfileProcessor(ProfileProcessor):
         spool: Union[Spool, bool] = True,
     ) -> None:
         self._exporter = exporter
-        self.spool: Optional[Spool] = (
+        self._spool: Optional[Spool] = (
             Spool.from_env(destination=_destination(exporter))
             if spool is True
             else (spool if isinstance(spool, Spool) else None)
         )
-        settings = batch_settings(
+        self._settings = batch_settings(
             schedule_delay_millis,
             max_queue_size,
             max_export_batch_size,
             export_timeout_millis,
             max_queue_bytes,
         )
-        self.schedule_delay_millis = settings.schedule_delay_millis
-        self.max_queue_size = settings.max_queue_size
-        self.max_export_batch_size = settings.max_export_batch_size
-        self.export_timeout_millis = settings.export_timeout_millis
-        self.max_queue_bytes = settings.max_queue_bytes
         self._init_state()
         renew_after_fork(self, BatchProfileProcessor._init_state)
-        if self.spool is not None and self.spool.pending():
+        if self._spool is not None and self._spool.pending():
             # left by an earlier process of this service: re-send in the background
             with self._cond:
-                self._spool_pending = True
+                self._delivery.expect_resend()
                 self._ensure_worker()
 
     def _init_state(self) -> None:
         """Everything that belongs to one process: made here, and again in a forked child.
 
         A child starts empty: profiles queued in the parent are the parent's to export.
+        The lock is shared by the queue, the delivery and the worker's rounds.
         """
         self._cond = threading.Condition(threading.Lock())
         self._queue = ProfileQueue(self.max_queue_size, self.max_queue_bytes)
-        self._flushes: List[FlushRequest] = []
-        self._shutdown = False
+        self._delivery = Delivery(
+            self._exporter, self._spool, self._queue, self._cond, self._settings
+        )
+        name = type(self._exporter).__name__
+        self._rounds = WorkerRounds(self._queue, self._delivery, self._cond, self._settings, name)
         self._worker = RestartingWorker(
-            "batch-processor",
-            self._cond,
-            self._work_once,
-            self._worker_lost,
-            type(self._exporter).__name__,
+            "batch-processor", self._cond, self._rounds.run_once, self._rounds.lost, name
         )
         self._pid = os.getpid()
-        self._in_flight: Optional[List[Profile]] = None  # the worker's batch, until settled
-        self._health = BackendHealth()
-        self._spool_pending = False
-        self.exported_profiles = 0
-        self.spooled_profiles = 0
-        self.failed_profiles = 0
-        self.dropped_profiles = 0
-        self.error_profiles = 0
-        self.resent_profiles = 0
-        self.worker_errors = 0
-        self._reported_drops = 0
-        self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
 
-    # -- application side ---------------------------------------------------
+    # -- settings ----------------------------------------------------------------
+    @property
+    def schedule_delay_millis(self) -> int:
+        return self._settings.schedule_delay_millis
+
+    @property
+    def max_queue_size(self) -> int:
+        return self._settings.max_queue_size
+
+    @property
+    def max_export_batch_size(self) -> int:
+        return self._settings.max_export_batch_size
+
+    @property
+    def export_timeout_millis(self) -> int:
+        return self._settings.export_timeout_millis
+
+    @property
+    def max_queue_bytes(self) -> int:
+        return self._settings.max_queue_bytes
+
+    # -- state and counters ------------------------------------------------------
     @property
     def exporter(self) -> ProfileExporter:
         return self._exporter
+
+    @property
+    def spool(self) -> Optional[Spool]:
+        """Where profiles not sent are kept for a re-send; ``None`` when spooling is off."""
+        return self._spool
 
     @property
     def queued_profiles(self) -> int:
@@ -165,6 +180,41 @@ class BatchProfileProcessor(ProfileProcessor):
         """Bytes held: queued profiles plus the batch being exported."""
         return self._queue.bytes
 
+    @property
+    def exported_profiles(self) -> int:
+        return self._delivery.exported_profiles
+
+    @property
+    def spooled_profiles(self) -> int:
+        return self._delivery.spooled_profiles
+
+    @property
+    def failed_profiles(self) -> int:
+        return self._delivery.failed_profiles
+
+    @property
+    def dropped_profiles(self) -> int:
+        return self._queue.dropped
+
+    @property
+    def error_profiles(self) -> int:
+        return self._delivery.error_profiles
+
+    @property
+    def resent_profiles(self) -> int:
+        return self._delivery.resent_profiles
+
+    @property
+    def worker_errors(self) -> int:
+        """Exceptions that escaped a round of the worker (it went on)."""
+        return self._rounds.worker_errors
+
+    @property
+    def worker_restarts(self) -> int:
+        """Workers started again after one stopped on an exception."""
+        return self._worker.restarts
+
+    # -- application side ---------------------------------------------------
     def on_end(self, profile: Profile) -> None:
         """Append to the queue; never blocks on I/O, never logs."""
         if not isinstance(profile, Profile):
@@ -172,289 +222,15 @@ class BatchProfileProcessor(ProfileProcessor):
         if self._pid != os.getpid():  # forked without the at-fork hook running
             self._init_state()
         with self._cond:
-            if self._shutdown:
-                self.dropped_profiles += 1
-                return
-            self.dropped_profiles += self._queue.put(profile)
+            if not self._queue.put(profile):
+                return  # shut down: dropped
             self._ensure_worker()
             if len(self._queue) == 1 or len(self._queue) >= self.max_export_batch_size:
                 self._cond.notify_all()
 
-    @property
-    def worker_restarts(self) -> int:
-        """Workers started again after one stopped on an exception."""
-        return self._worker.restarts
-
     def _ensure_worker(self) -> bool:
         """A live worker (``_cond`` held); ``False`` after shutdown or once Python exits."""
-        return self._worker.ensure(self._shutdown)
-
-    # -- worker ---------------------------------------------------------------
-    def _work_once(self) -> bool:
-        """Export one batch and re-send from the spool if due; ``False`` once shut down."""
-        with self._cond:
-            self._wait_for_work()
-            if self._shutdown:
-                return False  # ``shutdown`` exports the rest on its own thread
-            batch = self._take_batch()
-            flushing = bool(self._flushes)
-            self._in_flight = batch or None
-        try:
-            if batch:
-                self._export(batch, self.export_timeout_millis, worker=True, now=flushing)
-        except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
-            self._recover(batch)
-        del batch  # settled: its profiles go before the (slow) re-sends below
-        try:
-            if (flushing and not self._health.down) or self._drain_due():
-                self._drain(force=flushing)
-        except Exception:  # noqa: BLE001 - nor one bad re-send
-            self._recover([])
-        self._complete_flushes()
-        self._report_drops()
-        return True
-
-    def _wait_for_work(self) -> None:
-        """Wait (``_cond`` held) for a full batch, the oldest profile's delay, a flush,
-        a re-send of the spool or shutdown; with nothing queued, no timer runs."""
-        delay = self.schedule_delay_millis / 1000.0
-        while not (
-            self._shutdown
-            or self._flushes
-            or len(self._queue) >= self.max_export_batch_size
-            or self._drain_due()
-        ):
-            now = time.monotonic()
-            timeout: Optional[float] = None
-            oldest_at = self._queue.oldest_at
-            if self._queue and oldest_at is not None:
-                if now >= oldest_at + delay:
-                    return
-                timeout = oldest_at + delay - now
-            if self._spool_pending:
-                until_drain = max(self._health.next_try - now, 0.0)
-                timeout = until_drain if timeout is None else min(timeout, until_drain)
-            self._cond.wait(timeout)
-
-    def _take_batch(self) -> List[Profile]:
-        """Up to one batch from the queue (``_cond`` held); its bytes count until it is settled."""
-        return self._queue.take(self.max_export_batch_size)
-
-    def _send(
-        self, profiles: Sequence[Profile], timeout_millis: float, resend: bool = False
-    ) -> List[Profile]:
-        """Export through the exporter without being traced; returns what was not sent."""
-        try:
-            with suppressed():
-                unsent = self._exporter.export_unsent(profiles, timeout_millis, resend=resend)
-            ids = {id(p) for p in unsent}
-        except Exception:  # noqa: BLE001 - an exporter must not kill the worker
-            _logger.exception("Exporter %s raised.", type(self._exporter).__name__)
-            return list(profiles)
-        return [p for p in profiles if id(p) in ids]
-
-    def _export(
-        self, batch: List[Profile], timeout_millis: float, worker: bool, now: bool = False
-    ) -> None:
-        """Export ``batch`` and settle each profile in its counter.
-
-        While the backend is down the batch goes straight to the spool, unless
-        a probe is due or ``now`` (a flush asks for a try). The worker's batch
-        is settled only if ``shutdown`` has not taken it over meanwhile (it
-        then is in the spool already).
-        """
-        errors = [p for p in batch if not has_payload(p)]
-        todo = [p for p in batch if has_payload(p)]
-        tried = bool(todo) and (now or self._may_try())
-        unsent = self._send(todo, timeout_millis) if tried else todo
-        sent = len(todo) - len(unsent)
-        with self._cond:
-            if worker:
-                if self._in_flight is not batch:
-                    return
-                self._in_flight = None
-            self.exported_profiles += sent
-            self.error_profiles += len(errors)
-            self._queue.settle(sent + len(errors))
-        for profile in errors:
-            report_error_profile(profile)
-        if sent:
-            self._mark_up()
-        if unsent:
-            kept, lost = self._keep(unsent)
-            self._report_unsent(kept, lost, tried and not sent)
-        self._release(batch)
-
-    def _release(self, batch: Sequence[Profile]) -> None:
-        """A settled batch no longer counts against ``max_queue_bytes``.
-
-        Only after it is settled: while its profiles are written to the spool
-        they are still held, and the byte bound covers them.
-        """
-        with self._cond:
-            self._queue.release(list(batch))
-
-    def _may_try(self) -> bool:
-        """While the backend is down, only one try (a batch or a re-send) per backoff interval."""
-        return self.spool is None or self._health.may_try(time.monotonic())
-
-    def _keep(self, profiles: Sequence[Profile]) -> Tuple[int, int]:
-        """Spool ``profiles`` (lost without a spool, or if it cannot be written): (kept, lost)."""
-        kept = 0
-        for profile in profiles:
-            if self.spool is not None and self._spooled(profile):
-                kept += 1
-        lost = len(profiles) - kept
-        with self._cond:
-            self.spooled_profiles += kept
-            self.failed_profiles += lost
-            self._queue.settle(kept + lost)
-            if kept:
-                self._spool_pending = True
-        return kept, lost
-
-    def _spooled(self, profile: Profile) -> bool:
-        assert self.spool is not None
-        try:
-            return self.spool.put(profile) is not None
-        except Exception:  # noqa: BLE001 - a custom spool that raises: the profile is lost
-            _logger.exception("Spooling %s failed: the profile is lost.", profile.key)
-            return False
-
-    def _report_unsent(self, kept: int, lost: int, probe_failed: bool) -> None:
-        """Say what became of profiles not sent: one warning when the backend goes down.
-
-        A profile the spool could not take was reported as lost by the spool.
-        """
-        name = type(self._exporter).__name__
-        if probe_failed and self.spool is not None:
-            self._health.mark_down(time.monotonic())
-        if self.spool is None:
-            _logger.warning(
-                "%s could not send %d profile(s); spooling is off, so they are lost "
-                "(counted in failed_profiles).",
-                name,
-                lost,
-            )
-        elif kept and self._shutdown:
-            _logger.warning(
-                "%d profile(s) not exported by %s before shutdown are kept in %s; the next "
-                "process of this service sends them.",
-                kept,
-                name,
-                self.spool.directory,
-            )
-        elif kept and self._health.first_warning():
-            _logger.warning(
-                "%s could not send %d profile(s); they are kept in %s and re-sent when the "
-                "backend works again (tried every %d s at most).",
-                name,
-                kept,
-                self.spool.directory,
-                int(MAX_INTERVAL_S),
-            )
-        elif kept:
-            _logger.debug("%d more profile(s) kept in %s.", kept, self.spool.directory)
-
-    def _mark_up(self) -> None:
-        if self._health.mark_up() and self._spool_pending:  # mark_up always runs first
-            _logger.warning(
-                "%s works again; re-sending spooled profiles.", type(self._exporter).__name__
-            )
-
-    def _drain_due(self) -> bool:
-        return self._spool_pending and self._health.due(time.monotonic())
-
-    def _drain(self, force: bool = False) -> None:
-        """Re-send some spooled profiles; back off while nothing gets through."""
-        if self.spool is None or self._shutdown or not (self._spool_pending or force):
-            return
-        with self._cond:  # re-sent profiles are held too: up to half the byte bound is theirs
-            budget = self._queue.reserve(self.max_queue_bytes // 2)
-        try:
-            sent, pending = self.spool.drain(
-                lambda ps: self._send(ps, self.export_timeout_millis, resend=True),
-                self.max_export_batch_size,
-                _DRAIN_BATCHES_PER_ROUND,
-                max_bytes=budget,
-            )
-        finally:
-            with self._cond:
-                self._queue.unreserve(budget)
-        with self._cond:
-            self.resent_profiles += sent
-            self._spool_pending = pending > 0
-        now = time.monotonic()
-        if sent:
-            self._mark_up()
-            self._health.try_now(now)
-        elif pending:
-            self._health.back_off(now)
-
-    def _recover(self, batch: List[Profile]) -> None:
-        """An exception escaped one round: log and count it; keep what it left unsettled."""
-        with self._cond:
-            self.worker_errors += 1
-            owned = bool(batch) and self._in_flight is batch
-            if owned:
-                self._in_flight = None
-        _logger.exception(
-            "The export worker of %s failed on a batch (%d failure(s) so far); it goes on.",
-            type(self._exporter).__name__,
-            self.worker_errors,
-        )
-        self._health.back_off(time.monotonic())  # no tight loop if the failure repeats
-        if owned:
-            self._settle_unsent(batch)
-            self._release(batch)
-
-    def _settle_unsent(self, batch: Sequence[Profile]) -> None:
-        """Settle profiles known not to be sent: errors counted, the rest kept or lost."""
-        errors = [p for p in batch if not has_payload(p)]
-        with self._cond:
-            self.error_profiles += len(errors)
-            self._queue.settle(len(errors))
-        for profile in errors:
-            report_error_profile(profile)
-        todo = [p for p in batch if has_payload(p)]
-        if todo:
-            kept, lost = self._keep(todo)
-            self._report_unsent(kept, lost, False)
-
-    def _worker_lost(self, exc: BaseException) -> None:
-        """The worker is stopping on ``exc`` (logged): settle its batch."""
-        with self._cond:
-            batch = self._in_flight or []
-            self._in_flight = None
-        self._settle_unsent(batch)
-        self._release(batch)
-        self._complete_flushes()
-
-    def _complete_flushes(self) -> None:
-        with self._cond:
-            pending = []
-            for flush in self._flushes:
-                if self._queue.flush_done(flush):
-                    flush.done.set()
-                else:
-                    pending.append(flush)
-            self._flushes = pending
-
-    def _report_drops(self) -> None:
-        now = time.monotonic()
-        new = self.dropped_profiles - self._reported_drops
-        if new and now - self._last_drop_warning >= _DROP_WARNING_INTERVAL_S:
-            self._last_drop_warning = now
-            self._reported_drops = self.dropped_profiles
-            _logger.warning(
-                "Dropped %d profile(s) because the export queue was full (%d profiles / %d bytes "
-                "max; total dropped: %d). Raise OTEL_BPP_MAX_QUEUE_SIZE or "
-                "OTEL_BPP_MAX_QUEUE_BYTES, or check that the exporter keeps up.",
-                new,
-                self.max_queue_size,
-                self.max_queue_bytes,
-                self.dropped_profiles,
-            )
+        return self._worker.ensure(self._queue.closed)
 
     # -- control ----------------------------------------------------------------
     def force_flush(self, timeout_millis: Optional[float] = None) -> bool:
@@ -465,18 +241,16 @@ class BatchProfileProcessor(ProfileProcessor):
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
         deadline = time.monotonic() + timeout
         with self._cond:
-            if self._shutdown:
+            if self._queue.closed:
                 return False
             if self._queue.all_settled:
                 return True
-            flush = self._queue.flush_request()
-            self._flushes.append(flush)
-            if self._ensure_worker():
+            flush = self._queue.add_flush()
+            worker = self._ensure_worker()
+            if worker:
                 self._cond.notify_all()
-                worker = True
             else:
-                self._flushes.remove(flush)
-                worker = False
+                self._queue.cancel_flush(flush)
         if worker:
             return flush.done.wait(timeout)
         self._export_queue_here(deadline)  # no thread may start now: this one does the work
@@ -492,9 +266,9 @@ class BatchProfileProcessor(ProfileProcessor):
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
         deadline = time.monotonic() + timeout
         with self._cond:
-            if self._shutdown:
+            if self._queue.closed:
                 return
-            self._shutdown = True
+            self._queue.close()
             worker = self._worker.thread
             self._cond.notify_all()
         if worker is not None and worker is not threading.current_thread():
@@ -502,22 +276,17 @@ class BatchProfileProcessor(ProfileProcessor):
         self._take_over_in_flight(timeout)
         self._export_queue_here(deadline)
         with self._cond:
-            for flush in self._flushes:
-                flush.done.set()
-            self._flushes = []
-        self._report_drops()
+            self._queue.end_flushes()
+        self._rounds.report_drops()
         self._exporter.shutdown()
 
     def _take_over_in_flight(self, timeout: float) -> None:
         """The worker did not finish its batch in time: keep it in the spool, exactly once.
 
         The worker's export may still end, even successfully; it then finds
-        its batch taken and leaves it alone. A profile that did land is found
-        at its key by the re-send, which does not upload it twice.
+        its batch taken and leaves it alone.
         """
-        with self._cond:
-            batch = self._in_flight
-            self._in_flight = None
+        batch = self._delivery.take_back()
         if batch:
             _logger.warning(
                 "Shutdown timed out after %.1f s while %s was exporting %d profile(s).",
@@ -525,14 +294,13 @@ class BatchProfileProcessor(ProfileProcessor):
                 type(self._exporter).__name__,
                 len(batch),
             )
-            self._settle_unsent(batch)
-            self._release(batch)
+            self._delivery.settle_unsent(batch)
 
     def _export_queue_here(self, deadline: float) -> None:
         """Export the queue on the calling thread until ``deadline``; keep the rest."""
         while True:
             with self._cond:
-                batch = self._take_batch()
+                batch = self._queue.take(self.max_export_batch_size)
             if not batch:
                 return
             remaining_ms = (deadline - time.monotonic()) * 1000
@@ -540,10 +308,9 @@ class BatchProfileProcessor(ProfileProcessor):
                 with self._cond:
                     left = batch + self._queue.take_all()
                 _logger.warning("No time left to export %d queued profile(s).", len(left))
-                self._settle_unsent(left)
-                self._release(left)
+                self._delivery.settle_unsent(left)
                 return
-            self._export(batch, min(remaining_ms, self.export_timeout_millis), worker=False)
+            self._delivery.deliver(batch, min(remaining_ms, self.export_timeout_millis))
 
 
 def _destination(exporter: ProfileExporter) -> str:

@@ -1,12 +1,15 @@
 """The batch processor's queue and its accounting.
 
-Bounded by count and by bytes; when full the oldest profile is dropped. Each
-profile queued gets a sequence number, and each one that reaches a counter
-(exported, spooled, failed, dropped, error) is *settled*: a flush waits until
-everything queued before it is settled. The bytes of a batch being exported,
-and of profiles being re-sent from the spool, still count against the bound.
+Bounded by count and by bytes; when full the oldest profile is dropped (and
+counted in ``dropped``), as is every profile offered once the queue is closed
+(the processor shuts down). Each profile queued gets a sequence number, and
+each one that reaches a counter (exported, spooled, failed, dropped, error) is
+*settled*: a flush waits until everything queued before it is settled. The
+bytes of a batch being exported, and of profiles being re-sent from the spool,
+still count against the bound.
 
-Not thread-safe on its own: the processor calls it with its lock held.
+Not thread-safe on its own: the processor and its collaborators call it with
+the processor's lock held.
 """
 
 from __future__ import annotations
@@ -40,15 +43,25 @@ class ProfileQueue:
         self.oldest_at: Optional[float] = None  # when the oldest queued profile came
         self.enqueued = 0  # sequence number of the last profile queued
         self.settled = 0  # how many queued profiles have reached their counter
+        self.dropped = 0  # queue full, or offered once closed
+        self.closed = False
+        self._flushes: List[FlushRequest] = []
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, profile: Profile) -> int:
-        """Queue ``profile``, dropping the oldest while full; returns how many were dropped.
+    def close(self) -> None:
+        """Take no more profiles: each one offered from now on is dropped."""
+        self.closed = True
+
+    def put(self, profile: Profile) -> bool:
+        """Queue ``profile``, dropping the oldest while full; ``False`` (dropped) once closed.
 
         A profile larger than the byte bound is still taken when the queue is empty.
         """
+        if self.closed:
+            self.dropped += 1
+            return False
         size = len(profile.data)
         dropped = 0
         while self._items and (
@@ -58,12 +71,13 @@ class ProfileQueue:
             self.bytes -= len(old.data)
             dropped += 1
         self.settled += dropped
+        self.dropped += dropped
         self._items.append(profile)
         self.bytes += size
         self.enqueued += 1
         if self.oldest_at is None:
             self.oldest_at = time.monotonic()
-        return dropped
+        return True
 
     def take(self, limit: int) -> List[Profile]:
         """Up to ``limit`` profiles, oldest first; their bytes count until ``release``."""
@@ -97,8 +111,33 @@ class ProfileQueue:
     def all_settled(self) -> bool:
         return self.enqueued == self.settled
 
-    def flush_request(self) -> FlushRequest:
-        return FlushRequest(self.enqueued)
+    # -- flushes ---------------------------------------------------------------
+    def add_flush(self) -> FlushRequest:
+        """A flush of everything queued so far, pending until ``complete_flushes`` sees it done."""
+        flush = FlushRequest(self.enqueued)
+        self._flushes.append(flush)
+        return flush
 
-    def flush_done(self, flush: FlushRequest) -> bool:
-        return self.settled >= flush.upto
+    def cancel_flush(self, flush: FlushRequest) -> None:
+        self._flushes.remove(flush)
+
+    @property
+    def flushing(self) -> bool:
+        """A flush is pending: the worker sends at once, without waiting for a full batch."""
+        return bool(self._flushes)
+
+    def complete_flushes(self) -> None:
+        """Mark done each pending flush whose profiles are all settled."""
+        pending = []
+        for flush in self._flushes:
+            if self.settled >= flush.upto:
+                flush.done.set()
+            else:
+                pending.append(flush)
+        self._flushes = pending
+
+    def end_flushes(self) -> None:
+        """Shutdown: wake every waiting flush, done or not (its caller checks its timeout)."""
+        for flush in self._flushes:
+            flush.done.set()
+        self._flushes = []
