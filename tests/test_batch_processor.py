@@ -208,3 +208,22 @@ def test_simple_processor_exports_on_end() -> None:
     assert exporter.exported == [profile]
     processor.shutdown()
     assert exporter.shut_down
+
+
+def test_shutdown_is_bounded_when_the_exporter_hangs_on_the_last_batch() -> None:
+    # the worker is idle (a long delay), so the queue is still full at shutdown:
+    # exporting it must not hold shutdown past its bound either
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=60_000)
+    profiles = [make_profile() for _ in range(3)]
+    for profile in profiles:
+        processor.on_end(profile)
+    started = time.monotonic()
+    processor.shutdown(timeout_millis=500)
+    elapsed = time.monotonic() - started
+    exporter.release.set()
+    assert elapsed < 5.0  # 0.5 s bound, generous for a busy machine (the hang is 60 s)
+    assert exporter.entered.is_set()  # it was tried before the deadline
+    # each profile in exactly one counter: the hung export is kept in the spool
+    assert processor.spooled_profiles == 3
+    assert processor.exported_profiles + processor.failed_profiles == 0

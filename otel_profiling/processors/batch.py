@@ -11,8 +11,9 @@ Differences from the span processor, each on purpose:
   from the worker when the backend works again (and by the next process of
   the same service); while the backend is down, new batches go straight to the
   spool and one try (a batch or a re-send) per backoff interval probes it;
-* ``shutdown`` exports what is still queued on the calling thread (at exit
-  some Pythons start no thread), and what it cannot finish in time goes to the
+* ``shutdown`` lets the worker export what is still queued and waits for it
+  until its deadline (the calling thread exports only when no thread can run:
+  at exit some Pythons start none); what is not done in time goes to the
   spool, once;
 * the worker survives any exception (logged, counted in ``worker_errors``)
   and a worker that died anyway is started again by the next profile;
@@ -259,8 +260,9 @@ class BatchProfileProcessor(ProfileProcessor):
     def shutdown(self, timeout_millis: Optional[float] = None) -> None:
         """Export what is queued, then stop; returns within the timeout whatever happens.
 
-        The worker finishes the batch it is exporting; what is still queued is
-        exported on the calling thread. Whatever is not exported by the
+        The worker exports what is queued while this waits for it until the
+        deadline; when no thread can run (the interpreter is exiting), the
+        calling thread exports instead. Whatever is not exported by the
         deadline goes to the spool, once.
         """
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
@@ -269,12 +271,15 @@ class BatchProfileProcessor(ProfileProcessor):
             if self._queue.closed:
                 return
             self._queue.close()
+            if self._queue:  # the worker exports the rest (started if it had died)
+                self._worker.ensure(stopped=False)
             worker = self._worker.thread
             self._cond.notify_all()
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(deadline - time.monotonic(), 0))
-        self._take_over_in_flight(timeout)
+        # the queue first: once it is empty, the worker cannot take another batch
         self._export_queue_here(deadline)
+        self._take_over_in_flight(timeout)
         with self._cond:
             self._queue.end_flushes()
         self._rounds.report_drops()

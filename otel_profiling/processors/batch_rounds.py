@@ -50,12 +50,17 @@ class WorkerRounds:
         self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
 
     def run_once(self) -> bool:
-        """Export one batch and re-send from the spool if due; ``False`` once shut down."""
+        """Export one batch and re-send from the spool if due; ``False`` once shut down.
+
+        After shutdown the worker goes on exporting what is queued, batch after
+        batch, while ``shutdown`` waits for it until its deadline; it stops once
+        the queue is empty.
+        """
         with self._lock:
             self._wait_for_work()
-            if self._queue.closed:
-                return False  # ``shutdown`` exports the rest on its own thread
             batch = self._queue.take(self._settings.max_export_batch_size)
+            if self._queue.closed and not batch:
+                return False  # shut down, and the queue is exported
             flushing = self._queue.flushing
             self._delivery.begin(batch)
         try:
