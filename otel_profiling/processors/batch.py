@@ -255,7 +255,8 @@ class BatchProfileProcessor(ProfileProcessor):
         if worker:
             return flush.done.wait(timeout)
         self._export_queue_here(deadline)  # no thread may start now: this one does the work
-        return self._queue.all_settled
+        with self._cond:
+            return self._queue.all_settled
 
     def shutdown(self, timeout_millis: Optional[float] = None) -> None:
         """Export what is queued, then stop; returns within the timeout whatever happens.

@@ -192,10 +192,6 @@ class Delivery:
             return False
 
     # -- the backend's health ----------------------------------------------------
-    @property
-    def backend_down(self) -> bool:
-        return self._health.down
-
     def back_off(self) -> None:
         """Wait longer before the next try (a round failed: no tight loop if it repeats)."""
         self._health.back_off(time.monotonic())
@@ -244,15 +240,18 @@ class Delivery:
 
     # -- re-sending the spool ------------------------------------------------------
     def resend_if_due(self, flushing: bool) -> None:
-        """Re-send some spooled profiles when due, or for a flush while the backend is up."""
-        if (flushing and not self._health.down) or self.resend_due(time.monotonic()):
-            self._resend(force=flushing)
+        """Re-send some spooled profiles when due, or for a flush while the backend is up.
 
-    def _resend(self, force: bool) -> None:
-        """Re-send some spooled profiles; back off while nothing gets through."""
-        if self._spool is None or self._queue.closed or not (self._spool_pending or force):
+        A flush tries even with nothing spooled by this process: another
+        process of the service may have left some. Nothing is re-sent once
+        shut down (the next process does it). Backs off while nothing gets through.
+        """
+        if self._spool is None:
             return
         with self._lock:  # re-sent profiles are held too: up to half the byte bound is theirs
+            due = self.resend_due(time.monotonic()) or (flushing and not self._health.down)
+            if self._queue.closed or not due:
+                return
             budget = self._queue.reserve(self._queue.max_bytes // 2)
         try:
             sent, pending = self._spool.drain(

@@ -87,22 +87,29 @@ class WorkerRounds:
             self._queue.complete_flushes()
 
     def report_drops(self) -> None:
-        """Warn of profiles dropped from a full queue, at most once a minute."""
-        now = time.monotonic()
-        dropped = self._queue.dropped
-        new = dropped - self._reported_drops
-        if new and now - self._last_drop_warning >= _DROP_WARNING_INTERVAL_S:
+        """Warn of profiles dropped from a full queue, at most once a minute.
+
+        Called by the worker and by ``shutdown``, which may overlap when the
+        worker outlives shutdown's deadline: the count is read and marked
+        reported under the lock, the warning logged after it.
+        """
+        with self._lock:
+            now = time.monotonic()
+            dropped = self._queue.dropped
+            new = dropped - self._reported_drops
+            if not new or now - self._last_drop_warning < _DROP_WARNING_INTERVAL_S:
+                return
             self._last_drop_warning = now
             self._reported_drops = dropped
-            _logger.warning(
-                "Dropped %d profile(s) because the export queue was full (%d profiles / %d bytes "
-                "max; total dropped: %d). Raise OTEL_BPP_MAX_QUEUE_SIZE or "
-                "OTEL_BPP_MAX_QUEUE_BYTES, or check that the exporter keeps up.",
-                new,
-                self._settings.max_queue_size,
-                self._settings.max_queue_bytes,
-                dropped,
-            )
+        _logger.warning(
+            "Dropped %d profile(s) because the export queue was full (%d profiles / %d bytes "
+            "max; total dropped: %d). Raise OTEL_BPP_MAX_QUEUE_SIZE or "
+            "OTEL_BPP_MAX_QUEUE_BYTES, or check that the exporter keeps up.",
+            new,
+            self._settings.max_queue_size,
+            self._settings.max_queue_bytes,
+            dropped,
+        )
 
     def _wait_for_work(self) -> None:
         """Wait (lock held) for a full batch, the oldest profile's delay, a flush,
