@@ -10,6 +10,7 @@ stacks), objects only C code holds, and that no object becomes two nodes there.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import io
 import json
 import os
@@ -268,6 +269,78 @@ def text_of(row: Any) -> str:
     if isinstance(row, Holder):
         return str(row.value)
     return str(row["k"] if isinstance(row, dict) else row[0])
+
+
+class RefusesComparison(type):
+    """A metaclass whose classes cannot be hashed (``__eq__`` without ``__hash__``) and
+    whose comparison raises: the walk must tell types apart by identity alone."""
+
+    def __eq__(cls, other: object) -> bool:
+        raise RuntimeError("a heap snapshot compared two classes")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Unhashable(metaclass=RefusesComparison):
+    pass
+
+
+def test_classes_that_cannot_be_hashed_or_compared_are_nodes() -> None:
+    obj, key = Unhashable(), Unhashable()
+    snap = snapshot_of(obj=obj, mixed=[obj, 1, "text"], keyed={key: 1}, cls=Unhashable)
+    node = snap.node(follow(snap, 0, "obj"))
+    assert (node["type"], node["name"]) == ("object", f"{__name__}.Unhashable")
+    assert follow(snap, 0, "mixed", 0) == node["index"]
+    assert snap.node(follow(snap, 0, "mixed", 1))["type"] == "number"
+    # a key that is not a string: the key object, then the value named after its type
+    (key_edge, value_edge) = snap.edges_of(follow(snap, 0, "keyed"))
+    assert key_edge[:2] == ("internal", "key")
+    assert snap.node(key_edge[2])["name"] == f"{__name__}.Unhashable"
+    assert value_edge[:2] == ("property", "[Unhashable]")
+    assert snap.node(value_edge[2])["type"] == "number"
+    assert snap.node(follow(snap, 0, "cls"))["name"] == f"{__name__}.RefusesComparison"
+
+
+LAZY_MODULE_RUNS: List[str] = []
+
+
+class GuardedModule(types.ModuleType):
+    """A module whose attributes cannot be read (as some lazy-import modules do)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        raise RuntimeError(f"a heap snapshot read {name} of a module")
+
+
+class HeldByGuardedModule:
+    pass
+
+
+def test_whole_heap_reads_modules_without_running_their_attribute_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # importlib's LazyLoader runs a module's code on its first attribute read
+    (tmp_path / "loaded_on_first_read.py").write_text(
+        f"import sys\nsys.modules[{__name__!r}].LAZY_MODULE_RUNS.append(__name__)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.find_spec("loaded_on_first_read")
+    assert spec is not None and spec.loader is not None
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    lazy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lazy)
+    monkeypatch.setitem(sys.modules, "loaded_on_first_read", lazy)
+    guarded = GuardedModule("guarded_module")
+    guarded.HELD = HeldByGuardedModule()
+    monkeypatch.setitem(sys.modules, "guarded_module", guarded)
+    profiler = HeapSnapshotProfiler()
+    profiler.start()
+    snap = HeapSnapshot(profiler.stop())
+    assert LAZY_MODULE_RUNS == []  # the lazy module was not loaded by the snapshot
+    (held,) = snap.find(f"{__name__}.HeldByGuardedModule")
+    ((kind, label, namespace),) = retainers(snap, held)
+    assert (kind, label, snap.node(namespace)["name"]) == ("property", "HELD", "dict")
+    module_node = follow(snap, 0, "guarded_module")
+    assert snap.edges_of(module_node) == [("internal", "__dict__", namespace)]
 
 
 def test_many_objects_of_mixed_kinds() -> None:
