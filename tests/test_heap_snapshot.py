@@ -9,6 +9,7 @@ stacks), objects only C code holds, and that no object becomes two nodes there.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import importlib.util
 import io
@@ -299,6 +300,48 @@ def test_classes_that_cannot_be_hashed_or_compared_are_nodes() -> None:
     assert value_edge[:2] == ("property", "[Unhashable]")
     assert snap.node(value_edge[2])["type"] == "number"
     assert snap.node(follow(snap, 0, "cls"))["name"] == f"{__name__}.RefusesComparison"
+
+
+class CountedKey:
+    """A key whose ``__hash__`` and ``__eq__`` count their calls (all keys collide)."""
+
+    calls = 0
+
+    def __hash__(self) -> int:
+        CountedKey.calls += 1
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        CountedKey.calls += 1
+        return self is other
+
+
+class IterRefused(dict):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        raise RuntimeError("a heap snapshot iterated a dict subclass")
+
+
+def test_dict_subclasses_are_read_without_hashing_or_comparing_their_keys() -> None:
+    keys = [CountedKey() for _ in range(6)]
+    dicts = {
+        "by_default": collections.defaultdict(list, {keys[0]: "a", keys[1]: "b"}),
+        "ordered": collections.OrderedDict([(keys[2], "c"), (keys[3], "d")]),
+        "refuses_iter": IterRefused({keys[4]: "e", keys[5]: "f"}),
+    }
+    CountedKey.calls = 0
+    snap = snapshot_of(**dicts)
+    assert CountedKey.calls == 0
+    for name, mapping in dicts.items():
+        edges = snap.edges_of(follow(snap, 0, name))
+        found = [
+            (snap.node(key[2])["name"], value[:2], snap.node(value[2])["name"])
+            for key, value in zip(edges[::2], edges[1::2], strict=True)
+            if key[:2] == ("internal", "key")
+        ]
+        assert found == [
+            (f"{__name__}.CountedKey", ("property", "[CountedKey]"), value)
+            for value in dict.values(mapping)
+        ], name
 
 
 LAZY_MODULE_RUNS: List[str] = []

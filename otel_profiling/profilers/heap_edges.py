@@ -24,8 +24,8 @@ import sys
 import sysconfig
 from array import array
 from collections import defaultdict, deque
-from itertools import chain, compress, repeat
-from operator import is_, not_
+from itertools import chain, compress, islice, repeat
+from operator import is_, itemgetter, not_
 from types import CodeType, FunctionType, ModuleType
 from typing import Any, Callable, DefaultDict, Deque, Dict, List, Tuple
 
@@ -348,27 +348,42 @@ class GraphBuilder:
     ) -> Tuple[List[int], array[int], List[int], List[Any]]:
         """Edge counts, types, names and targets of a run of dicts.
 
-        Each dict is copied in one C call that runs no Python code (a
-        subclass's overrides, such as the ``__iter__`` that ``dict.copy``
-        would call, are bypassed by ``dict.items``), so that another thread
-        cannot change it between reading its keys and its values.
+        Each dict is read in one C call that runs no Python code, so that
+        another thread cannot change it between reading its keys and its
+        values. A plain dict is copied; a subclass's items are listed by
+        ``dict.items``, which bypasses its overrides (such as the ``__iter__``
+        that ``dict.copy`` would call) and, unlike a copy into a new dict,
+        never hashes or compares a key.
         """
         if kind == DICT:
             copies = list(map(_copy_dict, dicts))
-        else:
-            copies = list(map(dict, map(dict.items, dicts)))
-        keys = list(chain.from_iterable(copies))
-        if set(map(id, map(type, keys))) <= _STR_ONLY:  # by identity, as _ByType does
             counts = list(map(len, copies))
+            keys = list(chain.from_iterable(copies))
+            values = list(chain.from_iterable(map(dict.values, copies)))
+        else:
+            items = list(map(list, map(dict.items, dicts)))
+            counts = list(map(len, items))
+            pairs = list(chain.from_iterable(items))
+            keys = list(map(itemgetter(0), pairs))
+            values = list(map(itemgetter(1), pairs))
+        if set(map(id, map(type, keys))) <= _STR_ONLY:  # by identity, as _ByType does
             names = self.graph.strings.add_many(keys)
-            refs = list(chain.from_iterable(map(dict.values, copies)))
-            return counts, _repeated("b", PROPERTY, len(refs)), names, refs
-        del keys
-        counts, edge_types, edge_names, refs = [], array("b"), [], []
+            return counts, _repeated("b", PROPERTY, len(values)), names, values
+        return self._mixed_key_edges(counts, keys, values)
+
+    def _mixed_key_edges(
+        self, counts: List[int], keys: List[Any], values: List[Any]
+    ) -> Tuple[List[int], array[int], List[int], List[Any]]:
+        """As ``_dict_edges`` when some keys are not strings: one item at a time."""
+        edge_counts: List[int] = []
+        edge_types = array("b")
+        edge_names: List[int] = []
+        refs: List[Any] = []
         add = self.graph.strings.add
-        for copy in copies:  # some keys are not strings: one item at a time
+        items = zip(keys, values, strict=True)
+        for count in counts:
             before = len(refs)
-            for key, value in copy.items():
+            for key, value in islice(items, count):
                 if type(key) is str:
                     edge_types.append(PROPERTY)
                     edge_names.append(add(key))
@@ -380,8 +395,8 @@ class GraphBuilder:
                     edge_names += (self.key_name, add(f"[{_class_name(type(key))}]"))
                     refs.append(key)
                 refs.append(value)
-            counts.append(len(refs) - before)
-        return counts, edge_types, edge_names, refs
+            edge_counts.append(len(refs) - before)
+        return edge_counts, edge_types, edge_names, refs
 
 
 def _copy_shared_values_dict(d: Dict[Any, Any]) -> Dict[Any, Any]:
