@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import pytest
@@ -227,3 +228,31 @@ def test_shutdown_is_bounded_when_the_exporter_hangs_on_the_last_batch() -> None
     # each profile in exactly one counter: the hung export is kept in the spool
     assert processor.spooled_profiles == 3
     assert processor.exported_profiles + processor.failed_profiles == 0
+
+
+def test_a_processor_shut_down_before_a_fork_stays_shut_down_in_the_child() -> None:
+    exporter = RecordingExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=10, spool=False)
+    processor.shutdown()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports its counters through the pipe
+        code = 1
+        try:
+            processor.on_end(make_profile())
+            flushed = processor.force_flush(1_000)
+            report = (
+                f"{processor.dropped_profiles} {processor.queued_profiles} "
+                f"{len(exporter.exported)} {flushed}"
+            )
+            os.write(write_end, report.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        report = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    # the child's profile is dropped (as after shutdown), never queued nor exported
+    assert report.split() == ["1", "0", "0", "False"]

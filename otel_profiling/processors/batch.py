@@ -17,7 +17,8 @@ Differences from the span processor, each on purpose:
   spool, once;
 * the worker survives any exception (logged, counted in ``worker_errors``)
   and a worker that died anyway is started again by the next profile;
-* after ``os.fork()`` the child gets a new lock, queue, counters and worker.
+* after ``os.fork()`` the child gets a new lock, queue, counters and worker
+  (a processor shut down before the fork stays shut down).
 
 Every profile given to ``on_end`` ends in exactly one counter:
 ``exported_profiles``, ``spooled_profiles`` (kept for a later re-send),
@@ -127,10 +128,16 @@ class BatchProfileProcessor(ProfileProcessor):
         """Everything that belongs to one process: made here, and again in a forked child.
 
         A child starts empty: profiles queued in the parent are the parent's to export.
-        The lock is shared by the queue, the delivery and the worker's rounds.
+        A processor shut down before the fork stays shut down in the child (its
+        exporter is shut down too). The lock is shared by the queue, the
+        delivery and the worker's rounds.
         """
+        previous: Optional[ProfileQueue] = getattr(self, "_queue", None)  # None when made
+        shut_down = previous is not None and previous.closed
         self._cond = threading.Condition(threading.Lock())
         self._queue = ProfileQueue(self.max_queue_size, self.max_queue_bytes)
+        if shut_down:
+            self._queue.close()
         self._delivery = Delivery(
             self._exporter, self._spool, self._queue, self._cond, self._settings
         )
