@@ -11,7 +11,9 @@ Locking: ``lock`` is the processor's condition, shared so that a profile is
 counted, settled in the queue and its bytes released under the one lock that
 guards the queue. A method takes the lock itself unless its docstring says
 "lock held"; nothing is sent, written or logged while it is held. The queue's
-``closed`` flag (set once, by shutdown) is read without it.
+``closed`` flag (set once, by shutdown) is read without it, and so are the
+counters by the processor's properties (each is one ``int``: a read sees a
+whole value).
 """
 
 from __future__ import annotations
@@ -201,7 +203,12 @@ class Delivery:
         return self._spool is None or self._health.may_try(time.monotonic())
 
     def _mark_up(self) -> None:
-        if self._health.mark_up() and self._spool_pending:  # mark_up always runs first
+        """Something got through: say so once if the backend had been down with profiles spooled."""
+        if not self._health.mark_up():
+            return
+        with self._lock:
+            spooled = self._spool_pending
+        if spooled:
             _logger.warning("%s works again; re-sending spooled profiles.", self._name)
 
     def _report_unsent(self, kept: int, lost: int, probe_failed: bool) -> None:
