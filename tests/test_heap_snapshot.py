@@ -648,6 +648,21 @@ def test_inconsistent_graph_is_neither_written_nor_released() -> None:
     assert graph.node_count == 1 and list(graph.node_edges) == [1]
 
 
+def test_edge_fields_of_different_lengths_are_refused_before_writing() -> None:
+    graph = HeapGraph()
+    graph.node_type.append(9)
+    graph.node_name.append(0)
+    graph.node_size.append(0)
+    graph.node_edges.append(1)
+    graph.edge_type.append(3)
+    graph.edge_name.append(0)  # edge_to is missing its value
+    out = io.BytesIO()
+    with pytest.raises(ValueError, match="inconsistent"):
+        write_heapsnapshot(graph, out, release=True)
+    assert out.getvalue() == b""
+    assert graph.node_count == 1 and graph.edge_count == 1
+
+
 # -- the whole process heap -----------------------------------------------------------------
 
 MODULE = "snapshot_fixture_module"
