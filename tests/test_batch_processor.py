@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import List, Optional, Sequence
 
 import pytest
 from helpers import HangingExporter, RecordingExporter
 from support import make_profile, wait_for
 
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
+from otel_profiling.profile import Profile
 
 
 def test_batches_by_size_before_the_delay() -> None:
@@ -256,3 +258,33 @@ def test_a_processor_shut_down_before_a_fork_stays_shut_down_in_the_child() -> N
     assert os.WEXITSTATUS(status) == 0
     # the child's profile is dropped (as after shutdown), never queued nor exported
     assert report.split() == ["1", "0", "0", "False"]
+
+
+class TimeoutRecordingExporter(RecordingExporter):
+    """Records the time each export is given (an exporter that honours it gives up then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: List[Optional[float]] = []
+
+    def export_unsent(
+        self,
+        profiles: Sequence[Profile],
+        timeout_millis: Optional[float] = None,
+        *,
+        resend: bool = False,
+    ) -> List[Profile]:
+        self.timeouts.append(timeout_millis)
+        return super().export_unsent(profiles, timeout_millis, resend=resend)
+
+
+def test_the_last_batches_get_no_more_time_than_shutdown_has_left() -> None:
+    exporter = TimeoutRecordingExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=60_000, export_timeout_millis=30_000, spool=False
+    )
+    processor.on_end(make_profile())
+    processor.shutdown(timeout_millis=2_000)
+    assert processor.exported_profiles == 1
+    (timeout,) = exporter.timeouts
+    assert timeout is not None and 0 < timeout <= 2_000  # not the 30 s export timeout

@@ -279,6 +279,7 @@ class BatchProfileProcessor(ProfileProcessor):
             if self._queue.closed:
                 return
             self._queue.close()
+            self._rounds.finish_by(deadline)
             if self._queue:  # the worker exports the rest (started if it had died)
                 self._worker.ensure(stopped=False)
             worker = self._worker.thread

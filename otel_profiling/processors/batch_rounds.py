@@ -46,6 +46,7 @@ class WorkerRounds:
         self._settings = settings
         self._name = exporter_name  # named in the log lines
         self.worker_errors = 0
+        self._finish_by: Optional[float] = None  # shutdown's deadline, once shutting down
         self._reported_drops = 0
         self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
 
@@ -53,21 +54,23 @@ class WorkerRounds:
         """Export one batch and re-send from the spool if due; ``False`` once shut down.
 
         After shutdown the worker goes on exporting what is queued, batch after
-        batch, while ``shutdown`` waits for it until its deadline; it stops once
-        the queue is empty.
+        batch, each given no more than what is left of shutdown's deadline; it
+        stops once the queue is empty or the deadline has passed (``shutdown``
+        then keeps the rest).
         """
         with self._lock:
             self._wait_for_work()
-            batch = self._queue.take(self._settings.max_export_batch_size)
+            timeout_millis = self._time_for_export()
+            batch = (
+                self._queue.take(self._settings.max_export_batch_size) if timeout_millis > 0 else []
+            )
             if self._queue.closed and not batch:
-                return False  # shut down, and the queue is exported
+                return False
             flushing = self._queue.flushing
             self._delivery.begin(batch)
         try:
             if batch:
-                self._delivery.deliver(
-                    batch, self._settings.export_timeout_millis, in_flight=True, now=flushing
-                )
+                self._delivery.deliver(batch, timeout_millis, in_flight=True, now=flushing)
         except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
             self._recover(batch)
         del batch  # settled: its profiles go before the (slow) re-sends below
@@ -79,6 +82,18 @@ class WorkerRounds:
             self._queue.complete_flushes()
         self.report_drops()
         return True
+
+    def finish_by(self, deadline: float) -> None:
+        """(lock held) Shutdown: export what is queued by ``deadline`` (``time.monotonic()``)."""
+        self._finish_by = deadline
+
+    def _time_for_export(self) -> float:
+        """(lock held) Milliseconds for one export: the export timeout, or what is left
+        of shutdown's deadline if that is less."""
+        timeout = float(self._settings.export_timeout_millis)
+        if self._finish_by is None:
+            return timeout
+        return min(timeout, (self._finish_by - time.monotonic()) * 1000)
 
     def lost(self, exc: BaseException) -> None:
         """The worker is stopping on ``exc`` (logged already): settle its batch."""
