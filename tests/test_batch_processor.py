@@ -288,3 +288,30 @@ def test_the_last_batches_get_no_more_time_than_shutdown_has_left() -> None:
     assert processor.exported_profiles == 1
     (timeout,) = exporter.timeouts
     assert timeout is not None and 0 < timeout <= 2_000  # not the 30 s export timeout
+
+
+def test_drops_within_the_last_minute_are_reported_at_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=10, max_queue_size=1, max_export_batch_size=1
+    )
+    processor.on_end(make_profile(b"first"))
+    assert exporter.entered.wait(5)  # the worker is stuck exporting "first"
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # each pushes out the one before: 2 dropped
+            processor.on_end(make_profile())
+        exporter.release.set()
+        assert processor.force_flush(5_000)  # the worker warns of the 2
+        exporter.release.clear()
+        exporter.entered.clear()
+        processor.on_end(make_profile(b"second"))
+        assert exporter.entered.wait(5)  # stuck again
+        for _ in range(4):  # 3 more dropped, within the minute the warning waits
+            processor.on_end(make_profile())
+        exporter.release.set()
+        processor.shutdown(timeout_millis=5_000)
+    assert processor.dropped_profiles == 5
+    drops = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dropped")]
+    assert [m.split(" profile(s)")[0] for m in drops] == ["Dropped 2", "Dropped 3"]

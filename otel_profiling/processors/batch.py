@@ -291,7 +291,7 @@ class BatchProfileProcessor(ProfileProcessor):
         self._take_over_in_flight(timeout)
         with self._cond:
             self._queue.end_flushes()
-        self._rounds.report_drops()
+        self._rounds.report_drops(final=True)
         self._exporter.shutdown()
 
     def _take_over_in_flight(self, timeout: float) -> None:

@@ -101,9 +101,10 @@ class WorkerRounds:
         with self._lock:
             self._queue.complete_flushes()
 
-    def report_drops(self) -> None:
+    def report_drops(self, final: bool = False) -> None:
         """Warn of profiles dropped from a full queue, at most once a minute.
 
+        ``final`` (shutdown): warn of those not reported yet, however soon.
         Called by the worker and by ``shutdown``, which may overlap when the
         worker outlives shutdown's deadline: the count is read and marked
         reported under the lock, the warning logged after it.
@@ -112,7 +113,8 @@ class WorkerRounds:
             now = time.monotonic()
             dropped = self._queue.dropped
             new = dropped - self._reported_drops
-            if not new or now - self._last_drop_warning < _DROP_WARNING_INTERVAL_S:
+            too_soon = now - self._last_drop_warning < _DROP_WARNING_INTERVAL_S
+            if not new or (too_soon and not final):
                 return
             self._last_drop_warning = now
             self._reported_drops = dropped
