@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import List, Optional, Sequence
 
 import pytest
@@ -315,3 +318,50 @@ def test_drops_within_the_last_minute_are_reported_at_shutdown(
     assert processor.dropped_profiles == 5
     drops = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dropped")]
     assert [m.split(" profile(s)")[0] for m in drops] == ["Dropped 2", "Dropped 3"]
+
+
+HOOKLESS_FORK_APP = """
+import ctypes, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from helpers import RecordingExporter
+from support import make_profile
+from otel_profiling.processors import BatchProfileProcessor
+
+exporter = RecordingExporter()
+processor = BatchProfileProcessor(exporter, schedule_delay_millis=60_000, spool=False)
+processor.on_end(make_profile(b"the parent's"))
+time.sleep(1.0)  # the worker waits on its condition: no thread is mid-way when forked
+pid = ctypes.PyDLL(None).fork()  # libc's fork: Python's at-fork hooks do not run
+if pid == 0:
+    code = 1
+    try:
+        started = time.monotonic()
+        processor.shutdown(timeout_millis=5_000)
+        elapsed = time.monotonic() - started
+        counted = processor.failed_profiles + processor.dropped_profiles
+        print("child", len(exporter.exported), counted, round(elapsed, 3), flush=True)
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+processor.shutdown()
+print("parent", [p.data.decode() for p in exporter.exported], os.WEXITSTATUS(status), flush=True)
+"""
+
+
+def test_a_child_forked_without_the_at_fork_hooks_leaves_the_parents_queue_alone() -> None:
+    # Some servers (uWSGI by default) fork from C without running Python's at-fork
+    # hooks; libc's fork() through ctypes does the same (PyDLL keeps the GIL). In a
+    # process of its own, so that no other thread is caught mid-way by the fork.
+    result = subprocess.run(
+        [sys.executable, "-c", HOOKLESS_FORK_APP, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    child, parent = result.stdout.splitlines()
+    _, exported, counted, elapsed = child.split()
+    assert (exported, counted) == ("0", "0")  # the parent's profile is the parent's to export
+    assert float(elapsed) < 4.0  # no wait for the parent's worker, which the child lacks
+    assert parent == 'parent ["the parent\'s"] 0'

@@ -227,14 +227,19 @@ class BatchProfileProcessor(ProfileProcessor):
         """Append to the queue; never blocks on I/O, never logs."""
         if not isinstance(profile, Profile):
             raise TypeError(f"on_end() takes a Profile, not {type(profile).__name__}")
-        if self._pid != os.getpid():  # forked without the at-fork hook running
-            self._init_state()
+        self._renew_if_forked()
         with self._cond:
             if not self._queue.put(profile):
                 return  # shut down: dropped
             self._ensure_worker()
             if len(self._queue) == 1 or len(self._queue) >= self.max_export_batch_size:
                 self._cond.notify_all()
+
+    def _renew_if_forked(self) -> None:
+        """A child forked without Python's at-fork hooks (uWSGI forks so by default)
+        still holds the parent's queue and worker: start afresh, as the hook would."""
+        if self._pid != os.getpid():
+            self._init_state()
 
     def _ensure_worker(self) -> bool:
         """A live worker (``_cond`` held); ``False`` after shutdown or once Python exits."""
@@ -246,6 +251,7 @@ class BatchProfileProcessor(ProfileProcessor):
 
         After shutdown it does nothing and answers ``False``, as the SDK's processors do.
         """
+        self._renew_if_forked()
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -273,6 +279,7 @@ class BatchProfileProcessor(ProfileProcessor):
         calling thread exports instead. Whatever is not exported by the
         deadline goes to the spool, once.
         """
+        self._renew_if_forked()
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
         deadline = time.monotonic() + timeout
         with self._cond:
