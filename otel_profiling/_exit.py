@@ -9,9 +9,10 @@ registered after ``concurrent.futures`` was imported runs while the pools work.
 
 Some Pythons (3.12.0 and 3.12.1) refuse to start any thread from either hook.
 So once an exit hook runs, ``exiting()`` is true and the library does its
-remaining work on the calling thread: the processor exports what is queued
-itself, and the exporter runs its requests on an event loop of its own on
-that thread instead of fsspec's I/O thread.
+remaining work without a new thread: the processor's worker, if one is
+running, or else the calling thread exports what is queued, and the exporter
+runs its requests on an event loop of its own on that thread instead of
+fsspec's I/O thread.
 """
 
 from __future__ import annotations

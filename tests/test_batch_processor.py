@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import List, Optional, Sequence
 
 import pytest
 from helpers import HangingExporter, RecordingExporter
 from support import make_profile, wait_for
 
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
+from otel_profiling.profile import Profile
 
 
 def test_batches_by_size_before_the_delay() -> None:
@@ -208,3 +214,154 @@ def test_simple_processor_exports_on_end() -> None:
     assert exporter.exported == [profile]
     processor.shutdown()
     assert exporter.shut_down
+
+
+def test_shutdown_is_bounded_when_the_exporter_hangs_on_the_last_batch() -> None:
+    # the worker is idle (a long delay), so the queue is still full at shutdown:
+    # exporting it must not hold shutdown past its bound either
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=60_000)
+    profiles = [make_profile() for _ in range(3)]
+    for profile in profiles:
+        processor.on_end(profile)
+    started = time.monotonic()
+    processor.shutdown(timeout_millis=500)
+    elapsed = time.monotonic() - started
+    exporter.release.set()
+    assert elapsed < 5.0  # 0.5 s bound, generous for a busy machine (the hang is 60 s)
+    assert exporter.entered.is_set()  # it was tried before the deadline
+    # each profile in exactly one counter: the hung export is kept in the spool
+    assert processor.spooled_profiles == 3
+    assert processor.exported_profiles + processor.failed_profiles == 0
+
+
+def test_a_processor_shut_down_before_a_fork_stays_shut_down_in_the_child() -> None:
+    exporter = RecordingExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=10, spool=False)
+    processor.shutdown()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports its counters through the pipe
+        code = 1
+        try:
+            processor.on_end(make_profile())
+            flushed = processor.force_flush(1_000)
+            report = (
+                f"{processor.dropped_profiles} {processor.queued_profiles} "
+                f"{len(exporter.exported)} {flushed}"
+            )
+            os.write(write_end, report.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        report = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    # the child's profile is dropped (as after shutdown), never queued nor exported
+    assert report.split() == ["1", "0", "0", "False"]
+
+
+class TimeoutRecordingExporter(RecordingExporter):
+    """Records the time each export is given (an exporter that honours it gives up then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: List[Optional[float]] = []
+
+    def export_unsent(
+        self,
+        profiles: Sequence[Profile],
+        timeout_millis: Optional[float] = None,
+        *,
+        resend: bool = False,
+    ) -> List[Profile]:
+        self.timeouts.append(timeout_millis)
+        return super().export_unsent(profiles, timeout_millis, resend=resend)
+
+
+def test_the_last_batches_get_no_more_time_than_shutdown_has_left() -> None:
+    exporter = TimeoutRecordingExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=60_000, export_timeout_millis=30_000, spool=False
+    )
+    processor.on_end(make_profile())
+    processor.shutdown(timeout_millis=2_000)
+    assert processor.exported_profiles == 1
+    (timeout,) = exporter.timeouts
+    assert timeout is not None and 0 < timeout <= 2_000  # not the 30 s export timeout
+
+
+def test_drops_within_the_last_minute_are_reported_at_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=10, max_queue_size=1, max_export_batch_size=1
+    )
+    processor.on_end(make_profile(b"first"))
+    assert exporter.entered.wait(5)  # the worker is stuck exporting "first"
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # each pushes out the one before: 2 dropped
+            processor.on_end(make_profile())
+        exporter.release.set()
+        assert processor.force_flush(5_000)  # the worker warns of the 2
+        exporter.release.clear()
+        exporter.entered.clear()
+        processor.on_end(make_profile(b"second"))
+        assert exporter.entered.wait(5)  # stuck again
+        for _ in range(4):  # 3 more dropped, within the minute the warning waits
+            processor.on_end(make_profile())
+        exporter.release.set()
+        processor.shutdown(timeout_millis=5_000)
+    assert processor.dropped_profiles == 5
+    drops = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dropped")]
+    assert [m.split(" profile(s)")[0] for m in drops] == ["Dropped 2", "Dropped 3"]
+
+
+HOOKLESS_FORK_APP = """
+import ctypes, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from helpers import RecordingExporter
+from support import make_profile
+from otel_profiling.processors import BatchProfileProcessor
+
+exporter = RecordingExporter()
+processor = BatchProfileProcessor(exporter, schedule_delay_millis=60_000, spool=False)
+processor.on_end(make_profile(b"the parent's"))
+time.sleep(1.0)  # the worker waits on its condition: no thread is mid-way when forked
+pid = ctypes.PyDLL(None).fork()  # libc's fork: Python's at-fork hooks do not run
+if pid == 0:
+    code = 1
+    try:
+        started = time.monotonic()
+        processor.shutdown(timeout_millis=5_000)
+        elapsed = time.monotonic() - started
+        counted = processor.failed_profiles + processor.dropped_profiles
+        print("child", len(exporter.exported), counted, round(elapsed, 3), flush=True)
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+processor.shutdown()
+print("parent", [p.data.decode() for p in exporter.exported], os.WEXITSTATUS(status), flush=True)
+"""
+
+
+def test_a_child_forked_without_the_at_fork_hooks_leaves_the_parents_queue_alone() -> None:
+    # Some servers (uWSGI by default) fork from C without running Python's at-fork
+    # hooks; libc's fork() through ctypes does the same (PyDLL keeps the GIL). In a
+    # process of its own, so that no other thread is caught mid-way by the fork.
+    result = subprocess.run(
+        [sys.executable, "-c", HOOKLESS_FORK_APP, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    child, parent = result.stdout.splitlines()
+    _, exported, counted, elapsed = child.split()
+    assert (exported, counted) == ("0", "0")  # the parent's profile is the parent's to export
+    assert float(elapsed) < 4.0  # no wait for the parent's worker, which the child lacks
+    assert parent == 'parent ["the parent\'s"] 0'

@@ -1,4 +1,4 @@
-"""The exit flush writes on the calling thread and starts no thread.
+"""The exit flush writes without starting a thread (the worker or the calling thread writes).
 
 Python 3.12.0 and 3.12.1 refuse to start any thread from an exit hook. The
 app forbids it the same way on every Python (and the suite runs on 3.12.1

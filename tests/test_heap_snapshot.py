@@ -9,7 +9,9 @@ stacks), objects only C code holds, and that no object becomes two nodes there.
 
 from __future__ import annotations
 
+import collections
 import ctypes
+import importlib.util
 import io
 import json
 import os
@@ -268,6 +270,120 @@ def text_of(row: Any) -> str:
     if isinstance(row, Holder):
         return str(row.value)
     return str(row["k"] if isinstance(row, dict) else row[0])
+
+
+class RefusesComparison(type):
+    """A metaclass whose classes cannot be hashed (``__eq__`` without ``__hash__``) and
+    whose comparison raises: the walk must tell types apart by identity alone."""
+
+    def __eq__(cls, other: object) -> bool:
+        raise RuntimeError("a heap snapshot compared two classes")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Unhashable(metaclass=RefusesComparison):
+    pass
+
+
+def test_classes_that_cannot_be_hashed_or_compared_are_nodes() -> None:
+    obj, key = Unhashable(), Unhashable()
+    snap = snapshot_of(obj=obj, mixed=[obj, 1, "text"], keyed={key: 1}, cls=Unhashable)
+    node = snap.node(follow(snap, 0, "obj"))
+    assert (node["type"], node["name"]) == ("object", f"{__name__}.Unhashable")
+    assert follow(snap, 0, "mixed", 0) == node["index"]
+    assert snap.node(follow(snap, 0, "mixed", 1))["type"] == "number"
+    # a key that is not a string: the key object, then the value named after its type
+    (key_edge, value_edge) = snap.edges_of(follow(snap, 0, "keyed"))
+    assert key_edge[:2] == ("internal", "key")
+    assert snap.node(key_edge[2])["name"] == f"{__name__}.Unhashable"
+    assert value_edge[:2] == ("property", "[Unhashable]")
+    assert snap.node(value_edge[2])["type"] == "number"
+    assert snap.node(follow(snap, 0, "cls"))["name"] == f"{__name__}.RefusesComparison"
+
+
+class CountedKey:
+    """A key whose ``__hash__`` and ``__eq__`` count their calls (all keys collide)."""
+
+    calls = 0
+
+    def __hash__(self) -> int:
+        CountedKey.calls += 1
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        CountedKey.calls += 1
+        return self is other
+
+
+class IterRefused(dict):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        raise RuntimeError("a heap snapshot iterated a dict subclass")
+
+
+def test_dict_subclasses_are_read_without_hashing_or_comparing_their_keys() -> None:
+    keys = [CountedKey() for _ in range(6)]
+    dicts = {
+        "by_default": collections.defaultdict(list, {keys[0]: "a", keys[1]: "b"}),
+        "ordered": collections.OrderedDict([(keys[2], "c"), (keys[3], "d")]),
+        "refuses_iter": IterRefused({keys[4]: "e", keys[5]: "f"}),
+    }
+    CountedKey.calls = 0
+    snap = snapshot_of(**dicts)
+    assert CountedKey.calls == 0
+    for name, mapping in dicts.items():
+        edges = snap.edges_of(follow(snap, 0, name))
+        found = [
+            (snap.node(key[2])["name"], value[:2], snap.node(value[2])["name"])
+            for key, value in zip(edges[::2], edges[1::2], strict=True)
+            if key[:2] == ("internal", "key")
+        ]
+        assert found == [
+            (f"{__name__}.CountedKey", ("property", "[CountedKey]"), value)
+            for value in dict.values(mapping)
+        ], name
+
+
+LAZY_MODULE_RUNS: List[str] = []
+
+
+class GuardedModule(types.ModuleType):
+    """A module whose attributes cannot be read (as some lazy-import modules do)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        raise RuntimeError(f"a heap snapshot read {name} of a module")
+
+
+class HeldByGuardedModule:
+    pass
+
+
+def test_whole_heap_reads_modules_without_running_their_attribute_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # importlib's LazyLoader runs a module's code on its first attribute read
+    (tmp_path / "loaded_on_first_read.py").write_text(
+        f"import sys\nsys.modules[{__name__!r}].LAZY_MODULE_RUNS.append(__name__)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.find_spec("loaded_on_first_read")
+    assert spec is not None and spec.loader is not None
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    lazy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lazy)
+    monkeypatch.setitem(sys.modules, "loaded_on_first_read", lazy)
+    guarded = GuardedModule("guarded_module")
+    guarded.HELD = HeldByGuardedModule()
+    monkeypatch.setitem(sys.modules, "guarded_module", guarded)
+    profiler = HeapSnapshotProfiler()
+    profiler.start()
+    snap = HeapSnapshot(profiler.stop())
+    assert LAZY_MODULE_RUNS == []  # the lazy module was not loaded by the snapshot
+    (held,) = snap.find(f"{__name__}.HeldByGuardedModule")
+    ((kind, label, namespace),) = retainers(snap, held)
+    assert (kind, label, snap.node(namespace)["name"]) == ("property", "HELD", "dict")
+    module_node = follow(snap, 0, "guarded_module")
+    assert snap.edges_of(module_node) == [("internal", "__dict__", namespace)]
 
 
 def test_many_objects_of_mixed_kinds() -> None:
@@ -530,6 +646,21 @@ def test_inconsistent_graph_is_neither_written_nor_released() -> None:
         write_heapsnapshot(graph, out, release=True)
     assert out.getvalue() == b""
     assert graph.node_count == 1 and list(graph.node_edges) == [1]
+
+
+def test_edge_fields_of_different_lengths_are_refused_before_writing() -> None:
+    graph = HeapGraph()
+    graph.node_type.append(9)
+    graph.node_name.append(0)
+    graph.node_size.append(0)
+    graph.node_edges.append(1)
+    graph.edge_type.append(3)
+    graph.edge_name.append(0)  # edge_to is missing its value
+    out = io.BytesIO()
+    with pytest.raises(ValueError, match="inconsistent"):
+        write_heapsnapshot(graph, out, release=True)
+    assert out.getvalue() == b""
+    assert graph.node_count == 1 and graph.edge_count == 1
 
 
 # -- the whole process heap -----------------------------------------------------------------

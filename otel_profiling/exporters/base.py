@@ -52,6 +52,28 @@ class ProfileExporter(abc.ABC):
         return True
 
 
+class PerProfileExporter(ProfileExporter):
+    """An exporter that knows which profiles of a batch it could not send.
+
+    It implements ``export_unsent``; ``export`` follows from it (a batch
+    succeeds when nothing is left unsent).
+    """
+
+    @abc.abstractmethod
+    def export_unsent(
+        self,
+        profiles: Sequence[Profile],
+        timeout_millis: Optional[float] = None,
+        *,
+        resend: bool = False,
+    ) -> List[Profile]:
+        """Export and return the profiles that were *not* sent."""
+
+    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
+        unsent = self.export_unsent(profiles)
+        return ProfileExportResult.FAILURE if unsent else ProfileExportResult.SUCCESS
+
+
 def has_payload(profile: Profile) -> bool:
     """Whether ``profile`` has something to write: an ``ERROR`` profile (the profiler
     failed) or an empty one never becomes an object, so no empty file is ever stored."""

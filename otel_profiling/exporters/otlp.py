@@ -28,7 +28,7 @@ import urllib.request
 from typing import Any, List, Optional, Sequence, Tuple
 
 from otel_profiling._fork import renew_after_fork
-from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult, has_payload
+from otel_profiling.exporters.base import PerProfileExporter, has_payload
 from otel_profiling.exporters.otlp_config import GRPC, OtlpConfig, config_from_env
 from otel_profiling.exporters.otlp_tls import (
     CLOSED_HINT,
@@ -111,7 +111,7 @@ def _refused(message: str) -> _Failure:
     )
 
 
-class OtlpProfileExporter(ProfileExporter):
+class OtlpProfileExporter(PerProfileExporter):
     """Sends profiles as OTLP ``ExportProfilesServiceRequest`` messages.
 
     ``config`` defaults to the environment (``OTEL_EXPORTER_OTLP_PROFILES_*``,
@@ -165,10 +165,6 @@ class OtlpProfileExporter(ProfileExporter):
         return redact_url(self.config.endpoint)
 
     # -- export ---------------------------------------------------------------------------
-    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
-        unsent = self.export_unsent(profiles)
-        return ProfileExportResult.FAILURE if unsent else ProfileExportResult.SUCCESS
-
     def export_unsent(
         self,
         profiles: Sequence[Profile],

@@ -61,7 +61,7 @@ from otel_profiling.exporters.backends import (
     missing_backend_message,
     prepare_options,
 )
-from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult, has_payload
+from otel_profiling.exporters.base import PerProfileExporter, has_payload
 from otel_profiling.exporters.pool import WriterPool
 from otel_profiling.exporters.retry import Backoff, is_transient, remedy_for
 from otel_profiling.naming import (
@@ -235,7 +235,7 @@ def _loop_running_here() -> bool:
     return True
 
 
-class FsspecProfileExporter(ProfileExporter):
+class FsspecProfileExporter(PerProfileExporter):
     """Writes each profile to ``{url}/{kind}-{start_time}.{extension}``.
 
     ``url`` picks the backend by scheme (``s3://``, ``gs://``, ``az://``,
@@ -397,10 +397,6 @@ class FsspecProfileExporter(ProfileExporter):
             )
 
     # -- export ---------------------------------------------------------------------
-    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
-        unsent = self.export_unsent(profiles)
-        return ProfileExportResult.FAILURE if unsent else ProfileExportResult.SUCCESS
-
     def export_unsent(
         self,
         profiles: Sequence[Profile],

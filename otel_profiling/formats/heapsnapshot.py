@@ -162,10 +162,13 @@ def write_heapsnapshot(graph: HeapGraph, out: BinaryIO, *, release: bool = False
     so a refused graph is neither written nor emptied.
     """
     count, edges = graph.node_count, graph.edge_count
-    if sum(graph.node_edges) != edges or not (
+    if not (
         len(graph.node_name) == len(graph.node_size) == len(graph.node_edges) == count
+        and len(graph.edge_name) == len(graph.edge_to) == edges == sum(graph.node_edges)
     ):
-        raise ValueError("heap graph is inconsistent: node fields or edge counts disagree")
+        raise ValueError(
+            "heap graph is inconsistent: node fields, edge fields or edge counts disagree"
+        )
     header = {
         "meta": _meta(),
         "node_count": count,

@@ -11,12 +11,14 @@ Differences from the span processor, each on purpose:
   from the worker when the backend works again (and by the next process of
   the same service); while the backend is down, new batches go straight to the
   spool and one try (a batch or a re-send) per backoff interval probes it;
-* ``shutdown`` exports what is still queued on the calling thread (at exit
-  some Pythons start no thread), and what it cannot finish in time goes to the
+* ``shutdown`` lets the worker export what is still queued and waits for it
+  until its deadline (the calling thread exports only when no thread can run:
+  at exit some Pythons start none); what is not done in time goes to the
   spool, once;
 * the worker survives any exception (logged, counted in ``worker_errors``)
   and a worker that died anyway is started again by the next profile;
-* after ``os.fork()`` the child gets a new lock, queue, counters and worker.
+* after ``os.fork()`` the child gets a new lock, queue, counters and worker
+  (a processor shut down before the fork stays shut down).
 
 Every profile given to ``on_end`` ends in exactly one counter:
 ``exported_profiles``, ``spooled_profiles`` (kept for a later re-send),
@@ -126,10 +128,16 @@ class BatchProfileProcessor(ProfileProcessor):
         """Everything that belongs to one process: made here, and again in a forked child.
 
         A child starts empty: profiles queued in the parent are the parent's to export.
-        The lock is shared by the queue, the delivery and the worker's rounds.
+        A processor shut down before the fork stays shut down in the child (its
+        exporter is shut down too). The lock is shared by the queue, the
+        delivery and the worker's rounds.
         """
+        previous: Optional[ProfileQueue] = getattr(self, "_queue", None)  # None when made
+        shut_down = previous is not None and previous.closed
         self._cond = threading.Condition(threading.Lock())
         self._queue = ProfileQueue(self.max_queue_size, self.max_queue_bytes)
+        if shut_down:
+            self._queue.close()
         self._delivery = Delivery(
             self._exporter, self._spool, self._queue, self._cond, self._settings
         )
@@ -219,14 +227,19 @@ class BatchProfileProcessor(ProfileProcessor):
         """Append to the queue; never blocks on I/O, never logs."""
         if not isinstance(profile, Profile):
             raise TypeError(f"on_end() takes a Profile, not {type(profile).__name__}")
-        if self._pid != os.getpid():  # forked without the at-fork hook running
-            self._init_state()
+        self._renew_if_forked()
         with self._cond:
             if not self._queue.put(profile):
                 return  # shut down: dropped
             self._ensure_worker()
             if len(self._queue) == 1 or len(self._queue) >= self.max_export_batch_size:
                 self._cond.notify_all()
+
+    def _renew_if_forked(self) -> None:
+        """A child forked without Python's at-fork hooks (uWSGI forks so by default)
+        still holds the parent's queue and worker: start afresh, as the hook would."""
+        if self._pid != os.getpid():
+            self._init_state()
 
     def _ensure_worker(self) -> bool:
         """A live worker (``_cond`` held); ``False`` after shutdown or once Python exits."""
@@ -238,6 +251,7 @@ class BatchProfileProcessor(ProfileProcessor):
 
         After shutdown it does nothing and answers ``False``, as the SDK's processors do.
         """
+        self._renew_if_forked()
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -254,30 +268,37 @@ class BatchProfileProcessor(ProfileProcessor):
         if worker:
             return flush.done.wait(timeout)
         self._export_queue_here(deadline)  # no thread may start now: this one does the work
-        return self._queue.all_settled
+        with self._cond:
+            return self._queue.all_settled
 
     def shutdown(self, timeout_millis: Optional[float] = None) -> None:
         """Export what is queued, then stop; returns within the timeout whatever happens.
 
-        The worker finishes the batch it is exporting; what is still queued is
-        exported on the calling thread. Whatever is not exported by the
+        The worker exports what is queued while this waits for it until the
+        deadline; when no thread can run (the interpreter is exiting), the
+        calling thread exports instead. Whatever is not exported by the
         deadline goes to the spool, once.
         """
+        self._renew_if_forked()
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
         deadline = time.monotonic() + timeout
         with self._cond:
             if self._queue.closed:
                 return
             self._queue.close()
+            self._rounds.finish_by(deadline)
+            if self._queue:  # the worker exports the rest (started if it had died)
+                self._worker.ensure(stopped=False)
             worker = self._worker.thread
             self._cond.notify_all()
         if worker is not None and worker is not threading.current_thread():
             worker.join(max(deadline - time.monotonic(), 0))
-        self._take_over_in_flight(timeout)
+        # the queue first: once it is empty, the worker cannot take another batch
         self._export_queue_here(deadline)
+        self._take_over_in_flight(timeout)
         with self._cond:
             self._queue.end_flushes()
-        self._rounds.report_drops()
+        self._rounds.report_drops(final=True)
         self._exporter.shutdown()
 
     def _take_over_in_flight(self, timeout: float) -> None:

@@ -5,8 +5,9 @@ While the backend is down, new batches go straight to the spool and one try
 doubles after each failed probe, from ``MIN_INTERVAL_S`` to ``MAX_INTERVAL_S``,
 and starts again from the minimum once something gets through.
 
-Not thread-safe on its own: the processor's worker (or the thread shutting it
-down) is its only user at a time.
+Not thread-safe on its own: only the thread that delivers batches changes it
+(the worker, or the thread flushing or shutting down when no worker runs);
+the worker reads it with the processor's lock held.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ Locking: ``lock`` is the processor's condition, shared so that a profile is
 counted, settled in the queue and its bytes released under the one lock that
 guards the queue. A method takes the lock itself unless its docstring says
 "lock held"; nothing is sent, written or logged while it is held. The queue's
-``closed`` flag (set once, by shutdown) is read without it.
+``closed`` flag (set once, by shutdown) is read without it, and so are the
+counters by the processor's properties (each is one ``int``: a read sees a
+whole value).
 """
 
 from __future__ import annotations
@@ -192,10 +194,6 @@ class Delivery:
             return False
 
     # -- the backend's health ----------------------------------------------------
-    @property
-    def backend_down(self) -> bool:
-        return self._health.down
-
     def back_off(self) -> None:
         """Wait longer before the next try (a round failed: no tight loop if it repeats)."""
         self._health.back_off(time.monotonic())
@@ -205,7 +203,12 @@ class Delivery:
         return self._spool is None or self._health.may_try(time.monotonic())
 
     def _mark_up(self) -> None:
-        if self._health.mark_up() and self._spool_pending:  # mark_up always runs first
+        """Something got through: say so once if the backend had been down with profiles spooled."""
+        if not self._health.mark_up():
+            return
+        with self._lock:
+            spooled = self._spool_pending
+        if spooled:
             _logger.warning("%s works again; re-sending spooled profiles.", self._name)
 
     def _report_unsent(self, kept: int, lost: int, probe_failed: bool) -> None:
@@ -244,15 +247,18 @@ class Delivery:
 
     # -- re-sending the spool ------------------------------------------------------
     def resend_if_due(self, flushing: bool) -> None:
-        """Re-send some spooled profiles when due, or for a flush while the backend is up."""
-        if (flushing and not self._health.down) or self.resend_due(time.monotonic()):
-            self._resend(force=flushing)
+        """Re-send some spooled profiles when due, or for a flush while the backend is up.
 
-    def _resend(self, force: bool) -> None:
-        """Re-send some spooled profiles; back off while nothing gets through."""
-        if self._spool is None or self._queue.closed or not (self._spool_pending or force):
+        A flush tries even with nothing spooled by this process: another
+        process of the service may have left some. Nothing is re-sent once
+        shut down (the next process does it). Backs off while nothing gets through.
+        """
+        if self._spool is None:
             return
         with self._lock:  # re-sent profiles are held too: up to half the byte bound is theirs
+            due = self.resend_due(time.monotonic()) or (flushing and not self._health.down)
+            if self._queue.closed or not due:
+                return
             budget = self._queue.reserve(self._queue.max_bytes // 2)
         try:
             sent, pending = self._spool.drain(

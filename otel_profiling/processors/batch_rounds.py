@@ -46,23 +46,31 @@ class WorkerRounds:
         self._settings = settings
         self._name = exporter_name  # named in the log lines
         self.worker_errors = 0
+        self._finish_by: Optional[float] = None  # shutdown's deadline, once shutting down
         self._reported_drops = 0
         self._last_drop_warning = -_DROP_WARNING_INTERVAL_S
 
     def run_once(self) -> bool:
-        """Export one batch and re-send from the spool if due; ``False`` once shut down."""
+        """Export one batch and re-send from the spool if due; ``False`` once shut down.
+
+        After shutdown the worker goes on exporting what is queued, batch after
+        batch, each given no more than what is left of shutdown's deadline; it
+        stops once the queue is empty or the deadline has passed (``shutdown``
+        then keeps the rest).
+        """
         with self._lock:
             self._wait_for_work()
-            if self._queue.closed:
-                return False  # ``shutdown`` exports the rest on its own thread
-            batch = self._queue.take(self._settings.max_export_batch_size)
+            timeout_millis = self._time_for_export()
+            batch = (
+                self._queue.take(self._settings.max_export_batch_size) if timeout_millis > 0 else []
+            )
+            if self._queue.closed and not batch:
+                return False
             flushing = self._queue.flushing
             self._delivery.begin(batch)
         try:
             if batch:
-                self._delivery.deliver(
-                    batch, self._settings.export_timeout_millis, in_flight=True, now=flushing
-                )
+                self._delivery.deliver(batch, timeout_millis, in_flight=True, now=flushing)
         except Exception:  # noqa: BLE001 - one bad batch must not stop the worker
             self._recover(batch)
         del batch  # settled: its profiles go before the (slow) re-sends below
@@ -75,29 +83,50 @@ class WorkerRounds:
         self.report_drops()
         return True
 
+    def finish_by(self, deadline: float) -> None:
+        """(lock held) Shutdown: export what is queued by ``deadline`` (``time.monotonic()``)."""
+        self._finish_by = deadline
+
+    def _time_for_export(self) -> float:
+        """(lock held) Milliseconds for one export: the export timeout, or what is left
+        of shutdown's deadline if that is less."""
+        timeout = float(self._settings.export_timeout_millis)
+        if self._finish_by is None:
+            return timeout
+        return min(timeout, (self._finish_by - time.monotonic()) * 1000)
+
     def lost(self, exc: BaseException) -> None:
         """The worker is stopping on ``exc`` (logged already): settle its batch."""
         self._delivery.settle_unsent(self._delivery.take_back())
         with self._lock:
             self._queue.complete_flushes()
 
-    def report_drops(self) -> None:
-        """Warn of profiles dropped from a full queue, at most once a minute."""
-        now = time.monotonic()
-        dropped = self._queue.dropped
-        new = dropped - self._reported_drops
-        if new and now - self._last_drop_warning >= _DROP_WARNING_INTERVAL_S:
+    def report_drops(self, final: bool = False) -> None:
+        """Warn of profiles dropped from a full queue, at most once a minute.
+
+        ``final`` (shutdown): warn of those not reported yet, however soon.
+        Called by the worker and by ``shutdown``, which may overlap when the
+        worker outlives shutdown's deadline: the count is read and marked
+        reported under the lock, the warning logged after it.
+        """
+        with self._lock:
+            now = time.monotonic()
+            dropped = self._queue.dropped
+            new = dropped - self._reported_drops
+            too_soon = now - self._last_drop_warning < _DROP_WARNING_INTERVAL_S
+            if not new or (too_soon and not final):
+                return
             self._last_drop_warning = now
             self._reported_drops = dropped
-            _logger.warning(
-                "Dropped %d profile(s) because the export queue was full (%d profiles / %d bytes "
-                "max; total dropped: %d). Raise OTEL_BPP_MAX_QUEUE_SIZE or "
-                "OTEL_BPP_MAX_QUEUE_BYTES, or check that the exporter keeps up.",
-                new,
-                self._settings.max_queue_size,
-                self._settings.max_queue_bytes,
-                dropped,
-            )
+        _logger.warning(
+            "Dropped %d profile(s) because the export queue was full (%d profiles / %d bytes "
+            "max; total dropped: %d). Raise OTEL_BPP_MAX_QUEUE_SIZE or "
+            "OTEL_BPP_MAX_QUEUE_BYTES, or check that the exporter keeps up.",
+            new,
+            self._settings.max_queue_size,
+            self._settings.max_queue_bytes,
+            dropped,
+        )
 
     def _wait_for_work(self) -> None:
         """Wait (lock held) for a full batch, the oldest profile's delay, a flush,

@@ -71,12 +71,13 @@ class RestartingWorker:
             while self._round():
                 pass
         except BaseException as exc:  # noqa: BLE001 - e.g. an exporter raised SystemExit
+            died = f"{type(exc).__name__}: {exc}"
             with self._lock:
-                self.died = f"{type(exc).__name__}: {exc}"
+                self.died = died
             _logger.error(
                 "The export worker of %s stopped (%s); the next profile starts a new one.",
                 self._what,
-                self.died,
+                died,
                 exc_info=exc,
             )
             self._lost(exc)

@@ -24,8 +24,8 @@ import sys
 import sysconfig
 from array import array
 from collections import defaultdict, deque
-from itertools import chain, compress, repeat
-from operator import not_
+from itertools import chain, compress, islice, repeat
+from operator import is_, itemgetter, not_
 from types import CodeType, FunctionType, ModuleType
 from typing import Any, Callable, DefaultDict, Deque, Dict, List, Tuple
 
@@ -48,6 +48,7 @@ from otel_profiling.formats.heapsnapshot import (
 GENERIC, DICT, SUBDICT, SEQ, MODULE, FUNC, STR, LEAF = range(8)
 _LEAF_TYPES = (int, float, complex, bool, bytes, type(None), type(Ellipsis), range)
 _NUMBER_TYPES = (int, float, complex, bool)
+_STR_ONLY = {id(str)}
 _MAX_ELEMENT = 2**31 - 1  # dict keys up to this are element edges (the file's ints are 32-bit)
 _NAME_LENGTH = 80  # strings are named by their first 80 characters
 _SEGMENT = 8192  # objects walked at a time: bounds the temporaries of a run
@@ -70,6 +71,11 @@ def _counts(objs: List[Any]) -> List[int]:
 _ONLY_LISTED = _counts([object()])[0]
 
 
+def _is_one_of(t: type, types: Tuple[type, ...]) -> bool:
+    """``t in types`` by identity: a metaclass's ``__eq__`` never runs."""
+    return any(t is candidate for candidate in types)
+
+
 def walk_kind(t: type) -> int:
     if issubclass(t, str):
         return STR
@@ -81,7 +87,7 @@ def walk_kind(t: type) -> int:
         return FUNC
     if issubclass(t, ModuleType):
         return MODULE
-    if t in _LEAF_TYPES:
+    if _is_one_of(t, _LEAF_TYPES):
         return LEAF
     return GENERIC
 
@@ -96,30 +102,65 @@ def node_type(t: type) -> int:
         return STRING
     if t is FunctionType:
         return CLOSURE
-    if t in _NUMBER_TYPES:
+    if _is_one_of(t, _NUMBER_TYPES):
         return NUMBER
     if t is CodeType:
         return CODE
     return OBJECT
 
 
+# A type's names read through ``type``'s own descriptors: a metaclass's
+# ``__getattribute__`` or properties never run.
+_type_name = vars(type)["__name__"].__get__
+_type_qualname = vars(type)["__qualname__"].__get__
+_type_module = vars(type)["__module__"].__get__
+
+
+def _class_name(t: type) -> str:
+    return str(_type_name(t))
+
+
 def type_label(t: type) -> str:
     """A node's name for objects of type ``t``: ``module.Class``, builtins by bare name."""
-    if t.__module__ in ("builtins", "__builtin__"):
-        return t.__qualname__
-    return f"{t.__module__}.{t.__qualname__}"
+    qualname = str(_type_qualname(t))
+    try:
+        module = _type_module(t)
+    except AttributeError:  # a class whose namespace lost its __module__
+        return qualname
+    if type(module) is not str or module in ("builtins", "__builtin__"):
+        return qualname
+    return f"{module}.{qualname}"
 
 
-class _ByType(Dict[type, int]):
-    """A value per type, computed by ``compute`` the first time the type is looked up."""
+class _ByType:
+    """A value per type, computed by ``compute`` the first time the type is met.
+
+    Types are told apart by identity (``id``), never by ``==`` or ``hash``: a
+    metaclass may define those in Python, make them raise, or leave its classes
+    unhashable. Each type looked up is the type of an object the walk holds
+    until it ends, so its ``id`` stays its own.
+    """
 
     def __init__(self, compute: Callable[[type], int]) -> None:
-        super().__init__()
-        self.compute = compute
+        self._compute = compute
+        self._values: Dict[int, int] = {}
 
-    def __missing__(self, t: type) -> int:
-        value = self[t] = self.compute(t)
-        return value
+    def lookup(self, types: List[type]) -> List[int]:
+        """The value for each of ``types``; those met for the first time are computed."""
+        values = self._values
+        try:
+            return list(map(values.__getitem__, map(id, types)))
+        except KeyError:  # a type met for the first time
+            for key, t in {id(t): t for t in types}.items():
+                if key not in values:
+                    values[key] = self._compute(t)
+            return list(map(values.__getitem__, map(id, types)))
+
+    def array(self, types: List[type], typecode: str) -> array[int]:
+        """``lookup`` as an array; for a run of one type, looked up once."""
+        if types and all(map(is_, types, repeat(types[0]))):
+            return _repeated(typecode, self.lookup(types[:1])[0], len(types))
+        return array(typecode, self.lookup(types))
 
 
 class GraphBuilder:
@@ -138,7 +179,7 @@ class GraphBuilder:
         self.kind = _ByType(_walk_kind_within_roots if within_roots else walk_kind)
         self.node_type = _ByType(node_type)
         self.type_name = _ByType(lambda t: strings.add(type_label(t)))
-        self.edge_label = _ByType(lambda t: strings.add(t.__name__))
+        self.edge_label = _ByType(lambda t: strings.add(_class_name(t)))
         self.dict_name = strings.add("__dict__")
         self.key_name = strings.add("key")
         self.objs: List[Any] = []  # every object with a node, in node order
@@ -161,7 +202,7 @@ class GraphBuilder:
 
     def place(self, objs: List[Any]) -> Dict[int, int]:
         """Add ``objs`` (distinct, new) as nodes, grouped into runs by kind; id → offset."""
-        kinds = list(map(self.kind.__getitem__, map(type, objs)))
+        kinds = self.kind.lookup(list(map(type, objs)))
         groups: DefaultDict[int, List[Any]] = defaultdict(list)
         if kinds and kinds.count(kinds[0]) == len(kinds):  # one kind: one group
             groups[kinds[0]] = list(objs)
@@ -285,7 +326,7 @@ class GraphBuilder:
         """Type, name and self size of each object of a run."""
         graph = self.graph
         types = list(map(type, run))
-        graph.node_type.extend(_by_type(self.node_type, types, "b"))
+        graph.node_type.extend(self.node_type.array(types, "b"))
         if kind == STR:  # str's own slicing, never a subclass's
             texts = map(str.__getitem__, run, repeat(slice(0, _NAME_LENGTH)))
             graph.node_name.fromlist(list(graph.strings.append_many(texts)))
@@ -293,41 +334,56 @@ class GraphBuilder:
             add = graph.strings.add
             graph.node_name.fromlist([add(function.__qualname__ or "function") for function in run])
         else:
-            graph.node_name.extend(_by_type(self.type_name, types, "i"))
+            graph.node_name.extend(self.type_name.array(types, "i"))
         graph.node_size.fromlist(_sizes(run))
 
     def _internal_names(self, kind: int, refs: List[Any]) -> List[int]:
         """``internal`` edges are named after the referent's type (a module's dict: __dict__)."""
         if kind == MODULE:
             return [self.dict_name if type(ref) is dict else 0 for ref in refs]
-        return list(map(self.edge_label.__getitem__, map(type, refs)))
+        return self.edge_label.lookup(list(map(type, refs)))
 
     def _dict_edges(
         self, kind: int, dicts: List[Any]
     ) -> Tuple[List[int], array[int], List[int], List[Any]]:
         """Edge counts, types, names and targets of a run of dicts.
 
-        Each dict is copied in one C call that runs no Python code (a
-        subclass's overrides, such as the ``__iter__`` that ``dict.copy``
-        would call, are bypassed by ``dict.items``), so that another thread
-        cannot change it between reading its keys and its values.
+        Each dict is read in one C call that runs no Python code, so that
+        another thread cannot change it between reading its keys and its
+        values. A plain dict is copied; a subclass's items are listed by
+        ``dict.items``, which bypasses its overrides (such as the ``__iter__``
+        that ``dict.copy`` would call) and, unlike a copy into a new dict,
+        never hashes or compares a key.
         """
         if kind == DICT:
             copies = list(map(_copy_dict, dicts))
-        else:
-            copies = list(map(dict, map(dict.items, dicts)))
-        keys = list(chain.from_iterable(copies))
-        if set(map(type, keys)) <= {str}:
             counts = list(map(len, copies))
+            keys = list(chain.from_iterable(copies))
+            values = list(chain.from_iterable(map(dict.values, copies)))
+        else:
+            items = list(map(list, map(dict.items, dicts)))
+            counts = list(map(len, items))
+            pairs = list(chain.from_iterable(items))
+            keys = list(map(itemgetter(0), pairs))
+            values = list(map(itemgetter(1), pairs))
+        if set(map(id, map(type, keys))) <= _STR_ONLY:  # by identity, as _ByType does
             names = self.graph.strings.add_many(keys)
-            refs = list(chain.from_iterable(map(dict.values, copies)))
-            return counts, _repeated("b", PROPERTY, len(refs)), names, refs
-        del keys
-        counts, edge_types, edge_names, refs = [], array("b"), [], []
+            return counts, _repeated("b", PROPERTY, len(values)), names, values
+        return self._mixed_key_edges(counts, keys, values)
+
+    def _mixed_key_edges(
+        self, counts: List[int], keys: List[Any], values: List[Any]
+    ) -> Tuple[List[int], array[int], List[int], List[Any]]:
+        """As ``_dict_edges`` when some keys are not strings: one item at a time."""
+        edge_counts: List[int] = []
+        edge_types = array("b")
+        edge_names: List[int] = []
+        refs: List[Any] = []
         add = self.graph.strings.add
-        for copy in copies:  # some keys are not strings: one item at a time
+        items = zip(keys, values, strict=True)
+        for count in counts:
             before = len(refs)
-            for key, value in copy.items():
+            for key, value in islice(items, count):
                 if type(key) is str:
                     edge_types.append(PROPERTY)
                     edge_names.append(add(key))
@@ -336,11 +392,11 @@ class GraphBuilder:
                     edge_names.append(key)
                 else:  # the key object, then the value named after the key's type
                     edge_types.extend((INTERNAL, PROPERTY))
-                    edge_names += (self.key_name, add(f"[{type(key).__name__}]"))
+                    edge_names += (self.key_name, add(f"[{_class_name(type(key))}]"))
                     refs.append(key)
                 refs.append(value)
-            counts.append(len(refs) - before)
-        return counts, edge_types, edge_names, refs
+            edge_counts.append(len(refs) - before)
+        return edge_counts, edge_types, edge_names, refs
 
 
 def _copy_shared_values_dict(d: Dict[Any, Any]) -> Dict[Any, Any]:
@@ -363,13 +419,6 @@ def _repeated(typecode: str, value: int, count: int) -> array[int]:
     return array(typecode, [value]) * count
 
 
-def _by_type(table: _ByType, types: List[type], typecode: str) -> array[int]:
-    """``table``'s value for each of ``types``; for a run of one type, looked up once."""
-    if types and types.count(types[0]) == len(types):
-        return _repeated(typecode, table[types[0]], len(types))
-    return array(typecode, list(map(table.__getitem__, types)))
-
-
 def _sizes(objs: List[Any]) -> List[int]:
     """``sys.getsizeof`` of each object; one whose ``__sizeof__`` fails counts as 0."""
     try:
@@ -384,6 +433,12 @@ def _sizes(objs: List[Any]) -> List[int]:
         return sizes
 
 
+# A module's ``__dict__`` read through ``ModuleType``'s own descriptor: a
+# subclass's ``__getattribute__`` (importlib's ``LazyLoader`` loads the module
+# there) never runs.
+_module_namespace = vars(ModuleType)["__dict__"].__get__
+
+
 def _referents(module: Any) -> List[Any]:
     """A module's referents: its ``__dict__`` only.
 
@@ -393,5 +448,5 @@ def _referents(module: Any) -> List[Any]:
     collection crashes or loops (CPython gh-122695). What a module's C state
     holds is still in the snapshot, as objects only C code holds.
     """
-    namespace = getattr(module, "__dict__", None)
+    namespace = _module_namespace(module)
     return [] if namespace is None else [namespace]
