@@ -232,7 +232,11 @@ def test_waiting_threads_that_move_keep_each_wait_on_its_own_stack(agent) -> Non
     assert within(on(prefix + "wait_a", prefix + "timed_wait"), spent["wait_a"])
     assert within(on(prefix + "wait_b", prefix + "timed_wait"), spent["wait_b"])
     assert within(on(prefix + "from_x", prefix + "napping"), spent["from_x"])
-    assert within(on(prefix + "from_y", prefix + "napping"), spent["from_y"])
+    # Four 80 ms naps, each begun after a 300 ms one without using CPU: the sampler's
+    # step has lengthened to 40 ms (±20 %), so each of the eight changes is placed within
+    # ±24 ms. ±35 % is three standard deviations of their sum; a nap given to ``from_x``
+    # (the error this test is for) would leave ``from_y`` with nothing.
+    assert within(on(prefix + "from_y", prefix + "napping"), spent["from_y"], 0.35)
     times = cpuprofile_inclusive_times(profile)
     assert within(times["spin"] / 1e6, spent["spin"], 0.25)  # 0.1 s each: a few samples
     assert within(thread_total(profile, "moving-waiter"), sum(spent.values()))
@@ -595,21 +599,23 @@ def test_while_the_application_is_still_samples_are_fewer_and_totals_unchanged(a
 
 def test_the_step_lengthens_while_the_application_is_still() -> None:
     """Doubles after each still step up to ``MAX_STRETCH`` intervals, and is back to one
-    interval after a step in which another thread used CPU; the sampling thread's own CPU
-    time is not the application's."""
+    interval after a step in which another thread used CPU or a sample found a stack
+    changed; the sampling thread's own CPU time is not the application's."""
     step = Pace(0.01)
     steps = []
     for _ in range(4):
         time.sleep(0.3)
-        steps.append(step.step())
+        steps.append(step.step(changed=False))
     assert steps == pytest.approx([0.01 * min(2**n, MAX_STRETCH) for n in range(1, 5)])
     assert steps[-1] > 0.01
     worker = threading.Thread(target=programs.spin_cpu, args=(0.05,))
     worker.start()
     worker.join()
-    assert step.step() == pytest.approx(0.01)
+    assert step.step(changed=False) == pytest.approx(0.01)
     programs.spin_cpu(0.05)  # the sampling thread's own work
-    assert step.step() == pytest.approx(0.02)
+    assert step.step(changed=False) == pytest.approx(0.02)
+    time.sleep(0.3)
+    assert step.step(changed=True) == pytest.approx(0.01)
 
 
 def test_two_sampling_profiles_run_at_once() -> None:

@@ -168,9 +168,14 @@ class Sampler:
             self.capture.application_cpu_ns = -1
 
     # -- the tick -------------------------------------------------------------------
-    def tick(self, last: bool = False) -> None:
-        """Sample every application thread (and, under the wall clock, suspended tasks)."""
+    def tick(self, last: bool = False) -> bool:
+        """Sample every application thread (and, under the wall clock, suspended tasks).
+
+        Return whether any sample differs from that thread's or task's previous one
+        (its stack or span), or a thread or task was sampled for the first time.
+        """
         with self._lock:
+            rows = len(self.capture.sample_count)
             frames = thread_frames()
             now = time.perf_counter_ns()
             elapsed = now - self._last
@@ -194,7 +199,7 @@ class Sampler:
             if baseline:
                 if self.clock == "wall" and "asyncio" in sys.modules:
                     self._scanner.prime()
-                return
+                return False
             capture = self.capture
             if capture.application_cpu_ns >= 0:
                 capture.application_cpu_ns += used
@@ -203,6 +208,7 @@ class Sampler:
                 capture.idle_count += 1
             if self.clock == "wall" and "asyncio" in sys.modules:
                 self._sample_tasks(elapsed, when, spans)
+            return len(capture.sample_count) != rows
 
     def _sample_threads(
         self,

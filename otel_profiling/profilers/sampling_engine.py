@@ -2,7 +2,7 @@
 
 A library thread wakes every ``interval`` seconds (with ±20 % random jitter,
 so a program doing something periodically is not always caught at the same
-phase; less often while the application uses no CPU, see ``profilers/pace.py``)
+phase; less often while the application is still, see ``profilers/pace.py``)
 and hands the work to a ``Sampler``, which reads every thread's stack with
 ``sys._current_frames()`` and weighs each sample by the real time since the
 previous one (see ``profilers/sampler.py``). A sample is also taken when
@@ -144,13 +144,14 @@ class SamplingEngine:
             deadline = deadline + step if deadline + step > now else now + step
             if stop.acquire(timeout=deadline - now):  # released by stop_capture()
                 break
+            changed = True
             try:
-                sampler.tick()
+                changed = sampler.tick()
             except Exception:  # never let one bad sample end the window
                 if not failed:
                     _logger.exception("CPU sampling failed; the profile may miss samples.")
                 failed = True
-            step = pace.step()  # longer while the application is still
+            step = pace.step(changed)  # longer while the application is still
         self._thread_cpu_ns = time.thread_time_ns() - began
 
     def stop_capture(self) -> SampleCapture:
