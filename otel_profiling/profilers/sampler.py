@@ -1,8 +1,9 @@
 """One sampling capture: look at every thread (and suspended task), record weighted samples.
 
 ``Sampler.tick()`` is called at start (the baseline: no sample, only each
-thread's CPU clock), then every interval from the sampling thread, and once
-more at stop. Each later tick records, per application thread, one sample
+thread's CPU clock), then at each step of the sampling thread (every interval,
+or up to a few while nothing moves: ``profilers/pace.py``), and once more at
+stop. Each later tick records, per application thread, one sample
 whose weight is the clock's time since the previous tick:
 
 * ``clock="wall"``: the elapsed time, for every thread, waiting ones too;
