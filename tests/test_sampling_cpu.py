@@ -39,7 +39,7 @@ from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profile import Profile
 from otel_profiling.profilers import CpuProfiler
-from otel_profiling.profilers.pace import MAX_STRETCH, Pace
+from otel_profiling.profilers.pace import MAX_STRETCH, STILL_SAMPLES, Pace
 from otel_profiling.triggers import SignalTrigger
 
 PACKAGE_DIR = str(Path(otel_profiling.__file__).resolve().parent)
@@ -598,23 +598,32 @@ def test_while_the_application_is_still_samples_are_fewer_and_totals_unchanged(a
 
 
 def test_the_step_lengthens_while_the_application_is_still() -> None:
-    """Doubles after each still step up to ``MAX_STRETCH`` intervals, and is back to one
-    interval after a step in which another thread used CPU or a sample found a stack
-    changed; the sampling thread's own CPU time is not the application's."""
+    """After ``STILL_SAMPLES`` still samples in a row the step is ``MAX_STRETCH``
+    intervals; back to one interval after a step in which another thread used CPU or a
+    sample found something moved. The sampling thread's own CPU time is not the
+    application's."""
     step = Pace(0.01)
-    steps = []
-    for _ in range(4):
-        time.sleep(0.3)
-        steps.append(step.step(changed=False))
-    assert steps == pytest.approx([0.01 * min(2**n, MAX_STRETCH) for n in range(1, 5)])
-    assert steps[-1] > 0.01
+
+    def still_steps(count: int) -> List[float]:
+        steps = []
+        for _ in range(count):
+            time.sleep(0.1)
+            steps.append(step.step(changed=False))
+        return steps
+
+    long = 0.01 * MAX_STRETCH
+    assert MAX_STRETCH > 1
+    assert still_steps(STILL_SAMPLES + 2) == pytest.approx(
+        [0.01] * (STILL_SAMPLES - 1) + [long] * 3
+    )
     worker = threading.Thread(target=programs.spin_cpu, args=(0.05,))
     worker.start()
     worker.join()
     assert step.step(changed=False) == pytest.approx(0.01)
+    assert still_steps(STILL_SAMPLES)[-1] == pytest.approx(long)
     programs.spin_cpu(0.05)  # the sampling thread's own work
-    assert step.step(changed=False) == pytest.approx(0.02)
-    time.sleep(0.3)
+    assert step.step(changed=False) == pytest.approx(long)
+    time.sleep(0.1)
     assert step.step(changed=True) == pytest.approx(0.01)
 
 
