@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import os
 import signal
 import threading
@@ -38,6 +39,7 @@ from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profile import Profile
 from otel_profiling.profilers import CpuProfiler
+from otel_profiling.profilers.pace import MAX_STRETCH, STILL_SAMPLES, Pace
 from otel_profiling.triggers import SignalTrigger
 
 PACKAGE_DIR = str(Path(otel_profiling.__file__).resolve().parent)
@@ -230,7 +232,11 @@ def test_waiting_threads_that_move_keep_each_wait_on_its_own_stack(agent) -> Non
     assert within(on(prefix + "wait_a", prefix + "timed_wait"), spent["wait_a"])
     assert within(on(prefix + "wait_b", prefix + "timed_wait"), spent["wait_b"])
     assert within(on(prefix + "from_x", prefix + "napping"), spent["from_x"])
-    assert within(on(prefix + "from_y", prefix + "napping"), spent["from_y"])
+    # Four 80 ms naps, each begun after a 300 ms one without using CPU: the sampler's
+    # step has lengthened to 40 ms (±20 %), so each of the eight changes is placed within
+    # ±24 ms. ±35 % is three standard deviations of their sum; a nap given to ``from_x``
+    # (the error this test is for) would leave ``from_y`` with nothing.
+    assert within(on(prefix + "from_y", prefix + "napping"), spent["from_y"], 0.35)
     times = cpuprofile_inclusive_times(profile)
     assert within(times["spin"] / 1e6, spent["spin"], 0.25)  # 0.1 s each: a few samples
     assert within(thread_total(profile, "moving-waiter"), sum(spent.values()))
@@ -527,25 +533,98 @@ def test_cpu_clock_is_refused_where_threads_have_no_cpu_clock(monkeypatch) -> No
     assert CpuProfiler(clock="cpu", engine="yappi").clock == "cpu"
 
 
+def _hash_without_the_gil(stop: threading.Event) -> None:
+    """Application CPU time that leaves the GIL free (hashlib releases it on large data)."""
+    data = bytes(8 << 20)
+    while not stop.is_set():
+        hashlib.sha256(data).digest()
+
+
 def test_interval_sets_the_sampling_rate() -> None:
-    """About 1/interval samples a second of a waiting thread (tolerance ±50 %, and a third
-    of the rate at 5 ms, for a loaded machine). A CPU-bound thread gets fewer: the sampler
-    needs the GIL, which the interpreter hands over every 5 ms."""
+    """About 1/interval samples a second of a waiting thread while the application works
+    (tolerance ±50 %, and a third of the rate at 5 ms, for a loaded machine). A CPU-bound
+    thread gets fewer: the sampler needs the GIL, which the interpreter hands over every
+    5 ms, so the work here is hashing, which runs without it."""
     samples = {}
-    for interval in (0.005, 0.05):
-        profiler = CpuProfiler(format="pprof", interval=interval)
-        profiler.start()
-        time.sleep(1.0)
-        profile = load_pprof(profiler.stop())
-        samples[interval] = sum(
-            sample.value[0]
-            for sample in profile.sample
-            if pprof_labels(profile, sample).get("thread.name") == "MainThread"
-        )
-        assert profiler.attributes()["profiling.cpu.interval"] == interval
-        assert profile.period == round(interval * 1e9)
+    stop = threading.Event()
+    hasher = threading.Thread(target=_hash_without_the_gil, args=(stop,), name="hasher")
+    hasher.start()
+    try:
+        for interval in (0.005, 0.05):
+            profiler = CpuProfiler(format="pprof", interval=interval)
+            profiler.start()
+            time.sleep(1.0)
+            profile = load_pprof(profiler.stop())
+            samples[interval] = sum(
+                sample.value[0]
+                for sample in profile.sample
+                if pprof_labels(profile, sample).get("thread.name") == "MainThread"
+            )
+            assert profiler.attributes()["profiling.cpu.interval"] == interval
+            assert profile.period == round(interval * 1e9)
+    finally:
+        stop.set()
+        hasher.join()
     assert 10 <= samples[0.05] <= 30, samples
     assert samples[0.005] >= 3 * samples[0.05], samples
+
+
+def test_while_the_application_is_still_samples_are_fewer_and_totals_unchanged(agent) -> None:  # type: ignore[no-untyped-def]
+    """1 s idle, a 0.5 s burst, 0.5 s idle: while nothing runs the sampler's steps lengthen
+    (fewer than three quarters of the 200 samples 100 Hz would take), and the burst, the
+    waits and the window still hold what the program measured."""
+
+    def work() -> None:
+        time.sleep(1.0)
+        programs.timed("burst", 0.5)
+        time.sleep(0.5)
+
+    result, elapsed = profiled(agent[0], CpuProfiler(), work)
+    profile = load_cpuprofile(result.data)
+    times = cpuprofile_inclusive_times(profile)
+    assert within(times["timed"] / 1e6, MEASURED["burst"])
+    waits = (
+        times[
+            "test_while_the_application_is_still_samples_are_fewer_and_totals_unchanged"
+            ".<locals>.work"
+        ]
+        - times["timed"]
+    ) / 1e6
+    assert within(waits, elapsed - MEASURED["burst"])
+    assert within(thread_total(profile, "MainThread"), elapsed)
+    main = subtree_ids(profile, thread_node(profile, "MainThread")["id"])
+    taken = sum(1 for node, _, _ in cpuprofile_timeline(profile) if node in main)
+    assert 10 <= taken < 0.75 * elapsed / 0.01, taken
+
+
+def test_the_step_lengthens_while_the_application_is_still() -> None:
+    """After ``STILL_SAMPLES`` still samples in a row the step is ``MAX_STRETCH``
+    intervals; back to one interval after a step in which another thread used CPU or a
+    sample found something moved. The sampling thread's own CPU time is not the
+    application's."""
+    step = Pace(0.01)
+
+    def still_steps(count: int) -> List[float]:
+        steps = []
+        for _ in range(count):
+            time.sleep(0.1)
+            steps.append(step.step(changed=False))
+        return steps
+
+    long = 0.01 * MAX_STRETCH
+    assert MAX_STRETCH > 1
+    assert still_steps(STILL_SAMPLES + 2) == pytest.approx(
+        [0.01] * (STILL_SAMPLES - 1) + [long] * 3
+    )
+    worker = threading.Thread(target=programs.spin_cpu, args=(0.05,))
+    worker.start()
+    worker.join()
+    assert step.step(changed=False) == pytest.approx(0.01)
+    assert still_steps(STILL_SAMPLES)[-1] == pytest.approx(long)
+    programs.spin_cpu(0.05)  # the sampling thread's own work
+    assert step.step(changed=False) == pytest.approx(long)
+    time.sleep(0.1)
+    assert step.step(changed=True) == pytest.approx(0.01)
 
 
 def test_two_sampling_profiles_run_at_once() -> None:

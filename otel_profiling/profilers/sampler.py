@@ -1,8 +1,9 @@
 """One sampling capture: look at every thread (and suspended task), record weighted samples.
 
 ``Sampler.tick()`` is called at start (the baseline: no sample, only each
-thread's CPU clock), then every interval from the sampling thread, and once
-more at stop. Each later tick records, per application thread, one sample
+thread's CPU clock), then at each step of the sampling thread (every interval,
+or up to a few while nothing moves: ``profilers/pace.py``), and once more at
+stop. Each later tick records, per application thread, one sample
 whose weight is the clock's time since the previous tick:
 
 * ``clock="wall"``: the elapsed time, for every thread, waiting ones too;
@@ -168,9 +169,15 @@ class Sampler:
             self.capture.application_cpu_ns = -1
 
     # -- the tick -------------------------------------------------------------------
-    def tick(self, last: bool = False) -> None:
-        """Sample every application thread (and, under the wall clock, suspended tasks)."""
+    def tick(self, last: bool = False) -> bool:
+        """Sample every application thread (and, under the wall clock, suspended tasks).
+
+        Return whether anything moved: a sample differs from that thread's or task's
+        previous one (its stack or span), a thread or task was sampled for the first
+        time, or a thread has ended.
+        """
         with self._lock:
+            rows = len(self.capture.sample_count)
             frames = thread_frames()
             now = time.perf_counter_ns()
             elapsed = now - self._last
@@ -186,15 +193,17 @@ class Sampler:
             # difference, in C): they are added to their runs later, in one go.
             pairs = frames.items() if clocks else frames.items() - self._waiting.items()
             used = self._sample_threads(pairs, elapsed, when, baseline, clocks, spans, running)
+            ended = False
             if len(self._threads) > len(frames):
-                self._forget_ended(frames, elapsed if self.clock == "wall" and not baseline else 0)
+                wall_ns = elapsed if self.clock == "wall" and not baseline else 0
+                ended = self._forget_ended(frames, wall_ns)
             if not clocks:  # after the threads that ended: they were not waiting all along
                 self._skipped_ticks += 1
                 self._skipped_ns += elapsed
             if baseline:
                 if self.clock == "wall" and "asyncio" in sys.modules:
                     self._scanner.prime()
-                return
+                return False
             capture = self.capture
             if capture.application_cpu_ns >= 0:
                 capture.application_cpu_ns += used
@@ -203,6 +212,7 @@ class Sampler:
                 capture.idle_count += 1
             if self.clock == "wall" and "asyncio" in sys.modules:
                 self._sample_tasks(elapsed, when, spans)
+            return ended or len(capture.sample_count) != rows
 
     def _sample_threads(
         self,
@@ -285,19 +295,22 @@ class Sampler:
         state.waiting = None
         self._waiting.pop(state.ident, None)
 
-    def _forget_ended(self, frames: Dict[int, FrameType], elapsed: int) -> None:
+    def _forget_ended(self, frames: Dict[int, FrameType], elapsed: int) -> bool:
         """Threads that ended since the previous tick: halfway through it, on average.
 
         Under the wall clock half the interval goes to each one's last stack
-        (its CPU clock can no longer be read once it has ended).
+        (its CPU clock can no longer be read once it has ended). Return whether
+        any thread had ended.
         """
         capture = self.capture
-        for ident in [ident for ident in self._threads if ident not in frames]:
+        ended = [ident for ident in self._threads if ident not in frames]
+        for ident in ended:
             state = self._threads.pop(ident)
             if state.waiting is not None:
                 self._stop_waiting(state)
             if elapsed and state.row >= 0 and not state.library:
                 capture.sample_value[state.row] += elapsed // 2
+        return bool(ended)
 
     def _thread_state(
         self,

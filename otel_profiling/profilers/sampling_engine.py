@@ -2,9 +2,10 @@
 
 A library thread wakes every ``interval`` seconds (with ±20 % random jitter,
 so a program doing something periodically is not always caught at the same
-phase) and hands the work to a ``Sampler``, which reads every thread's stack
-with ``sys._current_frames()`` and weighs each sample by the real time since
-the previous one (see ``profilers/sampler.py``). A sample is also taken when
+phase; less often while the application is still, see ``profilers/pace.py``)
+and hands the work to a ``Sampler``, which reads every thread's stack with
+``sys._current_frames()`` and weighs each sample by the real time since the
+previous one (see ``profilers/sampler.py``). A sample is also taken when
 the window starts (the baseline) and when it stops, so a window of T seconds
 holds T seconds per thread that lived through it.
 
@@ -32,6 +33,7 @@ from otel_profiling.formats.samples import SampleCapture
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers import thread_clocks
 from otel_profiling.profilers.base import IDLE_ATTRIBUTE, IDLE_CPU_SHARE, ProfilerBusyError
+from otel_profiling.profilers.pace import Pace
 from otel_profiling.profilers.sampler import (
     DEFAULT_MAX_ROWS,
     DEFAULT_MAX_STACKS,
@@ -130,23 +132,26 @@ class SamplingEngine:
         """Tick on a schedule of deadlines, so waiting for the GIL does not slow the rate."""
         began = time.thread_time_ns()
         jitter = random.Random()
-        stop, interval = self._stop, self.interval
+        pace = Pace(self.interval)
+        stop, step = self._stop, self.interval
         failed = False
         deadline = time.monotonic()
         while True:
-            step = interval * jitter.uniform(1 - JITTER, 1 + JITTER)
+            step *= jitter.uniform(1 - JITTER, 1 + JITTER)
             now = time.monotonic()
             # Late (the GIL was busy, the machine loaded): the next tick is a step from
             # now, never at once, which would only add a sample of almost no time.
             deadline = deadline + step if deadline + step > now else now + step
             if stop.acquire(timeout=deadline - now):  # released by stop_capture()
                 break
+            changed = True
             try:
-                sampler.tick()
+                changed = sampler.tick()
             except Exception:  # never let one bad sample end the window
                 if not failed:
                     _logger.exception("CPU sampling failed; the profile may miss samples.")
                 failed = True
+            step = pace.step(changed)  # longer while the application is still
         self._thread_cpu_ns = time.thread_time_ns() - began
 
     def stop_capture(self) -> SampleCapture:
