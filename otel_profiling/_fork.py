@@ -20,6 +20,7 @@ _logger = logging.getLogger(__name__)
 _Key = Tuple[int, Callable[[Any], None]]
 _renewers: Dict[_Key, weakref.ref[Any]] = {}
 _guard = threading.Lock()
+_renewal_locks: Dict[int, threading.Lock] = {}
 
 
 def renew_after_fork(owner: Any, renew: Callable[[Any], None]) -> None:
@@ -32,6 +33,21 @@ def renew_after_fork(owner: Any, renew: Callable[[Any], None]) -> None:
 
     with _guard:
         _renewers[key] = weakref.ref(owner, forget)
+
+
+def renewal_lock(pid: int) -> threading.Lock:
+    """A lock of process ``pid`` only, for renewing state where the at-fork hooks did not run.
+
+    A lock inherited from the parent may be held for good; this one is made
+    in the process that uses it, once (``dict.setdefault`` is atomic), and
+    the parent's are dropped with it.
+    """
+    lock = _renewal_locks.get(pid)
+    if lock is None:
+        lock = _renewal_locks.setdefault(pid, threading.Lock())
+        for other in [p for p in list(_renewal_locks) if p != pid]:
+            _renewal_locks.pop(other, None)
+    return lock
 
 
 def _renew_all() -> None:

@@ -6,15 +6,19 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 from helpers import HangingExporter, RecordingExporter
 from support import make_profile, wait_for
 
+from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
+from otel_profiling.processors.batch_queue import ProfileQueue
+from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile
 
 
@@ -365,3 +369,215 @@ def test_a_child_forked_without_the_at_fork_hooks_leaves_the_parents_queue_alone
     assert (exported, counted) == ("0", "0")  # the parent's profile is the parent's to export
     assert float(elapsed) < 4.0  # no wait for the parent's worker, which the child lacks
     assert parent == 'parent ["the parent\'s"] 0'
+
+
+class _NamelessSpool(Spool):
+    """A custom spool that keeps profiles in memory but cannot say where: its
+    ``directory`` raises (the processor names it in its warnings)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.kept: List[Profile] = []
+
+    @property  # type: ignore[override]
+    def directory(self) -> Path:
+        raise RuntimeError("this spool has no directory")
+
+    @directory.setter
+    def directory(self, value: Path) -> None:
+        pass
+
+    def put(self, profile: Profile) -> Optional[Path]:
+        self.kept.append(profile)
+        return Path("memory") / str(len(self.kept))
+
+    def pending(self) -> int:
+        return 0
+
+
+def test_a_spool_that_raises_after_the_count_still_settles_the_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The exporter fails, the spool keeps all four profiles, then naming its
+    # directory in the warning raises: the batch must still be released (its
+    # bytes no longer held), the error said once, and the worker not disturbed.
+    spool = _NamelessSpool(tmp_path)
+    processor = BatchProfileProcessor(
+        RecordingExporter(fail_times=100), schedule_delay_millis=60_000, spool=spool
+    )
+    with caplog.at_level(logging.WARNING):
+        for _ in range(4):
+            processor.on_end(make_profile())
+        assert processor.force_flush(10_000) is True
+    assert processor.spooled_profiles == 4 and len(spool.kept) == 4
+    assert processor.failed_profiles == processor.exported_profiles == 0
+    assert processor.queued_bytes == 0  # nothing held once settled
+    assert processor.worker_errors == 0
+    fixes = [r for r in caplog.records if "a custom Spool must not raise" in r.getMessage()]
+    assert len(fixes) == 1
+    processor.shutdown(timeout_millis=5_000)
+
+
+class _Stop(SystemExit):
+    """Not an ``Exception``: nothing on the way catches it by accident."""
+
+
+class _SpoolStoppingOnSecond(Spool):
+    """A custom spool whose second write raises something unexpected."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes = 0
+
+    def put(self, profile: Profile) -> Optional[Path]:
+        self.writes += 1
+        if self.writes == 2:
+            raise _Stop("the spool gave up")
+        return super().put(profile)
+
+
+def test_each_profile_is_counted_when_the_spool_raises_mid_batch(tmp_path: Path) -> None:
+    spool = _SpoolStoppingOnSecond(tmp_path / "spool")
+    processor = BatchProfileProcessor(
+        RecordingExporter(fail_times=100),
+        schedule_delay_millis=60_000,
+        max_export_batch_size=10,
+        spool=spool,
+    )
+    for _ in range(4):
+        processor.on_end(make_profile())
+    assert processor.force_flush(10_000) is True  # every profile reached a counter
+    # the first was kept; the second raised and the two after it never got to the spool
+    assert processor.spooled_profiles == 1
+    assert processor.failed_profiles == 3
+    assert processor.queued_bytes == 0
+    processor.on_end(make_profile())  # the worker stopped on the exit; a new one starts
+    processor.shutdown(timeout_millis=10_000)
+    assert processor.worker_restarts == 1
+    assert processor.spooled_profiles + processor.failed_profiles == 5
+
+
+class _TimedExporter(ProfileExporter):
+    """Records when each profile was exported; holds its first export until ``release``."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.exported_at: Dict[bytes, float] = {}
+
+    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
+        self.entered.set()
+        self.release.wait(60)
+        for profile in profiles:
+            self.exported_at[profile.data] = time.monotonic()
+        return ProfileExportResult.SUCCESS
+
+
+def test_a_profile_left_after_a_partial_batch_waits_its_own_delay() -> None:
+    # A and then, 3 s later, B and C are queued while the worker is busy; it
+    # then takes a full batch (A, B) and leaves C, which came 3 s after A. C
+    # must wait the 5 s delay from its own arrival, not from A's (which would
+    # send it about 2 s after it came). Waits only make it later, never earlier.
+    exporter = _TimedExporter()
+    processor = BatchProfileProcessor(
+        exporter, schedule_delay_millis=5_000, max_export_batch_size=2, spool=False
+    )
+    processor.on_end(make_profile(b"first"))
+    processor.on_end(make_profile(b"second"))  # a full batch: the worker takes it and waits
+    assert exporter.entered.wait(10)
+    processor.on_end(make_profile(b"A"))
+    time.sleep(3.0)
+    processor.on_end(make_profile(b"B"))
+    c_queued = time.monotonic()
+    processor.on_end(make_profile(b"C"))
+    exporter.release.set()
+    assert wait_for(lambda: b"C" in exporter.exported_at, timeout=30)
+    assert exporter.exported_at[b"C"] - c_queued >= 4.0  # its 5 s delay, 1 s of slack
+    assert exporter.exported_at[b"B"] < exporter.exported_at[b"C"]
+    processor.shutdown(timeout_millis=5_000)
+    assert processor.exported_profiles == 5
+
+
+def test_the_queue_ages_by_the_oldest_profile_it_still_holds() -> None:
+    queue = ProfileQueue(max_size=2, max_bytes=1 << 20)
+    queue.put(make_profile(b"old"))
+    time.sleep(0.05)  # the next profile comes strictly later
+    second_came = time.monotonic()
+    queue.put(make_profile(b"second"))
+    queue.put(make_profile(b"third"))  # full: "old" is dropped
+    assert queue.dropped == 1
+    oldest = queue.oldest_at
+    assert oldest is not None and oldest >= second_came
+    queue.take(1)  # "second" leaves; "third" came after it
+    oldest = queue.oldest_at
+    assert oldest is not None and oldest >= second_came
+    queue.take(1)
+    assert queue.oldest_at is None
+
+
+HOOKLESS_FORK_THREADS_APP = """
+import ctypes, os, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from helpers import RecordingExporter
+from support import make_profile
+from otel_profiling.processors import BatchProfileProcessor
+
+THREADS, CHILDREN = 16, 10
+exporter = RecordingExporter()
+processor = BatchProfileProcessor(exporter, schedule_delay_millis=60_000, spool=False)
+processor.on_end(make_profile(b"the parent's"))
+time.sleep(1.0)  # the worker waits on its condition: no thread is mid-way when forked
+for _ in range(CHILDREN):
+    pid = ctypes.PyDLL(None).fork()  # libc's fork: Python's at-fork hooks do not run
+    if pid == 0:
+        code = 1
+        try:
+            sys.setswitchinterval(1e-6)  # threads interleave as much as they can
+            go = threading.Event()
+            ready = []
+            profiles = [make_profile(b"child %d" % i) for i in range(THREADS)]
+
+            def end(i):
+                ready.append(i)
+                while not go.is_set():  # spin: every thread is running when it goes
+                    pass
+                processor.on_end(profiles[i])
+
+            threads = [threading.Thread(target=end, args=(i,)) for i in range(THREADS)]
+            for thread in threads:
+                thread.start()
+            while len(ready) < THREADS:
+                time.sleep(0.001)
+            go.set()
+            for thread in threads:
+                thread.join()
+            processor.shutdown(timeout_millis=10_000)
+            counted = (
+                processor.exported_profiles + processor.failed_profiles
+                + processor.dropped_profiles + processor.spooled_profiles
+            )
+            print("child", len(exporter.exported), counted, flush=True)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+processor.shutdown()
+print("parent", len(exporter.exported), flush=True)
+"""
+
+
+def test_threads_of_a_hookless_child_renew_the_processor_once() -> None:
+    # Sixteen threads of a child forked without the at-fork hooks end a profile
+    # at the same time: the processor is renewed once, and none of the sixteen
+    # is thrown away with a second renewal. Ten children, so a race shows.
+    result = subprocess.run(
+        [sys.executable, "-c", HOOKLESS_FORK_THREADS_APP, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    *children, parent = result.stdout.splitlines()
+    assert children == ["child 16 16"] * 10
+    assert parent == "parent 1"

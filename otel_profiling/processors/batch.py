@@ -22,7 +22,7 @@ Differences from the span processor, each on purpose:
 
 Every profile given to ``on_end`` ends in exactly one counter:
 ``exported_profiles``, ``spooled_profiles`` (kept for a later re-send),
-``failed_profiles`` (lost: no spool, or the spool could not be written),
+``failed_profiles`` (lost: no spool, the spool could not be written, or it raised),
 ``dropped_profiles`` (queue full, or after shutdown) or ``error_profiles``
 (the profiler failed: no payload, never exported). ``resent_profiles``
 counts spooled profiles uploaded later, by this or an earlier process.
@@ -44,7 +44,7 @@ import threading
 import time
 from typing import Optional, Union
 
-from otel_profiling._fork import renew_after_fork
+from otel_profiling._fork import renew_after_fork, renewal_lock
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.processors.base import ProfileProcessor
 from otel_profiling.processors.batch_delivery import Delivery
@@ -237,9 +237,18 @@ class BatchProfileProcessor(ProfileProcessor):
 
     def _renew_if_forked(self) -> None:
         """A child forked without Python's at-fork hooks (uWSGI forks so by default)
-        still holds the parent's queue and worker: start afresh, as the hook would."""
-        if self._pid != os.getpid():
-            self._init_state()
+        still holds the parent's queue and worker: start afresh, as the hook would.
+
+        Once, however many threads of the child come here at the same time: a
+        second renewal would throw away what the first thread queued. Not under
+        ``_cond``, which another thread of the parent may have held at the fork.
+        """
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with renewal_lock(pid):
+            if self._pid != pid:  # ``_init_state`` sets it last, once all is new
+                self._init_state()
 
     def _ensure_worker(self) -> bool:
         """A live worker (``_cond`` held); ``False`` after shutdown or once Python exits."""

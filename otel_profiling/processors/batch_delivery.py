@@ -127,14 +127,7 @@ class Delivery:
             self.exported_profiles += sent
             self.error_profiles += len(errors)
             self._queue.settle(sent + len(errors))
-        for profile in errors:
-            report_error_profile(profile)
-        if sent:
-            self._mark_up()
-        if unsent:
-            kept, lost = self._keep(unsent)
-            self._report_unsent(kept, lost, tried and not sent)
-        self._release(batch)
+        self._settle_rest(batch, errors, unsent, bool(sent), tried and not sent)
 
     def settle_unsent(self, batch: Sequence[Profile]) -> None:
         """Settle profiles known not to be sent: errors counted, the rest kept or lost."""
@@ -142,13 +135,46 @@ class Delivery:
         with self._lock:
             self.error_profiles += len(errors)
             self._queue.settle(len(errors))
-        for profile in errors:
-            report_error_profile(profile)
         todo = [p for p in batch if has_payload(p)]
-        if todo:
-            kept, lost = self._keep(todo)
-            self._report_unsent(kept, lost, False)
-        self._release(batch)
+        self._settle_rest(batch, errors, todo, False, False)
+
+    def _settle_rest(
+        self,
+        batch: Sequence[Profile],
+        errors: Sequence[Profile],
+        unsent: Sequence[Profile],
+        sent: bool,
+        probe_failed: bool,
+    ) -> None:
+        """After the counting step: report ``errors`` (counted already), keep or lose
+        ``unsent`` and release ``batch``, whatever raises meanwhile.
+
+        A custom spool or a log handler may raise anything: each profile of
+        ``unsent`` not counted yet is then counted in ``failed_profiles`` (one
+        error logged), the batch's bytes are released, and the worker goes on.
+        """
+        left = list(unsent)  # not in a counter yet; ``_keep`` takes out each it counts
+        try:
+            for profile in errors:
+                report_error_profile(profile)
+            if sent:
+                self._mark_up()
+            if left:
+                kept, lost = self._keep(left)
+                self._report_unsent(kept, lost, probe_failed)
+        except Exception:  # noqa: BLE001 - settled below; the worker must go on
+            _logger.exception(
+                "Unexpected error while keeping the profiles %s did not send: %d not kept "
+                "yet are lost (counted in failed_profiles). Fix: a custom Spool must not "
+                "raise (Spool.put returns None when it cannot write).",
+                self._name,
+                len(left),
+            )
+        finally:
+            with self._lock:
+                self.failed_profiles += len(left)
+                self._queue.settle(len(left))
+            self._release(batch)
 
     def _send(
         self, profiles: Sequence[Profile], timeout_millis: float, resend: bool = False
@@ -172,16 +198,27 @@ class Delivery:
         with self._lock:
             self._queue.release(list(batch))
 
-    def _keep(self, profiles: Sequence[Profile]) -> Tuple[int, int]:
-        """Spool ``profiles`` (lost without a spool, or if it cannot be written): (kept, lost)."""
-        kept = sum(1 for profile in profiles if self._spooled(profile))
-        lost = len(profiles) - kept
-        with self._lock:
-            self.spooled_profiles += kept
-            self.failed_profiles += lost
-            self._queue.settle(kept + lost)
-            if kept:
-                self._spool_pending = True
+    def _keep(self, profiles: List[Profile]) -> Tuple[int, int]:
+        """Spool ``profiles`` (lost without a spool, or if it cannot be written): (kept, lost).
+
+        Each profile leaves ``profiles`` once counted: if the spool raises, what
+        is left there is the caller's to settle.
+        """
+        kept = lost = 0
+        try:
+            while profiles:
+                if self._spooled(profiles[0]):
+                    kept += 1
+                else:
+                    lost += 1
+                del profiles[0]
+        finally:
+            with self._lock:
+                self.spooled_profiles += kept
+                self.failed_profiles += lost
+                self._queue.settle(kept + lost)
+                if kept:
+                    self._spool_pending = True
         return kept, lost
 
     def _spooled(self, profile: Profile) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Deque, List, Optional
+from typing import Deque, List, Optional, Tuple
 
 from otel_profiling.profile import Profile
 
@@ -38,9 +38,9 @@ class ProfileQueue:
     def __init__(self, max_size: int, max_bytes: int) -> None:
         self.max_size = max_size
         self.max_bytes = max_bytes
-        self._items: Deque[Profile] = collections.deque()
+        # each queued profile with when it came: a batch is due by its oldest profile's age
+        self._items: Deque[Tuple[Profile, float]] = collections.deque()
         self.bytes = 0  # queued profiles plus those taken and not yet released
-        self.oldest_at: Optional[float] = None  # when the oldest queued profile came
         self.enqueued = 0  # sequence number of the last profile queued
         self.settled = 0  # how many queued profiles have reached their counter
         self.dropped = 0  # queue full, or offered once closed
@@ -49,6 +49,15 @@ class ProfileQueue:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def oldest_at(self) -> Optional[float]:
+        """``time.monotonic()`` when the oldest profile still queued came; ``None`` if empty.
+
+        Read from the queue itself, so that after a drop or a partial take the
+        profiles left wait their own delay, not that of one already gone.
+        """
+        return self._items[0][1] if self._items else None
 
     def close(self) -> None:
         """Take no more profiles: each one offered from now on is dropped."""
@@ -67,25 +76,21 @@ class ProfileQueue:
         while self._items and (
             len(self._items) >= self.max_size or self.bytes + size > self.max_bytes
         ):
-            old = self._items.popleft()
+            old, _ = self._items.popleft()
             self.bytes -= len(old.data)
             dropped += 1
         self.settled += dropped
         self.dropped += dropped
-        self._items.append(profile)
+        self._items.append((profile, time.monotonic()))
         self.bytes += size
         self.enqueued += 1
-        if self.oldest_at is None:
-            self.oldest_at = time.monotonic()
         return True
 
     def take(self, limit: int) -> List[Profile]:
         """Up to ``limit`` profiles, oldest first; their bytes count until ``release``."""
         batch: List[Profile] = []
         while self._items and len(batch) < limit:
-            batch.append(self._items.popleft())
-        if not self._items:
-            self.oldest_at = None
+            batch.append(self._items.popleft()[0])
         return batch
 
     def take_all(self) -> List[Profile]:
