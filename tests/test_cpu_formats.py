@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import List
 
 import pytest
 from viewers import (
@@ -22,6 +23,8 @@ from viewers import (
 )
 
 from otel_profiling.profilers import CpuProfiler
+from otel_profiling.profilers.pace import MAX_STRETCH
+from otel_profiling.profilers.sampling_engine import JITTER
 
 
 def spin_cpu(seconds: float) -> int:
@@ -158,23 +161,35 @@ def test_threads_keep_their_identity() -> None:
     assert "spin_cpu" in below
 
 
+SLEPT: List[float] = []
+
+
 async def sleeper(seconds: float) -> None:
+    began = time.perf_counter()
     await asyncio.sleep(seconds)
+    SLEPT.append(time.perf_counter() - began)
 
 
 async def gather_sleepers() -> None:
+    began = time.perf_counter()
     await asyncio.gather(sleeper(0.3), sleeper(0.3))
+    SLEPT.append(time.perf_counter() - began)
 
 
 def test_coroutines_keep_their_wall_time() -> None:
+    SLEPT.clear()
     profiler = CpuProfiler(clock="wall")
     profiler.start()
     asyncio.run(gather_sleepers())
     profile = load_cpuprofile(profiler.stop())
     totals = cpuprofile_inclusive_times(profile)
-    # Two coroutines suspended 0.3 s each: the wall clock counts suspensions.
-    assert totals["sleeper"] >= 0.55e6, totals.get("sleeper")
-    assert totals["gather_sleepers"] >= 0.28e6, totals.get("gather_sleepers")
+    first, second, gathered = SLEPT
+    # Two coroutines suspended 0.3 s each: the wall clock counts suspensions. A
+    # task's start and end are each placed within half a step of where they were;
+    # while all tasks wait the step stretches to MAX_STRETCH jittered intervals.
+    step = MAX_STRETCH * 0.01 * (1 + JITTER)
+    assert totals["sleeper"] == pytest.approx((first + second) * 1e6, abs=2 * step * 1e6)
+    assert totals["gather_sleepers"] == pytest.approx(gathered * 1e6, abs=step * 1e6)
     assert cpuprofile_self_times(profile).get("sleeper", 0) < 0.1e6  # time is in asyncio.sleep
 
 
