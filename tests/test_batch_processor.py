@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
-from helpers import HangingExporter, RecordingExporter
+from helpers import HangingExporter, HangingShutdownExporter, RecordingExporter
 from support import make_profile, wait_for
 
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult
@@ -581,3 +581,71 @@ def test_threads_of_a_hookless_child_renew_the_processor_once() -> None:
     *children, parent = result.stdout.splitlines()
     assert children == ["child 16 16"] * 10
     assert parent == "parent 1"
+
+
+def abandoned_shutdown_warnings(caplog: pytest.LogCaptureFixture) -> List[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "shutdown() did not return" in r.getMessage()
+    ]
+
+
+def test_shutdown_is_bounded_when_the_exporters_own_shutdown_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = HangingShutdownExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=60_000, spool=False)
+    processor.on_end(make_profile())
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_profiling"):
+            started = time.monotonic()
+            processor.shutdown(timeout_millis=500)
+            elapsed = time.monotonic() - started
+        # 0.5 s bound, generous for a busy machine (the exporter's shutdown hangs 60 s)
+        assert elapsed < 5.0
+        assert exporter.shutting_down.is_set()  # it was called before the deadline
+        assert processor.exported_profiles == 1  # the queue was exported first
+        assert abandoned_shutdown_warnings(caplog) == [
+            "HangingShutdownExporter.shutdown() did not return within 0.5 s; "
+            "left running on a daemon thread."
+        ]
+        # left to a daemon thread: it holds up neither this thread nor the interpreter's exit
+        left = [t for t in threading.enumerate() if t.name == "otel-profiling-batch-processor"]
+        assert left and all(t.daemon for t in left)
+    finally:
+        exporter.release.set()
+
+
+def test_simple_processor_shutdown_is_bounded_when_the_exporters_shutdown_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = HangingShutdownExporter()
+    processor = SimpleProfileProcessor(exporter)
+    processor.on_end(make_profile())
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_profiling"):
+            started = time.monotonic()
+            processor.shutdown(timeout_millis=500)
+            elapsed = time.monotonic() - started
+        assert elapsed < 5.0  # 0.5 s bound, generous for a busy machine (the hang is 60 s)
+        assert exporter.shutting_down.is_set()
+        assert len(abandoned_shutdown_warnings(caplog)) == 1
+        assert "HangingShutdownExporter" in abandoned_shutdown_warnings(caplog)[0]
+    finally:
+        exporter.release.set()
+
+
+def test_an_exporter_shut_down_in_time_is_waited_for_and_not_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = HangingShutdownExporter()
+    exporter.release.set()  # returns at once
+    batch = BatchProfileProcessor(exporter, schedule_delay_millis=60_000, spool=False)
+    simple_exporter = RecordingExporter()
+    simple = SimpleProfileProcessor(simple_exporter)
+    with caplog.at_level(logging.WARNING, logger="otel_profiling"):
+        batch.shutdown(timeout_millis=5_000)
+        simple.shutdown(timeout_millis=5_000)
+    assert exporter.shut_down and simple_exporter.shut_down  # done when shutdown returns
+    assert abandoned_shutdown_warnings(caplog) == []
