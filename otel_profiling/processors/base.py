@@ -177,7 +177,12 @@ class SimpleProfileProcessor(ProfileProcessor):
                 self.error_profiles += 1
             report_error_profile(profile)
             return
-        ok = export_batch(self._exporter, [profile])
+        try:
+            ok = export_batch(self._exporter, [profile])
+        except BaseException:  # noqa: BLE001 - e.g. Ctrl-C in the exporter: counted, then on
+            with self._lock:
+                self.failed_profiles += 1
+            raise
         with self._lock:
             if ok:
                 self.exported_profiles += 1

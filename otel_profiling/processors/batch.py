@@ -16,6 +16,9 @@ Differences from the span processor, each on purpose:
   exports only when no thread can run: at exit some Pythons start none); what
   is not exported in time goes to the spool, once, and an exporter whose own
   shutdown does not return in time is left to the worker, a daemon thread;
+* a ``KeyboardInterrupt`` (or ``SystemExit``) raised by the exporter on the
+  calling thread goes on to the caller once the batch, and at shutdown
+  everything still held, is counted;
 * the worker survives any exception (logged, counted in ``worker_errors``)
   and a worker that died anyway is started again by the next profile;
 * after ``os.fork()`` the child gets a new lock, queue, counters and worker
@@ -303,6 +306,10 @@ class BatchProfileProcessor(ProfileProcessor):
         is not exported by the deadline goes to the spool, once. An exporter
         whose ``shutdown()`` has not returned by then is left running on the
         worker, a daemon thread (it holds up neither the caller nor the exit).
+
+        A ``KeyboardInterrupt`` (or any ``BaseException``) raised meanwhile on
+        the calling thread goes on to the caller once every profile held is
+        counted; the processor is shut down all the same.
         """
         self._renew_if_forked()
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
@@ -316,31 +323,48 @@ class BatchProfileProcessor(ProfileProcessor):
             self._worker.ensure(stopped=False)
             worker = self._worker.thread
             self._cond.notify_all()
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(max(deadline - time.monotonic(), 0))
-        # the queue first: once it is empty, the worker cannot take another batch
-        self._export_queue_here(deadline)
-        self._take_over_in_flight(timeout)
-        with self._cond:
-            self._queue.end_flushes()
+        try:
+            if worker is not None and worker is not threading.current_thread():
+                worker.join(max(deadline - time.monotonic(), 0))
+            # the queue first: once it is empty, the worker cannot take another batch
+            self._export_queue_here(deadline)
+        except BaseException:  # noqa: BLE001 - e.g. Ctrl-C: count what is held, then go on
+            self._keep_held(None)
+            raise
+        self._keep_held(timeout)
         self._rounds.report_drops(final=True)
         self._finish_exporter_shutdown(deadline, timeout)
 
-    def _take_over_in_flight(self, timeout: float) -> None:
-        """The worker did not finish its batch in time: keep it in the spool, exactly once.
+    def _keep_held(self, timed_out_after: Optional[float]) -> None:
+        """Spool what shutdown did not export: the queue left, then the worker's batch.
 
+        ``timed_out_after``: the timeout that ran out, ``None`` when interrupted.
         The worker's export may still end, even successfully; it then finds
         its batch taken and leaves it alone.
         """
+        with self._cond:
+            left = self._queue.take_all()  # none unless interrupted: the queue was exported
+        if left:
+            self._delivery.settle_unsent(left)
         batch = self._delivery.take_back()
         if batch:
-            _logger.warning(
-                "Shutdown timed out after %.1f s while %s was exporting %d profile(s).",
-                timeout,
-                type(self._exporter).__name__,
-                len(batch),
-            )
+            name = type(self._exporter).__name__
+            if timed_out_after is None:
+                _logger.warning(
+                    "Shutdown was interrupted while %s was exporting %d profile(s).",
+                    name,
+                    len(batch),
+                )
+            else:
+                _logger.warning(
+                    "Shutdown timed out after %.1f s while %s was exporting %d profile(s).",
+                    timed_out_after,
+                    name,
+                    len(batch),
+                )
             self._delivery.settle_unsent(batch)
+        with self._cond:
+            self._queue.end_flushes()
 
     def _finish_exporter_shutdown(self, deadline: float, timeout: float) -> None:
         """Wait until ``deadline`` for the worker to shut the exporter down; warn if it hangs.
