@@ -100,6 +100,21 @@ class HangingShutdownExporter(RecordingExporter):
         self.shut_down = True
 
 
+class InterruptedExporter(RecordingExporter):
+    """Its first export is interrupted by Ctrl-C (``KeyboardInterrupt``), on any thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupts = 1
+
+    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
+        with self.lock:
+            interrupt, self.interrupts = self.interrupts > 0, self.interrupts - 1
+        if interrupt:
+            raise KeyboardInterrupt
+        return super().export(profiles)
+
+
 class ManualTrigger(Trigger):
     """A trigger driven by the test itself, so a test decides exactly when a profile runs."""
 

@@ -11,11 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import HangingShutdownExporter, ManualTrigger, RecordingExporter, WallClockProfiler
-from support import child_env
+from helpers import (
+    HangingShutdownExporter,
+    InterruptedExporter,
+    ManualTrigger,
+    RecordingExporter,
+    WallClockProfiler,
+)
+from support import child_env, make_profile
 from viewers import load_cpuprofile
 
-from otel_profiling import ProfileStatus, ProfilingAgent
+from otel_profiling import ProfileStatus, ProfilingAgent, _exit
 from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.profile import ProfileKind
@@ -380,3 +386,23 @@ def test_an_exporter_whose_shutdown_hangs_does_not_hold_up_the_exit() -> None:
     assert "NeverClosing.shutdown() did not return within 1.0 s" in result.stderr
     # a 1 s exit bound, plus the interpreter's start and imports (~1 s), generous for a busy machine
     assert elapsed < 20
+
+
+def test_ctrl_c_in_one_processors_shutdown_still_shuts_the_others_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # at exit no thread may start: each processor exports on this thread, where Ctrl-C lands
+    monkeypatch.setattr(_exit, "_exiting", True)
+    agent = ProfilingAgent()
+    first = BatchProfileProcessor(InterruptedExporter(), schedule_delay_millis=60_000, spool=False)
+    second_exporter = RecordingExporter()
+    second = BatchProfileProcessor(second_exporter, schedule_delay_millis=60_000, spool=False)
+    agent.add_profile_processor(first)
+    agent.add_profile_processor(second)
+    profile = make_profile()
+    first.on_end(profile)
+    second.on_end(profile)
+    with pytest.raises(KeyboardInterrupt):  # not swallowed
+        agent.shutdown(timeout_millis=5_000)
+    assert first.failed_profiles == 1  # the interrupted export, counted (spooling is off)
+    assert second.exported_profiles == 1 and second_exporter.shut_down  # still shut down

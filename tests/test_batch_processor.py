@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
-from helpers import HangingExporter, HangingShutdownExporter, RecordingExporter
+from helpers import (
+    HangingExporter,
+    HangingShutdownExporter,
+    InterruptedExporter,
+    RecordingExporter,
+)
 from support import make_profile, wait_for
 
 from otel_profiling import _exit
@@ -651,21 +656,6 @@ def test_an_exporter_shut_down_in_time_is_waited_for_and_not_warned_about(
         simple.shutdown(timeout_millis=5_000)
     assert exporter.shut_down and simple_exporter.shut_down  # done when shutdown returns
     assert abandoned_shutdown_warnings(caplog) == []
-
-
-class InterruptedExporter(RecordingExporter):
-    """Its first export is interrupted by Ctrl-C (``KeyboardInterrupt``), on any thread."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.interrupts = 1
-
-    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
-        with self.lock:
-            interrupt, self.interrupts = self.interrupts > 0, self.interrupts - 1
-        if interrupt:
-            raise KeyboardInterrupt
-        return super().export(profiles)
 
 
 def counted(processor: BatchProfileProcessor) -> int:
