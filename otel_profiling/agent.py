@@ -315,7 +315,10 @@ class ProfilingAgent:
     def shutdown(self, timeout_millis: int = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS) -> None:
         """Stop the triggers, end and export in-flight profiles, then stop the processors.
 
-        Returns within about ``timeout_millis`` whatever the exporters do.
+        Returns within about ``timeout_millis`` whatever the exporters do. A
+        ``KeyboardInterrupt`` (or other ``BaseException``) from one processor is
+        raised again once every processor has been shut down, so that each
+        counts the profiles it holds.
         """
         deadline = time.monotonic() + timeout_millis / 1000
         with self._lock:
@@ -328,12 +331,18 @@ class ProfilingAgent:
         for profiler in list(self._active):
             self._stop(profiler, "agent shutdown")
         process_context.drop(owner=self)
+        interrupted: Optional[BaseException] = None
         for processor in self.processors:
             remaining = max(deadline - time.monotonic(), 0) * 1000
-            _call(shutdown_processor, processor, remaining)
+            try:
+                _call(shutdown_processor, processor, remaining)
+            except BaseException as exc:  # noqa: BLE001 - e.g. Ctrl-C: raised once all are shut down
+                interrupted = interrupted or exc
         if self._atexit_registered:
             atexit.unregister(self._at_exit)
             self._atexit_registered = False
+        if interrupted is not None:
+            raise interrupted
 
     def _at_exit(self) -> None:
         mark_exiting()  # from here on, the export runs on this thread

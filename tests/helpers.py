@@ -86,6 +86,35 @@ class HangingExporter(ProfileExporter):
         return ProfileExportResult.SUCCESS
 
 
+class HangingShutdownExporter(RecordingExporter):
+    """Exports at once, but its ``shutdown()`` blocks until released: a client that never closes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.shutting_down = threading.Event()
+
+    def shutdown(self) -> None:
+        self.shutting_down.set()
+        self.release.wait(60)
+        self.shut_down = True
+
+
+class InterruptedExporter(RecordingExporter):
+    """Its first export is interrupted by Ctrl-C (``KeyboardInterrupt``), on any thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupts = 1
+
+    def export(self, profiles: Sequence[Profile]) -> ProfileExportResult:
+        with self.lock:
+            interrupt, self.interrupts = self.interrupts > 0, self.interrupts - 1
+        if interrupt:
+            raise KeyboardInterrupt
+        return super().export(profiles)
+
+
 class ManualTrigger(Trigger):
     """A trigger driven by the test itself, so a test decides exactly when a profile runs."""
 

@@ -11,13 +11,19 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ManualTrigger, RecordingExporter, WallClockProfiler
-from support import child_env
+from helpers import (
+    HangingShutdownExporter,
+    InterruptedExporter,
+    ManualTrigger,
+    RecordingExporter,
+    WallClockProfiler,
+)
+from support import child_env, make_profile
 from viewers import load_cpuprofile
 
-from otel_profiling import ProfileStatus, ProfilingAgent
+from otel_profiling import ProfileStatus, ProfilingAgent, _exit
 from otel_profiling.exporters import InMemoryProfileExporter
-from otel_profiling.processors import SimpleProfileProcessor
+from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers import CpuProfiler, Profiler
 from otel_profiling.triggers import SignalTrigger
@@ -324,3 +330,79 @@ def test_agents_and_span_processors_that_are_dropped_leave_no_memory_behind(make
         if "otel_profiling" in stat.traceback[0].filename and stat.size_diff > 0
     )
     assert kept < 20_000, f"{kept} bytes kept by otel_profiling after 2000 were dropped"
+
+
+def test_agent_shutdown_is_bounded_when_an_exporters_shutdown_hangs() -> None:
+    exporter = HangingShutdownExporter()
+    agent = ProfilingAgent()
+    agent.add_profile_processor(BatchProfileProcessor(exporter, spool=False))
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    try:
+        started = time.monotonic()
+        agent.shutdown(timeout_millis=500)
+        # one 0.5 s bound for both processors, generous for a busy machine (the hang is 60 s)
+        assert time.monotonic() - started < 5.0
+        assert exporter.shutting_down.is_set()
+    finally:
+        exporter.release.set()
+
+
+HUNG_EXIT_APP = """
+import threading
+from otel_profiling import ProfilingAgent
+from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult
+from otel_profiling.processors import BatchProfileProcessor
+from support import make_profile
+
+class NeverClosing(ProfileExporter):
+    def export(self, profiles):
+        print("exported", len(profiles), flush=True)
+        return ProfileExportResult.SUCCESS
+
+    def shutdown(self):
+        threading.Event().wait()  # forever
+
+agent = ProfilingAgent(exit_timeout_millis=1_000)
+processor = BatchProfileProcessor(NeverClosing(), schedule_delay_millis=600000, spool=False)
+agent.add_profile_processor(processor)
+agent.start()
+processor.on_end(make_profile())  # queued, the worker waits: the exit hook shuts down
+print("exiting without shutdown", flush=True)
+"""
+
+
+def test_an_exporter_whose_shutdown_hangs_does_not_hold_up_the_exit() -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", HUNG_EXIT_APP],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["exiting without shutdown", "exported 1"]
+    assert "NeverClosing.shutdown() did not return within 1.0 s" in result.stderr
+    # a 1 s exit bound, plus the interpreter's start and imports (~1 s), generous for a busy machine
+    assert elapsed < 20
+
+
+def test_ctrl_c_in_one_processors_shutdown_still_shuts_the_others_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # at exit no thread may start: each processor exports on this thread, where Ctrl-C lands
+    monkeypatch.setattr(_exit, "_exiting", True)
+    agent = ProfilingAgent()
+    first = BatchProfileProcessor(InterruptedExporter(), schedule_delay_millis=60_000, spool=False)
+    second_exporter = RecordingExporter()
+    second = BatchProfileProcessor(second_exporter, schedule_delay_millis=60_000, spool=False)
+    agent.add_profile_processor(first)
+    agent.add_profile_processor(second)
+    profile = make_profile()
+    first.on_end(profile)
+    second.on_end(profile)
+    with pytest.raises(KeyboardInterrupt):  # not swallowed
+        agent.shutdown(timeout_millis=5_000)
+    assert first.failed_profiles == 1  # the interrupted export, counted (spooling is off)
+    assert second.exported_profiles == 1 and second_exporter.shut_down  # still shut down

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -12,9 +13,15 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
-from helpers import HangingExporter, RecordingExporter
+from helpers import (
+    HangingExporter,
+    HangingShutdownExporter,
+    InterruptedExporter,
+    RecordingExporter,
+)
 from support import make_profile, wait_for
 
+from otel_profiling import _exit
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.processors.batch_queue import ProfileQueue
@@ -581,3 +588,166 @@ def test_threads_of_a_hookless_child_renew_the_processor_once() -> None:
     *children, parent = result.stdout.splitlines()
     assert children == ["child 16 16"] * 10
     assert parent == "parent 1"
+
+
+def abandoned_shutdown_warnings(caplog: pytest.LogCaptureFixture) -> List[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "shutdown() did not return" in r.getMessage()
+    ]
+
+
+def test_shutdown_is_bounded_when_the_exporters_own_shutdown_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = HangingShutdownExporter()
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=60_000, spool=False)
+    processor.on_end(make_profile())
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_profiling"):
+            started = time.monotonic()
+            processor.shutdown(timeout_millis=500)
+            elapsed = time.monotonic() - started
+        # 0.5 s bound, generous for a busy machine (the exporter's shutdown hangs 60 s)
+        assert elapsed < 5.0
+        assert exporter.shutting_down.is_set()  # it was called before the deadline
+        assert processor.exported_profiles == 1  # the queue was exported first
+        assert abandoned_shutdown_warnings(caplog) == [
+            "HangingShutdownExporter.shutdown() did not return within 0.5 s; "
+            "left running on a daemon thread."
+        ]
+        # left to a daemon thread: it holds up neither this thread nor the interpreter's exit
+        left = [t for t in threading.enumerate() if t.name == "otel-profiling-batch-processor"]
+        assert left and all(t.daemon for t in left)
+    finally:
+        exporter.release.set()
+
+
+def test_simple_processor_shutdown_is_bounded_when_the_exporters_shutdown_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = HangingShutdownExporter()
+    processor = SimpleProfileProcessor(exporter)
+    processor.on_end(make_profile())
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_profiling"):
+            started = time.monotonic()
+            processor.shutdown(timeout_millis=500)
+            elapsed = time.monotonic() - started
+        assert elapsed < 5.0  # 0.5 s bound, generous for a busy machine (the hang is 60 s)
+        assert exporter.shutting_down.is_set()
+        assert len(abandoned_shutdown_warnings(caplog)) == 1
+        assert "HangingShutdownExporter" in abandoned_shutdown_warnings(caplog)[0]
+    finally:
+        exporter.release.set()
+
+
+def test_an_exporter_shut_down_in_time_is_waited_for_and_not_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = HangingShutdownExporter()
+    exporter.release.set()  # returns at once
+    batch = BatchProfileProcessor(exporter, schedule_delay_millis=60_000, spool=False)
+    simple_exporter = RecordingExporter()
+    simple = SimpleProfileProcessor(simple_exporter)
+    with caplog.at_level(logging.WARNING, logger="otel_profiling"):
+        batch.shutdown(timeout_millis=5_000)
+        simple.shutdown(timeout_millis=5_000)
+    assert exporter.shut_down and simple_exporter.shut_down  # done when shutdown returns
+    assert abandoned_shutdown_warnings(caplog) == []
+
+
+def counted(processor: BatchProfileProcessor) -> int:
+    return (
+        processor.exported_profiles
+        + processor.spooled_profiles
+        + processor.failed_profiles
+        + processor.dropped_profiles
+        + processor.error_profiles
+    )
+
+
+def test_ctrl_c_in_the_last_export_at_shutdown_leaves_every_profile_counted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # at exit no thread may start: the calling thread exports, and Ctrl-C lands there
+    monkeypatch.setattr(_exit, "_exiting", True)
+    processor = BatchProfileProcessor(
+        InterruptedExporter(),
+        schedule_delay_millis=60_000,
+        max_export_batch_size=2,
+        spool=Spool(tmp_path / "spool"),
+    )
+    for i in range(5):
+        processor.on_end(make_profile(i))
+    with pytest.raises(KeyboardInterrupt):  # not swallowed
+        processor.shutdown(timeout_millis=5_000)
+    # the interrupted batch (2) and the 3 still queued are kept for the next process
+    assert processor.spooled_profiles == 5 and counted(processor) == 5
+    assert processor.queued_profiles == 0 and processor.queued_bytes == 0
+    assert len(Spool(tmp_path / "spool").profiles()) == 5
+    # and the processor is shut down
+    processor.on_end(make_profile())
+    assert processor.dropped_profiles == 1 and processor.force_flush(100) is False
+
+
+def test_ctrl_c_in_an_export_on_the_flushing_thread_leaves_every_profile_counted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(_exit, "_exiting", True)
+    exporter = InterruptedExporter()
+    processor = BatchProfileProcessor(
+        exporter,
+        schedule_delay_millis=60_000,
+        max_export_batch_size=2,
+        spool=Spool(tmp_path / "spool"),
+    )
+    for i in range(5):
+        processor.on_end(make_profile(i))
+    with pytest.raises(KeyboardInterrupt):
+        processor.force_flush(5_000)
+    # the interrupted batch is kept; the rest waits in the queue, counted nowhere yet
+    assert processor.spooled_profiles == 2 and counted(processor) == 2
+    assert processor.queued_profiles == 3
+    processor.shutdown(timeout_millis=5_000)
+    assert processor.exported_profiles == 3 and counted(processor) == 5
+    assert len(exporter.exported) == 3
+
+
+def test_ctrl_c_in_a_simple_processors_export_counts_the_profile_failed() -> None:
+    exporter = InterruptedExporter()
+    processor = SimpleProfileProcessor(exporter)
+    with pytest.raises(KeyboardInterrupt):
+        processor.on_end(make_profile())
+    processor.on_end(make_profile())
+    assert (processor.failed_profiles, processor.exported_profiles) == (1, 1)
+    processor.shutdown()
+
+
+def test_ctrl_c_while_shutdown_waits_for_the_worker_leaves_every_profile_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = HangingExporter()
+    processor = BatchProfileProcessor(
+        exporter,
+        schedule_delay_millis=10,
+        max_export_batch_size=1,
+        spool=Spool(tmp_path / "spool"),
+    )
+    for i in range(3):
+        processor.on_end(make_profile(i))
+    assert exporter.entered.wait(5)  # the worker holds one, two wait in the queue
+    # a real SIGINT, as Ctrl-C sends: the main thread gets it while it waits for the worker
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_profiling"):
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                processor.shutdown(timeout_millis=30_000)
+        assert processor.spooled_profiles == 3 and counted(processor) == 3
+        assert processor.queued_profiles == 0
+        assert "Shutdown was interrupted while HangingExporter was exporting 1" in caplog.text
+    finally:
+        timer.cancel()
+        exporter.release.set()

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import List
 
 import pytest
 from support import make_profile, wait_for
@@ -401,3 +402,37 @@ def test_long_service_names_get_a_short_directory(tmp_path: Path) -> None:
     for spool in (first, second):
         assert len(spool.directory.parent.name) <= 100
         assert spool.put(make_profile(1)) is not None and spool.pending() == 1
+
+
+class SpoolingHandler(logging.Handler):
+    """A log handler that itself spools (as one that ships log records might), from another
+    thread, and waits for it: it finishes only if the spool's lock is free meanwhile."""
+
+    def __init__(self, spool: Spool) -> None:
+        super().__init__(logging.WARNING)
+        self.spool = spool
+        self.finished: List[bool] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        thread = threading.Thread(target=self.spool.put, args=(make_profile(99, size=100),))
+        thread.start()
+        thread.join(5)  # 5 s: a put here takes milliseconds; stuck behind the lock, forever
+        self.finished.append(not thread.is_alive())
+
+
+@pytest.mark.parametrize("cause", ["eviction", "quarantine"])
+def test_the_spool_logs_only_once_its_lock_is_released(tmp_path: Path, cause: str) -> None:
+    spool = Spool(tmp_path / "s", max_bytes=5_000)
+    if cause == "eviction":
+        spool.put(make_profile(1, size=3000))  # the next put evicts it, with a warning
+    else:
+        (tmp_path / "s" / "00000000000000000001-1-dir.profile").mkdir(parents=True)
+    handler = SpoolingHandler(spool)
+    logger = logging.getLogger("otel_profiling.processors.spool")
+    logger.addHandler(handler)
+    try:
+        assert spool.put(make_profile(2, size=3000)) is not None
+    finally:
+        logger.removeHandler(handler)
+    assert handler.finished == [True]  # one line logged, and the handler's put did not wait on it
+    assert spool.pending() == 2  # the second profile and the handler's one

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -406,6 +407,56 @@ def test_a_loop_running_at_start_gets_only_its_time_since_start() -> None:
     )
     assert len(ending(nodes, "Worker.helper")) == 1, "helper hangs only under the loop"
     assert_no_library_frame(profile)
+
+
+class Payload:
+    """An object held only by one local variable of a running method."""
+
+
+class Holder:
+    """A method already running when profiling starts, which then deletes a local."""
+
+    def __init__(self) -> None:
+        self.running = threading.Event()
+        self.go_on = threading.Event()
+        self.checked = threading.Event()
+        self.stop = threading.Event()
+        self.payload_freed_by_del: Optional[bool] = None
+
+    def run(self) -> None:
+        payload = Payload()
+        alive = weakref.ref(payload)
+        self.running.set()
+        self.go_on.wait(30)  # profiling starts meanwhile: this frame runs on
+        del payload  # its last reference: freed now, unless a copy of the locals holds it
+        self.payload_freed_by_del = alive() is None
+        self.checked.set()
+        while not self.stop.is_set():
+            pass
+
+
+def test_a_method_running_in_another_thread_is_named_without_touching_its_locals() -> None:
+    holder = Holder()
+    thread = threading.Thread(target=holder.run, name="holder")
+    thread.start()
+    try:
+        assert holder.running.wait(10)
+        profiler = CpuProfiler(engine="yappi")
+        profiler.start()
+        holder.go_on.set()
+        assert holder.checked.wait(10)
+        time.sleep(0.1)
+        data = profiler.stop()
+    finally:
+        holder.go_on.set()
+        holder.stop.set()
+        thread.join(10)
+    # reading f_locals of another thread's frame (Python <= 3.12) copies its locals into a
+    # dict the frame keeps: ``payload`` would outlive its ``del`` until the method returns
+    assert holder.payload_freed_by_del is True
+    nodes = node_totals(load_cpuprofile(data))
+    (run,) = ending(nodes, "Holder.run")  # named as yappi names methods, one node
+    assert run[0].startswith("holder (thread ")
 
 
 def derive_key(iterations: int) -> bytes:

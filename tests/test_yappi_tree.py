@@ -183,7 +183,7 @@ def frames(*functions: object) -> List[StackFrame]:
     for function in functions:
         code = function.__code__  # type: ignore[attr-defined]
         key = (code.co_filename, code.co_firstlineno, code.co_name)
-        result.append(StackFrame(Frame(code.co_name, key[0], key[1]), key, code))
+        result.append(StackFrame(code.co_name, key, code))
     return result
 
 

@@ -16,6 +16,8 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 
 from otel_profiling._fork import renew_after_fork
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult, has_payload
+from otel_profiling.processors.batch_settings import DEFAULT_EXPORT_TIMEOUT_MILLIS
+from otel_profiling.processors.batch_worker import RestartingWorker
 from otel_profiling.profile import Profile
 
 _logger = logging.getLogger(__name__)
@@ -56,6 +58,52 @@ def shutdown_processor(processor: ProfileProcessor, timeout_millis: float) -> No
         processor.shutdown(timeout_millis=timeout_millis)
     else:
         processor.shutdown()
+
+
+def shut_exporter_down(exporter: ProfileExporter, logger: logging.Logger = _logger) -> None:
+    """``exporter.shutdown()``; an ``Exception`` it raises is logged (to the processor's
+    ``logger``), not propagated."""
+    try:
+        exporter.shutdown()
+    except Exception:  # noqa: BLE001 - a processor's shutdown must not fail on it
+        logger.exception("Exporter %s raised in shutdown().", type(exporter).__name__)
+
+
+def warn_exporter_shutdown_abandoned(
+    exporter: ProfileExporter, timeout: float, logger: logging.Logger = _logger
+) -> None:
+    """The one warning when an exporter's ``shutdown()`` outlives its processor's bound."""
+    logger.warning(
+        "%s.shutdown() did not return within %.1f s; left running on a daemon thread.",
+        type(exporter).__name__,
+        timeout,
+    )
+
+
+def shut_exporter_down_within(exporter: ProfileExporter, timeout: float) -> None:
+    """``exporter.shutdown()`` on a library daemon thread, waited for ``timeout`` seconds at most.
+
+    The batch processor's worker is the same kind of thread, and a hung
+    ``shutdown()`` is left to it the same way. When no thread can run (the
+    interpreter is exiting), the calling thread calls it.
+    """
+    lock = threading.Condition()
+    worker = RestartingWorker(
+        "exporter-shutdown",
+        lock,
+        lambda: False,  # no rounds: only the last act
+        lambda exc: None,  # nothing held to settle
+        type(exporter).__name__,
+        last=lambda: shut_exporter_down(exporter),
+    )
+    with lock:
+        thread = worker.thread if worker.ensure(stopped=False) else None
+    if thread is None:
+        shut_exporter_down(exporter)
+        return
+    thread.join(timeout)
+    if thread.is_alive():
+        warn_exporter_shutdown_abandoned(exporter, timeout)
 
 
 class _suppressed:
@@ -129,7 +177,12 @@ class SimpleProfileProcessor(ProfileProcessor):
                 self.error_profiles += 1
             report_error_profile(profile)
             return
-        ok = export_batch(self._exporter, [profile])
+        try:
+            ok = export_batch(self._exporter, [profile])
+        except BaseException:  # noqa: BLE001 - e.g. Ctrl-C in the exporter: counted, then on
+            with self._lock:
+                self.failed_profiles += 1
+            raise
         with self._lock:
             if ok:
                 self.exported_profiles += 1
@@ -143,9 +196,15 @@ class SimpleProfileProcessor(ProfileProcessor):
             )
 
     def shutdown(self, timeout_millis: Optional[float] = None) -> None:
-        """Stop taking profiles and shut the exporter down (nothing is queued here)."""
+        """Stop taking profiles and shut the exporter down (nothing is queued here).
+
+        Returns within ``timeout_millis`` (default: the batch processor's export
+        timeout): an exporter whose ``shutdown()`` has not returned by then is
+        left running on a daemon thread (logged).
+        """
         self._shutdown = True
-        self._exporter.shutdown()
+        timeout = DEFAULT_EXPORT_TIMEOUT_MILLIS if timeout_millis is None else timeout_millis
+        shut_exporter_down_within(self._exporter, timeout / 1000)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._exporter.force_flush(timeout_millis)

@@ -11,10 +11,14 @@ Differences from the span processor, each on purpose:
   from the worker when the backend works again (and by the next process of
   the same service); while the backend is down, new batches go straight to the
   spool and one try (a batch or a re-send) per backoff interval probes it;
-* ``shutdown`` lets the worker export what is still queued and waits for it
-  until its deadline (the calling thread exports only when no thread can run:
-  at exit some Pythons start none); what is not done in time goes to the
-  spool, once;
+* ``shutdown`` lets the worker export what is still queued, then shut the
+  exporter down, and waits for it until its deadline (the calling thread
+  exports only when no thread can run: at exit some Pythons start none); what
+  is not exported in time goes to the spool, once, and an exporter whose own
+  shutdown does not return in time is left to the worker, a daemon thread;
+* a ``KeyboardInterrupt`` (or ``SystemExit``) raised by the exporter on the
+  calling thread goes on to the caller once the batch, and at shutdown
+  everything still held, is counted;
 * the worker survives any exception (logged, counted in ``worker_errors``)
   and a worker that died anyway is started again by the next profile;
 * after ``os.fork()`` the child gets a new lock, queue, counters and worker
@@ -46,7 +50,11 @@ from typing import Optional, Union
 
 from otel_profiling._fork import renew_after_fork, renewal_lock
 from otel_profiling.exporters.base import ProfileExporter
-from otel_profiling.processors.base import ProfileProcessor
+from otel_profiling.processors.base import (
+    ProfileProcessor,
+    shut_exporter_down,
+    warn_exporter_shutdown_abandoned,
+)
 from otel_profiling.processors.batch_delivery import Delivery
 from otel_profiling.processors.batch_queue import ProfileQueue
 from otel_profiling.processors.batch_rounds import WorkerRounds
@@ -138,13 +146,22 @@ class BatchProfileProcessor(ProfileProcessor):
         self._queue = ProfileQueue(self.max_queue_size, self.max_queue_bytes)
         if shut_down:
             self._queue.close()
+        # the exporter's shutdown, begun by the worker once its rounds end (or by
+        # ``shutdown`` when no thread can run); done already in a child of a processor shut down
+        self._exporter_shutdown_begun = shut_down
+        self._exporter_shut_down = shut_down
         self._delivery = Delivery(
             self._exporter, self._spool, self._queue, self._cond, self._settings
         )
         name = type(self._exporter).__name__
         self._rounds = WorkerRounds(self._queue, self._delivery, self._cond, self._settings, name)
         self._worker = RestartingWorker(
-            "batch-processor", self._cond, self._rounds.run_once, self._rounds.lost, name
+            "batch-processor",
+            self._cond,
+            self._rounds.run_once,
+            self._rounds.lost,
+            name,
+            last=self._shut_exporter_down,
         )
         self._pid = os.getpid()
 
@@ -283,10 +300,16 @@ class BatchProfileProcessor(ProfileProcessor):
     def shutdown(self, timeout_millis: Optional[float] = None) -> None:
         """Export what is queued, then stop; returns within the timeout whatever happens.
 
-        The worker exports what is queued while this waits for it until the
-        deadline; when no thread can run (the interpreter is exiting), the
-        calling thread exports instead. Whatever is not exported by the
-        deadline goes to the spool, once.
+        The worker exports what is queued, then shuts the exporter down, while
+        this waits for it until the deadline; when no thread can run (the
+        interpreter is exiting), the calling thread does both instead. Whatever
+        is not exported by the deadline goes to the spool, once. An exporter
+        whose ``shutdown()`` has not returned by then is left running on the
+        worker, a daemon thread (it holds up neither the caller nor the exit).
+
+        A ``KeyboardInterrupt`` (or any ``BaseException``) raised meanwhile on
+        the calling thread goes on to the caller once every profile held is
+        counted; the processor is shut down all the same.
         """
         self._renew_if_forked()
         timeout = (self.export_timeout_millis if timeout_millis is None else timeout_millis) / 1000
@@ -296,35 +319,86 @@ class BatchProfileProcessor(ProfileProcessor):
                 return
             self._queue.close()
             self._rounds.finish_by(deadline)
-            if self._queue:  # the worker exports the rest (started if it had died)
-                self._worker.ensure(stopped=False)
+            # the worker exports the rest and shuts the exporter down (started if it had died)
+            self._worker.ensure(stopped=False)
             worker = self._worker.thread
             self._cond.notify_all()
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(max(deadline - time.monotonic(), 0))
-        # the queue first: once it is empty, the worker cannot take another batch
-        self._export_queue_here(deadline)
-        self._take_over_in_flight(timeout)
-        with self._cond:
-            self._queue.end_flushes()
+        try:
+            if worker is not None and worker is not threading.current_thread():
+                worker.join(max(deadline - time.monotonic(), 0))
+            # the queue first: once it is empty, the worker cannot take another batch
+            self._export_queue_here(deadline)
+        except BaseException:  # noqa: BLE001 - e.g. Ctrl-C: count what is held, then go on
+            self._keep_held(None)
+            raise
+        self._keep_held(timeout)
         self._rounds.report_drops(final=True)
-        self._exporter.shutdown()
+        self._finish_exporter_shutdown(deadline, timeout)
 
-    def _take_over_in_flight(self, timeout: float) -> None:
-        """The worker did not finish its batch in time: keep it in the spool, exactly once.
+    def _keep_held(self, timed_out_after: Optional[float]) -> None:
+        """Spool what shutdown did not export: the queue left, then the worker's batch.
 
+        ``timed_out_after``: the timeout that ran out, ``None`` when interrupted.
         The worker's export may still end, even successfully; it then finds
         its batch taken and leaves it alone.
         """
+        with self._cond:
+            left = self._queue.take_all()  # none unless interrupted: the queue was exported
+        if left:
+            self._delivery.settle_unsent(left)
         batch = self._delivery.take_back()
         if batch:
-            _logger.warning(
-                "Shutdown timed out after %.1f s while %s was exporting %d profile(s).",
-                timeout,
-                type(self._exporter).__name__,
-                len(batch),
-            )
+            name = type(self._exporter).__name__
+            if timed_out_after is None:
+                _logger.warning(
+                    "Shutdown was interrupted while %s was exporting %d profile(s).",
+                    name,
+                    len(batch),
+                )
+            else:
+                _logger.warning(
+                    "Shutdown timed out after %.1f s while %s was exporting %d profile(s).",
+                    timed_out_after,
+                    name,
+                    len(batch),
+                )
             self._delivery.settle_unsent(batch)
+        with self._cond:
+            self._queue.end_flushes()
+
+    def _finish_exporter_shutdown(self, deadline: float, timeout: float) -> None:
+        """Wait until ``deadline`` for the worker to shut the exporter down; warn if it hangs.
+
+        A worker that stopped on an exception is started again to do it; when
+        no thread can run, the calling thread does it. A worker still in its
+        last export (warned already) shuts the exporter down once that returns.
+        """
+        with self._cond:
+            if not self._exporter_shutdown_begun:
+                self._worker.ensure(stopped=False)
+            worker = self._worker.thread
+        if worker is None:
+            self._shut_exporter_down()  # no thread can run: this one does it
+            return
+        if worker is threading.current_thread():
+            return  # shut down from within an export: the worker does it after this round
+        worker.join(max(deadline - time.monotonic(), 0))
+        with self._cond:
+            hung = self._exporter_shutdown_begun and not self._exporter_shut_down
+        if hung:
+            warn_exporter_shutdown_abandoned(self._exporter, timeout, _logger)
+
+    def _shut_exporter_down(self) -> None:
+        """Shut the exporter down, once (the worker's last act, or the caller's)."""
+        with self._cond:
+            if self._exporter_shutdown_begun:
+                return
+            self._exporter_shutdown_begun = True
+        try:
+            shut_exporter_down(self._exporter, _logger)
+        finally:
+            with self._cond:
+                self._exporter_shut_down = True
 
     def _export_queue_here(self, deadline: float) -> None:
         """Export the queue on the calling thread until ``deadline``; keep the rest."""

@@ -113,11 +113,19 @@ class Delivery:
         While the backend is down the batch goes straight to the spool, unless
         a probe is due or ``now`` (a flush asks for a try). The worker's batch
         (``in_flight``) is settled only if it has not been taken back meanwhile.
+        A ``BaseException`` the exporter raises (``KeyboardInterrupt``) goes on
+        to the caller once the batch is settled as not sent.
         """
         errors = [p for p in batch if not has_payload(p)]
         todo = [p for p in batch if has_payload(p)]
         tried = bool(todo) and (now or self._may_try())
-        unsent = self._send(todo, timeout_millis) if tried else todo
+        try:
+            unsent = self._send(todo, timeout_millis) if tried else todo
+        except BaseException:  # noqa: BLE001 - e.g. Ctrl-C in the exporter: settle, then go on
+            owned = self.take_back(batch) if in_flight else batch
+            if owned:
+                self.settle_unsent(owned)
+            raise
         sent = len(todo) - len(unsent)
         with self._lock:
             if in_flight:

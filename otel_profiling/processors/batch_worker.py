@@ -1,6 +1,10 @@
 """The batch processor's worker thread: started on demand, started again if it dies.
 
-The thread runs rounds of work (``round`` returns ``False`` to stop). An
+The thread runs rounds of work (``round`` returns ``False`` to stop), then
+``last`` (the batch processor shuts its exporter down there, so that the
+thread shutting the processor down waits for it no longer than its deadline,
+as it waits for the last export, and a hung exporter is left to this daemon
+thread instead of holding up the caller or the interpreter's exit). An
 exception that escapes a round (an exporter raising ``SystemExit``, say) ends
 the thread after ``lost`` has settled what it held; the next profile starts
 a new one, and the new thread says so once. Once the interpreter exits no
@@ -34,12 +38,14 @@ class RestartingWorker:
         round: Callable[[], bool],  # noqa: A002 - one round of work
         lost: Callable[[BaseException], None],
         what: str,
+        last: Optional[Callable[[], None]] = None,
     ) -> None:
         self._name = name
         self._lock = lock
         self._round = round
         self._lost = lost
         self._what = what  # named in the log lines (the exporter's class)
+        self._last = last  # run once the rounds end (not after an exception)
         self.thread: Optional[threading.Thread] = None
         self.died: Optional[str] = None  # why the last thread stopped unexpectedly
         self.restarts = 0
@@ -70,6 +76,8 @@ class RestartingWorker:
             self._say_restarted()
             while self._round():
                 pass
+            if self._last is not None:
+                self._last()
         except BaseException as exc:  # noqa: BLE001 - e.g. an exporter raised SystemExit
             died = f"{type(exc).__name__}: {exc}"
             with self._lock:

@@ -54,6 +54,10 @@ except ImportError:  # pragma: no cover - not POSIX: entries are not locked
 
 _logger = logging.getLogger(__name__)
 
+# A log line held while the spool's lock is: logged once it is released, since
+# a logging handler may itself use the spool (or wait for a thread that does).
+_Note = Tuple[int, str, Tuple[Any, ...]]
+
 DEFAULT_SPOOL_MAX_BYTES = 512 * 1024 * 1024
 _SUFFIX = ".profile"
 _DAMAGED = ".damaged"
@@ -174,22 +178,26 @@ class Spool:
         """Keep ``profile`` on disk; ``None`` (logged) if it could not be written. Never raises."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}{_SUFFIX}"
         tmp = self.directory / f".tmp-{name}"
+        notes: List[_Note] = []
         try:
-            header = json.dumps(_header(profile), separators=(",", ":")).encode()
-            size = len(header) + 1 + len(profile.data)
-            with self._lock:
-                private_directory(self.directory, self._root)
-                self._make_room(size)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner only
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(header + b"\n")
-                    handle.write(profile.data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                final = self.directory / name
-                os.replace(tmp, final)
-                self.spooled_profiles += 1
-                return final
+            try:
+                header = json.dumps(_header(profile), separators=(",", ":")).encode()
+                size = len(header) + 1 + len(profile.data)
+                with self._lock:
+                    private_directory(self.directory, self._root)
+                    self._make_room(size, notes)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner only
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(header + b"\n")
+                        handle.write(profile.data)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    final = self.directory / name
+                    os.replace(tmp, final)
+                    self.spooled_profiles += 1
+                    return final
+            finally:
+                _say(notes)  # the lock is released by now
         except Exception as exc:  # noqa: BLE001 - reported; the caller counts the loss
             with contextlib.suppress(OSError):
                 _unlink(tmp)
@@ -203,8 +211,9 @@ class Spool:
             )
             return None
 
-    def _make_room(self, size: int) -> None:
-        entries = self._entries()
+    def _make_room(self, size: int, notes: List[_Note]) -> None:
+        """(lock held) Evict oldest first until ``size`` more bytes fit; log lines in ``notes``."""
+        entries = self._listed(notes)
         total = sum(s for _, s in entries)
         evicted = 0
         freed = 0
@@ -223,20 +232,30 @@ class Spool:
         if unreported and now - self._last_eviction_warning >= _EVICTION_WARNING_INTERVAL_S:
             self._last_eviction_warning = now
             self._reported_evictions = self.evicted_profiles
-            _logger.warning(
-                "Spool %s is full (%d bytes max): evicted the %d oldest profile(s) "
-                "(%d evicted in all). Raise OTEL_PROFILING_SPOOL_MAX_BYTES or fix the exporter.",
-                self.directory,
-                self.max_bytes,
-                unreported,
-                self.evicted_profiles,
+            notes.append(
+                (
+                    logging.WARNING,
+                    "Spool %s is full (%d bytes max): evicted the %d oldest profile(s) "
+                    "(%d evicted in all). Raise OTEL_PROFILING_SPOOL_MAX_BYTES or fix the "
+                    "exporter.",
+                    (self.directory, self.max_bytes, unreported, self.evicted_profiles),
+                )
             )
 
     # -- reading ------------------------------------------------------------------
     def _entries(self) -> List[Tuple[Path, int]]:
+        """``_listed``, logging what it set aside (not for use under the lock)."""
+        notes: List[_Note] = []
+        try:
+            return self._listed(notes)
+        finally:
+            _say(notes)
+
+    def _listed(self, notes: List[_Note]) -> List[Tuple[Path, int]]:
         """Entry files (regular files named ``*.profile``), oldest first, with their sizes.
 
-        Anything else named like an entry is quarantined on the way.
+        Anything else named like an entry is quarantined on the way, its log
+        line added to ``notes``.
         """
         try:
             names = sorted(
@@ -254,7 +273,8 @@ class Spool:
             except OSError:  # removed meanwhile
                 continue
             if not stat.S_ISREG(info.st_mode):
-                self._quarantine(path, f"not a regular file ({_file_type(info.st_mode)})")
+                why = f"not a regular file ({_file_type(info.st_mode)})"
+                notes.extend(self._quarantine(path, why))
                 continue
             out.append((path, info.st_size))
         return out
@@ -353,7 +373,7 @@ class Spool:
             except FileNotFoundError:
                 continue
             except (OSError, DamagedEntry) as exc:
-                self._quarantine(path, str(exc))
+                _say(self._quarantine(path, str(exc)))
                 continue
             try:
                 if not _lock_file(handle) or os.fstat(handle.fileno()).st_nlink == 0:
@@ -362,14 +382,14 @@ class Spool:
                 profile = _load(handle.read())
             except Exception as exc:  # noqa: BLE001 - whatever is wrong, the entry is set aside
                 handle.close()
-                self._quarantine(path, f"{type(exc).__name__}: {exc}")
+                _say(self._quarantine(path, f"{type(exc).__name__}: {exc}"))
                 continue
             claimed.append((path, handle, profile))
             size += entry_size
         return claimed
 
-    def _quarantine(self, path: Path, why: str) -> None:
-        """Rename an unreadable entry aside (kept for inspection, never sent); log it once."""
+    def _quarantine(self, path: Path, why: str) -> List[_Note]:
+        """Rename an unreadable entry aside (kept for inspection, never sent); what to log, once."""
         target = path.with_name(path.name[: -len(_SUFFIX)] + _DAMAGED)
         if os.path.lexists(target):
             target = path.with_name(
@@ -378,25 +398,33 @@ class Spool:
         try:
             os.rename(path, target)
         except FileNotFoundError:
-            return  # another process has just dealt with it
+            return []  # another process has just dealt with it
         except OSError as exc:
             self._stuck.add(path.name)
             self.quarantined_entries += 1
-            _logger.error(
-                "Spool entry %s is unreadable (%s) and could not be renamed aside (%s); it is "
-                "skipped and never sent. Remove it by hand.",
-                path,
-                why,
-                exc,
-            )
-            return
+            return [
+                (
+                    logging.ERROR,
+                    "Spool entry %s is unreadable (%s) and could not be renamed aside (%s); it "
+                    "is skipped and never sent. Remove it by hand.",
+                    (path, why, exc),
+                )
+            ]
         self.quarantined_entries += 1
-        _logger.error(
-            "Spool entry %s is unreadable (%s); renamed to %s and never sent (it may be deleted).",
-            path,
-            why,
-            target.name,
-        )
+        return [
+            (
+                logging.ERROR,
+                "Spool entry %s is unreadable (%s); renamed to %s and never sent (it may be "
+                "deleted).",
+                (path, why, target.name),
+            )
+        ]
+
+
+def _say(notes: Sequence[_Note]) -> None:
+    """Log the lines held while the lock was (it is not any more)."""
+    for level, message, args in notes:
+        _logger.log(level, message, *args)
 
 
 def _file_type(mode: int) -> str:

@@ -97,5 +97,5 @@ class ThreadStarts:
         _hand_over(frame, event, arg)  # type: ignore[misc]
 
     def _record(self, frame: FrameType, event: str, cpu: Optional[float]) -> None:
-        stack = stack_of(_running(frame, event))
+        stack = stack_of(_running(frame, event), own_thread=True)  # a hook runs on its thread
         self.starts[threading.get_ident()] = ThreadStart(time.perf_counter(), cpu, stack)

@@ -23,6 +23,7 @@ from otel_profiling._threads import (
 )
 from otel_profiling.formats.calltree import Frame
 from otel_profiling.profilers import thread_clocks
+from otel_profiling.profilers.stack_walk import qualified_name
 
 _NO_SELF = object()
 
@@ -30,9 +31,19 @@ _NO_SELF = object()
 class StackFrame(NamedTuple):
     """One frame of a captured stack."""
 
-    frame: Frame  # named as yappi would name the function
+    name: Optional[str]  # yappi's name, read on the frame's own thread; None: from ``code``
     key: Tuple[str, int, str]  # (file, first line, code name), as ``FuncStat.key``
     code: CodeType
+
+    @property
+    def frame(self) -> Frame:
+        """Named as yappi would name the function.
+
+        A name from the code alone is resolved when read, after the capture
+        (on 3.10 that parses the source: not while the window's clock runs).
+        """
+        name = self.name if self.name is not None else _name_from_code(self.code)
+        return Frame(name, self.key[0], self.key[1])
 
 
 class ThreadStack(NamedTuple):
@@ -43,21 +54,39 @@ class ThreadStack(NamedTuple):
     frames: List[StackFrame]
 
 
-def yappi_name(frame: FrameType) -> str:
-    """``Class.method`` when the first argument is named ``self`` (its class), as yappi names it."""
+def yappi_name(frame: FrameType, own_thread: bool) -> Optional[str]:
+    """``Class.method`` when the first argument is named ``self``, as yappi names it;
+    ``None``: to be named from the code (``_name_from_code``) once the capture is over.
+
+    yappi takes the class of ``self`` from the frame's locals, which only the
+    calling thread's own frames (``own_thread``) are read for: reading
+    ``f_locals`` of another thread's running frame copies its locals into a
+    dict the frame keeps (Python 3.12 and before), which holds on to objects
+    the code has deleted since; on 3.13 it makes a proxy.
+    """
     code = frame.f_code
-    if code.co_argcount and code.co_varnames[0] == "self":
-        try:
-            obj = frame.f_locals.get("self", _NO_SELF)
-        except Exception:  # a frame whose locals cannot be read: its plain name
-            obj = _NO_SELF
-        if obj is not _NO_SELF:
-            return f"{type(obj).__name__}.{code.co_name}"
-    return code.co_name
+    if not (code.co_argcount and code.co_varnames[0] == "self"):
+        return code.co_name
+    if not own_thread:
+        return None
+    try:
+        obj = frame.f_locals.get("self", _NO_SELF)
+    except Exception:  # a frame whose locals cannot be read: its plain name
+        obj = _NO_SELF
+    return code.co_name if obj is _NO_SELF else f"{type(obj).__name__}.{code.co_name}"
 
 
-def stack_of(top: Optional[FrameType]) -> List[StackFrame]:
-    """The stack ending at ``top``, outermost first.
+def _name_from_code(code: CodeType) -> str:
+    """A method named by the class it is defined in (``co_qualname``; the source on 3.10):
+    yappi's name unless ``self`` is of a subclass. Any other function: its plain name."""
+    parts = qualified_name(code).split(".")
+    if len(parts) >= 2 and parts[-1] == code.co_name and parts[-2] != "<locals>":
+        return f"{parts[-2]}.{code.co_name}"
+    return code.co_name  # a function taking ``self`` that is not defined in a class
+
+
+def stack_of(top: Optional[FrameType], own_thread: bool) -> List[StackFrame]:
+    """The stack ending at ``top``, outermost first; ``own_thread``: the calling thread's.
 
     It stops where otel-profiling's own code begins (what the library runs
     is not the application's); the library's wrappers of application code
@@ -75,14 +104,15 @@ def stack_of(top: Optional[FrameType]) -> List[StackFrame]:
             if is_pass_through(code):
                 continue
             break
-        name, filename, line = yappi_name(frame), code.co_filename, code.co_firstlineno
-        stack.append(StackFrame(Frame(name, filename, line), (filename, line, code.co_name), code))
+        key = (code.co_filename, code.co_firstlineno, code.co_name)
+        stack.append(StackFrame(yappi_name(frame, own_thread), key, code))
     return stack
 
 
 def thread_stacks() -> Dict[int, ThreadStack]:
     """Every application thread's stack, by thread ident."""
     active = threading._active  # type: ignore[attr-defined]  # what yappi reads, lock-free
+    me = threading.get_ident()
     stacks: Dict[int, ThreadStack] = {}
     for ident, top in thread_frames().items():
         thread = active.get(ident)
@@ -90,7 +120,7 @@ def thread_stacks() -> Dict[int, ThreadStack]:
         own = is_own_thread_object(thread) if thread is not None else is_own_thread_name(name)
         if own or is_own_thread(ident):
             continue
-        stacks[ident] = ThreadStack(name, thread, stack_of(top))
+        stacks[ident] = ThreadStack(name, thread, stack_of(top, own_thread=ident == me))
     return stacks
 
 
