@@ -174,6 +174,36 @@ def test_a_window_holds_its_length_on_every_thread_that_lived_through_it(agent) 
     assert within(times["timed"] / 1e6, MEASURED["work"])
 
 
+def test_threads_alive_from_start_to_stop_hold_the_whole_window_exactly() -> None:
+    """Each sample is weighed by the time since the previous one, so a thread alive from
+    start to stop holds the window's length to the nanosecond: no less than the program
+    timed between ``start()`` returning and ``stop()`` being called (the window's first
+    and last samples are taken inside them), no more than it timed around both. A thread
+    seen at the start is no new thread, which would be given half the first step only."""
+    release = threading.Event()
+    waiting = threading.Thread(target=release.wait, name="waiting-through")
+    waiting.start()
+    profiler = CpuProfiler(format="pprof")
+    try:
+        outer = time.perf_counter()
+        profiler.start()
+        inner = time.perf_counter()
+        time.sleep(0.2)  # still: the step lengthens
+        programs.spin(0.2)
+        inner = time.perf_counter() - inner
+        data = profiler.stop()
+        outer = time.perf_counter() - outer
+    finally:
+        release.set()
+        waiting.join()
+    profile = load_pprof(data)
+    held: Dict[str, int] = collections.defaultdict(int)
+    for sample in profile.sample:
+        held[pprof_labels(profile, sample).get("thread.name", "")] += sample.value[1]
+    for name in ("MainThread", "waiting-through"):
+        assert inner * 1e9 <= held[name] <= outer * 1e9, (name, held[name], inner, outer)
+
+
 def test_waiting_threads_that_move_keep_each_wait_on_its_own_stack(agent) -> None:  # type: ignore[no-untyped-def]
     """Waiting threads are not looked at again until they move: each wait, spin and
     generator resumption must still land on the stack it ran under. The generator
