@@ -13,6 +13,7 @@ import collections
 import hashlib
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ from otel_profiling.processors import SimpleProfileProcessor
 from otel_profiling.profile import Profile
 from otel_profiling.profilers import CpuProfiler
 from otel_profiling.profilers.pace import MAX_STRETCH, STILL_SAMPLES, Pace
+from otel_profiling.profilers.sampling_engine import DEFAULT_INTERVAL, JITTER
 from otel_profiling.triggers import SignalTrigger
 
 PACKAGE_DIR = str(Path(otel_profiling.__file__).resolve().parent)
@@ -174,6 +176,36 @@ def test_a_window_holds_its_length_on_every_thread_that_lived_through_it(agent) 
     assert within(times["timed"] / 1e6, MEASURED["work"])
 
 
+def test_threads_alive_from_start_to_stop_hold_the_whole_window_exactly() -> None:
+    """Each sample is weighed by the time since the previous one, so a thread alive from
+    start to stop holds the window's length to the nanosecond: no less than the program
+    timed between ``start()`` returning and ``stop()`` being called (the window's first
+    and last samples are taken inside them), no more than it timed around both. A thread
+    seen at the start is no new thread, which would be given half the first step only."""
+    release = threading.Event()
+    waiting = threading.Thread(target=release.wait, name="waiting-through")
+    waiting.start()
+    profiler = CpuProfiler(format="pprof")
+    try:
+        outer = time.perf_counter()
+        profiler.start()
+        inner = time.perf_counter()
+        time.sleep(0.2)  # still: the step lengthens
+        programs.spin(0.2)
+        inner = time.perf_counter() - inner
+        data = profiler.stop()
+        outer = time.perf_counter() - outer
+    finally:
+        release.set()
+        waiting.join()
+    profile = load_pprof(data)
+    held: Dict[str, int] = collections.defaultdict(int)
+    for sample in profile.sample:
+        held[pprof_labels(profile, sample).get("thread.name", "")] += sample.value[1]
+    for name in ("MainThread", "waiting-through"):
+        assert inner * 1e9 <= held[name] <= outer * 1e9, (name, held[name], inner, outer)
+
+
 def test_waiting_threads_that_move_keep_each_wait_on_its_own_stack(agent) -> None:  # type: ignore[no-untyped-def]
     """Waiting threads are not looked at again until they move: each wait, spin and
     generator resumption must still land on the stack it ran under. The generator
@@ -237,8 +269,16 @@ def test_waiting_threads_that_move_keep_each_wait_on_its_own_stack(agent) -> Non
     # ±24 ms. ±35 % is three standard deviations of their sum; a nap given to ``from_x``
     # (the error this test is for) would leave ``from_y`` with nothing.
     assert within(on(prefix + "from_y", prefix + "napping"), spent["from_y"], 0.35)
+    # Each of the four spins begins after a 0.3 s wait, when the step may have lengthened
+    # to MAX_STRETCH jittered intervals, and ends after a step of one: each change is
+    # placed within half the step that holds it, and a sample due while the spin holds
+    # the GIL waits up to a switch interval for it; when the spin ends in a wait, which
+    # lets the GIL go, that sample is taken at once and the spin loses half a step.
+    switch = sys.getswitchinterval()
+    begins = (MAX_STRETCH * DEFAULT_INTERVAL * (1 + JITTER) + switch) / 2
+    ends = (DEFAULT_INTERVAL * (1 + JITTER) + switch) / 2
     times = cpuprofile_inclusive_times(profile)
-    assert within(times["spin"] / 1e6, spent["spin"], 0.25)  # 0.1 s each: a few samples
+    assert abs(times["spin"] / 1e6 - spent["spin"]) <= 4 * (begins + ends), (times, spent)
     assert within(thread_total(profile, "moving-waiter"), sum(spent.values()))
 
 

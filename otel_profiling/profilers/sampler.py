@@ -183,7 +183,7 @@ class Sampler:
             elapsed = now - self._last
             self._last = now
             when = self.capture.start_ns + (now - self._mono0)
-            baseline, self._baseline = self._baseline, False
+            baseline = self._baseline
             self._ticks += 1
             clocks = last or baseline or self.clock == "cpu"
             clocks = clocks or self._ticks % WALL_CLOCK_READS == 0
@@ -193,6 +193,8 @@ class Sampler:
             # difference, in C): they are added to their runs later, in one go.
             pairs = frames.items() if clocks else frames.items() - self._waiting.items()
             used = self._sample_threads(pairs, elapsed, when, baseline, clocks, spans, running)
+            # only now: a thread seen at the baseline was there all along, not a new one
+            self._baseline = False
             ended = False
             if len(self._threads) > len(frames):
                 wall_ns = elapsed if self.clock == "wall" and not baseline else 0
