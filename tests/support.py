@@ -22,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_profiling import Profile, ProfileKind
 from otel_profiling.formats import default_format
+from otel_profiling.processors import BatchProfileProcessor
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -186,3 +187,14 @@ def make_profile(
 
 def _jitter() -> timedelta:
     return timedelta(seconds=int.from_bytes(os.urandom(3), "big"))
+
+
+def settled(processor: BatchProfileProcessor) -> int:
+    """The profiles a batch processor has counted: every profile ends in exactly one counter."""
+    return (
+        processor.exported_profiles
+        + processor.spooled_profiles
+        + processor.failed_profiles
+        + processor.dropped_profiles
+        + processor.error_profiles
+    )

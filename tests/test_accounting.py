@@ -21,7 +21,7 @@ from typing import List
 import pytest
 from faults import FaultProxy
 from reliability_helpers import bucket_objects, sha
-from support import make_profile, wait_for
+from support import make_profile, settled, wait_for
 
 from otel_profiling import Profile, ProfileKind
 from otel_profiling.exporters import InMemoryProfileExporter, S3Exporter
@@ -37,16 +37,6 @@ def failed_profile(reason: str = "the encoder failed") -> Profile:
     profile = Profile(ProfileKind.CPU_PROFILE, default_format(ProfileKind.CPU_PROFILE))
     profile.end(error=RuntimeError(reason))
     return profile
-
-
-def settled(processor: BatchProfileProcessor) -> int:
-    return (
-        processor.exported_profiles
-        + processor.spooled_profiles
-        + processor.failed_profiles
-        + processor.dropped_profiles
-        + processor.error_profiles
-    )
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> List[str]:

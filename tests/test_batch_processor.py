@@ -19,7 +19,7 @@ from helpers import (
     InterruptedExporter,
     RecordingExporter,
 )
-from support import make_profile, wait_for
+from support import make_profile, settled, wait_for
 
 from otel_profiling import _exit
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult
@@ -658,16 +658,6 @@ def test_an_exporter_shut_down_in_time_is_waited_for_and_not_warned_about(
     assert abandoned_shutdown_warnings(caplog) == []
 
 
-def counted(processor: BatchProfileProcessor) -> int:
-    return (
-        processor.exported_profiles
-        + processor.spooled_profiles
-        + processor.failed_profiles
-        + processor.dropped_profiles
-        + processor.error_profiles
-    )
-
-
 def test_ctrl_c_in_the_last_export_at_shutdown_leaves_every_profile_counted(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -684,7 +674,7 @@ def test_ctrl_c_in_the_last_export_at_shutdown_leaves_every_profile_counted(
     with pytest.raises(KeyboardInterrupt):  # not swallowed
         processor.shutdown(timeout_millis=5_000)
     # the interrupted batch (2) and the 3 still queued are kept for the next process
-    assert processor.spooled_profiles == 5 and counted(processor) == 5
+    assert processor.spooled_profiles == 5 and settled(processor) == 5
     assert processor.queued_profiles == 0 and processor.queued_bytes == 0
     assert len(Spool(tmp_path / "spool").profiles()) == 5
     # and the processor is shut down
@@ -708,10 +698,10 @@ def test_ctrl_c_in_an_export_on_the_flushing_thread_leaves_every_profile_counted
     with pytest.raises(KeyboardInterrupt):
         processor.force_flush(5_000)
     # the interrupted batch is kept; the rest waits in the queue, counted nowhere yet
-    assert processor.spooled_profiles == 2 and counted(processor) == 2
+    assert processor.spooled_profiles == 2 and settled(processor) == 2
     assert processor.queued_profiles == 3
     processor.shutdown(timeout_millis=5_000)
-    assert processor.exported_profiles == 3 and counted(processor) == 5
+    assert processor.exported_profiles == 3 and settled(processor) == 5
     assert len(exporter.exported) == 3
 
 
@@ -745,7 +735,7 @@ def test_ctrl_c_while_shutdown_waits_for_the_worker_leaves_every_profile_counted
             timer.start()
             with pytest.raises(KeyboardInterrupt):
                 processor.shutdown(timeout_millis=30_000)
-        assert processor.spooled_profiles == 3 and counted(processor) == 3
+        assert processor.spooled_profiles == 3 and settled(processor) == 3
         assert processor.queued_profiles == 0
         assert "Shutdown was interrupted while HangingExporter was exporting 1" in caplog.text
     finally:
