@@ -263,7 +263,7 @@ def test_preloaded_parent_forks_two_children_each_profile_arrives(
     lines = result.stdout.splitlines()
     parent_pid = str(os.getpid())
     child_pids = [line.split()[1] for line in lines if line.startswith("child ")]
-    assert len(child_pids) == 2 and len(set(child_pids)) == 2
+    assert len(child_pids) == 2 and len(set(child_pids)) == 2, (lines, result.stderr)
     assert all(line.endswith("flushed True") for line in lines if "flushed" in line)
     assert [line.split()[2] for line in lines if line.startswith("child-exit")] == ["0", "0"]
     objects = bucket_objects(boto3_client, bucket)

@@ -6,12 +6,14 @@ Each mode prints one line per fact the test checks (``key <key> <sha256>``,
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import logging
 import os
 import signal
 import sys
 import time
+import traceback
 from datetime import datetime
 
 from support import make_profile
@@ -23,6 +25,7 @@ from otel_profiling.processors.spool import Spool
 from otel_profiling.profilers import CpuProfiler
 from otel_profiling.triggers import SignalTrigger
 
+faulthandler.enable()  # a crash in a child shows its stacks on stderr, which the tests print
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 logging.getLogger("otel_profiling").setLevel(logging.DEBUG)
 
@@ -142,6 +145,8 @@ def preload_fork(endpoint: str, bucket: str) -> None:
                 one_profile("child")
                 agent.shutdown(20_000)
                 code = 0
+            except BaseException:
+                traceback.print_exc()  # os._exit below would hide it
             finally:
                 os._exit(code)
         children.append(pid)
