@@ -25,6 +25,7 @@ from otel_profiling import _exit
 from otel_profiling.exporters.base import ProfileExporter, ProfileExportResult
 from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.processors.batch_queue import ProfileQueue
+from otel_profiling.processors.batch_settings import KEEP_GRACE_MILLIS
 from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile
 
@@ -741,3 +742,48 @@ def test_ctrl_c_while_shutdown_waits_for_the_worker_leaves_every_profile_counted
     finally:
         timer.cancel()
         exporter.release.set()
+
+
+class _SlowSpool(Spool):
+    """A spool on a slow disk: each write takes ``seconds``; ``writing`` is set when one begins."""
+
+    def __init__(self, path: Path, seconds: float) -> None:
+        super().__init__(path)
+        self.seconds = seconds
+        self.writing = threading.Event()
+
+    def put(self, profile: Profile) -> Optional[Path]:
+        self.writing.set()
+        time.sleep(self.seconds)
+        return super().put(profile)
+
+
+@pytest.mark.parametrize("write_s", [0.5, KEEP_GRACE_MILLIS / 1000 + 1.0])
+def test_shutdown_waits_for_the_worker_to_finish_spooling_what_it_could_not_send(
+    tmp_path: Path, write_s: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The worker's export fails and it begins writing the batch to the spool
+    # before shutdown is called with a 50 ms timeout. Shutdown must not return
+    # in the middle of that write (a process exiting right after would lose the
+    # profile, uncounted): it waits up to KEEP_GRACE_MILLIS past its deadline,
+    # and says so when the write takes longer still.
+    spool = _SlowSpool(tmp_path / "spool", write_s)
+    processor = BatchProfileProcessor(
+        RecordingExporter(fail_times=100), schedule_delay_millis=60_000, spool=spool
+    )
+    processor.on_end(make_profile())
+    processor.force_flush(0)  # the worker exports now, fails, and starts spooling
+    assert spool.writing.wait(10)
+    grace = KEEP_GRACE_MILLIS / 1000
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="otel_profiling.processors.batch"):
+        processor.shutdown(timeout_millis=50)
+    elapsed = time.monotonic() - began
+    still_writing = [r for r in caplog.records if "still writing 1 batch" in r.getMessage()]
+    if write_s < grace:
+        assert processor.spooled_profiles == 1 and len(spool.profiles()) == 1
+        assert not still_writing
+    else:  # bounded: it waited the grace, then said what may be lost
+        assert grace <= elapsed < grace + 1.5, elapsed
+        assert settled(processor) == 0 and len(still_writing) == 1
+        assert wait_for(lambda: processor.spooled_profiles == 1, timeout=10)

@@ -317,7 +317,7 @@ def test_interpreter_exit_with_hanging_server_is_bounded(bucket: str, _spool_in_
     assert time.time() - exited_at < 2.0 + 8.0, result.stderr  # exit timeout + margin (loaded CI)
     assert total < 60
     entries = list((_spool_in_tmp / "hang").rglob("*.profile"))
-    assert len(entries) == 1
+    assert len(entries) == 1, result.stderr
     assert entries[0].read_bytes().endswith(b'{"hanging": true}')
 
 

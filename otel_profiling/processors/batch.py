@@ -64,6 +64,7 @@ from otel_profiling.processors.batch_settings import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_SCHEDULE_DELAY_MILLIS,
+    KEEP_GRACE_MILLIS,
     batch_settings,
 )
 from otel_profiling.processors.batch_worker import RestartingWorker
@@ -303,7 +304,9 @@ class BatchProfileProcessor(ProfileProcessor):
         The worker exports what is queued, then shuts the exporter down, while
         this waits for it until the deadline; when no thread can run (the
         interpreter is exiting), the calling thread does both instead. Whatever
-        is not exported by the deadline goes to the spool, once. An exporter
+        is not exported by the deadline goes to the spool, once; a spool write
+        the worker has already begun is waited for up to ``KEEP_GRACE_MILLIS``
+        more, so that an exit right after does not cut it short. An exporter
         whose ``shutdown()`` has not returned by then is left running on the
         worker, a daemon thread (it holds up neither the caller nor the exit).
 
@@ -362,7 +365,15 @@ class BatchProfileProcessor(ProfileProcessor):
                     name,
                     len(batch),
                 )
-            self._delivery.settle_unsent(batch)
+            self._delivery.settle_unsent(batch, taken=True)
+        still = self._delivery.wait_kept(KEEP_GRACE_MILLIS / 1000)
+        if still:
+            _logger.warning(
+                "Shutdown returns while the export worker of %s is still writing %d batch(es) "
+                "it could not send to the spool; they are lost if the process exits now.",
+                type(self._exporter).__name__,
+                still,
+            )
         with self._cond:
             self._queue.end_flushes()
 

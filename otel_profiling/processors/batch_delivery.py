@@ -62,6 +62,7 @@ class Delivery:
         self._settings = settings
         self._health = BackendHealth()
         self._in_flight: Optional[List[Profile]] = None
+        self._keeping = 0  # batches taken from ``_in_flight`` and not yet settled
         self._spool_pending = False  # the spool holds profiles to re-send
         self.exported_profiles = 0
         self.spooled_profiles = 0
@@ -91,15 +92,33 @@ class Delivery:
         """Take the worker's batch from it (only if it is ``batch``, when given).
 
         Returns what was taken, ``[]`` if nothing; the caller settles it with
-        ``settle_unsent``. A profile the worker's export did land is found at
-        its key by the re-send, which does not upload it twice.
+        ``settle_unsent(..., taken=True)``. A profile the worker's export did
+        land is found at its key by the re-send, which does not upload it twice.
         """
         with self._lock:
             held = self._in_flight
             if held is None or (batch is not None and held is not batch):
                 return []
             self._in_flight = None
+            self._keeping += 1
         return held
+
+    def wait_kept(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s until every batch taken from the worker is settled.
+
+        The worker settles its batch (writes what was not sent to the spool)
+        after it has stopped being in flight: shutdown must not return while
+        that write is under way, or the process may exit in the middle of it.
+        Returns how many batches are still being kept.
+        """
+        with self._lock:
+            self._lock.wait_for(lambda: self._keeping == 0, timeout)
+            return self._keeping
+
+    def _kept(self) -> None:
+        with self._lock:
+            self._keeping -= 1
+            self._lock.notify_all()
 
     def deliver(
         self,
@@ -124,7 +143,7 @@ class Delivery:
         except BaseException:  # noqa: BLE001 - e.g. Ctrl-C in the exporter: settle, then go on
             owned = self.take_back(batch) if in_flight else batch
             if owned:
-                self.settle_unsent(owned)
+                self.settle_unsent(owned, taken=in_flight)
             raise
         sent = len(todo) - len(unsent)
         with self._lock:
@@ -132,19 +151,31 @@ class Delivery:
                 if self._in_flight is not batch:
                     return  # taken back: settled by the thread that took it
                 self._in_flight = None
+                self._keeping += 1  # until settled below (``wait_kept``)
             self.exported_profiles += sent
             self.error_profiles += len(errors)
             self._queue.settle(sent + len(errors))
-        self._settle_rest(batch, errors, unsent, bool(sent), tried and not sent)
+        try:
+            self._settle_rest(batch, errors, unsent, bool(sent), tried and not sent)
+        finally:
+            if in_flight:
+                self._kept()
 
-    def settle_unsent(self, batch: Sequence[Profile]) -> None:
-        """Settle profiles known not to be sent: errors counted, the rest kept or lost."""
-        errors = [p for p in batch if not has_payload(p)]
-        with self._lock:
-            self.error_profiles += len(errors)
-            self._queue.settle(len(errors))
-        todo = [p for p in batch if has_payload(p)]
-        self._settle_rest(batch, errors, todo, False, False)
+    def settle_unsent(self, batch: Sequence[Profile], taken: bool = False) -> None:
+        """Settle profiles known not to be sent: errors counted, the rest kept or lost.
+
+        ``taken``: ``batch`` came from ``take_back``.
+        """
+        try:
+            errors = [p for p in batch if not has_payload(p)]
+            with self._lock:
+                self.error_profiles += len(errors)
+                self._queue.settle(len(errors))
+            todo = [p for p in batch if has_payload(p)]
+            self._settle_rest(batch, errors, todo, False, False)
+        finally:
+            if taken and batch:
+                self._kept()
 
     def _settle_rest(
         self,

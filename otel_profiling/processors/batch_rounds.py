@@ -97,7 +97,7 @@ class WorkerRounds:
 
     def lost(self, exc: BaseException) -> None:
         """The worker is stopping on ``exc`` (logged already): settle its batch."""
-        self._delivery.settle_unsent(self._delivery.take_back())
+        self._delivery.settle_unsent(self._delivery.take_back(), taken=True)
         with self._lock:
             self._queue.complete_flushes()
 
@@ -165,4 +165,4 @@ class WorkerRounds:
         )
         self._delivery.back_off()  # no tight loop if the failure repeats
         if owned:
-            self._delivery.settle_unsent(owned)
+            self._delivery.settle_unsent(owned, taken=True)

@@ -30,6 +30,9 @@ DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000
 DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
 MAX_SCHEDULE_DELAY_MILLIS = 3_600_000
 ENV_MIN_SCHEDULE_DELAY_MILLIS = 100  # from the environment: a delay of 0 would spin a core
+KEEP_GRACE_MILLIS = 2_000
+"""How long shutdown waits past its deadline for the worker to finish writing to the
+spool a batch it could not send (a local write, begun before the deadline)."""
 
 
 @dataclass(frozen=True)
