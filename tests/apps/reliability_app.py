@@ -31,7 +31,9 @@ logging.getLogger("otel_profiling").setLevel(logging.DEBUG)
 
 
 def say(*parts: object) -> None:
-    print(*parts, flush=True)
+    """One line in one write: forked processes share stdout, and under PYTHONUNBUFFERED
+    ``print`` writes each part separately, so their lines would interleave."""
+    os.write(sys.stdout.fileno(), (" ".join(map(str, parts)) + "\n").encode())
 
 
 def own_profile(payload: bytes, start: datetime | None = None) -> Profile:
