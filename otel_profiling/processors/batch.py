@@ -349,23 +349,22 @@ class BatchProfileProcessor(ProfileProcessor):
             left = self._queue.take_all()  # none unless interrupted: the queue was exported
         if left:
             self._delivery.settle_unsent(left)
-        batch = self._delivery.take_back()
-        if batch:
+        reclaimed = self._delivery.reclaim()
+        if reclaimed:
             name = type(self._exporter).__name__
             if timed_out_after is None:
                 _logger.warning(
                     "Shutdown was interrupted while %s was exporting %d profile(s).",
                     name,
-                    len(batch),
+                    reclaimed,
                 )
             else:
                 _logger.warning(
                     "Shutdown timed out after %.1f s while %s was exporting %d profile(s).",
                     timed_out_after,
                     name,
-                    len(batch),
+                    reclaimed,
                 )
-            self._delivery.settle_unsent(batch, taken=True)
         still = self._delivery.wait_kept(KEEP_GRACE_MILLIS / 1000)
         if still:
             _logger.warning(

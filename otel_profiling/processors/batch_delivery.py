@@ -42,7 +42,7 @@ class Delivery:
 
     One belongs to one processor in one process (a forked child makes its own).
     The worker's batch is *in flight* from ``begin`` until it is settled; the
-    thread shutting the processor down may ``take_back`` it meanwhile, and the
+    thread shutting the processor down may ``reclaim`` it meanwhile, and the
     worker's export, when it ends, then leaves it alone.
     """
 
@@ -62,7 +62,7 @@ class Delivery:
         self._settings = settings
         self._health = BackendHealth()
         self._in_flight: Optional[List[Profile]] = None
-        self._keeping = 0  # batches taken from ``_in_flight`` and not yet settled
+        self._keeping = 0  # batches out of ``_in_flight`` and not yet settled
         self._spool_pending = False  # the spool holds profiles to re-send
         self.exported_profiles = 0
         self.spooled_profiles = 0
@@ -88,20 +88,25 @@ class Delivery:
         self._in_flight = batch or None
 
     # -- sending ---------------------------------------------------------------
-    def take_back(self, batch: Optional[List[Profile]] = None) -> List[Profile]:
-        """Take the worker's batch from it (only if it is ``batch``, when given).
+    def reclaim(self, batch: Optional[List[Profile]] = None) -> int:
+        """Take the worker's batch from it (only if it is ``batch``, when given) and
+        settle it as not sent; returns how many profiles it held, 0 if none.
 
-        Returns what was taken, ``[]`` if nothing; the caller settles it with
-        ``settle_unsent(..., taken=True)``. A profile the worker's export did
-        land is found at its key by the re-send, which does not upload it twice.
+        Taking and settling are one step so that ``wait_kept`` sees the batch
+        until it is settled. A profile the worker's export did land is found at
+        its key by the re-send, which does not upload it twice.
         """
         with self._lock:
             held = self._in_flight
             if held is None or (batch is not None and held is not batch):
-                return []
+                return 0
             self._in_flight = None
             self._keeping += 1
-        return held
+        try:
+            self.settle_unsent(held)
+        finally:
+            self._kept()
+        return len(held)
 
     def wait_kept(self, timeout: float) -> int:
         """Wait up to ``timeout`` s until every batch taken from the worker is settled.
@@ -141,9 +146,10 @@ class Delivery:
         try:
             unsent = self._send(todo, timeout_millis) if tried else todo
         except BaseException:  # noqa: BLE001 - e.g. Ctrl-C in the exporter: settle, then go on
-            owned = self.take_back(batch) if in_flight else batch
-            if owned:
-                self.settle_unsent(owned, taken=in_flight)
+            if in_flight:
+                self.reclaim(batch)
+            else:
+                self.settle_unsent(batch)
             raise
         sent = len(todo) - len(unsent)
         with self._lock:
@@ -161,21 +167,14 @@ class Delivery:
             if in_flight:
                 self._kept()
 
-    def settle_unsent(self, batch: Sequence[Profile], taken: bool = False) -> None:
-        """Settle profiles known not to be sent: errors counted, the rest kept or lost.
-
-        ``taken``: ``batch`` came from ``take_back``.
-        """
-        try:
-            errors = [p for p in batch if not has_payload(p)]
-            with self._lock:
-                self.error_profiles += len(errors)
-                self._queue.settle(len(errors))
-            todo = [p for p in batch if has_payload(p)]
-            self._settle_rest(batch, errors, todo, False, False)
-        finally:
-            if taken and batch:
-                self._kept()
+    def settle_unsent(self, batch: Sequence[Profile]) -> None:
+        """Settle profiles known not to be sent: errors counted, the rest kept or lost."""
+        errors = [p for p in batch if not has_payload(p)]
+        with self._lock:
+            self.error_profiles += len(errors)
+            self._queue.settle(len(errors))
+        todo = [p for p in batch if has_payload(p)]
+        self._settle_rest(batch, errors, todo, False, False)
 
     def _settle_rest(
         self,

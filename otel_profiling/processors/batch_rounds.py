@@ -97,7 +97,7 @@ class WorkerRounds:
 
     def lost(self, exc: BaseException) -> None:
         """The worker is stopping on ``exc`` (logged already): settle its batch."""
-        self._delivery.settle_unsent(self._delivery.take_back(), taken=True)
+        self._delivery.reclaim()
         with self._lock:
             self._queue.complete_flushes()
 
@@ -154,7 +154,6 @@ class WorkerRounds:
 
     def _recover(self, batch: List[Profile]) -> None:
         """An exception escaped one round: log and count it; keep what it left unsettled."""
-        owned = self._delivery.take_back(batch) if batch else []
         with self._lock:
             self.worker_errors += 1
             errors = self.worker_errors
@@ -164,5 +163,5 @@ class WorkerRounds:
             errors,
         )
         self._delivery.back_off()  # no tight loop if the failure repeats
-        if owned:
-            self._delivery.settle_unsent(owned, taken=True)
+        if batch:
+            self._delivery.reclaim(batch)
