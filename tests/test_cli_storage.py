@@ -105,6 +105,48 @@ def test_ls_errors_are_one_line(s3_endpoint: str, bucket: str, tmp_path: Path) -
     assert bad_time.returncode == 1 and "30m" in bad_time.stderr
 
 
+def test_view_and_convert_of_a_prefix_say_it_is_a_prefix(
+    s3_endpoint: str, s3_profiles, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """An object store has no directories: a prefix that holds profiles exists, but is not
+    one; the error says so rather than that it does not exist."""
+    bucket, _ = s3_profiles
+    env = s3_env(s3_endpoint)
+    for args in (
+        ("view", f"s3://{bucket}/profiles/checkout", "-o", str(tmp_path / "x.html")),
+        ("convert", f"s3://{bucket}/profiles", str(tmp_path / "x.pprof")),
+    ):
+        result = cli(*args, env=env)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "is a prefix, not a profile" in result.stderr, result.stderr
+    # an object that is really absent still says so
+    absent = cli("view", f"s3://{bucket}/profiles/checkout/nope.cpuprofile", env=env)
+    assert absent.returncode == 1 and "does not exist" in absent.stderr, absent.stderr
+
+
+def test_profiles_under_a_key_template_without_kind_are_not_silently_missing(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """Keys without ``{kind}`` cannot be listed: ``ls`` and ``merge`` say why and what to
+    do instead of "(no profiles)" or blaming the filters; the object by its URL still works."""
+    exporter = FsspecProfileExporter(
+        f"s3://{bucket}/nokind", s3_options(s3_endpoint), key_template="{start_time}.{extension}"
+    )
+    path = exporter.write(make_profile(random_cpuprofile(3), start=utc(2026, 11, 24, 10)))
+    env = s3_env(s3_endpoint)
+    for args in (
+        ("ls", f"s3://{bucket}/nokind"),
+        ("merge", f"s3://{bucket}/nokind", "-o", str(tmp_path / "m.folded")),
+    ):
+        result = cli(*args, env=env)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "1 object(s), none named as a profile" in result.stderr, result.stderr
+        assert "{kind} and {start_time}" in result.stderr
+        assert "OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE" in result.stderr
+    single = cli("merge", f"s3://{path}", "-o", str(tmp_path / "m.folded"), env=env)
+    assert single.returncode == 0, single.stderr
+
+
 def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
     exporter = FsspecProfileExporter(f"file://{tmp_path}")
     for hour in (5, 3, 4):

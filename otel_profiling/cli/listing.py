@@ -127,6 +127,17 @@ def _from_info(info: Dict[str, Any]) -> Dict[str, str]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _no_profile_names(url: str, objects: int) -> str:
+    """Objects, but none named as a profile: most often written under a key template
+    without ``{kind}`` or ``{start_time}``, which cannot be listed or filtered."""
+    return (
+        f"{redact_url(url)} holds {objects} object(s), none named as a profile: a key needs "
+        "{kind} and {start_time} (e.g. CPU_PROFILE-2026-11-24T10:15:30.123Z.cpuprofile); "
+        "export under a key template that has both (OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE), "
+        "and give objects named otherwise one by one, by their full URL"
+    )
+
+
 def list_profiles(
     url: str,
     options: Dict[str, Any],
@@ -157,13 +168,16 @@ def list_profiles(
     wanted = set(kinds) if kinds else None
     entries: List[Entry] = []
     infos: Dict[str, Dict[str, Any]] = {}
+    named = unnamed = 0
     for path, info in found.items():
         if info.get("type") == "directory":
             continue
         key = posixpath.relpath(path, base.rstrip("/")) if base else path
         parsed = parse_key(posixpath.basename(path) if key == "." else key, namer)
         if parsed is None:
+            unnamed += 1
             continue
+        named += 1
         if wanted is not None and parsed.kind.value not in wanted:
             continue
         if since is not None and parsed.start_time < since:
@@ -182,6 +196,8 @@ def list_profiles(
                 format=parsed.extension,
             )
         )
+    if unnamed and not named:
+        raise CliError(_no_profile_names(url, unnamed))
     kept: List[Entry] = []
     if metadata or services or where:
         fetched = _user_metadata(fs, [e.path for e in entries if not _from_info(infos[e.path])])
