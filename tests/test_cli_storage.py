@@ -6,6 +6,8 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Tuple
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from clitools import cli, random_cpuprofile, utc
@@ -145,6 +147,49 @@ def test_profiles_under_a_key_template_without_kind_are_not_silently_missing(
         assert "OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE" in result.stderr
     single = cli("merge", f"s3://{path}", "-o", str(tmp_path / "m.folded"), env=env)
     assert single.returncode == 0, single.stderr
+
+
+def test_presigned_url_signature_stays_out_of_names_errors_and_pages(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """A presigned URL's query is a credential: `view` and `get` name what they write after
+    the object (not the query), and errors and pages never carry the signature."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        config=Config(signature_version="s3v4"),
+    )
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="p/app.cpuprofile", Body=random_cpuprofile(5))
+    client.put_object(Bucket=bucket, Key="p/junk.cpuprofile", Body=b"\x00 not a profile")
+
+    def presign(key: str) -> Tuple[str, str]:
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=600
+        )
+        (signature,) = parse_qs(urlsplit(url).query)["X-Amz-Signature"]
+        return url, signature
+
+    url, signature = presign("p/app.cpuprofile")
+    view = cli("view", url, "--json", cwd=str(tmp_path))
+    assert view.returncode == 0, view.stderr
+    assert json.loads(view.stdout)["output"] == "app.cpuprofile.html"
+    get = cli("get", url, cwd=str(tmp_path))
+    assert get.returncode == 0, get.stderr
+    assert (tmp_path / "app.cpuprofile").read_bytes() == random_cpuprofile(5)
+    bad_url, bad_signature = presign("p/junk.cpuprofile")
+    bad = cli("view", bad_url, cwd=str(tmp_path))
+    assert bad.returncode == 1 and bad.stderr.startswith("otel-profiling: error: junk.cpuprofile:")
+    written = "".join(p.read_text(errors="replace") for p in tmp_path.iterdir() if p.is_file())
+    for result, secret in ((view, signature), (get, signature), (bad, bad_signature)):
+        assert secret not in result.stdout + result.stderr
+    assert signature not in written and not any("X-Amz" in p.name for p in tmp_path.iterdir())
 
 
 def test_ls_file_url_parses_keys(tmp_path: Path) -> None:

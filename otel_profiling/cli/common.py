@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO, Tuple
+from urllib.parse import urlsplit
 
 from otel_profiling.redact import redact_url
 
@@ -24,6 +26,14 @@ class CliError(Exception):
 
 def is_url(source: str) -> bool:
     return "://" in source
+
+
+def source_name(source: str) -> str:
+    """The last segment of a file path or URL; a URL's query and fragment are left out, as
+    they may hold a signature (a presigned URL) and are no part of the name."""
+    if is_url(source):
+        source = urlsplit(source).path
+    return posixpath.basename(source.rstrip("/"))
 
 
 def parse_storage_options(

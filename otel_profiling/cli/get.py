@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import posixpath
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from otel_profiling.cli.common import (
     is_url,
     open_url,
     print_json,
+    source_name,
     storage_error,
     want_progress,
 )
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             f"{redact_url(args.url)} is a prefix, not a profile: list it with `otel-profiling ls`"
         )
     size = int(info.get("size") or 0)
-    name = posixpath.basename(path.rstrip("/"))
+    name = source_name(args.url)
     to_stdout = args.output == "-"
     target = Path(args.output or name)
     if not to_stdout and target.exists() and not args.force:
