@@ -186,8 +186,17 @@ def test_presigned_url_signature_stays_out_of_names_errors_and_pages(
     bad_url, bad_signature = presign("p/junk.cpuprofile")
     bad = cli("view", bad_url, cwd=str(tmp_path))
     assert bad.returncode == 1 and bad.stderr.startswith("otel-profiling: error: junk.cpuprofile:")
+    # merge and diff take it as one object: its "?" starts the query, it is no wildcard
+    merged = cli("merge", url, url, "-o", str(tmp_path / "m.folded"), "--json")
+    assert merged.returncode == 0, merged.stderr
+    assert json.loads(merged.stdout)["merged"] == 2
     written = "".join(p.read_text(errors="replace") for p in tmp_path.iterdir() if p.is_file())
-    for result, secret in ((view, signature), (get, signature), (bad, bad_signature)):
+    for result, secret in (
+        (view, signature),
+        (get, signature),
+        (bad, bad_signature),
+        (merged, signature),
+    ):
         assert secret not in result.stdout + result.stderr
     assert signature not in written and not any("X-Amz" in p.name for p in tmp_path.iterdir())
 
