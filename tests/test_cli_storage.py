@@ -221,6 +221,16 @@ def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
     assert empty.returncode == 0 and "(no profiles)" in empty.stdout
 
 
+def test_ls_json_names_the_format_not_the_extension(tmp_path: Path) -> None:
+    """Without object metadata (a local directory) the format comes from the extension:
+    ``.speedscope.json`` is the ``speedscope`` format, as the exporter's metadata says."""
+    (tmp_path / "CPU_PROFILE-2026-11-24T10:00:00.000Z.speedscope.json").write_text("{}")
+    (tmp_path / "HEAP_PROFILE-2026-11-24T11:00:00.000Z.pprof").write_bytes(b"")
+    result = cli("ls", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [row["format"] for row in json.loads(result.stdout)] == ["speedscope", "pprof"]
+
+
 def test_get_downloads_exact_bytes_with_progress(
     s3_endpoint: str, bucket: str, tmp_path: Path
 ) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import unquote
 
 from otel_profiling.cli.common import CliError, open_url, storage_error
+from otel_profiling.formats.registry import format_from_name
 from otel_profiling.naming import DEFAULT_NAMER, ParsedKey, ProfileNamer, iso_millis
 from otel_profiling.profile import ProfileKind
 from otel_profiling.redact import redact_url
@@ -193,7 +194,7 @@ def list_profiles(
                 kind=parsed.kind.value,
                 start_time=parsed.start_time,
                 size=int(info.get("size") or 0),
-                format=parsed.extension,
+                format=format_from_name(key) or parsed.extension,
             )
         )
     if unnamed and not named:
