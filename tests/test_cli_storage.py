@@ -201,6 +201,27 @@ def test_presigned_url_signature_stays_out_of_names_errors_and_pages(
     assert signature not in written and not any("X-Amz" in p.name for p in tmp_path.iterdir())
 
 
+def test_debug_never_prints_credentials(s3_endpoint: str, s3_profiles) -> None:  # type: ignore[no-untyped-def]
+    """``--debug`` shows this package's debug logs and tracebacks, not the storage client's
+    wire logs: those print each request's headers (the session token, the signature)."""
+    bucket, _ = s3_profiles
+    secrets = {
+        "AWS_ACCESS_KEY_ID": "AKIADEBUGKEYID0001",
+        "AWS_SECRET_ACCESS_KEY": "debug-secret-key-0002",
+        "AWS_SESSION_TOKEN": "debug-session-token-0003",
+    }
+    env = child_env(AWS_ENDPOINT_URL=s3_endpoint, **secrets)
+    for args in (
+        ("--debug", "ls", f"s3://{bucket}/profiles"),
+        ("--debug", "view", f"s3://{bucket}/profiles/nope.cpuprofile"),
+    ):
+        result = cli(*args, env=env)
+        assert result.returncode in (0, 1), result.stderr
+        for value in secrets.values():
+            assert value not in result.stdout + result.stderr, (args, value)
+    assert "does not exist" in result.stderr  # the error is still there
+
+
 def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
     exporter = FsspecProfileExporter(f"file://{tmp_path}")
     for hour in (5, 3, 4):
