@@ -242,7 +242,7 @@ def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
     assert empty.returncode == 0 and "(no profiles)" in empty.stdout
 
 
-def test_ls_json_names_the_format_not_the_extension(tmp_path: Path) -> None:
+def test_ls_json_names_the_format_and_the_key(tmp_path: Path) -> None:
     """Without object metadata (a local directory) the format comes from the extension:
     ``.speedscope.json`` is the ``speedscope`` format, as the exporter's metadata says."""
     (tmp_path / "CPU_PROFILE-2026-11-24T10:00:00.000Z.speedscope.json").write_text("{}")
@@ -250,6 +250,12 @@ def test_ls_json_names_the_format_not_the_extension(tmp_path: Path) -> None:
     result = cli("ls", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     assert [row["format"] for row in json.loads(result.stdout)] == ["speedscope", "pprof"]
+    # the URL of one object lists that object, under its name
+    one = cli("ls", str(tmp_path / "HEAP_PROFILE-2026-11-24T11:00:00.000Z.pprof"), "--json")
+    assert one.returncode == 0, one.stderr
+    assert [row["key"] for row in json.loads(one.stdout)] == [
+        "HEAP_PROFILE-2026-11-24T11:00:00.000Z.pprof"
+    ]
 
 
 def test_get_downloads_exact_bytes_with_progress(

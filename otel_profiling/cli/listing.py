@@ -174,7 +174,9 @@ def list_profiles(
         if info.get("type") == "directory":
             continue
         key = posixpath.relpath(path, base.rstrip("/")) if base else path
-        parsed = parse_key(posixpath.basename(path) if key == "." else key, namer)
+        if key == ".":  # the URL is the object itself
+            key = posixpath.basename(path)
+        parsed = parse_key(key, namer)
         if parsed is None:
             unnamed += 1
             continue
