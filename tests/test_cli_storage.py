@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Tuple
@@ -220,6 +222,43 @@ def test_debug_never_prints_credentials(s3_endpoint: str, s3_profiles) -> None: 
         for value in secrets.values():
             assert value not in result.stdout + result.stderr, (args, value)
     assert "does not exist" in result.stderr  # the error is still there
+
+
+def test_get_writes_like_a_file_a_pipe_and_names_local_failures(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """The download gets the mode any new file gets (the umask), a pipe (or device) given
+    as -o is written into rather than replaced, and a local write failure names the file,
+    not the storage and its credentials."""
+    exporter = FsspecProfileExporter(f"s3://{bucket}/p", s3_options(s3_endpoint))
+    body = random_cpuprofile(9)
+    url = f"s3://{exporter.write(make_profile(body, start=utc(2026, 11, 24, 10)))}"
+    env = s3_env(s3_endpoint)
+
+    result = cli("get", url, "-o", str(tmp_path / "app.cpuprofile"), env=env)
+    assert result.returncode == 0, result.stderr
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "app.cpuprofile").stat().st_mode & 0o777 == 0o666 & ~mask
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    piped = cli("get", url, "-o", str(fifo), env=env)
+    if piped.returncode != 0:
+        with open(fifo, "wb"):  # let the reader finish
+            pass
+    reader.join(30)
+    assert piped.returncode == 0, piped.stderr
+    assert received == [body] and stat.S_ISFIFO(fifo.stat().st_mode)
+
+    (tmp_path / "plain").write_text("a file where a directory should be")
+    blocked = cli("get", url, "-o", str(tmp_path / "plain" / "x.cpuprofile"), env=env)
+    assert blocked.returncode == 1 and blocked.stderr.count("\n") == 1, blocked.stderr
+    assert f"cannot write {tmp_path / 'plain' / 'x.cpuprofile'}" in blocked.stderr
+    assert "s3://" not in blocked.stderr
 
 
 def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
