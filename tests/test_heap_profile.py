@@ -24,7 +24,8 @@ from viewers import (
 import otel_profiling
 from otel_profiling import ProfileKind, ProfilingAgent
 from otel_profiling.exporters import InMemoryProfileExporter
-from otel_profiling.processors import SimpleProfileProcessor
+from otel_profiling.formats.folded import decode_folded
+from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.profilers import HeapProfiler, ProfilerBusyError
 from otel_profiling.profilers.source_names import FunctionNames, walk_code
 from otel_profiling.triggers import SignalTrigger
@@ -83,6 +84,32 @@ def test_heap_folded_sums_to_the_same_bytes() -> None:
         count for stack, count in stacks if any("allocate_ten_megabytes" in f for f in stack)
     )
     assert total >= 10 * MB
+
+
+def test_heap_folded_window_that_keeps_nothing_is_exported_as_empty() -> None:
+    """A window in which nothing stays alive is a profile of nothing, not a failure.
+
+    Truth: the block allocates nothing (a constant is bound to a name that
+    exists already), so the profile holds no bytes: read back as flamegraph.pl
+    reads it, every count is 0, and it reaches the exporter like any other.
+    """
+    exporter = InMemoryProfileExporter()
+    processor = BatchProfileProcessor(exporter)
+    agent = ProfilingAgent()
+    agent.add_profile_processor(processor)
+    agent.start()
+    try:
+        kept = None
+        with agent.profile(HeapProfiler(format="folded"), name="nothing"):
+            kept = 1
+        assert kept == 1
+        assert processor.force_flush(10_000)
+    finally:
+        agent.shutdown()
+    (profile,) = exporter.get_finished_profiles()
+    assert [count for _, count in load_folded(profile.data)] == [0]
+    assert (processor.exported_profiles, processor.error_profiles) == (1, 0)
+    assert decode_folded(profile.data).root.total_value() == 0
 
 
 def test_tracing_started_elsewhere_is_left_running() -> None:
