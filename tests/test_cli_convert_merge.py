@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from viewers import build_pprof, cpuprofile_self_times, load_cpuprofile, parse_p
 
 from otel_profiling import ProfileKind
 from otel_profiling.exporters import FsspecProfileExporter
+from otel_profiling.profilers import HeapProfiler
 
 
 def devtools_total_us(data: bytes) -> float:
@@ -88,6 +90,38 @@ def test_convert_to_pprof(tmp_path: Path) -> None:
     assert parsed["totals"][-1] == pytest.approx(
         sum(expected.values()) * 1000, rel=1e-6, abs=len(expected)
     )
+
+
+KEPT_IN_WINDOW: list = [None]  # its slot exists: storing into it allocates nothing
+
+
+def keep_two_megabytes() -> None:
+    KEPT_IN_WINDOW[0] = bytearray(2 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("source_format", ["heapprofile", "pprof"])
+def test_convert_heap_to_pprof_writes_only_the_counts_the_source_holds(
+    tmp_path: Path, source_format: str
+) -> None:
+    """Truth: one bytearray kept, ``sys.getsizeof`` bytes in two tracemalloc blocks
+    (the object and its buffer). A ``.heapprofile`` keeps no object counts, so
+    its pprof has ``inuse_space`` alone; the heap profiler's own pprof keeps both."""
+    profiler = HeapProfiler(format=source_format)
+    profiler.start()
+    keep_two_megabytes()
+    source = tmp_path / f"in.{source_format}"
+    source.write_bytes(profiler.stop())
+    result = cli("convert", str(source), str(tmp_path / "out.pprof"), "--to", "pprof")
+    assert result.returncode == 0, result.stderr
+    parsed = parse_pprof((tmp_path / "out.pprof").read_bytes())
+    counted = source_format == "pprof"
+    assert [t for t, _ in parsed["types"]] == (["inuse_objects"] if counted else []) + [
+        "inuse_space"
+    ]
+    assert parsed["self"]["keep_two_megabytes"] == sys.getsizeof(KEPT_IN_WINDOW[0])
+    if counted:
+        assert parsed["totals"][0] >= 2
+    KEPT_IN_WINDOW[0] = None
 
 
 def test_convert_to_folded(tmp_path: Path) -> None:

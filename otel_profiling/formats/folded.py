@@ -76,7 +76,7 @@ def decode_folded(data: bytes, unit: str = "count") -> ProfileTree:
             continue  # nothing to add (``EMPTY``, or a stack without value)
         frames = [cache.get(p) or cache.setdefault(p, _parse_label(p)) for p in stack.split(";")]
         add_stack(root, frames, amount)
-    return ProfileTree(root, unit, "folded")
+    return ProfileTree(root, unit, "folded", has_counts=False)
 
 
 class FoldedFormat(TreeFormat):
