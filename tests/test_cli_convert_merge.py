@@ -124,6 +124,19 @@ def test_convert_heap_to_pprof_writes_only_the_counts_the_source_holds(
     KEPT_IN_WINDOW[0] = None
 
 
+def test_convert_json_counts_samples_only_where_the_source_kept_them(tmp_path: Path) -> None:
+    """Truth: the .cpuprofile holds its list of samples; folded lines hold values only."""
+    source = tmp_path / "in.cpuprofile"
+    source.write_bytes(random_cpuprofile(13))
+    taken = len(load_cpuprofile(source.read_bytes())["samples"])
+    result = cli("convert", str(source), str(tmp_path / "out.folded"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["samples"] == taken
+    again = cli("convert", str(tmp_path / "out.folded"), str(tmp_path / "out.pprof"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["samples"] is None
+
+
 def test_convert_to_folded(tmp_path: Path) -> None:
     pytest.importorskip("otel_profiling.formats.folded")
     source = tmp_path / "in.cpuprofile"

@@ -77,6 +77,11 @@ class ProfileTree:
         return self.root.total_value()
 
     @property
+    def samples(self) -> Optional[int]:
+        """How many samples (or objects) the tree holds; ``None`` if its source kept no counts."""
+        return self.root.total_count() if self.has_counts else None
+
+    @property
     def measure_label(self) -> str:
         """``wall time``, ``CPU time``, ``memory (bytes)``... for people."""
         return MEASURE_LABELS.get(self.measure) or UNIT_LABELS.get(self.unit, self.unit)
