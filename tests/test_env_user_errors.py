@@ -188,3 +188,36 @@ def test_run_refuses_an_interval_or_duration_that_is_not_finite(tmp_path: Path) 
         assert done.returncode != 0 and "ran" not in done.stdout, done
         assert f"{option} must be a positive number of seconds, not {value}" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_sampling_interval_read_as_every_number(tmp_path: Path) -> None:
+    """``OTEL_PROFILING_CPU_INTERVAL`` follows the README's rules for numbers: out of
+    range, the nearest bound (before: the default); digits other than ASCII, refused
+    (before: ``float()`` read Arabic-Indic digits). The interval used is the one the
+    exported profile records."""
+    for value, used, instead in (
+        ("120", "60.0", "using 60.0, the nearest bound"),
+        ("0.0001", "0.001", "using 0.001, the nearest bound"),
+        ("٠.٠٥", "0.01", "using the default 0.01"),
+    ):
+        out, err = run_app(
+            tmp_path,
+            {
+                "OTEL_PROFILES_EXPORTER": "console",
+                "OTEL_PROFILING_AT_START": "true",
+                "OTEL_PROFILING_CPU_INTERVAL": value,
+            },
+        )
+        [line] = lines_naming(err, "OTEL_PROFILING_CPU_INTERVAL")
+        assert repr(value) in line and instead in line, line
+        [summary] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert summary["attributes"]["profiling.cpu.interval"] == used, summary
+
+
+def test_a_bad_clock_is_shown_as_written(tmp_path: Path) -> None:
+    """Before, the warning showed the value lower-cased: not what the user wrote."""
+    _, err = run_app(
+        tmp_path, {"OTEL_PROFILES_EXPORTER": "none", "OTEL_PROFILING_CPU_CLOCK": "WallTime"}
+    )
+    [line] = lines_naming(err, "OTEL_PROFILING_CPU_CLOCK")
+    assert "'WallTime'" in line and "expected wall or cpu" in line, line
