@@ -221,3 +221,36 @@ def test_a_bad_clock_is_shown_as_written(tmp_path: Path) -> None:
     )
     [line] = lines_naming(err, "OTEL_PROFILING_CPU_CLOCK")
     assert "'WallTime'" in line and "expected wall or cpu" in line, line
+
+
+def test_dask_scheduler_address_blank_is_unset_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    """Before: a blank ``DASK_SCHEDULER_ADDRESS`` was taken for an address, and one
+    without a port ended in "ValueError: missing port number" naming no variable."""
+    profiles = tmp_path / "profiles"
+    run_app(
+        tmp_path,
+        {
+            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": profiles.as_uri(),
+            "OTEL_PROFILING_AT_START": "true",
+        },
+    )
+    merge = [sys.executable, "-m", "otel_profiling", "merge", profiles.as_uri()]
+    merge += ["-o", str(tmp_path / "merged.cpuprofile")]
+    for address, code, message in (
+        (" ", 0, "1 profiles merged"),
+        (
+            "scheduler",
+            1,
+            "$DASK_SCHEDULER_ADDRESS (from the environment): 'scheduler' is not a Dask "
+            "scheduler address",
+        ),
+    ):
+        done = subprocess.run(
+            merge,
+            env=child_env(DASK_SCHEDULER_ADDRESS=address),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (done.returncode, "Traceback" in done.stderr) == (code, False), done
+        assert message in done.stdout + done.stderr, done
