@@ -254,3 +254,20 @@ def test_dask_scheduler_address_blank_is_unset_and_a_bad_one_is_named(tmp_path: 
         )
         assert (done.returncode, "Traceback" in done.stderr) == (code, False), done
         assert message in done.stdout + done.stderr, done
+
+
+def test_a_profiler_named_twice_is_one_profiler(tmp_path: Path) -> None:
+    """Before: ``cpu,CPU`` exported every window twice; ``heap,heap`` logged at each
+    window that a heap profile was already running."""
+    for names, kind in (("cpu,CPU", "CPU_PROFILE"), ("heap, heap", "HEAP_PROFILE")):
+        out, err = run_app(
+            tmp_path,
+            {
+                "OTEL_PROFILES_EXPORTER": "console",
+                "OTEL_PROFILING_AT_START": "true",
+                "OTEL_PROFILING_PROFILERS": names,
+            },
+        )
+        summaries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert [summary["kind"] for summary in summaries] == [kind], out
+        assert "already running" not in err, err

@@ -134,10 +134,15 @@ PROFILER_FACTORIES: Dict[str, Callable[[], Profiler]] = {
 
 
 def profilers_from_env() -> List[Profiler]:
-    """One profiler per name in ``OTEL_PROFILING_PROFILERS`` (default ``cpu``)."""
+    """One profiler per name in ``OTEL_PROFILING_PROFILERS`` (default ``cpu``).
+
+    A name given twice (``cpu,CPU``) is one profiler: two would profile each window
+    twice, or refuse to start beside each other (heap, yappi).
+    """
     profilers: List[Profiler] = []
-    for name in env_list(OTEL_PROFILING_PROFILERS, ["cpu"]):
-        factory = PROFILER_FACTORIES.get(name.lower())
+    names = env_list(OTEL_PROFILING_PROFILERS, ["cpu"])
+    for name in dict.fromkeys(name.lower() for name in names):
+        factory = PROFILER_FACTORIES.get(name)
         if factory is None:
             _logger.warning(
                 "Unknown profiler %r in OTEL_PROFILING_PROFILERS (known: %s); ignored.",
