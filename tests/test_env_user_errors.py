@@ -271,3 +271,25 @@ def test_a_profiler_named_twice_is_one_profiler(tmp_path: Path) -> None:
         summaries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         assert [summary["kind"] for summary in summaries] == [kind], out
         assert "already running" not in err, err
+
+
+def test_a_secret_in_the_url_query_never_names_the_spool(tmp_path: Path) -> None:
+    """Before: the spool directory, and the log line naming it, held the signature."""
+    spool = tmp_path / "spool"
+    _, err = run_app(
+        tmp_path,
+        {
+            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": "s3://bucket/p?X-Amz-Signature=s3cr3t-sig",
+            "OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS": json.dumps(
+                {"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s3cr3t-key"}
+            ),
+            "OTEL_EXPORTER_FSSPEC_PROFILES_TIMEOUT": "1000",
+            "OTEL_PROFILING_AT_START": "true",
+            "OTEL_PROFILING_SPOOL_DIR": str(spool),
+        },
+    )
+    assert "kept in" in err, err  # nothing listens on port 9: the profile was spooled
+    kept = [path.relative_to(spool).as_posix() for path in spool.rglob("*")]
+    assert len([name for name in kept if name.endswith(".profile")]) == 1, kept
+    assert not [name for name in kept if "s3cr3t" in name], kept
+    assert "s3cr3t" not in err, err

@@ -338,8 +338,9 @@ class FsspecProfileExporter(PerProfileExporter):
 
     @property
     def destination(self) -> str:
-        """The URL (it holds no credentials: those are refused at construction)."""
-        return self.url
+        """The URL: credentials are refused at construction, a secret query value is hidden
+        (``?sig=***``): it names the spool's directory and is logged."""
+        return redact_url(self.url)
 
     # -- backend ------------------------------------------------------------------
     def _get_backend(self) -> Backend:
