@@ -293,3 +293,18 @@ def test_a_secret_in_the_url_query_never_names_the_spool(tmp_path: Path) -> None
     assert len([name for name in kept if name.endswith(".profile")]) == 1, kept
     assert not [name for name in kept if "s3cr3t" in name], kept
     assert "s3cr3t" not in err, err
+
+
+def test_a_url_scheme_in_upper_case(tmp_path: Path) -> None:
+    """Schemes are case-insensitive (RFC 3986). Before: 'No fsspec backend for
+    'FILE://' URLs ... install the fsspec implementation', and nothing exported."""
+    target = tmp_path / "profiles"
+    _, err = run_app(
+        tmp_path,
+        {
+            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": "FILE://" + str(target),
+            "OTEL_PROFILING_AT_START": "true",
+        },
+    )
+    assert "OTEL_EXPORTER_FSSPEC_PROFILES_URL" not in err, err
+    assert len(list(target.glob("CPU_PROFILE-*.cpuprofile"))) == 1
