@@ -22,7 +22,7 @@ from opentelemetry.sdk.environment_variables import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from otel_profiling._env import env_bool, from_env
+from otel_profiling._env import env_bool, from_env, one_warning_per_variable
 from otel_profiling.agent import ProfilingAgent
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.env import DEFAULT_URL, exporters_from_env
@@ -61,6 +61,13 @@ def agent_from_env(
     out while the rest runs. ``None`` only if the agent could not start at all
     (logged). ``extra_triggers`` drive the same profilers as the others.
     """
+    with one_warning_per_variable():  # several pieces read the same variables
+        return _agent_from_env(resource, extra_triggers)
+
+
+def _agent_from_env(
+    resource: Optional[Resource], extra_triggers: Sequence[Trigger]
+) -> Optional[ProfilingAgent]:
     agent = ProfilingAgent(resource if resource is not None else resource_from_env())
     exporters: List[ProfileExporter] = from_env("the exporters", exporters_from_env, [])
     for exporter in exporters:

@@ -71,11 +71,19 @@ def test_cpu_engine_and_interval(monkeypatch: pytest.MonkeyPatch) -> None:
             "OTEL_PROFILING_CPU_ENGINE",
             ("yappi", 0.01),
         ),
-        ({"OTEL_PROFILING_CPU_INTERVAL": "0"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        # out of range: the nearest bound, as every number variable (README)
+        ({"OTEL_PROFILING_CPU_INTERVAL": "0"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.001)),
         ({"OTEL_PROFILING_CPU_INTERVAL": "nan"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
         ({"OTEL_PROFILING_CPU_INTERVAL": "inf"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
-        ({"OTEL_PROFILING_CPU_INTERVAL": "120"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "120"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 60.0)),
         ({"OTEL_PROFILING_CPU_INTERVAL": "²"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        # float() reads Arabic-Indic digits: not what a deployment meant
+        (
+            {"OTEL_PROFILING_CPU_INTERVAL": "٠.٠٥"},
+            "OTEL_PROFILING_CPU_INTERVAL",
+            ("sampling", 0.01),
+        ),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "-1"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
         (
             {"OTEL_PROFILING_CPU_ENGINE": "yappi", "OTEL_PROFILING_CPU_BY_SPAN": "true"},
             "OTEL_PROFILING_CPU_BY_SPAN",
