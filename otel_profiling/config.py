@@ -28,6 +28,7 @@ from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.env import DEFAULT_URL, exporters_from_env
 from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
 from otel_profiling.processors.batch import BatchProfileProcessor
+from otel_profiling.processors.spool import Spool
 from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.env import profilers_from_env
 from otel_profiling.resource import resource_from_env
@@ -73,7 +74,7 @@ def _agent_from_env(
     for exporter in exporters:
         processor = from_env(
             f"the batch processor of {type(exporter).__name__}",
-            functools.partial(BatchProfileProcessor, exporter),
+            functools.partial(_batch_processor, exporter, agent.resource),
             None,
         )
         if processor is not None:
@@ -91,6 +92,11 @@ def _agent_from_env(
         with contextlib.suppress(Exception):  # end what did start; already reported
             agent.shutdown()
         return None
+
+
+def _batch_processor(exporter: ProfileExporter, resource: Resource) -> BatchProfileProcessor:
+    """The agent's processor for ``exporter``, spooling under the agent's service."""
+    return BatchProfileProcessor(exporter, spool=Spool.for_exporter(exporter, resource) or False)
 
 
 def configure(resource: Optional[Resource] = None) -> Optional[ProfilingAgent]:
