@@ -25,6 +25,21 @@ def test_all_three_kinds_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(PROFILER_FACTORIES) == {"cpu", "heap", "snapshot"}
 
 
+def test_only_unknown_profilers_says_nothing_will_be_profiled(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_PROFILING_PROFILERS", "cpuu,memory")
+    with caplog.at_level(logging.WARNING):
+        assert profilers_from_env() == []
+    assert "'cpuu'" in caplog.text and "'memory'" in caplog.text
+    assert "nothing will be profiled" in caplog.text and "cpu, heap, snapshot" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("OTEL_PROFILING_PROFILERS", "cpuu,heap")
+    with caplog.at_level(logging.WARNING):
+        [heap] = profilers_from_env()
+    assert isinstance(heap, HeapProfiler) and "nothing will be profiled" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -151,4 +151,10 @@ def profilers_from_env() -> List[Profiler]:
             )
             continue
         profilers.append(factory())
+    if not profilers:
+        _logger.warning(
+            "OTEL_PROFILING_PROFILERS names no known profiler: nothing will be profiled. "
+            "Fix: name one or more of %s.",
+            ", ".join(sorted(PROFILER_FACTORIES)),
+        )
     return profilers
