@@ -18,10 +18,12 @@ The rules, for every variable:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from typing import Callable, Optional, TypeVar
+from contextvars import ContextVar
+from typing import Callable, Iterator, Optional, Set, TypeVar
 
 _logger = logging.getLogger(__name__)
 
@@ -36,9 +38,37 @@ Show = Callable[[str], str]
 """How a value appears in a warning: ``repr``, ``hidden``, or a redaction."""
 
 
+_warned: ContextVar[Optional[Set[str]]] = ContextVar("otel_profiling_env_warned", default=None)
+
+
 def hidden(value: str) -> str:
     """For secrets: the value never appears."""
     return "(not shown: it may hold a secret)"
+
+
+@contextlib.contextmanager
+def one_warning_per_variable() -> Iterator[None]:
+    """Within: each variable is warned about once, however many pieces read it.
+
+    One setup reads some variables several times (the batch settings and the
+    spool once per exporter, the window duration for the interval and the
+    start); the user should still see one warning per bad value.
+    """
+    token = _warned.set(set())
+    try:
+        yield
+    finally:
+        _warned.reset(token)
+
+
+def warn_env(name: str, message: str, *args: object) -> None:
+    """Log ``message`` about variable ``name``, unless it was already warned about (see above)."""
+    seen = _warned.get()
+    if seen is not None:
+        if name in seen:
+            return
+        seen.add(name)
+    _logger.warning(message, *args)
 
 
 def warn_invalid(
@@ -46,7 +76,8 @@ def warn_invalid(
 ) -> None:
     """The one warning for a value that cannot be used: the default is used instead."""
     instead = "ignoring it (as if unset)" if default is None else f"using the default {default!r}"
-    _logger.warning(
+    warn_env(
+        name,
         "Invalid value %s for environment variable %s: expected %s; %s.",
         show(value),
         name,
@@ -57,7 +88,8 @@ def warn_invalid(
 
 def warn_clamped(name: str, value: str, expected: str, used: object) -> None:
     """The one warning for a number outside its range: the nearest bound is used."""
-    _logger.warning(
+    warn_env(
+        name,
         "Invalid value %r for environment variable %s: expected %s; using %r, the nearest bound.",
         value,
         name,

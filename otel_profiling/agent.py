@@ -27,6 +27,7 @@ from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.naming import DEFAULT_NAMER, ProfileNamer
 from otel_profiling.processors.base import ProfileProcessor, shutdown_processor
 from otel_profiling.processors.batch import BatchProfileProcessor
+from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.resource import default_resource, renewed_after_fork
@@ -148,7 +149,8 @@ class ProfilingAgent:
             if self._shutdown:
                 raise RuntimeError("This ProfilingAgent was shut down; create a new one.")
             if exporter is not None:
-                self._processors.append(BatchProfileProcessor(exporter))
+                spool = Spool.for_exporter(exporter, self.resource) or False
+                self._processors.append(BatchProfileProcessor(exporter, spool=spool))
             if self._started:
                 return self
             if not self._processors:

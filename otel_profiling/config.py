@@ -22,12 +22,13 @@ from opentelemetry.sdk.environment_variables import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from otel_profiling._env import env_bool, from_env
+from otel_profiling._env import env_bool, from_env, one_warning_per_variable
 from otel_profiling.agent import ProfilingAgent
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.env import DEFAULT_URL, exporters_from_env
 from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
 from otel_profiling.processors.batch import BatchProfileProcessor
+from otel_profiling.processors.spool import Spool
 from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.env import profilers_from_env
 from otel_profiling.resource import resource_from_env
@@ -61,12 +62,19 @@ def agent_from_env(
     out while the rest runs. ``None`` only if the agent could not start at all
     (logged). ``extra_triggers`` drive the same profilers as the others.
     """
+    with one_warning_per_variable():  # several pieces read the same variables
+        return _agent_from_env(resource, extra_triggers)
+
+
+def _agent_from_env(
+    resource: Optional[Resource], extra_triggers: Sequence[Trigger]
+) -> Optional[ProfilingAgent]:
     agent = ProfilingAgent(resource if resource is not None else resource_from_env())
     exporters: List[ProfileExporter] = from_env("the exporters", exporters_from_env, [])
     for exporter in exporters:
         processor = from_env(
             f"the batch processor of {type(exporter).__name__}",
-            functools.partial(BatchProfileProcessor, exporter),
+            functools.partial(_batch_processor, exporter, agent.resource),
             None,
         )
         if processor is not None:
@@ -84,6 +92,11 @@ def agent_from_env(
         with contextlib.suppress(Exception):  # end what did start; already reported
             agent.shutdown()
         return None
+
+
+def _batch_processor(exporter: ProfileExporter, resource: Resource) -> BatchProfileProcessor:
+    """The agent's processor for ``exporter``, spooling under the agent's service."""
+    return BatchProfileProcessor(exporter, spool=Spool.for_exporter(exporter, resource) or False)
 
 
 def configure(resource: Optional[Resource] = None) -> Optional[ProfilingAgent]:

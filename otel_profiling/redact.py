@@ -21,6 +21,8 @@ def redact_options(options: Mapping[str, Any]) -> dict:
             out[name] = redact_options(value)
         elif name not in _SAFE_NAMES and _SECRET_NAME.search(name) and value is not None:
             out[name] = "***"
+        elif isinstance(value, str):  # an endpoint_url may carry user:password@
+            out[name] = redact_url(value)
         else:
             out[name] = value
     return out

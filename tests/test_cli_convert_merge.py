@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -18,7 +19,7 @@ from otel_profiling import ProfileKind
 from otel_profiling.exporters import FsspecProfileExporter
 from otel_profiling.formats import read_profile
 from otel_profiling.formats.calltree import Frame
-from otel_profiling.profilers import CpuProfiler
+from otel_profiling.profilers import CpuProfiler, HeapProfiler
 
 
 def devtools_total_us(data: bytes) -> float:
@@ -94,6 +95,51 @@ def test_convert_to_pprof(tmp_path: Path) -> None:
     assert parsed["totals"][-1] == pytest.approx(
         sum(expected.values()) * 1000, rel=1e-6, abs=len(expected)
     )
+
+
+KEPT_IN_WINDOW: list = [None]  # its slot exists: storing into it allocates nothing
+
+
+def keep_two_megabytes() -> None:
+    KEPT_IN_WINDOW[0] = bytearray(2 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("source_format", ["heapprofile", "pprof"])
+def test_convert_heap_to_pprof_writes_only_the_counts_the_source_holds(
+    tmp_path: Path, source_format: str
+) -> None:
+    """Truth: one bytearray kept, ``sys.getsizeof`` bytes in two tracemalloc blocks
+    (the object and its buffer). A ``.heapprofile`` keeps no object counts, so
+    its pprof has ``inuse_space`` alone; the heap profiler's own pprof keeps both."""
+    profiler = HeapProfiler(format=source_format)
+    profiler.start()
+    keep_two_megabytes()
+    source = tmp_path / f"in.{source_format}"
+    source.write_bytes(profiler.stop())
+    result = cli("convert", str(source), str(tmp_path / "out.pprof"), "--to", "pprof")
+    assert result.returncode == 0, result.stderr
+    parsed = parse_pprof((tmp_path / "out.pprof").read_bytes())
+    counted = source_format == "pprof"
+    assert [t for t, _ in parsed["types"]] == (["inuse_objects"] if counted else []) + [
+        "inuse_space"
+    ]
+    assert parsed["self"]["keep_two_megabytes"] == sys.getsizeof(KEPT_IN_WINDOW[0])
+    if counted:
+        assert parsed["totals"][0] >= 2
+    KEPT_IN_WINDOW[0] = None
+
+
+def test_convert_json_counts_samples_only_where_the_source_kept_them(tmp_path: Path) -> None:
+    """Truth: the .cpuprofile holds its list of samples; folded lines hold values only."""
+    source = tmp_path / "in.cpuprofile"
+    source.write_bytes(random_cpuprofile(13))
+    taken = len(load_cpuprofile(source.read_bytes())["samples"])
+    result = cli("convert", str(source), str(tmp_path / "out.folded"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["samples"] == taken
+    again = cli("convert", str(tmp_path / "out.folded"), str(tmp_path / "out.pprof"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["samples"] is None
 
 
 def test_convert_to_folded(tmp_path: Path) -> None:

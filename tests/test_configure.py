@@ -287,3 +287,27 @@ def test_post_instrument_needs_profiling_enabled(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("OTEL_PROFILING_ENABLED", "true")
     post_instrument()
     assert isinstance(get_profiling_agent(), ProfilingAgent)
+
+
+def test_spool_follows_the_agents_service_not_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Profiles a configured agent could not send wait under its own service's directory.
+
+    Truth: the resource given to ``configure`` names the service (``checkout``);
+    the environment names another (``from-env``). ``start(exporter=...)`` too.
+    """
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("OTEL_PROFILING_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("OTEL_EXPORTER_FSSPEC_PROFILES_URL", f"file://{tmp_path}/out")
+    agent = configure(resource=Resource({"service.name": "checkout"}))
+    assert agent is not None
+    other = ProfilingAgent(Resource({"service.name": "billing"}))
+    other.start(exporter=ConsoleProfileExporter())
+    try:
+        for started, service in ((agent, "checkout"), (other, "billing")):
+            [processor] = started.processors
+            spool = processor.spool  # type: ignore[attr-defined]
+            assert spool.directory.parent == tmp_path / "spool" / service, spool.directory
+    finally:
+        other.shutdown()

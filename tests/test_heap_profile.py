@@ -21,9 +21,11 @@ from viewers import (
     pprof_stacks,
 )
 
+import otel_profiling
 from otel_profiling import ProfileKind, ProfilingAgent
 from otel_profiling.exporters import InMemoryProfileExporter
-from otel_profiling.processors import SimpleProfileProcessor
+from otel_profiling.formats.folded import decode_folded
+from otel_profiling.processors import BatchProfileProcessor, SimpleProfileProcessor
 from otel_profiling.profilers import HeapProfiler, ProfilerBusyError
 from otel_profiling.profilers.source_names import FunctionNames, walk_code
 from otel_profiling.triggers import SignalTrigger
@@ -84,6 +86,32 @@ def test_heap_folded_sums_to_the_same_bytes() -> None:
     assert total >= 10 * MB
 
 
+def test_heap_folded_window_that_keeps_nothing_is_exported_as_empty() -> None:
+    """A window in which nothing stays alive is a profile of nothing, not a failure.
+
+    Truth: the block allocates nothing (a constant is bound to a name that
+    exists already), so the profile holds no bytes: read back as flamegraph.pl
+    reads it, every count is 0, and it reaches the exporter like any other.
+    """
+    exporter = InMemoryProfileExporter()
+    processor = BatchProfileProcessor(exporter)
+    agent = ProfilingAgent()
+    agent.add_profile_processor(processor)
+    agent.start()
+    try:
+        kept = None
+        with agent.profile(HeapProfiler(format="folded"), name="nothing"):
+            kept = 1
+        assert kept == 1
+        assert processor.force_flush(10_000)
+    finally:
+        agent.shutdown()
+    (profile,) = exporter.get_finished_profiles()
+    assert [count for _, count in load_folded(profile.data)] == [0]
+    assert (processor.exported_profiles, processor.error_profiles) == (1, 0)
+    assert decode_folded(profile.data).root.total_value() == 0
+
+
 def test_tracing_started_elsewhere_is_left_running() -> None:
     tracemalloc.start(8)
     try:
@@ -115,6 +143,42 @@ def test_invalid_frames_is_a_clear_error() -> None:
         HeapProfiler(frames=0)
     with pytest.raises(ValueError, match="heapprofile, pprof, folded"):
         HeapProfiler(format="pstats")
+
+
+def test_decorated_function_sits_under_its_caller_with_its_exact_bytes() -> None:
+    """``@agent.profile`` on a heap profiler: no frame of the library's wrapper.
+
+    Truth: ``keep_three_megabytes`` keeps one bytearray whose size
+    ``sys.getsizeof`` gives exactly; tracemalloc counts the object and its
+    buffer (two blocks) and nothing else is allocated in that function, so the
+    bytes must match exactly. Its caller in the profile is this test, as in
+    CPU profiles, where the wrapper is skipped.
+    """
+    exporter = InMemoryProfileExporter()
+    agent = ProfilingAgent()
+    agent.add_profile_processor(SimpleProfileProcessor(exporter))
+    agent.start()
+    kept: List[Any] = [None]  # its slot exists: storing into it allocates nothing
+    block = agent.profile(HeapProfiler(format="pprof"), name="keep")
+
+    @block
+    def keep_three_megabytes() -> None:
+        kept[0] = bytearray(3 * MB)
+
+    try:
+        keep_three_megabytes()
+    finally:
+        agent.shutdown()
+    assert block.profile is not None
+    profile = load_pprof(block.profile.data)
+    stacks = pprof_stacks(profile)
+    package = str(Path(otel_profiling.__file__).resolve().parent)
+    files = {profile.string_table[f.filename] for f in profile.function}
+    assert not [f for f in files if f.startswith(package)], files
+    found = [values for stack, values in stacks if stack[-1].endswith("keep_three_megabytes")]
+    assert found == [[2, sys.getsizeof(kept[0])]], stacks
+    (path,) = [stack for stack, _ in stacks if stack[-1].endswith("keep_three_megabytes")]
+    assert path[-2] == "test_decorated_function_sits_under_its_caller_with_its_exact_bytes"
 
 
 def test_signal_toggles_a_heap_profile_through_the_agent() -> None:

@@ -191,8 +191,18 @@ def test_heap_profile_bytes_match_what_the_app_keeps(receiver: Receiver) -> None
     assert len(receiver.requests) == 1
 
 
-def test_heapprofile_payload_gives_inuse_space_only(http_receiver: HttpReceiver) -> None:
-    truth = run_app(http_receiver, "http/protobuf", "heap", OTEL_PROFILING_PROFILERS="heap")
+@pytest.mark.parametrize("heap_format", ["heapprofile", "folded", "speedscope"])
+def test_payload_without_object_counts_gives_inuse_space_only(
+    http_receiver: HttpReceiver, heap_format: str
+) -> None:
+    """These formats keep bytes per stack, no object counts: no ``inuse_objects``."""
+    truth = run_app(
+        http_receiver,
+        "http/protobuf",
+        "heap",
+        OTEL_PROFILING_PROFILERS="heap",
+        OTEL_PROFILING_HEAP_FORMAT=heap_format,
+    )
     ((profile, d, _),) = profiles_of(http_receiver)
     assert text(d, profile.sample_type) == ("inuse_space", "bytes")
     kept = sum(

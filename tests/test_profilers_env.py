@@ -25,6 +25,21 @@ def test_all_three_kinds_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(PROFILER_FACTORIES) == {"cpu", "heap", "snapshot"}
 
 
+def test_only_unknown_profilers_says_nothing_will_be_profiled(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_PROFILING_PROFILERS", "cpuu,memory")
+    with caplog.at_level(logging.WARNING):
+        assert profilers_from_env() == []
+    assert "'cpuu'" in caplog.text and "'memory'" in caplog.text
+    assert "nothing will be profiled" in caplog.text and "cpu, heap, snapshot" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("OTEL_PROFILING_PROFILERS", "cpuu,heap")
+    with caplog.at_level(logging.WARNING):
+        [heap] = profilers_from_env()
+    assert isinstance(heap, HeapProfiler) and "nothing will be profiled" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -71,11 +86,19 @@ def test_cpu_engine_and_interval(monkeypatch: pytest.MonkeyPatch) -> None:
             "OTEL_PROFILING_CPU_ENGINE",
             ("yappi", 0.01),
         ),
-        ({"OTEL_PROFILING_CPU_INTERVAL": "0"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        # out of range: the nearest bound, as every number variable (README)
+        ({"OTEL_PROFILING_CPU_INTERVAL": "0"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.001)),
         ({"OTEL_PROFILING_CPU_INTERVAL": "nan"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
         ({"OTEL_PROFILING_CPU_INTERVAL": "inf"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
-        ({"OTEL_PROFILING_CPU_INTERVAL": "120"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "120"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 60.0)),
         ({"OTEL_PROFILING_CPU_INTERVAL": "²"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
+        # float() reads Arabic-Indic digits: not what a deployment meant
+        (
+            {"OTEL_PROFILING_CPU_INTERVAL": "٠.٠٥"},
+            "OTEL_PROFILING_CPU_INTERVAL",
+            ("sampling", 0.01),
+        ),
+        ({"OTEL_PROFILING_CPU_INTERVAL": "-1"}, "OTEL_PROFILING_CPU_INTERVAL", ("sampling", 0.01)),
         (
             {"OTEL_PROFILING_CPU_ENGINE": "yappi", "OTEL_PROFILING_CPU_BY_SPAN": "true"},
             "OTEL_PROFILING_CPU_BY_SPAN",

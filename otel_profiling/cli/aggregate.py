@@ -86,6 +86,7 @@ class Packed:
     merged: int
     failures: List[Failure] = field(default_factory=list)
     measure: Optional[str] = None
+    has_counts: bool = True
 
 
 class Aggregate:
@@ -96,6 +97,8 @@ class Aggregate:
         self.unit: Optional[str] = None
         self.measure: Optional[str] = None
         """What the values measure (``wall``, ``cpu``...); empty when the inputs differ."""
+        self.has_counts = True
+        """Every input recorded its counts (``ProfileTree.has_counts``)."""
         self.kind: Optional[str] = None
         self.start_ns: Optional[int] = None
         self.end_ns = 0
@@ -132,6 +135,7 @@ class Aggregate:
         kind = kind_of(tree)
         self._check(tree.unit, kind, name)
         self._measure(tree.measure)
+        self.has_counts = self.has_counts and tree.has_counts
         step = STEPS[tree.unit]
         for node, _ in tree.root.walk():
             node.self_value = float(round(node.self_value * step))
@@ -168,12 +172,14 @@ class Aggregate:
             merged=self.merged,
             failures=list(self.failures),
             measure=self.measure,
+            has_counts=self.has_counts,
         )
 
     def add_packed(self, packed: Packed) -> None:
         """Add a partial sum of later inputs than those already added."""
         self._check(packed.unit, packed.kind, "a partial merge")
         self._measure(packed.measure)
+        self.has_counts = self.has_counts and packed.has_counts
         frames = [self._frames.setdefault(frame, frame) for frame in packed.frames]
         nodes = [self.root]
         self.root.self_value += packed.values[0]
@@ -202,7 +208,15 @@ class Aggregate:
             node.self_value /= step
         start = self.start_ns or 0
         duration = max(self.end_ns - start, 0) if self.start_ns else 0
-        return ProfileTree(self.root, self.unit, name, start, duration, measure=self.measure or "")
+        return ProfileTree(
+            self.root,
+            self.unit,
+            name,
+            start,
+            duration,
+            measure=self.measure or "",
+            has_counts=self.has_counts,
+        )
 
     def no_input_message(self) -> str:
         first = self.failures[0] if self.failures else None

@@ -14,10 +14,10 @@ import argparse
 import contextlib
 import logging
 import math
-import os
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+from otel_profiling._env import env_str
 from otel_profiling.cli.aggregate import Aggregate, Packed, merge_objects
 from otel_profiling.cli.common import CliError
 from otel_profiling.cli.sources import Filters, Selection, select
@@ -67,7 +67,7 @@ def _address(args: argparse.Namespace) -> Optional[str]:
     if args.scheduler:
         return str(args.scheduler)
     if args.workers is None:
-        return os.environ.get(DASK_SCHEDULER_ADDRESS) or None
+        return env_str(DASK_SCHEDULER_ADDRESS)  # blank: unset, as every variable
     return None
 
 
@@ -113,6 +113,11 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
         else:
             try:
                 client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT))
+            except ValueError as exc:  # e.g. no port: "missing port number in address"
+                raise CliError(
+                    f"{option}: {address!r} is not a Dask scheduler address ({exc}): "
+                    "give one such as tcp://scheduler:8786"
+                ) from None
             except (OSError, TimeoutError) as exc:
                 raise CliError(
                     f"cannot reach the Dask scheduler at {address} ({exc}): check the address "

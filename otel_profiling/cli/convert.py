@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 "unit": tree.unit,
                 "measure": tree.measure,
                 "total": tree.total,
-                "samples": tree.root.total_count(),
+                "samples": tree.samples,
                 "size": len(data),
             }
         )

@@ -112,7 +112,7 @@ def _side_json(collected: Collected, tree: ProfileTree) -> Dict[str, Any]:
         "unit": tree.unit,
         "total": tree.total,
         "total_text": format_value(tree.total, tree.unit),
-        "samples": tree.root.total_count(),
+        "samples": tree.samples,
         "start": _iso(start),
         "end": _iso(start + tree.duration_ns if start else None),
     }

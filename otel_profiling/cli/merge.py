@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 "failed": [vars(f) for f in aggregate.failures],
                 "unit": tree.unit,
                 "total": tree.total,
-                "samples": tree.root.total_count(),
+                "samples": tree.samples,
                 "size": len(data),
             }
         )

@@ -10,6 +10,7 @@ starts inherits the settings and is profiled too.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -50,7 +51,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "  otel-profiling run --signal SIGUSR2 -m myservice --port 8080",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--cpu", action="store_true", help="CPU profiles (yappi)")
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="CPU profiles (engine: OTEL_PROFILING_CPU_ENGINE, sampling by default)",
+    )
     parser.add_argument("--heap", action="store_true", help="heap profiles (tracemalloc)")
     parser.add_argument("--snapshot", action="store_true", help="heap snapshots (gc graph)")
     parser.add_argument("--url", help="where profiles go (OTEL_EXPORTER_FSSPEC_PROFILES_URL)")
@@ -105,7 +110,7 @@ def environment(args: argparse.Namespace) -> Dict[str, str]:
         ("duration", args.duration, OTEL_PROFILING_DURATION),
     ):
         if value is not None:
-            if value <= 0:
+            if not (0 < value < math.inf):  # also refuses nan, which argparse's float accepts
                 raise CliError(f"--{name} must be a positive number of seconds, not {value:g}")
             env[variable] = f"{value:g}"
     at_start = args.at_start

@@ -136,11 +136,18 @@ def known_exporter_names() -> List[str]:
 
 
 def load_exporter(name: str) -> Optional[ProfileExporter]:
-    """The exporter called ``name`` (``None`` for ``none``). Raises ``ValueError`` if unknown."""
-    if name in BUILTIN_EXPORTERS:
-        factory = BUILTIN_EXPORTERS[name]
+    """The exporter called ``name`` (``None`` for ``none``). Raises ``ValueError`` if unknown.
+
+    Names are matched in any case, as the other values of ``OTEL_*`` variables
+    (``Console``, ``FSSPEC``); a plugin's exact name is looked up first.
+    """
+    if name.lower() in BUILTIN_EXPORTERS:
+        factory = BUILTIN_EXPORTERS[name.lower()]
         return factory() if factory is not None else None
-    entry_point = plugin_entry_points().get(name)
+    plugins = plugin_entry_points()
+    entry_point = plugins.get(name) or next(
+        (plugin for key, plugin in plugins.items() if key.lower() == name.lower()), None
+    )
     if entry_point is None:
         raise ValueError(
             f"unknown exporter {name!r}; known: {', '.join(known_exporter_names())} "
@@ -159,7 +166,9 @@ def load_exporter(name: str) -> Optional[ProfileExporter]:
 def exporters_from_env() -> List[ProfileExporter]:
     """One exporter per name in ``OTEL_PROFILES_EXPORTER`` (comma list, default ``fsspec``)."""
     exporters: List[ProfileExporter] = []
-    for name in dict.fromkeys(env_list(OTEL_PROFILES_EXPORTER, ["fsspec"])):
+    names = env_list(OTEL_PROFILES_EXPORTER, ["fsspec"])
+    builtin = {name: name.lower() for name in names if name.lower() in BUILTIN_EXPORTERS}
+    for name in dict.fromkeys(builtin.get(name, name) for name in names):
         try:
             exporter = load_exporter(name)
         except Exception as exc:  # noqa: BLE001 - reported once; the others still run

@@ -85,10 +85,13 @@ class OtlpConfig:
                 if self.protocol == HTTP_PROTOBUF
                 else DEFAULT_GRPC_ENDPOINT
             )
-        if self.protocol == HTTP_PROTOBUF and urlsplit(self.endpoint).scheme not in (
-            "http",
-            "https",
-        ):
+        try:
+            scheme = urlsplit(self.endpoint).scheme
+            if self.protocol == GRPC:
+                self.grpc_target()
+        except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+            raise ValueError(f"OTLP endpoint {redact_url(self.endpoint)!r}: {exc}.") from None
+        if self.protocol == HTTP_PROTOBUF and scheme not in ("http", "https"):
             raise ValueError(
                 f"OTLP endpoint {redact_url(self.endpoint)!r}: an HTTP endpoint is an "
                 "http:// or https:// URL, e.g. http://collector:4318/v1development/profiles."
@@ -132,7 +135,7 @@ def parse_headers(text: str) -> Dict[str, str]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError("expected key=value pairs separated by commas")
+            raise ValueError("not key=value pairs separated by commas")
         headers[unquote(key.strip()).lower()] = unquote(value.strip())
     return headers
 
@@ -181,13 +184,14 @@ def config_from_env() -> OtlpConfig:
     protocol = _choice(
         OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL, PROTOCOLS, HTTP_PROTOBUF
     )
-    endpoint = env_str(OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT, show=lambda v: repr(redact_url(v)))
-    if endpoint is None:
-        base = env_str(OTEL_EXPORTER_OTLP_ENDPOINT, show=lambda v: repr(redact_url(v)))
-        if base is not None and protocol == HTTP_PROTOBUF:
-            endpoint = base.rstrip("/") + HTTP_PATH
-        else:
-            endpoint = base
+    endpoint_name = OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT
+    given = env_str(endpoint_name, show=_shown_url)
+    endpoint = given
+    if given is None:
+        endpoint_name = OTEL_EXPORTER_OTLP_ENDPOINT  # a base: HTTP adds the profiles path
+        given = env_str(endpoint_name, show=_shown_url)
+        http_base = given is not None and protocol == HTTP_PROTOBUF
+        endpoint = given.rstrip("/") + HTTP_PATH if http_base and given is not None else given
     headers: Dict[str, str] = {}
     for name in (OTEL_EXPORTER_OTLP_PROFILES_HEADERS, OTEL_EXPORTER_OTLP_HEADERS):
         text = env_str(name, show=hidden)
@@ -195,8 +199,8 @@ def config_from_env() -> OtlpConfig:
             continue
         try:
             headers = parse_headers(text)
-        except ValueError as exc:
-            warn_invalid(name, text, str(exc), None, show=hidden)
+        except ValueError:
+            warn_invalid(name, text, "key=value pairs separated by commas", None, show=hidden)
         break
     timeout_name = (
         OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT
@@ -244,15 +248,26 @@ def config_from_env() -> OtlpConfig:
         insecure=env_bool(insecure_name, False),
         **tls_files,
     )
-    if endpoint is not None:
+    if endpoint is not None and given is not None:
         try:
             config = OtlpConfig(**{**config.__dict__, "endpoint": endpoint})
-        except ValueError as exc:
+        except ValueError:  # the variable's own value is shown, not the URL made from it
             warn_invalid(
-                OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT,
-                endpoint,
-                str(exc),
+                endpoint_name,
+                given,
+                _expected_endpoint(protocol, endpoint_name),
                 config.endpoint,
-                show=lambda v: repr(redact_url(v)),
+                show=_shown_url,
             )
     return config
+
+
+def _shown_url(url: str) -> str:
+    return repr(redact_url(url))
+
+
+def _expected_endpoint(protocol: str, name: str) -> str:
+    if protocol == GRPC:
+        return "a URL such as http://collector:4317"
+    path = HTTP_PATH if name == OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT else ""
+    return f"an http:// or https:// URL such as http://collector:4318{path}"

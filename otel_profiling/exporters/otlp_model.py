@@ -19,11 +19,11 @@ every fact the request carries must be in the payload:
 
 A CPU profile is one OTLP profile (``wall`` or ``cpu`` nanoseconds); a heap
 profile is two (``inuse_space`` bytes and ``inuse_objects`` count), as the
-OTLP ``Profile`` has one sample type; from a ``.heapprofile``, which holds no
-object counts, only ``inuse_space``. All profiles of a request share one
-``ProfilesDictionary`` whose tables start with their zero value, locations
-point to the zero mapping and carry ``profile.frame.type=cpython``, and stacks
-and locations are deduplicated.
+OTLP ``Profile`` has one sample type; from a format that holds no object
+counts (``.heapprofile``, folded, speedscope), only ``inuse_space``. All
+profiles of a request share one ``ProfilesDictionary`` whose tables start
+with their zero value, locations point to the zero mapping and carry
+``profile.frame.type=cpython``, and stacks and locations are deduplicated.
 A heap snapshot (an object graph) has no OTLP shape: ``UnsupportedProfile``.
 """
 
@@ -243,7 +243,7 @@ def _decode_tree(data: bytes, fmt: str, kind: ProfileKind, clock: str = "cpu") -
     if heap:
         space = [Event(s, values=[v]) for s, (v, _) in by_value.items() if v]
         decoded = [Decoded(("inuse_space", "bytes"), ("space", "bytes"), 1, space)]
-        if fmt != "heapprofile":  # a .heapprofile has no object counts
+        if tree.has_counts:  # not from .heapprofile, folded or speedscope
             objects = [Event(s, values=[c]) for s, (_, c) in by_value.items() if c]
             decoded.append(Decoded(("inuse_objects", "count"), ("space", "bytes"), 1, objects))
         return decoded

@@ -276,7 +276,9 @@ class FsspecProfileExporter(PerProfileExporter):
                 "'file:///var/tmp/profiles' (OTEL_EXPORTER_FSSPEC_PROFILES_URL)."
             )
         protocol, _ = split_protocol(url)
-        self.protocol = protocol or "file"
+        if protocol and protocol != protocol.lower():  # schemes are case-insensitive (RFC 3986)
+            url = protocol.lower() + url[len(protocol) :]
+        self.protocol = (protocol or "file").lower()
         _check_url(url, self.protocol)
         known = _known_placeholders(url, key_template)
         check_placeholders(url, f"URL {redact_url(url)!r}", known)
@@ -338,8 +340,9 @@ class FsspecProfileExporter(PerProfileExporter):
 
     @property
     def destination(self) -> str:
-        """The URL (it holds no credentials: those are refused at construction)."""
-        return self.url
+        """The URL: credentials are refused at construction, a secret query value is hidden
+        (``?sig=***``): it names the spool's directory and is logged."""
+        return redact_url(self.url)
 
     # -- backend ------------------------------------------------------------------
     def _get_backend(self) -> Backend:

@@ -146,8 +146,8 @@ def decode_callgrind(data: bytes) -> ProfileTree:
         for node, _ in root.walk():
             node.self_value /= 1e6
         clock = events[0] if events[0] in ("wall", "cpu") else ""
-        return ProfileTree(root, "seconds", "callgrind", measure=clock)
-    return ProfileTree(root, "count", "callgrind")
+        return ProfileTree(root, "seconds", "callgrind", measure=clock, has_counts=False)
+    return ProfileTree(root, "count", "callgrind", has_counts=False)
 
 
 class CallgrindFormat(ProfileFormat):

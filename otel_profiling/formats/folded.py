@@ -3,9 +3,12 @@
 The format of Brendan Gregg's ``flamegraph.pl``, also read by speedscope,
 inferno and most flame-graph tools. Frames are written as ``function
 (file:line)``; a ``;`` or newline inside a name is replaced, since both are
-separators. Only stacks with a nonzero self value are written, root excluded.
-Values are integers: microseconds for time, bytes for memory. The format has
-no unit: read back, values are counts.
+separators. Only stacks with a nonzero self value are written, root excluded;
+a profile with none (a heap window that left nothing alive) is the one line
+``(empty) 0``, so that it is a file like any other rather than no bytes (which
+the exporters treat as a profiler that failed). Lines with a value of 0 add
+nothing when read back. Values are integers: microseconds for time, bytes for
+memory. The format has no unit: read back, values are counts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from otel_profiling.formats.format import ProfileFormatError, ProfileTree, TreeF
 from otel_profiling.profile import ProfileKind
 
 _CLEAN = str.maketrans({";": ":", "\n": " ", "\r": " "})
+EMPTY = "(empty) 0\n"
+"""The whole of a profile with no stack to write."""
 
 
 def encode_folded(root: CallNode, value_scale: float = 1.0) -> bytes:
@@ -35,7 +40,7 @@ def encode_folded(root: CallNode, value_scale: float = 1.0) -> bytes:
                 label = labels[frame] = frame.label().translate(_CLEAN)
             parts.append(label)
         lines.append(f"{';'.join(parts)} {value}\n")
-    return "".join(lines).encode("utf-8")
+    return ("".join(lines) or EMPTY).encode("utf-8")
 
 
 SCALES = {"seconds": 1e6, "bytes": 1.0, "count": 1.0}
@@ -67,9 +72,11 @@ def decode_folded(data: bytes, unit: str = "count") -> ProfileTree:
             raise ProfileFormatError(
                 f"line {number} of the folded stacks does not end with a number: {line[:80]!r}"
             ) from None
+        if amount == 0:
+            continue  # nothing to add (``EMPTY``, or a stack without value)
         frames = [cache.get(p) or cache.setdefault(p, _parse_label(p)) for p in stack.split(";")]
         add_stack(root, frames, amount)
-    return ProfileTree(root, unit, "folded")
+    return ProfileTree(root, unit, "folded", has_counts=False)
 
 
 class FoldedFormat(TreeFormat):

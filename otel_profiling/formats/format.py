@@ -57,7 +57,10 @@ class ProfileTree:
     ``unit`` is ``seconds``, ``bytes`` or ``count``; ``measure`` is the pprof
     sample type name of the values (``wall``, ``cpu``, ``inuse_space``...),
     empty when the source does not say, so that a wall-clock profile stays
-    wall-clock through ``convert`` and ``merge``.
+    wall-clock through ``convert`` and ``merge``. ``has_counts``: the nodes'
+    ``self_count`` are counts the source recorded (samples, live objects);
+    formats that keep values only (folded, ``.heapprofile``, speedscope)
+    leave it false, and no count is written from them.
     """
 
     root: CallNode
@@ -67,10 +70,16 @@ class ProfileTree:
     duration_ns: int = 0
     notes: Dict[str, Any] = field(default_factory=dict)
     measure: str = ""
+    has_counts: bool = True
 
     @property
     def total(self) -> float:
         return self.root.total_value()
+
+    @property
+    def samples(self) -> Optional[int]:
+        """How many samples (or objects) the tree holds; ``None`` if its source kept no counts."""
+        return self.root.total_count() if self.has_counts else None
 
     @property
     def measure_label(self) -> str:

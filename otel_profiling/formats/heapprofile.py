@@ -78,7 +78,8 @@ def decode_heapprofile(doc: Dict[str, Any]) -> ProfileTree:
             sub.self_value += child.get("selfSize", 0)
             sub.self_count += counts.get(child.get("id", -1), 0)
             pending.append((child, sub))
-    return ProfileTree(root, "bytes", "heapprofile", measure="inuse_space")
+    # one sample per node with its whole size (see the module docstring): no object counts
+    return ProfileTree(root, "bytes", "heapprofile", measure="inuse_space", has_counts=False)
 
 
 class HeapprofileFormat(TreeFormat):

@@ -30,8 +30,12 @@ class _Writer:
     """The tables every pprof profile has: strings, functions, locations; then the header."""
 
     def __init__(self, sample_types: Sequence[Tuple[str, str]]) -> None:
-        if len(sample_types) != 2:
-            raise ValueError("pprof is written with two values per sample: give two sample types")
+        if len(sample_types) not in (1, 2):
+            raise ValueError(
+                "pprof is written with a value, or a count and a value, per sample: "
+                "give one or two sample types"
+            )
+        self._counted = len(sample_types) == 2
         self.profile = profile_pb2.Profile()
         self._strings: Dict[str, int] = {"": 0}
         for type_, unit in sample_types:
@@ -68,8 +72,10 @@ class _Writer:
     def sample(
         self, location_ids: List[int], count: int, value: int, labels: Sequence[Label] = ()
     ) -> None:
-        """One sample: location ids (leaf first), two values, labels."""
-        sample = self.profile.sample.add(location_id=location_ids, value=(count, value))
+        """One sample: location ids (leaf first), its count and value (the value only
+        when written without counts), labels."""
+        values = (count, value) if self._counted else (value,)
+        sample = self.profile.sample.add(location_id=location_ids, value=values)
         for key, text, number, unit in labels:
             sample.label.add(key=key, str=text, num=number, num_unit=unit)
 
@@ -113,7 +119,8 @@ def encode_pprof(
     """Gzip-compressed ``profile.proto`` bytes for ``root``.
 
     One sample per node with a nonzero value; its values are
-    ``[node.self_count, round(node.self_value * value_scale)]``.
+    ``[node.self_count, round(node.self_value * value_scale)]``, or only the
+    second with one sample type (a tree without counts).
     """
     writer = _Writer(sample_types)
     # Pre-order walk carrying each node's stack as location ids, leaf first.
@@ -126,7 +133,7 @@ def encode_pprof(
         if node.children:
             work.extend((child, ids) for child in reversed(list(node.children.values())))
         count, value = int(node.self_count), round(node.self_value * value_scale)
-        if count or value:
+        if value or (count and len(sample_types) == 2):
             writer.sample(ids, count, value)
     return writer.finish(
         period_type=period_type,
@@ -209,12 +216,13 @@ _COUNTS = {"inuse_space": "inuse_objects", "alloc_space": "alloc_objects"}
 
 
 def tree_sample_types(tree: ProfileTree) -> Tuple[List[Tuple[str, str]], Tuple[str, str]]:
-    """``([count type, value type], period type)`` for a tree, from its unit and measure."""
+    """``([count type, value type], period type)`` for a tree, from its unit and measure
+    (``[value type]`` for a tree without counts)."""
     measure = tree.measure or _DEFAULT_MEASURES[tree.unit]
     value_type = (measure, _UNIT_NAMES[tree.unit])
     count_type = (_COUNTS.get(measure, "samples"), "count")
     period_type = ("space", "bytes") if tree.unit == "bytes" else value_type
-    return [count_type, value_type], period_type
+    return ([count_type] if tree.has_counts else []) + [value_type], period_type
 
 
 def encode_pprof_tree(tree: ProfileTree) -> bytes:
@@ -309,10 +317,16 @@ def decode_pprof(data: bytes) -> ProfileTree:
         stack.reverse()
         values = sample.value
         amount = values[value_at] * scale if value_at < len(values) else 0.0
-        count = values[count_at] if 0 <= count_at < len(values) else 1
+        count = values[count_at] if 0 <= count_at < len(values) else 0
         add_stack(root, stack, amount, count)
     return ProfileTree(
-        root, unit, "pprof", profile.time_nanos, profile.duration_nanos, measure=measure
+        root,
+        unit,
+        "pprof",
+        profile.time_nanos,
+        profile.duration_nanos,
+        measure=measure,
+        has_counts=count_at >= 0,
     )
 
 

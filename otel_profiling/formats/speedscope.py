@@ -119,7 +119,7 @@ def decode_speedscope(doc: Dict[str, Any]) -> ProfileTree:
         else:
             raise ProfileFormatError(f"unknown speedscope profile type {profile.get('type')!r}")
     measure = measures.pop() if len(measures) == 1 else ""
-    return ProfileTree(root, unit, "speedscope", measure=measure)
+    return ProfileTree(root, unit, "speedscope", measure=measure, has_counts=False)
 
 
 class SpeedscopeFormat(TreeFormat):

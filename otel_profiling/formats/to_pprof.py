@@ -4,7 +4,9 @@ A pprof payload is returned as is (the sampling engine's keeps its labels).
 Another format is read back as a call tree and written as pprof: CPU time as
 ``samples/count`` and ``wall|cpu/nanoseconds`` (the clock and sampling period
 come from the profile's ``profiling.cpu.*`` attributes), heap as
-``inuse_objects/count`` and ``inuse_space/bytes``, as Go names them.
+``inuse_objects/count`` and ``inuse_space/bytes``, as Go names them. A format
+that keeps no counts (``.heapprofile``, folded, speedscope) gives the value
+only: no ``samples`` or ``inuse_objects`` that the profile never held.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ def as_pprof(profile: Profile) -> bytes:
         or (int(duration.total_seconds() * 1e9) if duration else 0),
     }
     if profile.kind is ProfileKind.HEAP_PROFILE:
+        objects = [("inuse_objects", "count")] if tree.has_counts else []
         return encode_pprof(
             tree.root,
-            sample_types=[("inuse_objects", "count"), ("inuse_space", "bytes")],
+            sample_types=[*objects, ("inuse_space", "bytes")],
             value_scale=1.0,
             period_type=("space", "bytes"),
             period=1,
@@ -39,9 +42,10 @@ def as_pprof(profile: Profile) -> bytes:
     clock = str(profile.attributes.get("profiling.cpu.clock", "cpu"))
     interval = profile.attributes.get("profiling.cpu.interval", 0)
     period = round(float(interval) * 1e9) if isinstance(interval, (int, float)) else 0
+    samples = [("samples", "count")] if tree.has_counts else []
     return encode_pprof(
         tree.root,
-        sample_types=[("samples", "count"), (clock, "nanoseconds")],
+        sample_types=[*samples, (clock, "nanoseconds")],
         value_scale=1e9 if tree.unit == "seconds" else 1.0,
         period_type=(clock, "nanoseconds"),
         period=period,

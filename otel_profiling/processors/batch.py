@@ -114,7 +114,7 @@ class BatchProfileProcessor(ProfileProcessor):
     ) -> None:
         self._exporter = exporter
         self._spool: Optional[Spool] = (
-            Spool.from_env(destination=_destination(exporter))
+            Spool.for_exporter(exporter)
             if spool is True
             else (spool if isinstance(spool, Spool) else None)
         )
@@ -425,10 +425,3 @@ class BatchProfileProcessor(ProfileProcessor):
                 self._delivery.settle_unsent(left)
                 return
             self._delivery.deliver(batch, min(remaining_ms, self.export_timeout_millis))
-
-
-def _destination(exporter: ProfileExporter) -> str:
-    try:
-        return str(exporter.destination)
-    except Exception:  # an exporter without a usable destination: one spool per class
-        return type(exporter).__name__

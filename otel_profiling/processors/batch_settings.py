@@ -6,12 +6,11 @@ clamped into it with a warning (as the OpenTelemetry SDK does).
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from typing import Optional
 
-from otel_profiling._env import env_int
+from otel_profiling._env import env_int, warn_env
 from otel_profiling._limits import ENV_MIN_EXPORT_TIMEOUT_MILLIS, MAX_EXPORT_TIMEOUT_MILLIS
 from otel_profiling.environment_variables import (
     OTEL_BPP_EXPORT_TIMEOUT,
@@ -20,8 +19,6 @@ from otel_profiling.environment_variables import (
     OTEL_BPP_MAX_QUEUE_SIZE,
     OTEL_BPP_SCHEDULE_DELAY,
 )
-
-_logger = logging.getLogger(__name__)
 
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1_000
 DEFAULT_MAX_QUEUE_SIZE = 256
@@ -62,7 +59,8 @@ def batch_settings(
                 f"max_export_batch_size ({batch_size}) must not exceed "
                 f"max_queue_size ({queue_size})."
             )
-        _logger.warning(  # one at least came from the environment or a default
+        warn_env(  # one at least came from the environment or a default
+            OTEL_BPP_MAX_EXPORT_BATCH_SIZE,
             "The export batch size %d (OTEL_BPP_MAX_EXPORT_BATCH_SIZE) exceeds the queue "
             "size %d (OTEL_BPP_MAX_QUEUE_SIZE); using batches of %d.",
             batch_size,

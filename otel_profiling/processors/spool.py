@@ -44,6 +44,7 @@ from otel_profiling.environment_variables import (
     OTEL_PROFILING_SPOOL_DIR,
     OTEL_PROFILING_SPOOL_MAX_BYTES,
 )
+from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.formats import ProfileFormat
 from otel_profiling.profile import Profile, ProfileKind
 
@@ -169,6 +170,22 @@ class Spool:
         spool = cls(directory, max_bytes)
         spool._root = base
         return spool
+
+    @classmethod
+    def for_exporter(
+        cls, exporter: ProfileExporter, resource: Optional[Resource] = None
+    ) -> Optional[Spool]:
+        """``from_env`` for what ``exporter`` could not send, under ``resource``'s service.
+
+        ``resource``: the one the profiles carry (an agent's), so that the spool is
+        that service's; without it, the service named by the environment.
+        """
+        service = None if resource is None else resource.attributes.get("service.name")
+        try:
+            destination = str(exporter.destination)
+        except Exception:  # noqa: BLE001 - no usable destination: one spool per class
+            destination = type(exporter).__name__
+        return cls.from_env(None if service is None else str(service), destination)
 
     def __repr__(self) -> str:
         return f"Spool(directory={str(self.directory)!r}, max_bytes={self.max_bytes})"

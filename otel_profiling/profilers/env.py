@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Dict, List, Optional
 
-from otel_profiling._env import env_bool, env_int, env_list, env_str, warn_invalid
+from otel_profiling._env import env_bool, env_float, env_int, env_list, env_str, warn_invalid
 from otel_profiling.environment_variables import (
     OTEL_PROFILING_CPU_BUILTINS,
     OTEL_PROFILING_CPU_BY_SPAN,
@@ -32,7 +32,6 @@ from otel_profiling.profilers.sampling_engine import (
     MAX_INTERVAL,
     MIN_INTERVAL,
     check_clock,
-    check_interval,
 )
 from otel_profiling.profilers.snapshot import HeapSnapshotProfiler
 
@@ -62,9 +61,10 @@ def cpu_profiler_from_env() -> CpuProfiler:
     fmt = _format_from_env(OTEL_PROFILING_CPU_FORMAT, ProfileKind.CPU_PROFILE)
     format_name = fmt or formats_for(ProfileKind.CPU_PROFILE)[0].name
     engine = _engine_from_env(format_name)
-    clock = (env_str(OTEL_PROFILING_CPU_CLOCK, "wall") or "wall").lower()
+    given_clock = env_str(OTEL_PROFILING_CPU_CLOCK, "wall") or "wall"
+    clock = given_clock.lower()
     if clock not in ("wall", "cpu"):
-        warn_invalid(OTEL_PROFILING_CPU_CLOCK, clock, "wall or cpu", "wall")
+        warn_invalid(OTEL_PROFILING_CPU_CLOCK, given_clock, "wall or cpu", "wall")
         clock = "wall"
     if clock == "cpu" and resolve_engine(engine, format_name) == "sampling":
         try:
@@ -102,19 +102,15 @@ def _engine_from_env(format_name: str) -> Optional[str]:
 
 
 def _interval_from_env() -> float:
-    value = env_str(OTEL_PROFILING_CPU_INTERVAL)
-    if value is None:
-        return DEFAULT_INTERVAL
-    try:
-        return check_interval(float(value))
-    except ValueError:
-        warn_invalid(
-            OTEL_PROFILING_CPU_INTERVAL,
-            value,
-            f"seconds from {MIN_INTERVAL} to {MAX_INTERVAL}",
-            DEFAULT_INTERVAL,
-        )
-        return DEFAULT_INTERVAL
+    """Read as every number variable is (ASCII, finite); out of range: the nearest bound."""
+    interval = env_float(
+        OTEL_PROFILING_CPU_INTERVAL,
+        DEFAULT_INTERVAL,
+        MIN_INTERVAL,
+        maximum=MAX_INTERVAL,
+        unit="seconds",
+    )
+    return DEFAULT_INTERVAL if interval is None else interval
 
 
 def heap_profiler_from_env() -> HeapProfiler:
@@ -138,10 +134,15 @@ PROFILER_FACTORIES: Dict[str, Callable[[], Profiler]] = {
 
 
 def profilers_from_env() -> List[Profiler]:
-    """One profiler per name in ``OTEL_PROFILING_PROFILERS`` (default ``cpu``)."""
+    """One profiler per name in ``OTEL_PROFILING_PROFILERS`` (default ``cpu``).
+
+    A name given twice (``cpu,CPU``) is one profiler: two would profile each window
+    twice, or refuse to start beside each other (heap, yappi).
+    """
     profilers: List[Profiler] = []
-    for name in env_list(OTEL_PROFILING_PROFILERS, ["cpu"]):
-        factory = PROFILER_FACTORIES.get(name.lower())
+    names = env_list(OTEL_PROFILING_PROFILERS, ["cpu"])
+    for name in dict.fromkeys(name.lower() for name in names):
+        factory = PROFILER_FACTORIES.get(name)
         if factory is None:
             _logger.warning(
                 "Unknown profiler %r in OTEL_PROFILING_PROFILERS (known: %s); ignored.",
@@ -150,4 +151,10 @@ def profilers_from_env() -> List[Profiler]:
             )
             continue
         profilers.append(factory())
+    if not profilers:
+        _logger.warning(
+            "OTEL_PROFILING_PROFILERS names no known profiler: nothing will be profiled. "
+            "Fix: name one or more of %s.",
+            ", ".join(sorted(PROFILER_FACTORIES)),
+        )
     return profilers

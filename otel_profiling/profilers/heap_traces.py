@@ -26,11 +26,18 @@ _TRACEMALLOC_FILE = tracemalloc.__file__
 
 
 def live_stacks(snapshot: tracemalloc.Snapshot) -> LiveStacks:
-    """``{frames innermost first: (bytes, blocks)}`` of the application's live allocations."""
+    """``{frames innermost first: (bytes, blocks)}`` of the application's live allocations.
+
+    The library's frames in a kept stack (the ``agent.profile`` decorator's
+    wrapper) are left out, as CPU profiles skip them: the decorated function
+    shows under the code that called it.
+    """
     stacks: LiveStacks = {}
     for frames, size, count in _grouped(snapshot):
         if is_own(frames):
             continue
+        if any(is_own_code(filename) for filename, _ in frames):
+            frames = tuple(frame for frame in frames if not is_own_code(frame[0]))
         old = stacks.get(frames)  # equal frames can come from two groups (different depths)
         stacks[frames] = (size, count) if old is None else (old[0] + size, old[1] + count)
     return stacks

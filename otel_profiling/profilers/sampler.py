@@ -18,7 +18,9 @@ stacks, which halves the error at each change (it matters when a loaded
 machine or a busy GIL delays a sample). Likewise a thread or task that
 started, and a thread that ended or a task that resumed or ended, since the
 previous sample is given half the interval (under the wall clock; a new
-thread's CPU clock counts exactly what it used).
+thread's CPU clock counts exactly what it used). The thread taking the last
+sample from inside ``stop()`` is the exception: its stack there is only
+where it called ``stop()``, so its last interval goes to its previous stack.
 A thread seen using no CPU time between two ticks is waiting: its innermost
 frame object is kept until the next tick, and while that same frame object
 is still the innermost one (the same call, still under way), everything
@@ -192,7 +194,10 @@ class Sampler:
             # Without clocks, the threads still waiting are left as they are (a set
             # difference, in C): they are added to their runs later, in one go.
             pairs = frames.items() if clocks else frames.items() - self._waiting.items()
-            used = self._sample_threads(pairs, elapsed, when, baseline, clocks, spans, running)
+            stopper = threading.get_ident() if last else 0
+            used = self._sample_threads(
+                pairs, elapsed, when, baseline, clocks, spans, running, stopper
+            )
             # only now: a thread seen at the baseline was there all along, not a new one
             self._baseline = False
             ended = False
@@ -225,11 +230,15 @@ class Sampler:
         clocks: bool,
         spans: bool,
         running: Dict[int, int],
+        stopper: int = 0,
     ) -> int:
         """Record one sample per application thread; return the CPU ns they used.
 
         CPU clocks are read only when ``clocks`` is true; a thread whose CPU
-        clock cannot be read counts as having used none.
+        clock cannot be read counts as having used none. ``stopper`` is the
+        thread taking the last sample from inside ``stop()``: its stack there is
+        only where it called ``stop()``, entered just now, so its last interval
+        goes to its previous sample's stack, which ran until then.
         """
         threads = self._threads
         active = threading._active  # type: ignore[attr-defined]
@@ -268,12 +277,16 @@ class Sampler:
                     value //= 2
             if value <= 0:
                 continue
+            row = state.row
+            if ident == stopper and row >= 0:
+                counts[row] += 1
+                values[row] += value
+                continue
             if top is waiting:
                 stack = state.walked  # the same call still under way: the same stack
             else:
                 stack = state.walked = self._intern(self._codes.thread_stack(top))
             span = self._span(ident, running.get(ident, 0)) if spans else 0
-            row = state.row
             if row >= 0 and state.stack == stack and state.span == span:
                 counts[row] += 1  # the same as its previous sample: one more in that run
                 values[row] += value

@@ -21,6 +21,7 @@ from otel_profiling._env import (
     from_env,
     hidden,
     warn_clamped,
+    warn_env,
     warn_invalid,
 )
 from otel_profiling._limits import MAX_PERIOD_SECONDS, MAX_WINDOW_SECONDS
@@ -129,7 +130,8 @@ def window_duration_from_env(
     if duration is None:
         return None
     if interval is not None and duration > interval:
-        _logger.warning(
+        warn_env(
+            name,
             "Invalid value %r for environment variable %s: longer than "
             "OTEL_PROFILING_INTERVAL=%g; using the default %r.",
             env_str(name),
