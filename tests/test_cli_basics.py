@@ -67,6 +67,24 @@ def test_failures_exit_1_with_one_line_saying_what_to_do(tmp_path) -> None:  # t
     assert scheme.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ls", "s4://bucket/x"),
+        ("view", "s4://bucket/x.cpuprofile"),
+        ("merge", "s4://bucket/x", "-o", "merged.pprof"),
+        ("diff", "s4://bucket/a", "s4://bucket/b", "--json"),
+    ],
+)
+def test_unknown_url_scheme_names_the_schemes_to_use(args, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A typo in the scheme is fixed in the URL, not by installing something."""
+    result = cli(*args, cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "Unknown URL scheme 's4://'" in result.stderr
+    assert "check the URL: use s3://" in result.stderr
+
+
 def test_module_entry_point_runs_main() -> None:
     from otel_profiling.__main__ import main
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from clitools import cli
 from support import APPS, child_env, wait_for
 from viewers import cpuprofile_function_names, load_cpuprofile
@@ -186,3 +187,43 @@ def test_trigger_window_ends_early_on_ctrl_c(tmp_path: Path) -> None:
     finally:
         if app.poll() is None:
             app.communicate("quit\n", timeout=30)
+
+
+@pytest.mark.parametrize("flags", [("--force",), ()])
+def test_trigger_window_on_a_process_that_exits_during_it(flags, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The program exits inside ``--seconds``: its agent exports at exit, and the stop says
+    so on stderr (exit code 0) instead of failing on the PID that is gone."""
+    out = tmp_path / "profiles"
+    stop = tmp_path / "stop"
+    app = subprocess.Popen(
+        [sys.executable, "-m", "otel_profiling", "run", "--cpu", "--signal", "SIGUSR2"]
+        + ["--url", f"file://{out}", "--", sys.executable, str(APPS / "cli_until_stopped.py")]
+        + [str(stop)],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert app.stdout is not None and app.stdout.readline().startswith("ready")
+        window = subprocess.Popen(
+            [sys.executable, "-m", "otel_profiling", "trigger", str(app.pid), "--seconds", "4"]
+            + list(flags),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        assert window.stdout is not None
+        assert window.stdout.readline().startswith(f"sent SIGUSR2 to {app.pid}")
+        stop.touch()
+        app.communicate(timeout=60)  # reaped: the PID is gone before the window ends
+        _, err = window.communicate(timeout=60)
+        assert window.returncode == 0, err
+        assert f"process {app.pid} exited during the window" in err, err
+        assert "Error" not in err
+    finally:
+        stop.touch()
+        if app.poll() is None:
+            app.communicate(timeout=60)
+    assert app.returncode == 0
+    assert wait_for(lambda: list(out.glob("CPU_PROFILE-*.cpuprofile")), timeout=30)

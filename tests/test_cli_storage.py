@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Tuple
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from clitools import cli, random_cpuprofile, utc
@@ -105,6 +109,158 @@ def test_ls_errors_are_one_line(s3_endpoint: str, bucket: str, tmp_path: Path) -
     assert bad_time.returncode == 1 and "30m" in bad_time.stderr
 
 
+def test_view_and_convert_of_a_prefix_say_it_is_a_prefix(
+    s3_endpoint: str, s3_profiles, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """An object store has no directories: a prefix that holds profiles exists, but is not
+    one; the error says so rather than that it does not exist."""
+    bucket, _ = s3_profiles
+    env = s3_env(s3_endpoint)
+    for args in (
+        ("view", f"s3://{bucket}/profiles/checkout", "-o", str(tmp_path / "x.html")),
+        ("convert", f"s3://{bucket}/profiles", str(tmp_path / "x.pprof")),
+    ):
+        result = cli(*args, env=env)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "is a prefix, not a profile" in result.stderr, result.stderr
+    # an object that is really absent still says so
+    absent = cli("view", f"s3://{bucket}/profiles/checkout/nope.cpuprofile", env=env)
+    assert absent.returncode == 1 and "does not exist" in absent.stderr, absent.stderr
+
+
+def test_profiles_under_a_key_template_without_kind_are_not_silently_missing(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """Keys without ``{kind}`` cannot be listed: ``ls`` and ``merge`` say why and what to
+    do instead of "(no profiles)" or blaming the filters; the object by its URL still works."""
+    exporter = FsspecProfileExporter(
+        f"s3://{bucket}/nokind", s3_options(s3_endpoint), key_template="{start_time}.{extension}"
+    )
+    path = exporter.write(make_profile(random_cpuprofile(3), start=utc(2026, 11, 24, 10)))
+    env = s3_env(s3_endpoint)
+    for args in (
+        ("ls", f"s3://{bucket}/nokind"),
+        ("merge", f"s3://{bucket}/nokind", "-o", str(tmp_path / "m.folded")),
+    ):
+        result = cli(*args, env=env)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "1 object(s), none named as a profile" in result.stderr, result.stderr
+        assert "{kind} and {start_time}" in result.stderr
+        assert "OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE" in result.stderr
+    single = cli("merge", f"s3://{path}", "-o", str(tmp_path / "m.folded"), env=env)
+    assert single.returncode == 0, single.stderr
+
+
+def test_presigned_url_signature_stays_out_of_names_errors_and_pages(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """A presigned URL's query is a credential: `view` and `get` name what they write after
+    the object (not the query), and errors and pages never carry the signature."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        config=Config(signature_version="s3v4"),
+    )
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="p/app.cpuprofile", Body=random_cpuprofile(5))
+    client.put_object(Bucket=bucket, Key="p/junk.cpuprofile", Body=b"\x00 not a profile")
+
+    def presign(key: str) -> Tuple[str, str]:
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=600
+        )
+        (signature,) = parse_qs(urlsplit(url).query)["X-Amz-Signature"]
+        return url, signature
+
+    url, signature = presign("p/app.cpuprofile")
+    view = cli("view", url, "--json", cwd=str(tmp_path))
+    assert view.returncode == 0, view.stderr
+    assert json.loads(view.stdout)["output"] == "app.cpuprofile.html"
+    get = cli("get", url, cwd=str(tmp_path))
+    assert get.returncode == 0, get.stderr
+    assert (tmp_path / "app.cpuprofile").read_bytes() == random_cpuprofile(5)
+    bad_url, bad_signature = presign("p/junk.cpuprofile")
+    bad = cli("view", bad_url, cwd=str(tmp_path))
+    assert bad.returncode == 1 and bad.stderr.startswith("otel-profiling: error: junk.cpuprofile:")
+    # merge and diff take it as one object: its "?" starts the query, it is no wildcard
+    merged = cli("merge", url, url, "-o", str(tmp_path / "m.folded"), "--json")
+    assert merged.returncode == 0, merged.stderr
+    assert json.loads(merged.stdout)["merged"] == 2
+    written = "".join(p.read_text(errors="replace") for p in tmp_path.iterdir() if p.is_file())
+    for result, secret in (
+        (view, signature),
+        (get, signature),
+        (bad, bad_signature),
+        (merged, signature),
+    ):
+        assert secret not in result.stdout + result.stderr
+    assert signature not in written and not any("X-Amz" in p.name for p in tmp_path.iterdir())
+
+
+def test_debug_never_prints_credentials(s3_endpoint: str, s3_profiles) -> None:  # type: ignore[no-untyped-def]
+    """``--debug`` shows this package's debug logs and tracebacks, not the storage client's
+    wire logs: those print each request's headers (the session token, the signature)."""
+    bucket, _ = s3_profiles
+    secrets = {
+        "AWS_ACCESS_KEY_ID": "AKIADEBUGKEYID0001",
+        "AWS_SECRET_ACCESS_KEY": "debug-secret-key-0002",
+        "AWS_SESSION_TOKEN": "debug-session-token-0003",
+    }
+    env = child_env(AWS_ENDPOINT_URL=s3_endpoint, **secrets)
+    for args in (
+        ("--debug", "ls", f"s3://{bucket}/profiles"),
+        ("--debug", "view", f"s3://{bucket}/profiles/nope.cpuprofile"),
+    ):
+        result = cli(*args, env=env)
+        assert result.returncode in (0, 1), result.stderr
+        for value in secrets.values():
+            assert value not in result.stdout + result.stderr, (args, value)
+    assert "does not exist" in result.stderr  # the error is still there
+
+
+def test_get_writes_like_a_file_a_pipe_and_names_local_failures(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """The download gets the mode any new file gets (the umask), a pipe (or device) given
+    as -o is written into rather than replaced, and a local write failure names the file,
+    not the storage and its credentials."""
+    exporter = FsspecProfileExporter(f"s3://{bucket}/p", s3_options(s3_endpoint))
+    body = random_cpuprofile(9)
+    url = f"s3://{exporter.write(make_profile(body, start=utc(2026, 11, 24, 10)))}"
+    env = s3_env(s3_endpoint)
+
+    result = cli("get", url, "-o", str(tmp_path / "app.cpuprofile"), env=env)
+    assert result.returncode == 0, result.stderr
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "app.cpuprofile").stat().st_mode & 0o777 == 0o666 & ~mask
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    piped = cli("get", url, "-o", str(fifo), env=env)
+    if piped.returncode != 0:
+        with open(fifo, "wb"):  # let the reader finish
+            pass
+    reader.join(30)
+    assert piped.returncode == 0, piped.stderr
+    assert received == [body] and stat.S_ISFIFO(fifo.stat().st_mode)
+
+    (tmp_path / "plain").write_text("a file where a directory should be")
+    blocked = cli("get", url, "-o", str(tmp_path / "plain" / "x.cpuprofile"), env=env)
+    assert blocked.returncode == 1 and blocked.stderr.count("\n") == 1, blocked.stderr
+    assert f"cannot write {tmp_path / 'plain' / 'x.cpuprofile'}" in blocked.stderr
+    assert "s3://" not in blocked.stderr
+
+
 def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
     exporter = FsspecProfileExporter(f"file://{tmp_path}")
     for hour in (5, 3, 4):
@@ -123,6 +279,22 @@ def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
     assert all(r["kind"] == "CPU_PROFILE" for r in rows)
     empty = cli("ls", str(tmp_path), "--kind", "heap")
     assert empty.returncode == 0 and "(no profiles)" in empty.stdout
+
+
+def test_ls_json_names_the_format_and_the_key(tmp_path: Path) -> None:
+    """Without object metadata (a local directory) the format comes from the extension:
+    ``.speedscope.json`` is the ``speedscope`` format, as the exporter's metadata says."""
+    (tmp_path / "CPU_PROFILE-2026-11-24T10:00:00.000Z.speedscope.json").write_text("{}")
+    (tmp_path / "HEAP_PROFILE-2026-11-24T11:00:00.000Z.pprof").write_bytes(b"")
+    result = cli("ls", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [row["format"] for row in json.loads(result.stdout)] == ["speedscope", "pprof"]
+    # the URL of one object lists that object, under its name
+    one = cli("ls", str(tmp_path / "HEAP_PROFILE-2026-11-24T11:00:00.000Z.pprof"), "--json")
+    assert one.returncode == 0, one.stderr
+    assert [row["key"] for row in json.loads(one.stdout)] == [
+        "HEAP_PROFILE-2026-11-24T11:00:00.000Z.pprof"
+    ]
 
 
 def test_get_downloads_exact_bytes_with_progress(

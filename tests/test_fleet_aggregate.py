@@ -102,7 +102,7 @@ def test_different_kinds_are_refused_and_failures_counted() -> None:
     aggregate.add(cpu(([MAIN], 1.0)), "cpu.cpuprofile")
     heap = new_root()
     add_stack(heap, [MAIN], 4096)
-    with pytest.raises(CliError, match="holds memory but earlier inputs hold CPU time"):
+    with pytest.raises(CliError, match="holds memory but earlier inputs hold time: "):
         aggregate.add(ProfileTree(heap, "bytes", "heapprofile"), "heap.heapprofile")
     aggregate.fail("s3://b/x.cpuprofile", "not a readable profile")
     assert (aggregate.merged, len(aggregate.failures), aggregate.inputs) == (1, 1, 2)

@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `otel-profiling COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and otel-profiling's debug logs"
+    )
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
     for module in (run, ls, get, view, convert, merge, diff, trigger):
         module.register(sub, common)
@@ -46,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format=f"{PROG}: %(levelname)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    if args.debug:
+        # this package's loggers only: the storage clients' debug logs print each
+        # request's headers, with the session token and the signature
+        logging.getLogger("otel_profiling").setLevel(logging.DEBUG)
     try:
         args.storage_options = parse_storage_options(
             getattr(args, "storage_option", None), getattr(args, "endpoint_url", None)

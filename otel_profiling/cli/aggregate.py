@@ -34,11 +34,19 @@ STEPS = {"seconds": 1e9, "bytes": 1.0, "count": 1e6}
 """Values are summed as whole multiples of ``1 / step`` of their unit."""
 
 MEASURES = {
-    "CPU_PROFILE": "CPU time",
+    "CPU_PROFILE": "time",
     "HEAP_PROFILE": "memory",
     "HEAP_SNAPSHOT": "a heap snapshot summary",
     "count": "sample counts",
 }
+"""What a kind of profile holds, for messages (``time``: wall-clock or CPU)."""
+
+PICK_ONE_MEASURE = (
+    "pick profiles that measure the same thing with --kind, a glob (e.g. "
+    "'s3://bucket/prefix/*/CPU_PROFILE-*.cpuprofile') or file names"
+)
+"""The fix when inputs do not add up. ``--kind`` alone is not enough: a folded file has
+no unit (its values are counts), so a folded CPU profile does not add to a .cpuprofile."""
 
 _THREAD_FRAME = re.compile(r"^(?P<name>.*) \(thread \d+\)$")
 """A CPU profile's per-thread frame, ``MainThread (thread 140…)``: the ident is per process."""
@@ -110,8 +118,7 @@ class Aggregate:
         elif (unit, kind) != (self.unit, self.kind):
             raise CliError(
                 f"{redact_url(name)} holds {MEASURES.get(kind or '', kind)} but earlier inputs "
-                f"hold {MEASURES.get(self.kind or '', self.kind)}: merge one kind at a time "
-                "(--kind)"
+                f"hold {MEASURES.get(self.kind or '', self.kind)}: {PICK_ONE_MEASURE}"
             )
 
     def _measure(self, measure: Optional[str]) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO, Tuple
+from urllib.parse import urlsplit
 
 from otel_profiling.redact import redact_url
 
@@ -24,6 +26,14 @@ class CliError(Exception):
 
 def is_url(source: str) -> bool:
     return "://" in source
+
+
+def source_name(source: str) -> str:
+    """The last segment of a file path or URL; a URL's query and fragment are left out, as
+    they may hold a signature (a presigned URL) and are no part of the name."""
+    if is_url(source):
+        source = urlsplit(source).path
+    return posixpath.basename(source.rstrip("/"))
 
 
 def parse_storage_options(
@@ -59,6 +69,10 @@ def open_url(url: str, options: Dict[str, Any]) -> Tuple[Any, str]:
     if protocol not in ("file", "local"):
         kwargs.setdefault("skip_instance_cache", True)
     try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:  # ValueError: a scheme fsspec does not know
+        raise CliError(missing_backend_message(protocol, exc)) from None
+    try:
         fs, path = fsspec.core.url_to_fs(url, **kwargs)
     except ImportError as exc:
         raise CliError(missing_backend_message(protocol, exc)) from None
@@ -92,14 +106,27 @@ def read_source(source: str, options: Dict[str, Any]) -> bytes:
         except OSError as exc:
             raise CliError(f"cannot read {source}: {exc.strerror or exc}") from None
     fs, path = open_url(source, options)
+    prefix = CliError(
+        f"{redact_url(source)} is a prefix, not a profile: list it with `otel-profiling ls`"
+    )
     try:
         return bytes(fs.cat_file(path))
     except IsADirectoryError:
-        raise CliError(
-            f"{redact_url(source)} is a prefix, not a profile: list it with `otel-profiling ls`"
-        ) from None
+        raise prefix from None
+    except FileNotFoundError as exc:
+        # an object store has no directories: a prefix is "not found" as an object
+        if _is_prefix(fs, path):
+            raise prefix from None
+        raise storage_error(exc, source) from None
     except OSError as exc:
         raise storage_error(exc, source) from None
+
+
+def _is_prefix(fs: Any, path: str) -> bool:
+    try:
+        return bool(fs.isdir(path))
+    except OSError:
+        return False
 
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)

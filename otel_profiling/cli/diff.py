@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from otel_profiling.cli.aggregate import MEASURES
+from otel_profiling.cli.aggregate import MEASURES, PICK_ONE_MEASURE
 from otel_profiling.cli.cluster import add_cluster_options
 from otel_profiling.cli.collect import Collected, ProfileSet, collect, report_failures
 from otel_profiling.cli.common import EXIT_PARTIAL, CliError, print_json
@@ -92,13 +92,12 @@ def _check_comparable(before: Collected, after: Collected) -> None:
     if kinds[0] != kinds[1]:
         raise CliError(
             f"BEFORE holds {MEASURES.get(kinds[0], kinds[0])} and AFTER holds "
-            f"{MEASURES.get(kinds[1], kinds[1])}: compare profiles of one kind (--kind)"
+            f"{MEASURES.get(kinds[1], kinds[1])}: {PICK_ONE_MEASURE}"
         )
     units = [c.aggregate.unit for c in (before, after)]
     if units[0] != units[1]:
         raise CliError(
-            f"BEFORE is measured in {units[0]} and AFTER in {units[1]}: compare profiles of "
-            "one kind (--kind)"
+            f"BEFORE is measured in {units[0]} and AFTER in {units[1]}: {PICK_ONE_MEASURE}"
         )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import posixpath
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from otel_profiling.cli.common import (
     is_url,
     open_url,
     print_json,
+    source_name,
     storage_error,
     want_progress,
 )
@@ -62,10 +62,14 @@ def run(args: argparse.Namespace) -> int:
             f"{redact_url(args.url)} is a prefix, not a profile: list it with `otel-profiling ls`"
         )
     size = int(info.get("size") or 0)
-    name = posixpath.basename(path.rstrip("/"))
+    name = source_name(args.url)
     to_stdout = args.output == "-"
     target = Path(args.output or name)
-    if not to_stdout and target.exists() and not args.force:
+    # a device or a pipe (/dev/stdout, a FIFO) is written into, never replaced by a file
+    into = not to_stdout and target.exists() and not target.is_file()
+    if into and target.is_dir():
+        raise CliError(f"{target} is a directory: give a file name with -o")
+    if not to_stdout and not into and target.exists() and not args.force:
         raise CliError(f"{target} already exists: pass --force to overwrite, or -o another name")
     progress = Progress(
         name, size, want_progress(args.progress) and (args.progress or size >= PROGRESS_MIN_BYTES)
@@ -75,23 +79,40 @@ def run(args: argparse.Namespace) -> int:
     try:
         if to_stdout:
             out = sys.stdout.buffer
+        elif into:
+            try:
+                out = open(target, "wb")  # noqa: SIM115 - closed below, with the others
+            except OSError as exc:
+                raise _write_error(target, exc) from None
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".otel-profiling-", dir=str(target.parent))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=".otel-profiling-", dir=str(target.parent))
+            except OSError as exc:
+                raise _write_error(target, exc) from None
             out = os.fdopen(fd, "wb")
         with fs.open(path, "rb", block_size=CHUNK) as source:
             while True:
                 chunk = source.read(CHUNK)
                 if not chunk:
                     break
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise _write_error(target, exc) from None
                 written += len(chunk)
                 progress.update(len(chunk))
-        out.flush()
-        if tmp is not None:
-            out.close()
-            os.replace(tmp, target)
-            tmp = None
+        try:
+            out.flush()
+            if into:
+                out.close()
+            if tmp is not None:
+                out.close()
+                os.chmod(tmp, 0o666 & ~_umask())  # as open() would: mkstemp makes it 0600
+                os.replace(tmp, target)
+                tmp = None
+        except OSError as exc:
+            raise _write_error(target, exc) from None
     except OSError as exc:
         raise storage_error(exc, args.url) from None
     finally:
@@ -108,6 +129,17 @@ def run(args: argparse.Namespace) -> int:
                 "size": written,
             }
         )
-    elif not to_stdout:
+    elif not to_stdout and not into:  # a pipe or device gets the profile only
         print(target)
     return 0
+
+
+def _write_error(target: Path, exc: OSError) -> CliError:
+    """A failure to write the local file: no fault of the storage or its credentials."""
+    return CliError(f"cannot write {target}: {exc.strerror or exc}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

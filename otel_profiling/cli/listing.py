@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import unquote
 
 from otel_profiling.cli.common import CliError, open_url, storage_error
+from otel_profiling.formats.registry import format_from_name
 from otel_profiling.naming import DEFAULT_NAMER, ParsedKey, ProfileNamer, iso_millis
 from otel_profiling.profile import ProfileKind
 from otel_profiling.redact import redact_url
@@ -127,6 +128,17 @@ def _from_info(info: Dict[str, Any]) -> Dict[str, str]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _no_profile_names(url: str, objects: int) -> str:
+    """Objects, but none named as a profile: most often written under a key template
+    without ``{kind}`` or ``{start_time}``, which cannot be listed or filtered."""
+    return (
+        f"{redact_url(url)} holds {objects} object(s), none named as a profile: a key needs "
+        "{kind} and {start_time} (e.g. CPU_PROFILE-2026-11-24T10:15:30.123Z.cpuprofile); "
+        "export under a key template that has both (OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE), "
+        "and give objects named otherwise one by one, by their full URL"
+    )
+
+
 def list_profiles(
     url: str,
     options: Dict[str, Any],
@@ -157,13 +169,18 @@ def list_profiles(
     wanted = set(kinds) if kinds else None
     entries: List[Entry] = []
     infos: Dict[str, Dict[str, Any]] = {}
+    named = unnamed = 0
     for path, info in found.items():
         if info.get("type") == "directory":
             continue
         key = posixpath.relpath(path, base.rstrip("/")) if base else path
-        parsed = parse_key(posixpath.basename(path) if key == "." else key, namer)
+        if key == ".":  # the URL is the object itself
+            key = posixpath.basename(path)
+        parsed = parse_key(key, namer)
         if parsed is None:
+            unnamed += 1
             continue
+        named += 1
         if wanted is not None and parsed.kind.value not in wanted:
             continue
         if since is not None and parsed.start_time < since:
@@ -179,9 +196,11 @@ def list_profiles(
                 kind=parsed.kind.value,
                 start_time=parsed.start_time,
                 size=int(info.get("size") or 0),
-                format=parsed.extension,
+                format=format_from_name(key) or parsed.extension,
             )
         )
+    if unnamed and not named:
+        raise CliError(_no_profile_names(url, unnamed))
     kept: List[Entry] = []
     if metadata or services or where:
         fetched = _user_metadata(fs, [e.path for e in entries if not _from_info(infos[e.path])])

@@ -103,6 +103,10 @@ class Selection:
     kinds: List[str] = field(default_factory=list)
 
 
+def _is_web_url(source: str) -> bool:
+    return source.split("://", 1)[0].lower() in ("http", "https")
+
+
 def _has_glob(path: str) -> bool:
     return any(char in path for char in _GLOB_CHARACTERS)
 
@@ -124,12 +128,15 @@ def select(sources: Sequence[str], filters: Filters, options: Dict[str, Any]) ->
 
     A prefix or directory is listed recursively and filtered like ``ls``; a
     glob pattern (``s3://b/svc/*/CPU_PROFILE-2026-11-24T10*``) keeps the
-    listed profiles it matches; a single file is taken as it is. Several
+    listed profiles it matches; a single file, and an http(s) URL, is taken as it is. Several
     kinds without ``--kind`` and an empty selection are errors.
     """
     selection = Selection()
     found_kinds = set()
     for source in sources:
+        if _is_web_url(source):
+            selection.urls.append(source)  # one object: HTTP lists nothing, and "?" starts
+            continue  # a query (a presigned URL's signature), not a wildcard
         fs, path = open_url(source, options)
         try:
             if _has_glob(path):

@@ -14,12 +14,13 @@ import argparse
 import contextlib
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from otel_profiling.cli import processes
-from otel_profiling.cli.common import CliError, print_json
+from otel_profiling.cli.common import PROG, CliError, print_json
 from otel_profiling.process_context_reader import (
     ProcessContext,
     ProcessContextUnreadable,
@@ -130,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
     if args.seconds is not None and sent:
         _window(args)
         pids = {row["pid"] for row in sent}
-        result["stopped"] = _send(args, [f for f in targets if f.process.pid in pids])
+        result["stopped"] = _send(
+            args, [f for f in targets if f.process.pid in pids], stopping=True
+        )
     if args.json:
         result["skipped"] = [f.row() for f in found if f not in targets]
         print_json(result)
@@ -187,13 +190,19 @@ def _nobody(root: int, found: List[Found]) -> str:
     )
 
 
-def _send(args: argparse.Namespace, targets: List[Found]) -> List[Dict[str, Any]]:
+def _send(
+    args: argparse.Namespace, targets: List[Found], stopping: bool = False
+) -> List[Dict[str, Any]]:
     sent = []
     for item in targets:
         assert item.signum is not None
+        if stopping and not _may_stop(item.process.pid, item.signum):
+            continue
         try:
             os.kill(item.process.pid, item.signum)
         except ProcessLookupError:
+            if stopping:
+                _exited(item.process.pid)
             continue  # exited meanwhile (a worker being replaced)
         row = {
             "pid": item.process.pid,
@@ -222,9 +231,15 @@ def _forced(args: argparse.Namespace) -> int:
     result: Dict[str, Any] = {"signalled": [row]}
     if args.seconds is not None:
         _window(args)
-        os.kill(args.pid, signum)
-        _say(args, f"sent {row['signal']} to {args.pid}")
-        result["stopped"] = [row]
+        result["stopped"] = []
+        if _may_stop(args.pid, signum):
+            try:
+                os.kill(args.pid, signum)
+            except ProcessLookupError:
+                _exited(args.pid)
+            else:
+                _say(args, f"sent {row['signal']} to {args.pid}")
+                result["stopped"] = [row]
     if args.json:
         result["skipped"] = []
         print_json(result)
@@ -244,6 +259,30 @@ def _print_list(args: argparse.Namespace, found: List[Found]) -> int:
             f"{str(row['service.name'] or '-')[:20]:<20} {detail}"
         )
     return 0
+
+
+def _may_stop(pid: int, signum: int) -> bool:
+    """Whether ``pid`` still catches the signal it was started with. After the window it
+    may have exited, and its PID may belong to another process the signal would end."""
+    if processes.catches(pid, signum) is not False:
+        return True  # catches it, has exited (the kill says so), or no /proc to tell
+    _note(
+        f"process {pid} no longer catches {signal_name(signum)} (it exited and its PID was "
+        "reused?): not signalled"
+    )
+    return False
+
+
+def _exited(pid: int) -> None:
+    _note(
+        f"process {pid} exited during the window: its agent exported the profile at exit; "
+        "list it with `otel-profiling ls`"
+    )
+
+
+def _note(message: str) -> None:
+    """On stderr: with --json too, since stdout is the JSON document."""
+    sys.stderr.write(f"{PROG}: {message}\n")
 
 
 def _window(args: argparse.Namespace) -> None:

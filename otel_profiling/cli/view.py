@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import posixpath
 import sys
 from pathlib import Path
 
-from otel_profiling.cli.common import CliError, print_json, read_source
+from otel_profiling.cli.common import CliError, print_json, read_source, source_name
 from otel_profiling.cli.flamegraph import format_value, render_html, render_svg
 from otel_profiling.formats import ProfileFormatError, ProfileTree, read_profile
 from otel_profiling.formats.registry import readable_formats
@@ -17,10 +16,10 @@ def load_tree(source: str, args: argparse.Namespace) -> ProfileTree:
     """Read and parse a profile from a file or URL; format from ``--from``, name or bytes."""
     data = read_source(source, args.storage_options)
     try:
-        return read_profile(data, source, getattr(args, "source_format", None))
+        return read_profile(data, source_name(source), getattr(args, "source_format", None))
     except ProfileFormatError as exc:
         raise CliError(
-            f"{posixpath.basename(source)}: {exc} (pass --from FORMAT if known: "
+            f"{source_name(source)}: {exc} (pass --from FORMAT if known: "
             f"{', '.join(readable_formats())})"
         ) from None
 
@@ -55,7 +54,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run(args: argparse.Namespace) -> int:
     tree = load_tree(args.source, args)
-    name = posixpath.basename(args.source.rstrip("/")) or "profile"
+    name = source_name(args.source) or "profile"
     title = args.title or name
     text = render_svg(tree, title) if args.svg else render_html(tree, title)
     suffix = ".svg" if args.svg else ".html"

@@ -79,6 +79,16 @@ def install_hint(protocol: str) -> str:
 
 
 def missing_backend_message(protocol: str, exc: BaseException) -> str:
+    """Why URLs of ``protocol`` cannot be opened, and the fix: the extra to install, or,
+    for a scheme no fsspec implementation claims (a typo such as ``s4://``), the URL."""
+    from fsspec.registry import known_implementations, registry
+
+    if protocol not in known_implementations and protocol not in registry:
+        return (
+            f"Unknown URL scheme '{protocol}://' ({exc}). Fix: check the URL: use s3://, "
+            "gs://, az://, file:// or a local path (or install the fsspec implementation "
+            f"that provides '{protocol}://')."
+        )
     return f"No fsspec backend for '{protocol}://' URLs ({exc}). Fix: {install_hint(protocol)}."
 
 

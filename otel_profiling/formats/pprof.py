@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from google.protobuf.message import DecodeError
 
 from otel_profiling.formats import profile_pb2
 from otel_profiling.formats.calltree import CallNode, Frame, add_stack, new_root
 from otel_profiling.formats.format import ProfileFormatError, ProfileTree, TreeFormat
-from otel_profiling.formats.samples import IDLE, SampleCapture
+from otel_profiling.formats.samples import IDLE, SampleCapture, named_thread_frame, task_frame
 from otel_profiling.profile import ProfileKind
 
 Label = Tuple[int, int, int, int]
@@ -262,6 +262,26 @@ def parse_profile(data: bytes) -> profile_pb2.Profile:
     return profile
 
 
+def _track_frames(sample: profile_pb2.Sample, text: Callable[[int], str]) -> List[Frame]:
+    """The frames a sampling capture keeps as labels, leaf first: ``(task) name``, then
+    ``name (thread ident)``, as the other formats hold them, so that a pprof profile
+    merges and compares with a ``.cpuprofile`` of the same program."""
+    labels: Dict[str, str] = {}
+    ident = None
+    for label in sample.label:
+        key = text(label.key)
+        if key == "thread.id":
+            ident = label.num
+        elif key in ("thread.name", "task.name"):
+            labels[key] = text(label.str)
+    frames: List[Frame] = []
+    if "task.name" in labels:
+        frames.append(task_frame(labels["task.name"]))
+    if "thread.name" in labels and ident is not None:
+        frames.append(named_thread_frame(labels["thread.name"], ident))
+    return frames
+
+
 def decode_pprof(data: bytes) -> ProfileTree:
     """pprof ``profile.proto`` (gzip or not): the default (last) sample type as value."""
     profile = parse_profile(data)
@@ -293,6 +313,7 @@ def decode_pprof(data: bytes) -> ProfileTree:
         stack: List[Frame] = []
         for loc_id in sample.location_id:  # leaf first
             stack.extend(location_frames.get(loc_id, ()))
+        stack.extend(_track_frames(sample, text))
         stack.reverse()
         values = sample.value
         amount = values[value_at] * scale if value_at < len(values) else 0.0

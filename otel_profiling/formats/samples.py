@@ -107,7 +107,12 @@ class SampleCapture:
     def thread_frame(self, thread: int) -> Frame:
         """The node a thread's subtree hangs from: ``name (thread ident)``."""
         info = self.threads[thread]
-        return Frame(f"{info.name} (thread {info.ident})")
+        return named_thread_frame(info.name, info.ident)
+
+
+def named_thread_frame(name: str, ident: int) -> Frame:
+    """The node a thread's subtree hangs from: ``name (thread ident)``."""
+    return Frame(f"{name} (thread {ident})")
 
 
 def task_frame(name: str) -> Frame:
