@@ -61,6 +61,13 @@ def test_failures_exit_1_with_one_line_saying_what_to_do(tmp_path) -> None:  # t
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "--from" in result.stderr
+    assert result.stderr.count("speedscope") == 1, result.stderr  # the formats listed once
+
+    empty = tmp_path / "empty.cpuprofile"
+    empty.write_bytes(b"")
+    result = cli("view", str(empty))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "empty" in result.stderr and "--from" not in result.stderr, result.stderr
 
     scheme = cli("ls", "nosuchscheme://bucket/x")
     assert scheme.returncode == 1
@@ -83,6 +90,22 @@ def test_unknown_url_scheme_names_the_schemes_to_use(args, tmp_path) -> None:  #
     assert result.stderr.count("\n") == 1
     assert "Unknown URL scheme 's4://'" in result.stderr
     assert "check the URL: use s3://" in result.stderr
+
+
+def test_a_storage_option_the_backend_refuses_is_named(
+    s3_endpoint: str, bucket: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    result = cli(
+        "ls",
+        f"s3://{bucket}/",
+        "--endpoint-url",
+        s3_endpoint,
+        "--storage-option",
+        "bogus_option=1",
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "check the --storage-option names (bogus_option, endpoint_url)" in result.stderr
 
 
 def test_module_entry_point_runs_main() -> None:

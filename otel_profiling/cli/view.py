@@ -9,6 +9,7 @@ from pathlib import Path
 from otel_profiling.cli.common import CliError, print_json, read_source, source_name
 from otel_profiling.cli.flamegraph import format_value, render_html, render_svg
 from otel_profiling.formats import ProfileFormatError, ProfileTree, read_profile
+from otel_profiling.formats.format import EmptyProfileError
 from otel_profiling.formats.registry import readable_formats
 
 
@@ -17,10 +18,13 @@ def load_tree(source: str, args: argparse.Namespace) -> ProfileTree:
     data = read_source(source, args.storage_options)
     try:
         return read_profile(data, source_name(source), getattr(args, "source_format", None))
+    except EmptyProfileError as exc:
+        raise CliError(f"{source_name(source)}: {exc}") from None
     except ProfileFormatError as exc:
+        known = ", ".join(readable_formats())
+        formats = "" if known in str(exc) else f": {known}"  # the message may list them already
         raise CliError(
-            f"{source_name(source)}: {exc} (pass --from FORMAT if known: "
-            f"{', '.join(readable_formats())})"
+            f"{source_name(source)}: {exc} (pass --from FORMAT if known{formats})"
         ) from None
 
 

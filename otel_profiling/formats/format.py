@@ -50,6 +50,10 @@ class ProfileFormatError(ValueError):
     """The data is not a profile in a format the project reads, or cannot be written in it."""
 
 
+class EmptyProfileError(ProfileFormatError):
+    """The data is empty: no format would read it (so naming one is no fix)."""
+
+
 @dataclass
 class ProfileTree:
     """A call tree, the unit of its self values, what they measure, and when it was taken.

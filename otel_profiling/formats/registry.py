@@ -29,6 +29,7 @@ from otel_profiling.formats import (
     speedscope,
 )
 from otel_profiling.formats.format import (
+    EmptyProfileError,
     ProfileFormat,
     ProfileFormatError,
     ProfileTree,
@@ -176,6 +177,8 @@ def lookup(name: str) -> ProfileFormat:
 
 def read_profile(data: bytes, name: str = "", fmt: Optional[str] = None) -> ProfileTree:
     """Parse ``data``; the format comes from ``fmt``, else ``name``'s extension, else the bytes."""
+    if not data.strip():
+        raise EmptyProfileError("empty (no bytes, or only whitespace): it holds no profile")
     try:
         chosen = lookup(fmt) if fmt else _format_from_name(name) or _sniff(data)
         if not chosen.readable:
