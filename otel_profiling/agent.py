@@ -109,7 +109,8 @@ class ProfilingAgent:
         self._active: Dict[Profiler, Profile] = {}
         self._lock = threading.RLock()
         self._started = False
-        self._shutdown = False
+        self._shutdown = False  # shutdown() has begun
+        self._closed = False  # no window may start: the triggers are uninstalled
         self._atexit_registered = False
         _agents.add(self)
 
@@ -230,7 +231,7 @@ class ProfilingAgent:
         profiler raised (logged).
         """
         with self._lock:
-            if self._shutdown:
+            if self._closed:
                 raise RuntimeError("the ProfilingAgent is shut down")
             if profiler in self._active:
                 raise self._refuse(profiler, trigger, f"{profiler!r} is already profiling")
@@ -328,8 +329,13 @@ class ProfilingAgent:
                 return
             self._shutdown = True
             bindings = list(self._bindings)
+        # A request a trigger took before shutdown (a signal delivered just before exit,
+        # its window not yet started by the trigger's thread) is still honoured while the
+        # triggers are uninstalled; its window ends below and is exported like the others.
         for binding in bindings:
             _call(binding.trigger.uninstall)
+        with self._lock:
+            self._closed = True
         for profiler in list(self._active):
             self._stop(profiler, "agent shutdown")
         process_context.drop(owner=self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -184,6 +185,21 @@ def test_signal_handler_does_no_work_itself() -> None:
         while not seen and time.monotonic() < deadline:
             time.sleep(0.01)
     assert seen == ["otel-profiling-signal-SIGUSR1"]
+
+
+
+def test_a_signal_delivered_just_before_shutdown_still_gives_its_profile() -> None:
+    """The handler queued the request, the trigger's thread had not started the window yet:
+    shutdown honours it (the window ends at once and is exported), it is not refused."""
+    agent, exporter = agent_with_memory()
+    agent.register(SignalTrigger("SIGUSR1"), WallClockProfiler())
+    agent.start()
+    signal.raise_signal(signal.SIGUSR1)  # runs the handler now, on this thread
+    agent.shutdown()  # at once: the trigger's thread has not had the GIL since
+    profiles = exporter.get_finished_profiles()
+    assert len(profiles) == 1
+    assert profiles[0].attributes["profiling.reason"] == "received SIGUSR1"
+    assert agent.refused_starts == 0
 
 
 EXIT_APP = """
