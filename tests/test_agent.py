@@ -187,7 +187,6 @@ def test_signal_handler_does_no_work_itself() -> None:
     assert seen == ["otel-profiling-signal-SIGUSR1"]
 
 
-
 def test_a_signal_delivered_just_before_shutdown_still_gives_its_profile() -> None:
     """The handler queued the request, the trigger's thread had not started the window yet:
     shutdown honours it (the window ends at once and is exported), it is not refused."""
