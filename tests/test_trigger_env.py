@@ -127,6 +127,45 @@ def test_invalid_values_warn_and_never_open_anything(
     assert any(warning in r.getMessage() for r in caplog.records), caplog.text
 
 
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("http://127.0.0.1", "it has a scheme (http://)"),
+        ("localhost:6060", "it has a port (:6060)"),
+        ("[::1]:6060", "it has a port (:6060)"),
+        ("local host", "it has spaces"),
+    ],
+)
+@pytest.mark.parametrize("token", [None, "s3cret-value-of-20ch"])
+def test_http_host_that_is_not_a_host_names_the_variable_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch, caplog, host: str, problem: str, token: object
+) -> None:  # type: ignore[no-untyped-def]
+    """Not a message about tokens or a failed bind: what is wrong, and where the port goes."""
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_PORT", "0")
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_HOST", host)
+    if token is not None:
+        monkeypatch.setenv("OTEL_PROFILING_HTTP_TOKEN", str(token))
+    with caplog.at_level(logging.WARNING):
+        triggers = by_type(triggers_from_env())
+    assert HttpTrigger not in triggers
+    (message,) = [r.getMessage() for r in caplog.records if "HTTP_HOST" in r.getMessage()]
+    assert message.startswith(
+        f"Invalid value {host!r} for environment variable OTEL_PROFILING_HTTP_HOST: {problem}; "
+        "give a host name or IP address alone"
+    )
+    assert "and the port in OTEL_PROFILING_HTTP_PORT. The HTTP trigger is off." in message
+    assert "token" not in message.lower()
+
+
+@pytest.mark.parametrize(("host", "bound"), [(" 127.0.0.1 ", "127.0.0.1"), ("[::1]", "::1")])
+def test_http_host_spaces_and_brackets_are_read_as_the_address(
+    monkeypatch: pytest.MonkeyPatch, host: str, bound: str
+) -> None:
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_PORT", "0")
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_HOST", host)
+    assert by_type(triggers_from_env())[HttpTrigger].host == bound
+
+
 def test_duration_longer_than_interval_falls_back(monkeypatch: pytest.MonkeyPatch, caplog) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("OTEL_PROFILING_INTERVAL", "30")
     monkeypatch.setenv("OTEL_PROFILING_DURATION", "90")

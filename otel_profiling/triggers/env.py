@@ -44,6 +44,7 @@ from otel_profiling.environment_variables import (
 )
 from otel_profiling.triggers.base import Trigger
 from otel_profiling.triggers.http import DEFAULT_MAX_SECONDS, HttpTrigger
+from otel_profiling.triggers.http_auth import HOST_HINT, bind_host
 from otel_profiling.triggers.interval import IntervalTrigger
 from otel_profiling.triggers.safe_signals import ALLOWED, refusal
 from otel_profiling.triggers.signals import SignalTrigger, parse_signal
@@ -187,7 +188,21 @@ def http_from_env() -> Optional[HttpTrigger]:
     if not (port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
         warn_invalid(OTEL_PROFILING_HTTP_PORT, port_text, "a port from 0 to 65535", None)
         return None
-    host = env_str(OTEL_PROFILING_HTTP_HOST, "127.0.0.1") or "127.0.0.1"
+    host_text = env_str(OTEL_PROFILING_HTTP_HOST, "127.0.0.1") or "127.0.0.1"
+    try:
+        host = bind_host(host_text)
+    except ValueError as exc:
+        warn_env(
+            OTEL_PROFILING_HTTP_HOST,
+            "Invalid value %r for environment variable %s: %s; %s, and the port in %s. "
+            "The HTTP trigger is off.",
+            host_text,
+            OTEL_PROFILING_HTTP_HOST,
+            exc,
+            HOST_HINT,
+            OTEL_PROFILING_HTTP_PORT,
+        )
+        return None
     token = env_str(OTEL_PROFILING_HTTP_TOKEN, show=hidden)
     if token is None and (os.environ.get(OTEL_PROFILING_HTTP_TOKEN) or "").strip():
         return None  # set but unusable (warned): never serve without the token meant
