@@ -20,7 +20,6 @@ from otel_profiling._env import (
     env_str,
     from_env,
     hidden,
-    warn_clamped,
     warn_env,
     warn_invalid,
 )
@@ -123,33 +122,17 @@ def window_duration_from_env(
 ) -> Optional[float]:
     """``OTEL_PROFILING_DURATION``: seconds a window lasts, 0.1 s to an hour.
 
-    With ``interval``, a duration longer than the interval gets ``default``
-    (windows must not overlap); a duration over an hour is clamped to an hour.
+    With ``interval``, at most the interval (windows must not overlap). Out of
+    range, the nearest bound, as for every number (see ``_env``): a huge value
+    (``1e12``, beyond ``threading.TIMEOUT_MAX``) is an hour, never an endless
+    profile or a wait that overflows.
     """
-    name = OTEL_PROFILING_DURATION
-    duration = env_float(name, default, MIN_DURATION_SECONDS, unit="seconds")
-    if duration is None:
-        return None
-    if interval is not None and duration > interval:
-        warn_env(
-            name,
-            "Invalid value %r for environment variable %s: longer than "
-            "OTEL_PROFILING_INTERVAL=%g; using the default %r.",
-            env_str(name),
-            name,
-            interval,
-            default,
-        )
-        return default
-    if duration > MAX_WINDOW_SECONDS:
-        warn_clamped(
-            name,
-            env_str(name) or "",
-            f"a number from {MIN_DURATION_SECONDS:g} to {MAX_WINDOW_SECONDS:g} seconds",
-            MAX_WINDOW_SECONDS,
-        )
-        return MAX_WINDOW_SECONDS
-    return duration
+    longest, unit = MAX_WINDOW_SECONDS, "seconds"
+    if interval is not None and interval < MAX_WINDOW_SECONDS:
+        longest, unit = interval, f"seconds (at most {OTEL_PROFILING_INTERVAL})"
+    return env_float(
+        OTEL_PROFILING_DURATION, default, MIN_DURATION_SECONDS, maximum=longest, unit=unit
+    )
 
 
 def interval_from_env() -> Optional[IntervalTrigger]:
