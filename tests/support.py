@@ -16,7 +16,7 @@ import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
 from opentelemetry.sdk.resources import Resource
 
@@ -45,6 +45,20 @@ def child_env(**extra: str) -> Dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def run_child(
+    command: List[str], env: Dict[str, str], cwd: Optional[Path] = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to its end with ``child_env()`` plus ``env``; its output as text."""
+    return subprocess.run(
+        command,
+        env=child_env(**env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def signal_child(command: list, env: Dict[str, str], signals: int = 2, **popen: object) -> tuple:

@@ -30,7 +30,7 @@ from otel_profiling import (
 from otel_profiling.auto_instrumentation import link_tracer_provider, post_instrument
 from otel_profiling.config import resource_from_env
 from otel_profiling.exporters import ConsoleProfileExporter, FsspecProfileExporter
-from otel_profiling.exporters.env import known_exporter_names
+from otel_profiling.exporters.env import exporter_name, known_exporter_names
 from otel_profiling.processors.batch import DEFAULT_SCHEDULE_DELAY_MILLIS
 from otel_profiling.profilers import CpuProfiler
 
@@ -254,6 +254,26 @@ def test_exporter_plugin_from_entry_point(monkeypatch: pytest.MonkeyPatch, plugi
     [profile] = plugin.EXPORTER.get_finished_profiles()
     assert profile.kind.value == "CPU_PROFILE"
     assert "configured_workload" in cpuprofile_function_names(load_cpuprofile(profile.data))
+
+
+def test_exporter_plugin_named_in_several_cases_is_one_exporter(
+    monkeypatch: pytest.MonkeyPatch,
+    plugin,  # type: ignore[no-untyped-def]
+) -> None:
+    """Plugin names match in any case, as built-in ones do: one name, one exporter."""
+    monkeypatch.setenv(
+        "OTEL_PROFILES_EXPORTER", "memory-test, MEMORY-TEST,Memory-Test,CONSOLE,console"
+    )
+    agent = configure()
+    assert agent is not None
+    assert [type(e) for e in processors_exporters(agent)] == [
+        type(plugin.EXPORTER),
+        ConsoleProfileExporter,
+    ]
+    assert processors_exporters(agent)[0] is plugin.EXPORTER
+    assert exporter_name("MEMORY-TEST") == "memory-test"
+    assert exporter_name("Fsspec") == "fsspec"
+    assert exporter_name("Nope") == "Nope"  # unknown: named as given in the error
 
 
 def test_exporter_plugin_returning_no_exporter_is_reported(

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
-from support import child_env
+from support import run_child
 
 # configure(), a little work, then an exit that exports what was profiled
 APP = """
@@ -28,17 +27,13 @@ print("done")
 """
 
 
+CLI = [sys.executable, "-m", "otel_profiling"]
+
+
 def run_app(tmp_path: Path, env: Dict[str, str], code: str = APP) -> Tuple[str, str]:
     """Run ``code`` with ``env`` (no spool left behind); return its stdout and stderr."""
     settings = {"OTEL_PROFILING_SPOOL_DIR": "none", **env}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=child_env(**settings),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_child([sys.executable, "-c", code], settings, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stdout.splitlines()[-1:] == ["done"], done.stdout
@@ -47,6 +42,11 @@ def run_app(tmp_path: Path, env: Dict[str, str], code: str = APP) -> Tuple[str, 
 
 def lines_naming(stderr: str, variable: str) -> List[str]:
     return [line for line in stderr.splitlines() if re.search(rf"\b{variable}\b", line)]
+
+
+def console_summaries(stdout: str) -> List[Dict[str, Any]]:
+    """The profiles the ``console`` exporter printed, one JSON object a line."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
 def test_exporter_names_in_any_case(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_exporter_names_in_any_case(tmp_path: Path) -> None:
     assert "OTEL_PROFILES_EXPORTER" not in err, err
     # one fsspec exporter (the two spellings are one name), one console exporter
     assert len(list((tmp_path / "profiles").glob("CPU_PROFILE-*.cpuprofile"))) == 1
-    summaries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    summaries = console_summaries(out)
     assert [summary["kind"] for summary in summaries] == ["CPU_PROFILE"]
 
 
@@ -176,14 +176,10 @@ def test_run_refuses_an_interval_or_duration_that_is_not_finite(tmp_path: Path) 
     """argparse's ``float`` takes ``nan`` and ``inf``; before, they reached the program
     as variables, and the program warned about a variable the user never set."""
     for option, value in (("--interval", "nan"), ("--duration", "inf")):
-        done = subprocess.run(
-            [sys.executable, "-m", "otel_profiling", "run", option, value, "--"]
-            + [sys.executable, "-c", "print('ran')"],
-            env=child_env(OTEL_PROFILING_SPOOL_DIR="none"),
+        done = run_child(
+            [*CLI, "run", option, value, "--", sys.executable, "-c", "print('ran')"],
+            {"OTEL_PROFILING_SPOOL_DIR": "none"},
             cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
         )
         assert done.returncode != 0 and "ran" not in done.stdout, done
         assert f"{option} must be a positive number of seconds, not {value}" in done.stderr
@@ -210,7 +206,7 @@ def test_sampling_interval_read_as_every_number(tmp_path: Path) -> None:
         )
         [line] = lines_naming(err, "OTEL_PROFILING_CPU_INTERVAL")
         assert repr(value) in line and instead in line, line
-        [summary] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        [summary] = console_summaries(out)
         assert summary["attributes"]["profiling.cpu.interval"] == used, summary
 
 
@@ -234,7 +230,7 @@ def test_dask_scheduler_address_blank_is_unset_and_a_bad_one_is_named(tmp_path: 
             "OTEL_PROFILING_AT_START": "true",
         },
     )
-    merge = [sys.executable, "-m", "otel_profiling", "merge", profiles.as_uri()]
+    merge = [*CLI, "merge", profiles.as_uri()]
     merge += ["-o", str(tmp_path / "merged.cpuprofile")]
     for address, code, message in (
         (" ", 0, "1 profiles merged"),
@@ -245,13 +241,7 @@ def test_dask_scheduler_address_blank_is_unset_and_a_bad_one_is_named(tmp_path: 
             "scheduler address",
         ),
     ):
-        done = subprocess.run(
-            merge,
-            env=child_env(DASK_SCHEDULER_ADDRESS=address),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_child(merge, {"DASK_SCHEDULER_ADDRESS": address}, timeout=120)
         assert (done.returncode, "Traceback" in done.stderr) == (code, False), done
         assert message in done.stdout + done.stderr, done
 
@@ -268,7 +258,7 @@ def test_a_profiler_named_twice_is_one_profiler(tmp_path: Path) -> None:
                 "OTEL_PROFILING_PROFILERS": names,
             },
         )
-        summaries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        summaries = console_summaries(out)
         assert [summary["kind"] for summary in summaries] == [kind], out
         assert "already running" not in err, err
 

@@ -133,6 +133,47 @@ def test_non_loopback_without_token_is_refused_at_construction() -> None:
         HttpTrigger(port=70000)
 
 
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("http://127.0.0.1", "it has a scheme (http://)"),
+        ("127.0.0.1:6060", "it has a port (:6060)"),
+        ("[::1]:6060", "it has a port (:6060)"),
+        ("127.0.0.1/debug", "it has a path"),
+        ("local host", "it has spaces"),
+        ("1:2:3", "it is not an IP address"),
+        ("*", "it is not a host name"),
+    ],
+)
+def test_a_value_that_is_not_a_host_is_refused_as_such(host: str, problem: str) -> None:
+    """Not "refuses to listen without a token": the message says what is wrong and the fix."""
+    for token in (None, TOKEN):
+        with pytest.raises(ValueError) as refused:
+            HttpTrigger(host=host, token=token)
+        message = str(refused.value)
+        assert f"host={host!r} is not a host: {problem}" in message
+        assert "host name or IP address alone" in message and "port=" in message
+        assert "token" not in message
+
+
+def test_a_bracketed_ipv6_address_is_the_address() -> None:
+    """``[::1]`` binds ``::1`` (loopback, no token needed) and its URL has one pair of brackets."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    agent = ProfilingAgent()
+    trigger = HttpTrigger(host="[::1]")
+    agent.register(trigger, GcCountsSnapshotProfiler())
+    agent.add_profile_processor(SimpleProfileProcessor(InMemoryProfileExporter()))
+    agent.start()
+    try:
+        assert trigger.host == "::1"
+        assert trigger.url == f"http://[::1]:{trigger.port}/debug/profile"
+        status, _, body = request(trigger, "/")
+        assert status == 200 and json.loads(body)["endpoints"]
+    finally:
+        agent.shutdown()
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3"])
 def test_off_loopback_a_token_of_16_characters_at_least(host: str) -> None:
     for short in ("x", "fifteen-chars-x"):

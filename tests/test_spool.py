@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from support import make_profile, wait_for
 
 from otel_profiling.exporters import FsspecProfileExporter, InMemoryProfileExporter
@@ -116,6 +117,28 @@ def test_spool_dir_from_env_is_used(_spool_in_tmp: Path, monkeypatch: pytest.Mon
     assert processor.spool is not None
     assert processor.spool.directory.parent == _spool_in_tmp / "svc"
     processor.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("OTEL_SERVICE_NAME", " billing "), ("OTEL_RESOURCE_ATTRIBUTES", "service.name= billing ")],
+)
+def test_service_name_with_surrounding_spaces_spools_under_the_bare_name(
+    _spool_in_tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """The spaces a deployment left around the name do not end up in the directory name."""
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    monkeypatch.setenv(variable, value)
+    resource = Resource.create()
+    # The SDK keeps OTEL_SERVICE_NAME as given and strips OTEL_RESOURCE_ATTRIBUTES values:
+    # the resource is left as the SDK made it, so profiles and traces carry the same name.
+    assert str(resource.attributes["service.name"]).strip() == "billing"
+    from_env = Spool.from_env()
+    for_agent = Spool.for_exporter(FsspecProfileExporter(f"file://{tmp_path}/out"), resource)
+    assert from_env is not None and for_agent is not None
+    assert from_env.directory == _spool_in_tmp / "billing"
+    assert for_agent.directory.parent == _spool_in_tmp / "billing"
 
 
 def test_each_destination_has_its_own_spool(_spool_in_tmp: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import urllib.request
 
 import pytest
@@ -19,6 +20,7 @@ from otel_profiling.triggers import (
     SignalTrigger,
 )
 from otel_profiling.triggers.env import parse_size, triggers_from_env
+from otel_profiling.triggers.startup import StartupTrigger
 
 VARIABLES = [
     "OTEL_PROFILING_SIGNAL",
@@ -127,13 +129,86 @@ def test_invalid_values_warn_and_never_open_anything(
     assert any(warning in r.getMessage() for r in caplog.records), caplog.text
 
 
-def test_duration_longer_than_interval_falls_back(monkeypatch: pytest.MonkeyPatch, caplog) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("http://127.0.0.1", "it has a scheme (http://)"),
+        ("localhost:6060", "it has a port (:6060)"),
+        ("[::1]:6060", "it has a port (:6060)"),
+        ("local host", "it has spaces"),
+    ],
+)
+@pytest.mark.parametrize("token", [None, "s3cret-value-of-20ch"])
+def test_http_host_that_is_not_a_host_names_the_variable_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch, caplog, host: str, problem: str, token: object
+) -> None:  # type: ignore[no-untyped-def]
+    """Not a message about tokens or a failed bind: what is wrong, and where the port goes."""
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_PORT", "0")
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_HOST", host)
+    if token is not None:
+        monkeypatch.setenv("OTEL_PROFILING_HTTP_TOKEN", str(token))
+    with caplog.at_level(logging.WARNING):
+        triggers = by_type(triggers_from_env())
+    assert HttpTrigger not in triggers
+    (message,) = [r.getMessage() for r in caplog.records if "HTTP_HOST" in r.getMessage()]
+    assert message.startswith(
+        f"Invalid value {host!r} for environment variable OTEL_PROFILING_HTTP_HOST: {problem}; "
+        "give a host name or IP address alone"
+    )
+    assert "and the port in OTEL_PROFILING_HTTP_PORT. The HTTP trigger is off." in message
+    assert "token" not in message.lower()
+
+
+@pytest.mark.parametrize(("host", "bound"), [(" 127.0.0.1 ", "127.0.0.1"), ("[::1]", "::1")])
+def test_http_host_spaces_and_brackets_are_read_as_the_address(
+    monkeypatch: pytest.MonkeyPatch, host: str, bound: str
+) -> None:
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_PORT", "0")
+    monkeypatch.setenv("OTEL_PROFILING_HTTP_HOST", host)
+    assert by_type(triggers_from_env())[HttpTrigger].host == bound
+
+
+@pytest.mark.parametrize("duration", ["90", "1e12"])
+def test_duration_longer_than_interval_is_clamped_to_it(
+    monkeypatch: pytest.MonkeyPatch, caplog, duration: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The nearest bound, as for every number: windows back to back, never overlapping."""
     monkeypatch.setenv("OTEL_PROFILING_INTERVAL", "30")
-    monkeypatch.setenv("OTEL_PROFILING_DURATION", "90")
+    monkeypatch.setenv("OTEL_PROFILING_DURATION", duration)
     with caplog.at_level(logging.WARNING):
         interval = by_type(triggers_from_env())[IntervalTrigger]
-    assert interval.duration == 10
-    assert "OTEL_PROFILING_DURATION" in caplog.text
+    assert interval.duration == 30
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message == (
+        f"Invalid value {duration!r} for environment variable OTEL_PROFILING_DURATION: "
+        "expected a number from 0.1 to 30 seconds (at most OTEL_PROFILING_INTERVAL); "
+        "using 30.0, the nearest bound."
+    )
+
+
+@pytest.mark.parametrize(
+    ("duration", "used", "outcome"),
+    [
+        (repr(threading.TIMEOUT_MAX * 10), 3600.0, "using 3600.0, the nearest bound."),
+        ("1e400", None, "ignoring it (as if unset)."),  # not finite: unset, the program's run
+    ],
+)
+def test_window_duration_has_an_upper_bound_named_in_the_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog, duration: str, used: object, outcome: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A duration beyond ``threading.TIMEOUT_MAX`` would overflow the window's wait."""
+    monkeypatch.setenv("OTEL_PROFILING_SIGNAL", "none")
+    monkeypatch.setenv("OTEL_PROFILING_AT_START", "true")
+    monkeypatch.setenv("OTEL_PROFILING_DURATION", duration)
+    with caplog.at_level(logging.WARNING):
+        (startup,) = triggers_from_env()
+    assert isinstance(startup, StartupTrigger)
+    assert startup.duration == used
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message == (
+        f"Invalid value {duration!r} for environment variable OTEL_PROFILING_DURATION: "
+        f"expected a number from 0.1 to 3600 seconds; {outcome}"
+    )
 
 
 @pytest.mark.parametrize(

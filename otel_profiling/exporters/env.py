@@ -135,19 +135,31 @@ def known_exporter_names() -> List[str]:
     return sorted(set(BUILTIN_EXPORTERS) | set(plugin_entry_points()))
 
 
-def load_exporter(name: str) -> Optional[ProfileExporter]:
-    """The exporter called ``name`` (``None`` for ``none``). Raises ``ValueError`` if unknown.
+def exporter_name(name: str) -> str:
+    """The exporter ``name`` stands for: the one home of the case rule.
 
     Names are matched in any case, as the other values of ``OTEL_*`` variables
-    (``Console``, ``FSSPEC``); a plugin's exact name is looked up first.
+    (``Console``, ``FSSPEC``): a built-in one in lower case; a plugin's as it
+    is registered, its exact name first; an unknown name as given.
     """
     if name.lower() in BUILTIN_EXPORTERS:
-        factory = BUILTIN_EXPORTERS[name.lower()]
-        return factory() if factory is not None else None
+        return name.lower()
     plugins = plugin_entry_points()
-    entry_point = plugins.get(name) or next(
-        (plugin for key, plugin in plugins.items() if key.lower() == name.lower()), None
-    )
+    if name in plugins:
+        return name
+    return next((key for key in plugins if key.lower() == name.lower()), name)
+
+
+def load_exporter(name: str) -> Optional[ProfileExporter]:
+    """The exporter called ``name`` in any case (``None`` for ``none``; see ``exporter_name``).
+
+    Raises ``ValueError`` if unknown.
+    """
+    name = exporter_name(name)
+    if name in BUILTIN_EXPORTERS:
+        factory = BUILTIN_EXPORTERS[name]
+        return factory() if factory is not None else None
+    entry_point = plugin_entry_points().get(name)
     if entry_point is None:
         raise ValueError(
             f"unknown exporter {name!r}; known: {', '.join(known_exporter_names())} "
@@ -167,8 +179,7 @@ def exporters_from_env() -> List[ProfileExporter]:
     """One exporter per name in ``OTEL_PROFILES_EXPORTER`` (comma list, default ``fsspec``)."""
     exporters: List[ProfileExporter] = []
     names = env_list(OTEL_PROFILES_EXPORTER, ["fsspec"])
-    builtin = {name: name.lower() for name in names if name.lower() in BUILTIN_EXPORTERS}
-    for name in dict.fromkeys(builtin.get(name, name) for name in names):
+    for name in dict.fromkeys(exporter_name(name) for name in names):  # one per exporter
         try:
             exporter = load_exporter(name)
         except Exception as exc:  # noqa: BLE001 - reported once; the others still run

@@ -86,7 +86,12 @@ def default_spool_root() -> Path:
 
 
 def service_directory(root: Path, service: str) -> Path:
-    """The per-service spool directory under ``root`` (a long name keeps a hash of the rest)."""
+    """The per-service spool directory under ``root`` (a long name keeps a hash of the rest).
+
+    Surrounding whitespace is dropped: ``OTEL_SERVICE_NAME=" billing "`` (kept
+    as given in the resource by the SDK) and ``billing`` share ``billing/``.
+    """
+    service = service.strip()
     name = _UNSAFE.sub("_", service).strip(".") or "unknown_service"
     if len(name) > _MAX_NAME:
         digest = hashlib.sha256(service.encode("utf-8", "surrogatepass")).hexdigest()[:10]

@@ -20,7 +20,6 @@ from otel_profiling._env import (
     env_str,
     from_env,
     hidden,
-    warn_clamped,
     warn_env,
     warn_invalid,
 )
@@ -44,6 +43,7 @@ from otel_profiling.environment_variables import (
 )
 from otel_profiling.triggers.base import Trigger
 from otel_profiling.triggers.http import DEFAULT_MAX_SECONDS, HttpTrigger
+from otel_profiling.triggers.http_auth import HOST_HINT, bind_host
 from otel_profiling.triggers.interval import IntervalTrigger
 from otel_profiling.triggers.safe_signals import ALLOWED, refusal
 from otel_profiling.triggers.signals import SignalTrigger, parse_signal
@@ -122,33 +122,17 @@ def window_duration_from_env(
 ) -> Optional[float]:
     """``OTEL_PROFILING_DURATION``: seconds a window lasts, 0.1 s to an hour.
 
-    With ``interval``, a duration longer than the interval gets ``default``
-    (windows must not overlap); a duration over an hour is clamped to an hour.
+    With ``interval``, at most the interval (windows must not overlap). Out of
+    range, the nearest bound, as for every number (see ``_env``): a huge value
+    (``1e12``, beyond ``threading.TIMEOUT_MAX``) is an hour, never an endless
+    profile or a wait that overflows.
     """
-    name = OTEL_PROFILING_DURATION
-    duration = env_float(name, default, MIN_DURATION_SECONDS, unit="seconds")
-    if duration is None:
-        return None
-    if interval is not None and duration > interval:
-        warn_env(
-            name,
-            "Invalid value %r for environment variable %s: longer than "
-            "OTEL_PROFILING_INTERVAL=%g; using the default %r.",
-            env_str(name),
-            name,
-            interval,
-            default,
-        )
-        return default
-    if duration > MAX_WINDOW_SECONDS:
-        warn_clamped(
-            name,
-            env_str(name) or "",
-            f"a number from {MIN_DURATION_SECONDS:g} to {MAX_WINDOW_SECONDS:g} seconds",
-            MAX_WINDOW_SECONDS,
-        )
-        return MAX_WINDOW_SECONDS
-    return duration
+    longest, unit = MAX_WINDOW_SECONDS, "seconds"
+    if interval is not None and interval < MAX_WINDOW_SECONDS:
+        longest, unit = interval, f"seconds (at most {OTEL_PROFILING_INTERVAL})"
+    return env_float(
+        OTEL_PROFILING_DURATION, default, MIN_DURATION_SECONDS, maximum=longest, unit=unit
+    )
 
 
 def interval_from_env() -> Optional[IntervalTrigger]:
@@ -187,7 +171,21 @@ def http_from_env() -> Optional[HttpTrigger]:
     if not (port_text.isascii() and port_text.isdigit() and int(port_text) <= 65535):
         warn_invalid(OTEL_PROFILING_HTTP_PORT, port_text, "a port from 0 to 65535", None)
         return None
-    host = env_str(OTEL_PROFILING_HTTP_HOST, "127.0.0.1") or "127.0.0.1"
+    host_text = env_str(OTEL_PROFILING_HTTP_HOST, "127.0.0.1") or "127.0.0.1"
+    try:
+        host = bind_host(host_text)
+    except ValueError as exc:
+        warn_env(
+            OTEL_PROFILING_HTTP_HOST,
+            "Invalid value %r for environment variable %s: %s; %s, and the port in %s. "
+            "The HTTP trigger is off.",
+            host_text,
+            OTEL_PROFILING_HTTP_HOST,
+            exc,
+            HOST_HINT,
+            OTEL_PROFILING_HTTP_PORT,
+        )
+        return None
     token = env_str(OTEL_PROFILING_HTTP_TOKEN, show=hidden)
     if token is None and (os.environ.get(OTEL_PROFILING_HTTP_TOKEN) or "").strip():
         return None  # set but unusable (warned): never serve without the token meant

@@ -22,8 +22,10 @@ from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.triggers._windows import STOP_ELAPSED, STOP_SHUTDOWN, STOP_SNAPSHOT
 from otel_profiling.triggers.base import Trigger, TriggerTarget
 from otel_profiling.triggers.http_auth import (
+    HOST_HINT,
     MIN_PUBLIC_TOKEN_LENGTH,
     HttpError,
+    bind_host,
     check_token,
     is_loopback,
     token_matches,
@@ -99,6 +101,13 @@ class HttpTrigger(Trigger):
             raise ValueError(
                 f"HttpTrigger port={port!r}: use an integer 0-65535 (0: any free port)."
             )
+        try:
+            host = bind_host(host)
+        except ValueError as exc:
+            raise ValueError(
+                f"HttpTrigger host={host!r} is not a host: {exc}; {HOST_HINT}, "
+                "and the port as port=..."
+            ) from None
         check_token(host, token)
         self.host = host
         self.max_seconds = check_number(

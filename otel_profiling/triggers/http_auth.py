@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from typing import Dict, Optional
 
 MIN_PUBLIC_TOKEN_LENGTH = 16
@@ -23,6 +24,55 @@ class HttpError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$",
+    re.ASCII,
+)
+
+HOST_HINT = "give a host name or IP address alone (such as 127.0.0.1, ::1 or 0.0.0.0)"
+"""The fix for a refused host; callers add where the port goes."""
+
+
+def bind_host(host: str) -> str:
+    """``host`` as the server binds it (``[::1]`` → ``::1``); else ``ValueError`` saying why.
+
+    ``""`` is every interface, as for ``socket.bind`` (the environment's empty
+    value is unset: loopback).
+
+    A URL, ``host:port`` or a value with spaces would only fail later, at bind
+    time, or be taken for a public address and refused for want of a token:
+    the message names the real problem instead.
+    """
+    if not isinstance(host, str):
+        raise ValueError("it is not a string")
+    if not host:
+        return host  # every interface, as for ``socket.bind``
+    if "://" in host:
+        raise ValueError(f"it has a scheme ({host.split('://', 1)[0]}://)")
+    if any(ch.isspace() for ch in host):
+        raise ValueError("it has spaces")
+    if "/" in host:
+        raise ValueError("it has a path")
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in inner:
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            pass
+        else:
+            return inner
+    if ":" in host:
+        address, _, port = host.rpartition(":")
+        bracketed = address.startswith("[") and address.endswith("]")
+        if port.isascii() and port.isdigit() and address and (bracketed or ":" not in address):
+            raise ValueError(f"it has a port (:{port})")
+        raise ValueError("it is not an IP address (a colon is only valid in an IPv6 address)")
+    if not _HOST_NAME.match(host):
+        raise ValueError("it is not a host name (letters, digits, '-' and '.') or an IP address")
+    return host
 
 
 def is_loopback(host: str) -> bool:
