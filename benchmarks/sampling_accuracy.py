@@ -59,12 +59,15 @@ def run(engine: str, clock: str, phases: Tuple[float, float], seconds: float) ->
     with agent.profile(CpuProfiler(engine=engine, clock=clock, format="folded")):
         began = time.perf_counter()
         while time.perf_counter() - began < seconds:
-            a, a_cpu = time.perf_counter(), time.thread_time()
+            # each span holds one call and a clock read: under load a thread_time()
+            # system call may itself wait for a core, which belongs to neither
+            cpu = time.thread_time()
+            a = time.perf_counter()
             burst(phases[0])
+            busy += time.perf_counter() - a
+            busy_cpu += time.thread_time() - cpu
             b = time.perf_counter()
-            busy_cpu += time.thread_time() - a_cpu
             wait(phases[1])
-            busy += b - a
             idle += time.perf_counter() - b
     agent.shutdown()
     profile = exporter.get_finished_profiles()[0]
