@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from clitools import cli, random_cpuprofile, utc
-from support import child_env, make_profile, s3_options
+from support import child_env, make_profile, s3_client, s3_options
 
 from otel_profiling import ProfileKind
 from otel_profiling.exporters import FsspecProfileExporter
@@ -156,17 +156,7 @@ def test_presigned_url_signature_stays_out_of_names_errors_and_pages(
 ) -> None:
     """A presigned URL's query is a credential: `view` and `get` name what they write after
     the object (not the query), and errors and pages never carry the signature."""
-    import boto3
-    from botocore.config import Config
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        config=Config(signature_version="s3v4"),
-    )
+    client = s3_client(s3_endpoint)
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key="p/app.cpuprofile", Body=random_cpuprofile(5))
     client.put_object(Bucket=bucket, Key="p/junk.cpuprofile", Body=b"\x00 not a profile")
