@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from support import MotoServer
+from support import MotoServer, s3_client
 
 pytest_plugins = ["browser"]  # the `chromium` fixture
 
@@ -70,17 +70,7 @@ def bucket() -> str:
 @pytest.fixture
 def boto3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
     """A boto3 client: a different S3 client from the s3fs one the exporter writes with."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        config=Config(request_checksum_calculation="when_required"),
-    )
+    return s3_client(s3_endpoint)
 
 
 # -- third-party readers, installed from the distribution's packages when absent ---------------

@@ -156,6 +156,22 @@ def s3_options(endpoint: str) -> dict:
     }
 
 
+def s3_client(endpoint: str):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client (another client than the s3fs one the exporter writes with), signing
+    with SigV4 as a presigned URL must be (``X-Amz-Signature``)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        config=Config(signature_version="s3v4", request_checksum_calculation="when_required"),
+    )
+
+
 # -- profiles ---------------------------------------------------------------------------------
 
 _BASE = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)

@@ -19,6 +19,7 @@ from otel_profiling.exporters.backends import (
     backend_class,
     default_options,
     missing_backend_message,
+    normalize_scheme,
     register_backend,
 )
 from otel_profiling.formats import default_format
@@ -42,6 +43,19 @@ def test_s3_defaults_live_in_the_s3_backend() -> None:
         "response_checksum_validation": "x",  # what the user set wins
     }
     assert default_options("file", {"auto_mkdir": True}) == {"auto_mkdir": True}
+
+
+def test_schemes_are_read_in_any_case_by_one_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``S3://`` is ``s3://`` (RFC 3986): the exporter from the environment gets the S3
+    defaults for it, as the command line does."""
+    from otel_profiling.exporters.env import fsspec_exporter_from_env
+
+    assert normalize_scheme("S3://Bucket/Key") == ("s3://Bucket/Key", "s3")
+    assert normalize_scheme("/var/Profiles") == ("/var/Profiles", "file")
+    monkeypatch.setenv("OTEL_EXPORTER_FSSPEC_PROFILES_URL", "S3://bucket/profiles")
+    exporter = fsspec_exporter_from_env()
+    assert exporter.url == "s3://bucket/profiles" and exporter.protocol == "s3"
+    assert exporter._options["config_kwargs"]["request_checksum_calculation"] == "when_required"
 
 
 def test_a_registered_backend_is_what_the_exporter_writes_through(

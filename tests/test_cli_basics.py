@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
-from clitools import cli
+from clitools import cli, random_cpuprofile
 from support import ROOT
 
 if sys.version_info >= (3, 11):
@@ -106,6 +107,56 @@ def test_a_storage_option_the_backend_refuses_is_named(
     )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "check the --storage-option names (bogus_option, endpoint_url)" in result.stderr
+    # found from what the backend's signature takes, before any request: the one refused
+    assert "the storage backend for s3:// does not take bogus_option" in result.stderr
+
+
+def test_accepted_storage_options_pass_the_check(s3_endpoint: str, bucket: str) -> None:
+    """Options s3fs takes itself, or hands to fsspec or aiobotocore, are not refused."""
+    result = cli(
+        "ls",
+        f"s3://{bucket}-absent/",
+        "--endpoint-url",
+        s3_endpoint,
+        "--storage-option",
+        "use_ssl=false",
+        "--storage-option",
+        "use_listings_cache=false",
+        "--storage-option",
+        "profile=null",
+    )
+    assert result.returncode == 1 and "does not exist" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", ["view", "convert", "merge", "diff", "get"])
+def test_output_into_missing_directories_creates_them(command: str, tmp_path: Path) -> None:
+    """``-o new/dir/FILE`` creates new/dir; a path that cannot be a directory is named, with
+    the reason, on one line."""
+    source = tmp_path / "in.cpuprofile"
+    source.write_bytes(random_cpuprofile(4))
+    given = {
+        "view": ["view", str(source), "-o"],
+        "convert": ["convert", str(source)],
+        "merge": ["merge", str(source), "-o"],
+        "diff": ["diff", str(source), str(source), "-o"],
+        "get": ["get", f"file://{source}", "-o"],
+    }[command]
+    target = tmp_path / "new" / "deeper" / "out.folded"
+    result = cli(*given, str(target))
+    assert result.returncode == 0, result.stderr
+    assert target.is_file() and target.stat().st_size > 0
+    if command == "get":
+        assert target.read_bytes() == source.read_bytes()
+
+    (tmp_path / "plain").write_text("a file where a directory should be")
+    below = tmp_path / "plain" / "sub" / "out.folded"
+    blocked = cli(*given, str(below))
+    assert blocked.returncode == 1 and blocked.stderr.count("\n") == 1, blocked.stderr
+    assert f"cannot write {below}: Not a directory" in blocked.stderr
+    inside = tmp_path / "plain" / "out.folded"
+    beside = cli(*given, str(inside))
+    assert beside.returncode == 1 and beside.stderr.count("\n") == 1, beside.stderr
+    assert f"cannot write {inside}: {tmp_path / 'plain'} is not a directory" in beside.stderr
 
 
 def test_module_entry_point_runs_main() -> None:

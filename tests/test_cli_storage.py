@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from clitools import cli, random_cpuprofile, utc
-from support import child_env, make_profile, s3_options
+from support import child_env, make_profile, s3_client, s3_options
 
 from otel_profiling import ProfileKind
 from otel_profiling.exporters import FsspecProfileExporter
@@ -156,17 +156,7 @@ def test_presigned_url_signature_stays_out_of_names_errors_and_pages(
 ) -> None:
     """A presigned URL's query is a credential: `view` and `get` name what they write after
     the object (not the query), and errors and pages never carry the signature."""
-    import boto3
-    from botocore.config import Config
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        config=Config(signature_version="s3v4"),
-    )
+    client = s3_client(s3_endpoint)
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key="p/app.cpuprofile", Body=random_cpuprofile(5))
     client.put_object(Bucket=bucket, Key="p/junk.cpuprofile", Body=b"\x00 not a profile")
@@ -279,6 +269,54 @@ def test_ls_file_url_parses_keys(tmp_path: Path) -> None:
     assert all(r["kind"] == "CPU_PROFILE" for r in rows)
     empty = cli("ls", str(tmp_path), "--kind", "heap")
     assert empty.returncode == 0 and "(no profiles)" in empty.stdout
+
+
+def test_url_schemes_are_read_in_any_case(tmp_path: Path) -> None:
+    """``FILE://`` is ``file://`` (schemes are case-insensitive), as it is for the exporter:
+    ls lists, get downloads and merge reads through it."""
+    exporter = FsspecProfileExporter(f"FILE://{tmp_path}/p")
+    body = random_cpuprofile(3)
+    key = exporter.write(make_profile(body, start=utc(2026, 1, 2, 3)))
+    listed = cli("ls", f"FILE://{tmp_path}/p", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["url"] == f"file://{key}" and row["start_time"] == "2026-01-02T03:00:00.000Z"
+    got = cli("get", f"FiLe://{key}", "-o", str(tmp_path / "got.cpuprofile"))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "got.cpuprofile").read_bytes() == body
+    merged = cli("merge", f"FILE://{tmp_path}/p", "-o", str(tmp_path / "m.folded"), "--json")
+    assert merged.returncode == 0, merged.stderr
+    assert json.loads(merged.stdout)["merged"] == 1
+
+
+def test_upper_case_s3_scheme_lists_the_bucket(s3_endpoint: str, s3_profiles) -> None:  # type: ignore[no-untyped-def]
+    bucket, written = s3_profiles
+    result = cli("ls", f"S3://{bucket}/profiles", "--json", env=s3_env(s3_endpoint))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == len(written)
+    assert all(r["url"].startswith(f"s3://{bucket}/profiles/") for r in rows)
+
+
+@pytest.mark.parametrize("given", ["secret", "key"])
+def test_a_key_or_secret_alone_is_named_with_the_fix(
+    s3_endpoint: str, bucket: str, given: str
+) -> None:
+    """botocore refuses a secret without its key (PartialCredentialsError): the command says
+    which one is missing and what to do, on one line, and never shows the value given."""
+    value = "s3cr3t-VALUE-0001"
+    missing = {"secret": "key", "key": "secret"}[given]
+    for args in (
+        ("ls", f"s3://{bucket}"),
+        ("view", f"s3://{bucket}/p/x.cpuprofile"),
+        ("merge", f"s3://{bucket}/p", "-o", "-", "--to", "folded"),
+    ):
+        result = cli(*args, "--storage-option", f"{given}={value}", env=s3_env(s3_endpoint))
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert f"give '{given}' without '{missing}'" in result.stderr, result.stderr
+        assert "give key and secret together, or neither" in result.stderr
+        assert "PartialCredentialsError" not in result.stderr
+        assert value not in result.stdout + result.stderr
 
 
 def test_ls_json_names_the_format_and_the_key(tmp_path: Path) -> None:

@@ -168,3 +168,31 @@ def test_search_and_zoom_in_chromium(chromium: str, workload_profile: Path, tmp_
         r'<div class="f"[^>]*style="left: 0px; width: (\d+)[^>]*>checksum_lines<', zoomed
     )
     assert full and int(full.group(1)) > 1000, "the zoomed frame spans the chart"
+
+
+def test_format_list_follows_the_error_kind_not_its_wording(tmp_path: Path) -> None:
+    """The readable formats are added to an error unless it is the one that lists them
+    already; a message that merely quotes the file's content (here a speedscope profile
+    type spelling out the list) still gets them."""
+    from otel_profiling.formats.registry import readable_formats
+
+    known = ", ".join(readable_formats())
+    odd = tmp_path / "odd.speedscope.json"
+    odd.write_text(
+        json.dumps(
+            {
+                "$schema": "https://www.speedscope.app/file-format-schema.json",
+                "shared": {"frames": []},
+                "profiles": [{"type": known}],
+            }
+        )
+    )
+    result = cli("view", str(odd), cwd=str(tmp_path))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "unknown speedscope profile type" in result.stderr
+    assert result.stderr.rstrip().endswith(f"(pass --from FORMAT if known: {known})")
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00 no format reads this")
+    unknown = cli("view", str(junk), cwd=str(tmp_path))
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1, unknown.stderr
+    assert f"expected one of {known} (pass --from FORMAT if known)" in unknown.stderr

@@ -70,13 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else ""
-        fix = "rerun with --debug for details"
-        options = getattr(args, "storage_options", None)
-        if isinstance(exc, TypeError) and "keyword argument" in message and options:
-            # the storage backend refused an option by name (names are no secret)
-            fix = (
-                f"check the --storage-option names ({', '.join(sorted(options))}): "
-                "the storage backend does not take one of them"
-            )
-        sys.stderr.write(f"{PROG}: error: {type(exc).__name__}: {message} ({fix})\n")
+        sys.stderr.write(
+            f"{PROG}: error: {type(exc).__name__}: {message} (rerun with --debug for details)\n"
+        )
         return 1

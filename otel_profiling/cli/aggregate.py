@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from otel_profiling.cli.common import CliError, open_url, storage_error
+from otel_profiling.exporters.backends import normalize_scheme
 from otel_profiling.formats import ProfileFormatError, ProfileTree, read_profile
 from otel_profiling.formats.calltree import CallNode, Frame, new_root
 from otel_profiling.formats.merge import merge_into
@@ -258,9 +259,7 @@ def _filesystem(url: str, options: Dict[str, object]) -> object:
 
     Keyed by process id too, as an inherited s3fs instance fails after a fork.
     """
-    from fsspec.core import split_protocol
-
-    protocol = split_protocol(url)[0] or "file"
+    protocol = normalize_scheme(url)[1]
     key = (os.getpid(), protocol, json.dumps(options, sort_keys=True, default=repr))
     with _FILESYSTEMS_LOCK:
         fs = _FILESYSTEMS.get(key)

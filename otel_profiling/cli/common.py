@@ -58,14 +58,30 @@ def parse_storage_options(
 
 
 def open_url(url: str, options: Dict[str, Any]) -> Tuple[Any, str]:
-    """``(filesystem, path)`` for a URL, with a one-line fix when the backend is missing."""
+    """``(filesystem, path)`` for a URL, with a one-line fix when the backend is missing or
+    refuses the storage options (found before any request is sent)."""
     import fsspec.core
-    from fsspec.core import split_protocol
 
-    from otel_profiling.exporters.backends import default_options, missing_backend_message
+    from otel_profiling.exporters.backends import (
+        backend_class,
+        default_options,
+        missing_backend_message,
+        normalize_scheme,
+    )
 
-    protocol = split_protocol(url)[0] or "file"
+    url, protocol = normalize_scheme(url)
     kwargs = default_options(protocol, options)  # the defaults the exporter is configured with
+    backend = backend_class(protocol)
+    refused = backend.refused_options(kwargs)
+    if refused:  # option names are no secret; their values are never shown
+        raise CliError(
+            f"check the --storage-option names ({', '.join(sorted(options))}): the storage "
+            f"backend for {protocol}:// does not take {', '.join(refused)}"
+        )
+    try:
+        backend.check_credentials(kwargs)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     if protocol not in ("file", "local"):
         kwargs.setdefault("skip_instance_cache", True)
     try:
@@ -79,6 +95,33 @@ def open_url(url: str, options: Dict[str, Any]) -> Tuple[Any, str]:
     except ValueError as exc:
         raise CliError(f"cannot open {redact_url(url)}: {exc}") from None
     return fs, path
+
+
+def write_file(path: str, data: bytes) -> Path:
+    """Write a local output file, creating its missing parent directories (``-o
+    reports/today/cpu.html``); a failure is one line naming the path and the reason."""
+    target = Path(path)
+    make_parent(target)
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise write_error(target, exc) from None
+    return target
+
+
+def make_parent(target: Path) -> None:
+    """Create the missing directories above ``target``, or say why they cannot be."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # despite exist_ok: a file, not a directory, is in the way
+        raise CliError(f"cannot write {target}: {target.parent} is not a directory") from None
+    except OSError as exc:
+        raise write_error(target, exc) from None
+
+
+def write_error(target: Path, exc: OSError) -> CliError:
+    """A failure to write a local file: no fault of the storage or its credentials."""
+    return CliError(f"cannot write {target}: {exc.strerror or exc}")
 
 
 def storage_error(exc: BaseException, url: str) -> CliError:

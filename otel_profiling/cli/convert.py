@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Optional
 
-from otel_profiling.cli.common import CliError, print_json
+from otel_profiling.cli.common import CliError, print_json, write_file
 from otel_profiling.cli.view import add_source_format, load_tree
 from otel_profiling.formats import ProfileTree, write_profile
 from otel_profiling.formats.registry import output_format as format_for_output
@@ -52,10 +51,7 @@ def write_output(output: str, data: bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    try:
-        Path(output).write_bytes(data)
-    except OSError as exc:
-        raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_file(output, data)
 
 
 def run(args: argparse.Namespace) -> int:

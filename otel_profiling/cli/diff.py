@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from otel_profiling.cli.aggregate import MEASURES, PICK_ONE_MEASURE
 from otel_profiling.cli.cluster import add_cluster_options
 from otel_profiling.cli.collect import Collected, ProfileSet, collect, report_failures
-from otel_profiling.cli.common import EXIT_PARTIAL, CliError, print_json
+from otel_profiling.cli.common import EXIT_PARTIAL, CliError, print_json, write_file
 from otel_profiling.cli.compare import FunctionChange, compare_functions, union_tree
 from otel_profiling.cli.diffgraph import render_diff_html, render_diff_svg
 from otel_profiling.cli.flamegraph import format_value
@@ -160,10 +159,7 @@ def _write_page(args: argparse.Namespace, text: str) -> str:
     if target == "-":
         sys.stdout.write(text)
         return target
-    try:
-        Path(target).write_text(text, "utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    write_file(target, text.encode("utf-8"))
     return target
 
 

@@ -12,11 +12,13 @@ from otel_profiling.cli.common import (
     CliError,
     Progress,
     is_url,
+    make_parent,
     open_url,
     print_json,
     source_name,
     storage_error,
     want_progress,
+    write_error,
 )
 from otel_profiling.redact import redact_url
 
@@ -83,13 +85,13 @@ def run(args: argparse.Namespace) -> int:
             try:
                 out = open(target, "wb")  # noqa: SIM115 - closed below, with the others
             except OSError as exc:
-                raise _write_error(target, exc) from None
+                raise write_error(target, exc) from None
         else:
+            make_parent(target)
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=".otel-profiling-", dir=str(target.parent))
             except OSError as exc:
-                raise _write_error(target, exc) from None
+                raise write_error(target, exc) from None
             out = os.fdopen(fd, "wb")
         with fs.open(path, "rb", block_size=CHUNK) as source:
             while True:
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     out.write(chunk)
                 except OSError as exc:
-                    raise _write_error(target, exc) from None
+                    raise write_error(target, exc) from None
                 written += len(chunk)
                 progress.update(len(chunk))
         try:
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 os.replace(tmp, target)
                 tmp = None
         except OSError as exc:
-            raise _write_error(target, exc) from None
+            raise write_error(target, exc) from None
     except OSError as exc:
         raise storage_error(exc, args.url) from None
     finally:
@@ -132,11 +134,6 @@ def run(args: argparse.Namespace) -> int:
     elif not to_stdout and not into:  # a pipe or device gets the profile only
         print(target)
     return 0
-
-
-def _write_error(target: Path, exc: OSError) -> CliError:
-    """A failure to write the local file: no fault of the storage or its credentials."""
-    return CliError(f"cannot write {target}: {exc.strerror or exc}")
 
 
 def _umask() -> int:

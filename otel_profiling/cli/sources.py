@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from otel_profiling.cli.common import CliError, open_url, parse_time, storage_error
+from otel_profiling.cli.common import CliError, is_url, open_url, parse_time, storage_error
 from otel_profiling.cli.listing import Entry, list_profiles, parse_kinds, parse_where
+from otel_profiling.exporters.backends import normalize_scheme
 from otel_profiling.redact import redact_url
 
 _GLOB_CHARACTERS = "*?["
@@ -104,7 +105,7 @@ class Selection:
 
 
 def _is_web_url(source: str) -> bool:
-    return source.split("://", 1)[0].lower() in ("http", "https")
+    return is_url(source) and normalize_scheme(source)[1] in ("http", "https")
 
 
 def _has_glob(path: str) -> bool:
@@ -135,7 +136,9 @@ def select(sources: Sequence[str], filters: Filters, options: Dict[str, Any]) ->
     found_kinds = set()
     for source in sources:
         if _is_web_url(source):
-            selection.urls.append(source)  # one object: HTTP lists nothing, and "?" starts
+            selection.urls.append(
+                normalize_scheme(source)[0]
+            )  # one object: HTTP lists nothing, and "?" starts
             continue  # a query (a presigned URL's signature), not a wildcard
         fs, path = open_url(source, options)
         try:

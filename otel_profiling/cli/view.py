@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from otel_profiling.cli.common import CliError, print_json, read_source, source_name
+from otel_profiling.cli.common import (
+    CliError,
+    print_json,
+    read_source,
+    source_name,
+    write_file,
+)
 from otel_profiling.cli.flamegraph import format_value, render_html, render_svg
 from otel_profiling.formats import ProfileFormatError, ProfileTree, read_profile
-from otel_profiling.formats.format import EmptyProfileError
+from otel_profiling.formats.format import EmptyProfileError, NoReadableFormatError
 from otel_profiling.formats.registry import readable_formats
 
 
@@ -21,8 +26,8 @@ def load_tree(source: str, args: argparse.Namespace) -> ProfileTree:
     except EmptyProfileError as exc:
         raise CliError(f"{source_name(source)}: {exc}") from None
     except ProfileFormatError as exc:
-        known = ", ".join(readable_formats())
-        formats = "" if known in str(exc) else f": {known}"  # the message may list them already
+        listed = isinstance(exc, NoReadableFormatError)  # its message lists them already
+        formats = "" if listed else f": {', '.join(readable_formats())}"
         raise CliError(
             f"{source_name(source)}: {exc} (pass --from FORMAT if known{formats})"
         ) from None
@@ -65,11 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "-":
         sys.stdout.write(text)
         return 0
-    target = Path(args.output or (name + suffix))
-    try:
-        target.write_text(text, "utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    target = write_file(args.output or (name + suffix), text.encode("utf-8"))
     if args.json:
         print_json(
             {

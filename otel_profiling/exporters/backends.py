@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import inspect
 import os
 import posixpath
 import re
 import secrets
 import time
-from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Set, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Set, Tuple, Type, TypeVar
 
 from otel_profiling.version import install_command
 
@@ -90,6 +91,19 @@ def missing_backend_message(protocol: str, exc: BaseException) -> str:
             f"that provides '{protocol}://')."
         )
     return f"No fsspec backend for '{protocol}://' URLs ({exc}). Fix: {install_hint(protocol)}."
+
+
+def normalize_scheme(url: str) -> Tuple[str, str]:
+    """``(url, protocol)``: ``url`` with its scheme in lower case, and that scheme (``file``
+    for a path without one). Schemes are case-insensitive (RFC 3986, so ``S3://`` is
+    ``s3://``), while fsspec knows them in lower case only."""
+    from fsspec.core import split_protocol
+
+    protocol = split_protocol(url)[0]
+    if not protocol:
+        return url, "file"
+    lowered = protocol.lower()
+    return lowered + url[len(protocol) :], lowered
 
 
 def default_options(protocol: str, options: Mapping[str, Any]) -> Dict[str, Any]:
@@ -153,6 +167,16 @@ class Backend:
     def check_target(cls, base: str, key_template: str) -> None:
         """``ValueError`` for what is wrong with the container of ``base`` (the URL without
         scheme), found without a request; nothing to check here."""
+
+    @classmethod
+    def refused_options(cls, options: Mapping[str, Any]) -> List[str]:
+        """The names in ``options`` the filesystem would refuse, as its signature says (a
+        ``TypeError`` later, at the first request); none known here."""
+        return []
+
+    @classmethod
+    def check_credentials(cls, options: Mapping[str, Any]) -> None:
+        """``ValueError`` for credentials in ``options`` that cannot work; none known here."""
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
@@ -289,6 +313,39 @@ class S3Backend(AsyncBackend):
             raise ValueError(
                 f"Invalid S3 bucket name {bucket!r}: use 3 to 63 lower-case letters, digits, "
                 "dots and hyphens (the URL is s3://BUCKET/PREFIX)."
+            )
+
+    @classmethod
+    def refused_options(cls, options: Mapping[str, Any]) -> List[str]:
+        """s3fs takes its own parameters, fsspec's listing-cache ones and
+        ``skip_instance_cache``, and hands the rest to aiobotocore's ``AioSession``,
+        which refuses any name its signature lacks."""
+        try:
+            from aiobotocore.session import AioSession
+            from fsspec.dircache import DirCache
+            from s3fs import S3FileSystem
+        except ImportError:
+            return []  # the missing package is reported when the filesystem is opened
+        accepted = {"skip_instance_cache"}
+        for init in (S3FileSystem.__init__, DirCache.__init__, AioSession.__init__):
+            accepted.update(
+                p.name
+                for p in inspect.signature(init).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            )
+        return sorted(name for name in options if name not in accepted)
+
+    @classmethod
+    def check_credentials(cls, options: Mapping[str, Any]) -> None:
+        """``key`` and ``secret`` come together: botocore refuses one without the other
+        (``PartialCredentialsError`` at the first request). The values are never shown."""
+        given = [name for name in ("key", "secret") if options.get(name)]
+        if len(given) == 1:
+            (missing,) = {"key", "secret"} - set(given)
+            raise ValueError(
+                f"the storage options give '{given[0]}' without '{missing}': give key and "
+                "secret together, or neither to use the environment's credentials "
+                "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...)"
             )
 
     @classmethod

@@ -17,8 +17,6 @@ import json
 import logging
 from typing import Any, Callable, Dict, List, Optional
 
-from fsspec.core import split_protocol
-
 from otel_profiling._env import env_list, env_str, hidden
 from otel_profiling.environment_variables import (
     OTEL_EXPORTER_FSSPEC_PROFILES_KEY_TEMPLATE,
@@ -26,7 +24,7 @@ from otel_profiling.environment_variables import (
     OTEL_EXPORTER_FSSPEC_PROFILES_URL,
     OTEL_PROFILES_EXPORTER,
 )
-from otel_profiling.exporters.backends import default_options
+from otel_profiling.exporters.backends import default_options, normalize_scheme
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.console import ConsoleProfileExporter
 from otel_profiling.exporters.storage import FsspecProfileExporter
@@ -100,7 +98,7 @@ def fsspec_exporter_from_env() -> FsspecProfileExporter:
     ``S3Exporter`` does), unless the storage options set them.
     """
     url = env_str(OTEL_EXPORTER_FSSPEC_PROFILES_URL, DEFAULT_URL, show=_shown_url) or DEFAULT_URL
-    options = default_options(split_protocol(url)[0] or "file", storage_options_from_env())
+    options = default_options(normalize_scheme(url)[1], storage_options_from_env())
     try:
         return FsspecProfileExporter(url, options, key_template=key_template_from_env())
     except (ImportError, ValueError) as exc:

@@ -44,7 +44,6 @@ from typing import (
 from urllib.parse import quote
 
 import fsspec
-from fsspec.core import split_protocol
 
 from otel_profiling import _threads
 from otel_profiling._env import env_int
@@ -59,6 +58,7 @@ from otel_profiling.exporters.backends import (
     backend_for,
     check_target,
     missing_backend_message,
+    normalize_scheme,
     prepare_options,
 )
 from otel_profiling.exporters.base import PerProfileExporter, has_payload
@@ -275,10 +275,7 @@ class FsspecProfileExporter(PerProfileExporter):
                 "FsspecProfileExporter needs a URL, e.g. 's3://bucket/profiles' or "
                 "'file:///var/tmp/profiles' (OTEL_EXPORTER_FSSPEC_PROFILES_URL)."
             )
-        protocol, _ = split_protocol(url)
-        if protocol and protocol != protocol.lower():  # schemes are case-insensitive (RFC 3986)
-            url = protocol.lower() + url[len(protocol) :]
-        self.protocol = (protocol or "file").lower()
+        url, self.protocol = normalize_scheme(url)
         _check_url(url, self.protocol)
         known = _known_placeholders(url, key_template)
         check_placeholders(url, f"URL {redact_url(url)!r}", known)

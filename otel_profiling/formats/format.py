@@ -54,6 +54,10 @@ class EmptyProfileError(ProfileFormatError):
     """The data is empty: no format would read it (so naming one is no fix)."""
 
 
+class NoReadableFormatError(ProfileFormatError):
+    """No format this installation reads fits the data; the message lists those it reads."""
+
+
 @dataclass
 class ProfileTree:
     """A call tree, the unit of its self values, what they measure, and when it was taken.

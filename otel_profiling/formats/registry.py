@@ -30,6 +30,7 @@ from otel_profiling.formats import (
 )
 from otel_profiling.formats.format import (
     EmptyProfileError,
+    NoReadableFormatError,
     ProfileFormat,
     ProfileFormatError,
     ProfileTree,
@@ -160,7 +161,7 @@ def _sniff(data: bytes) -> ProfileFormat:
     for fmt in sorted(all_formats().values(), key=lambda f: f.sniff_last):
         if fmt.readable and fmt.sniff(data):
             return fmt
-    raise ProfileFormatError(
+    raise NoReadableFormatError(
         f"unrecognised profile format: expected one of {', '.join(readable_formats())}"
     )
 
@@ -182,7 +183,7 @@ def read_profile(data: bytes, name: str = "", fmt: Optional[str] = None) -> Prof
     try:
         chosen = lookup(fmt) if fmt else _format_from_name(name) or _sniff(data)
         if not chosen.readable:
-            raise ProfileFormatError(
+            raise NoReadableFormatError(
                 f"cannot read {chosen.name}: choose one of {', '.join(readable_formats())}"
             )
         try:
