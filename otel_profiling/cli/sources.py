@@ -136,10 +136,10 @@ def select(sources: Sequence[str], filters: Filters, options: Dict[str, Any]) ->
     found_kinds = set()
     for source in sources:
         if _is_web_url(source):
-            selection.urls.append(
-                normalize_scheme(source)[0]
-            )  # one object: HTTP lists nothing, and "?" starts
-            continue  # a query (a presigned URL's signature), not a wildcard
+            # one object: HTTP lists nothing, and "?" starts a query (a presigned
+            # URL's signature), not a wildcard
+            selection.urls.append(normalize_scheme(source)[0])
+            continue
         fs, path = open_url(source, options)
         try:
             if _has_glob(path):
