@@ -60,16 +60,23 @@ def _thread_name() -> Optional[str]:
 
 
 class _Moment:
-    """The threads' stacks and CPU times at the start or the stop of a capture."""
+    """The threads' stacks and CPU times at the start or the stop of a capture.
 
-    def __init__(self) -> None:
+    Taking a moment costs CPU on the calling thread (more with many threads, and yappi
+    running). The process CPU clock is read after that work at the start and before it
+    at the stop (``at_start``), so the library's cost never makes an idle window busy.
+    """
+
+    def __init__(self, *, at_start: bool) -> None:
         self.wall = time.perf_counter()
-        self.process_cpu = time.process_time()
+        self.process_cpu = 0.0 if at_start else time.process_time()
         self.stacks: Dict[int, ThreadStack] = thread_stacks()
         self.cpu: Dict[int, Optional[float]] = {
             ident: thread_cpu_time(ident, stack.thread) for ident, stack in self.stacks.items()
         }
         self.library_cpu = _library_cpu()
+        if at_start:
+            self.process_cpu = time.process_time()
 
     def application_cpu(self, since: _Moment) -> float:
         """CPU seconds the process used since ``since``, less what the library's threads used.
@@ -164,7 +171,7 @@ class YappiEngine:
             self._start_us = int(time.time() * 1e6)
             if starts.available():
                 starts.watch_new_threads()
-            self._start = _Moment()
+            self._start = _Moment(at_start=True)
         except BaseException:
             if yappi.is_running():
                 yappi.stop()
@@ -180,7 +187,8 @@ class YappiEngine:
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
         try:
             try:
-                stop = _Moment()  # while yappi runs: what is on these stacks ran in the window
+                # while yappi runs: what is on these stacks ran in the window
+                stop = _Moment(at_start=False)
             finally:
                 yappi.stop()
                 yappi.set_context_name_callback(None)
