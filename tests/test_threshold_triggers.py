@@ -175,6 +175,33 @@ def test_cpu_threshold_stays_quiet_when_idle() -> None:
     assert exporter.get_finished_profiles() == () and trigger.fired == 0
 
 
+def test_cpu_threshold_ignores_the_librarys_own_threads() -> None:
+    """Ground truth: the application only sleeps while one of the library's threads (as
+    a heap snapshot or an encoder would) uses 1.5 s of CPU: the process is at
+    about 100 % of a core, the application at about 0 %, so a 30 % threshold held for
+    0.5 s must not fire. (It fired when the library's CPU counted as the process's.)"""
+    from otel_profiling._threads import start_daemon
+
+    trigger = CpuThresholdTrigger(percent=30, for_seconds=0.5, poll_interval=0.1)
+    agent, exporter = _agent(trigger, CpuProfiler())
+    agent.start()
+    spun = []
+
+    def library_work() -> None:  # 1.5 s of this thread's CPU (longer on a loaded machine)
+        end = time.thread_time() + 1.5
+        give_up = time.perf_counter() + 20
+        while time.thread_time() < end and time.perf_counter() < give_up:
+            pass
+        spun.append(time.thread_time() - end + 1.5)
+
+    try:
+        start_daemon(library_work, "test-busy").join()
+    finally:
+        agent.shutdown()
+    assert spun[0] >= 1.5, "the library's thread did keep the process busy"
+    assert exporter.get_finished_profiles() == () and trigger.fired == 0
+
+
 def test_short_burst_below_for_seconds_does_not_fire() -> None:
     trigger = CpuThresholdTrigger(percent=50, for_seconds=30, poll_interval=0.05)
     agent, exporter = _agent(trigger, CpuProfiler())

@@ -17,7 +17,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Dict, Optional
+
+from otel_profiling._threads import is_own_thread, is_own_thread_object
 
 
 def _linux_clock_id(native_id: int) -> int:
@@ -57,3 +59,29 @@ def read_ns(clock: int) -> Optional[int]:
         return time.clock_gettime_ns(clock)
     except OSError:
         return None
+
+
+def library_cpu() -> Dict[int, float]:
+    """CPU seconds used so far by each of the library's live threads, by ident.
+
+    Subtracted from the process's CPU time wherever the library judges the
+    application's use (the idle mark, the CPU threshold), so that its own work (a
+    sampler, an encoder, an exporter) never counts as the application's.
+    """
+    found: Dict[int, float] = {}
+    for ident, thread in list(threading._active.items()):  # type: ignore[attr-defined]
+        if is_own_thread(ident) or is_own_thread_object(thread):
+            clock = clock_id(ident, thread.native_id)
+            used = None if clock is None else read_ns(clock)
+            if used is not None:
+                found[ident] = used / 1e9
+    return found
+
+
+def library_cpu_since(now: Dict[int, float], then: Dict[int, float]) -> float:
+    """CPU seconds the library's threads used between two ``library_cpu()`` readings.
+
+    A library thread that ended in between is missed: its time counts as the
+    application's, an error on the side of a busier application.
+    """
+    return sum(max(used - then.get(ident, 0.0), 0.0) for ident, used in now.items())

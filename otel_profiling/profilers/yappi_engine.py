@@ -21,6 +21,7 @@ from otel_profiling.formats import ProfileFormat, ProfileTree
 from otel_profiling.formats.calltree import CallNode
 from otel_profiling.formats.format import CallGraphCapture
 from otel_profiling.formats.samples import IDLE
+from otel_profiling.profilers import thread_clocks
 from otel_profiling.profilers.base import IDLE_ATTRIBUTE, IDLE_CPU_SHARE, ProfilerBusyError
 from otel_profiling.profilers.yappi_hooks import ThreadStarts
 from otel_profiling.profilers.yappi_stacks import ThreadStack, thread_cpu_time, thread_stacks
@@ -74,19 +75,13 @@ class _Moment:
         self.cpu: Dict[int, Optional[float]] = {
             ident: thread_cpu_time(ident, stack.thread) for ident, stack in self.stacks.items()
         }
-        self.library_cpu = _library_cpu()
+        self.library_cpu = thread_clocks.library_cpu()
         if at_start:
             self.process_cpu = time.process_time()
 
     def application_cpu(self, since: _Moment) -> float:
-        """CPU seconds the process used since ``since``, less what the library's threads used.
-
-        (A library thread that ended in between counts as the application's.)
-        """
-        library = sum(
-            max(used - since.library_cpu.get(ident, 0.0), 0.0)
-            for ident, used in self.library_cpu.items()
-        )
+        """CPU seconds the process used since ``since``, less what the library's threads used."""
+        library = thread_clocks.library_cpu_since(self.library_cpu, since.library_cpu)
         return max(self.process_cpu - since.process_cpu - library, 0.0)
 
     def used_cpu(self, since: _Moment, ident: int) -> Optional[float]:
@@ -101,17 +96,6 @@ def _is_library_context(context: Any) -> bool:
     if thread is None:
         return is_own_thread_name(str(context.name))
     return is_own_thread(int(context.tid)) or is_own_thread_object(thread)
-
-
-def _library_cpu() -> Dict[int, float]:
-    """CPU seconds used so far by each of the library's threads (the profiling thread's too)."""
-    found: Dict[int, float] = {}
-    for ident, thread in list(threading._active.items()):  # type: ignore[attr-defined]
-        if is_own_thread(ident) or is_own_thread_object(thread):
-            used = thread_cpu_time(ident, thread)
-            if used is not None:
-                found[ident] = used
-    return found
 
 
 class YappiEngine:

@@ -20,6 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_profiling._limits import MAX_PERIOD_SECONDS, MAX_WINDOW_SECONDS, check_number
 from otel_profiling.profile import ProfileKind
+from otel_profiling.profilers import thread_clocks
 from otel_profiling.triggers._windows import run_window
 from otel_profiling.triggers.background import BackgroundTrigger
 from otel_profiling.triggers.base import TriggerTarget, profilers_of
@@ -167,8 +168,9 @@ class CpuThresholdTrigger(_PollingTrigger):
     """Profiles the CPU when the process stays at or above ``percent`` for ``for_seconds``.
 
     ``percent`` is of one core, as ``top`` shows it (a process using two
-    cores fully is at 200). CPU time is the whole process's, sampled every
-    ``poll_interval``; the condition must hold in every sample for
+    cores fully is at 200). CPU time is the whole process's less what the
+    library's own threads used (a heap snapshot or an encoder must not fire it),
+    sampled every ``poll_interval``; the condition must hold in every sample for
     ``for_seconds``. By default it drives the ``CPU_PROFILE`` profilers
     registered with it.
     """
@@ -195,21 +197,22 @@ class CpuThresholdTrigger(_PollingTrigger):
             maximum=MAX_WINDOW_SECONDS,
             allow_minimum=True,
         )
-        self._last: Tuple[float, float] = (0.0, 0.0)
+        self._last: Tuple[float, float, Dict[int, float]] = (0.0, 0.0, {})
         self._above_since: Optional[float] = None
 
     def _reset(self) -> None:
-        self._last = (time.monotonic(), time.process_time())
+        self._last = (time.monotonic(), time.process_time(), thread_clocks.library_cpu())
         self._above_since = None
 
     def _check(self, now: float) -> Optional[Tuple[str, Dict[str, AttributeValue]]]:
-        cpu = time.process_time()
-        last_wall, last_cpu = self._last
-        self._last = (now, cpu)
+        cpu, library = time.process_time(), thread_clocks.library_cpu()
+        last_wall, last_cpu, last_library = self._last
+        self._last = (now, cpu, library)
         elapsed = now - last_wall
         if elapsed <= 0:
             return None
-        percent = 100.0 * (cpu - last_cpu) / elapsed
+        used = cpu - last_cpu - thread_clocks.library_cpu_since(library, last_library)
+        percent = 100.0 * used / elapsed
         if percent < self.percent:
             self._above_since = None
             return None
