@@ -76,7 +76,7 @@ def render_diff_html(
         title,
         subtitle,
         data,
-        ["diffgraph.js"],
+        ["graph.js", "diffgraph.js"],
         ["flamegraph.css", "diffgraph.css"],
     )
 

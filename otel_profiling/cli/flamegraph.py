@@ -186,7 +186,7 @@ def render_html(tree: ProfileTree, title: str) -> str:
         title,
         describe(tree),
         data,
-        ["flamegraph.js"],
+        ["graph.js", "flamegraph.js"],
         ["flamegraph.css"],
     )
 
