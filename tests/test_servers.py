@@ -500,3 +500,79 @@ def test_trigger_never_signals_another_sdks_context(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[Server]) -> None:
+    """SIGTERM to uvicorn (a container being stopped) while a window is open: uvicorn's
+    workers end by raising SIGTERM again once they have shut down gracefully, which kills
+    the interpreter before its exit hooks; every process's profile must still be stored,
+    the handler's time in it matching what the requests measured, and the stop must stay
+    within the agent's exit timeout (10 s) plus what uvicorn itself takes."""
+    store = tmp_path / "profiles"
+    port = free_port()
+    server = Server(
+        tmp_path,
+        [
+            str(BIN / "uvicorn"),
+            *("--workers", "2", "--port", str(port), "server_app:asgi"),
+            *("--timeout-worker-healthcheck", "120"),
+        ],
+        port,
+        {"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"},
+    )
+    servers.append(server)
+    server.wait_ready(agents=4)  # the supervisor, multiprocessing's tracker, two workers
+    agents = set(server.agents())
+    started = cli("trigger", str(server.master))
+    assert started.returncode == 0, started.stderr
+    time.sleep(0.5)
+    server.load(3.0)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(60)
+    assert time.monotonic() - began < 20
+    profiles = file_profiles(store)
+    assert set(profiles) == agents, (sorted(profiles), sorted(agents), server.stderr())
+    workers = {pid: data for pid, data in profiles.items() if pid in server.handled()}
+    assert len(workers) == 2
+    check_against_ground_truth(server, workers)
+
+
+def test_plain_program_stopped_by_sigterm_exports_its_open_window(tmp_path: Path) -> None:
+    """``opentelemetry-instrument python app.py`` stopped by SIGTERM (``docker stop``) while
+    a window is open: the profile is stored and the process still ends by SIGTERM.
+
+    Ground truth: the app's worker thread runs ``plain_workload`` the whole time, so the
+    profile gives it the time from SIGUSR2 to SIGTERM (1.5 s), within 20 % + 0.1 s (the
+    signals are taken on the main thread's next bytecode, a few ms late).
+    """
+    store = tmp_path / "profiles"
+    env = child_env(
+        OTEL_PROFILING_ENABLED="true",
+        OTEL_SERVICE_NAME="plain",
+        OTEL_EXPORTER_FSSPEC_PROFILES_URL=f"file://{store}",
+    )
+    proc = subprocess.Popen(
+        [instrument_script(), sys.executable, str(APPS / "plain_app.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=instrumented_env(env, tmp_path),
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGUSR2)
+        began = time.perf_counter()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        window = time.perf_counter() - began
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGTERM  # ended by SIGTERM, as without the library
+    [stored] = list(store.glob("CPU_PROFILE-*.cpuprofile"))
+    profiled = handler_seconds(stored.read_bytes(), "plain_workload")
+    assert abs(profiled - window) <= TOLERANCE * window + SLACK, (profiled, window)
