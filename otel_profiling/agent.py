@@ -65,7 +65,10 @@ class _Binding:
         return [p for p in ended if p is not None]
 
     def toggle(self, reason: str = "") -> List[Profile]:
-        return self.stop(reason) if self.active else self.start(reason)
+        """Stop if running, else start; the process context then says which the next does."""
+        changed = self.stop(reason) if self.active else self.start(reason)
+        self._agent._publish_context()
+        return changed
 
     def start_profiler(
         self,
@@ -384,8 +387,10 @@ class ProfilingAgent:
 
     def _publish_context(self) -> None:
         """Publish the resource and the triggers' signal and URL (OTEP 4719)."""
+        if not self._started or self._closed:
+            return  # not yet, or dropped at shutdown: a late toggle must not publish again
         extra: Dict[str, AttributeValue] = {process_context.VERSION_ATTRIBUTE: __version__}
-        for binding in self._bindings:
+        for binding in list(self._bindings):
             for key, value in binding.trigger.context_attributes().items():
                 extra.setdefault(key, value)
         process_context.publish(dict(self.resource.attributes), extra, owner=self)

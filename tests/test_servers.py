@@ -576,3 +576,50 @@ def test_plain_program_stopped_by_sigterm_exports_its_open_window(tmp_path: Path
     [stored] = list(store.glob("CPU_PROFILE-*.cpuprofile"))
     profiled = handler_seconds(stored.read_bytes(), "plain_workload")
     assert abs(profiled - window) <= TOLERANCE * window + SLACK, (profiled, window)
+
+
+def test_gunicorn_toggle_after_worker_restarts(tmp_path: Path, servers: List[Server]) -> None:
+    """``--max-requests`` replaces every worker during a window opened by
+    ``otel-profiling trigger <master>``: the workers forked meanwhile have no window open,
+    so the next ``trigger`` (the stop) must not signal them, which would start one there.
+    Ground truth: each request records whether its worker was profiling."""
+    store = tmp_path / "profiles"
+    server = gunicorn(
+        tmp_path,
+        "--max-requests",
+        "20",
+        env={"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"},
+    )
+    servers.append(server)
+    server.wait_ready(agents=3)
+    first = server.pids()
+    started = cli("trigger", str(server.master))
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 60
+    while server.pids() & (first - {server.master}) and time.monotonic() < deadline:
+        server.load(0.5)
+    assert not server.pids() & (first - {server.master}), "the workers were not replaced"
+    server.wait_ready(agents=3)  # the new workers have published their context
+    new = server.pids() - first
+    served_before = {pid: len(rows) for pid, rows in server.handled().items()}
+
+    stopped = cli("trigger", str(server.master))
+    assert stopped.returncode == 0, stopped.stderr
+    time.sleep(0.5)
+    server.load(0.5, clients=1)
+    after = {
+        pid: rows[served_before.get(pid, 0) :]
+        for pid, rows in server.handled().items()
+        if pid not in first
+    }
+    assert sum(len(rows) for rows in after.values()) >= 3, after
+    assert not [pid for pid, rows in after.items() if any(r["profiled"] for r in rows)], after
+    assert f"sent SIGRTMIN+4 to {server.master} " in stopped.stdout
+    for pid in new:
+        assert f"to {pid} " not in stopped.stdout and f"process {pid}: not profiling" in (
+            stopped.stderr
+        )
+    listing = json.loads(cli("trigger", str(server.master), "--list", "--json").stdout)
+    assert not [row for row in listing if row["profiling"]], listing  # nothing left open
+    profiles = wait_profiles(store, first)  # the replaced workers exported theirs at exit
+    assert set(profiles) == first
