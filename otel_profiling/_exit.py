@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 import weakref
 from typing import Callable, List, Tuple
+
+from otel_profiling import servers
 
 _exiting = False
 
@@ -76,7 +77,7 @@ def flush_on_sigterm(method: Callable[[], None], timeout_s: float) -> None:
     """
     if threading.current_thread() is not threading.main_thread():
         return
-    if "uwsgi" in sys.modules:
+    if servers.detect() is servers.UWSGI:
         return
     current = signal.getsignal(signal.SIGTERM)
     if current is not signal.SIG_DFL and current != sigterm_flush_handler:
