@@ -69,23 +69,33 @@ def before_thread_pools_stop(method: Callable[[], None]) -> None:
 _on_sigterm: List[Tuple[weakref.WeakMethod[Callable[[], None]], float]] = []
 
 
-def flush_on_sigterm(method: Callable[[], None], timeout_s: float) -> None:
-    """Call the bound ``method`` when SIGTERM arrives, if SIGTERM is at its default.
-
-    Only from the main thread (Python installs handlers only there), and not
-    under uWSGI, whose C handlers Python does not see.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if servers.detect() is servers.UWSGI:
-        return
-    current = signal.getsignal(signal.SIGTERM)
-    if current is not signal.SIG_DFL and current != sigterm_flush_handler:
-        return  # the application's own handler, or one a server set: theirs to run
+def register_sigterm_flush(method: Callable[[], None], timeout_s: float) -> None:
+    """Call the bound ``method`` when SIGTERM arrives, if SIGTERM is at its default."""
     _on_sigterm[:] = [(ref, timeout) for ref, timeout in _on_sigterm if ref() is not None]
     _on_sigterm.append((weakref.WeakMethod(method), timeout_s))  # type: ignore[arg-type]
+    flush_on_sigterm()
+
+
+def flush_on_sigterm() -> bool:
+    """Install the SIGTERM flush where SIGTERM is at its default; whether it is installed.
+
+    Agents install it when they start. Call it again where something set
+    SIGTERM back to its default afterwards: gunicorn's uvicorn worker class
+    does in each worker, from gunicorn's ``post_worker_init`` hook. Only from
+    the main thread (Python installs handlers only there), and never under
+    uWSGI, whose C handlers Python does not see.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if servers.detect() is servers.UWSGI:
+        return False
+    if not any(ref() is not None for ref, _ in _on_sigterm):
+        return False  # no agent to flush
+    current = signal.getsignal(signal.SIGTERM)
     if current is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, sigterm_flush_handler)
+        return True
+    return current == sigterm_flush_handler  # else the application's own: theirs to run
 
 
 def sigterm_flush_handler(signum: int, frame: object) -> None:

@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling import _threads, process_context
-from otel_profiling._exit import before_thread_pools_stop, flush_on_sigterm, mark_exiting
+from otel_profiling._exit import before_thread_pools_stop, mark_exiting, register_sigterm_flush
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.naming import DEFAULT_NAMER, ProfileNamer
@@ -169,7 +169,7 @@ class ProfilingAgent:
             if not self._atexit_registered:
                 atexit.register(self._at_exit)
                 before_thread_pools_stop(self._at_exit)
-                flush_on_sigterm(self._at_sigterm, self.exit_timeout_millis / 1000)
+                register_sigterm_flush(self._at_sigterm, self.exit_timeout_millis / 1000)
                 self._atexit_registered = True
         return self
 

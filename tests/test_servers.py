@@ -237,10 +237,12 @@ def servers() -> Iterator[List[Server]]:
         server.stop(signal.SIGINT if "uwsgi" in " ".join(server.proc.args) else signal.SIGTERM)
 
 
-def gunicorn(tmp_path: Path, *options: str, env: Dict[str, str]) -> Server:
+def gunicorn(
+    tmp_path: Path, *options: str, env: Dict[str, str], app: str = "server_app:application"
+) -> Server:
     port = free_port()
     command = [str(BIN / "gunicorn"), *options, "-w", "2", "-b", f"127.0.0.1:{port}"]
-    return Server(tmp_path, [*command, "server_app:application"], port, env)
+    return Server(tmp_path, [*command, app], port, env)
 
 
 def test_gunicorn_preload_each_worker_profiled_to_s3(
@@ -623,3 +625,40 @@ def test_gunicorn_toggle_after_worker_restarts(tmp_path: Path, servers: List[Ser
     assert not [row for row in listing if row["profiling"]], listing  # nothing left open
     profiles = wait_profiles(store, first)  # the replaced workers exported theirs at exit
     assert set(profiles) == first
+
+
+def test_gunicorn_uvicorn_workers_sigterm_with_the_documented_hook(
+    tmp_path: Path, servers: List[Server]
+) -> None:
+    """gunicorn's uvicorn worker class sets SIGTERM back to its default in each worker, and
+    uvicorn raises it again after its graceful shutdown: with ``flush_on_sigterm()`` in
+    ``post_worker_init`` (as the README shows) the workers' open windows are still stored
+    when the server is stopped, their handler time matching what the requests measured."""
+    store = tmp_path / "profiles"
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(
+        "from otel_profiling import flush_on_sigterm\n\n\n"
+        "def post_worker_init(worker):\n"
+        "    flush_on_sigterm()\n"
+    )
+    server = gunicorn(
+        tmp_path,
+        *("-c", str(conf), "-k", "uvicorn.workers.UvicornWorker"),
+        env={"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"},
+        app="server_app:asgi",
+    )
+    servers.append(server)
+    server.wait_ready(agents=3)
+    before = server.pids()
+    started = cli("trigger", str(server.master))
+    assert started.returncode == 0, started.stderr
+    time.sleep(0.5)
+    server.load(3.0)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(60)
+    assert time.monotonic() - began < 20
+    profiles = file_profiles(store)
+    assert set(profiles) == before, (sorted(profiles), sorted(before), server.stderr())
+    workers = {pid: data for pid, data in profiles.items() if pid != server.master}
+    check_against_ground_truth(server, workers)
