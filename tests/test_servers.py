@@ -626,6 +626,18 @@ def test_gunicorn_toggle_after_worker_restarts(tmp_path: Path, servers: List[Ser
     profiles = wait_profiles(store, first)  # the replaced workers exported theirs at exit
     assert set(profiles) == first
 
+    # --seconds starts only processes not profiling yet: with all of them profiling, none
+    def all_profiling() -> bool:
+        listing = json.loads(cli("trigger", str(server.master), "--list", "--json").stdout)
+        return all(row["profiling"] for row in listing)
+
+    again = cli("trigger", str(server.master))
+    assert again.returncode == 0, again.stderr
+    assert wait_for(all_profiling, timeout=20)  # each has toggled and published it
+    refused = cli("trigger", str(server.master), "--seconds", "1")
+    assert refused.returncode == 1 and "already profiling, so nothing was sent" in refused.stderr
+    assert all_profiling()  # none was stopped
+
 
 def test_gunicorn_uvicorn_workers_sigterm_with_the_documented_hook(
     tmp_path: Path, servers: List[Server]

@@ -134,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
     if not targets:
         raise CliError(_nobody(args.pid, found))
     targets = _same_direction(targets, starting=args.seconds is not None)
+    if not targets:
+        raise CliError(
+            f"every process of the tree of {args.pid} is already profiling, so nothing was "
+            f"sent: `otel-profiling trigger {args.pid}` (without --seconds) stops them"
+        )
     sent = _send(args, targets)
     result: Dict[str, Any] = {"signalled": sent}
     if args.seconds is not None and sent:
