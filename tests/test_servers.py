@@ -182,12 +182,14 @@ def check_against_ground_truth(
     profiles: Dict[int, bytes],
     function: str = "handle_request",
     suffix: str = ".jsonl",
+    measure: str = "elapsed",
 ) -> None:
-    """``function``'s time in each worker's profile against what its requests measured."""
+    """``function``'s time in each worker's profile against what its requests measured
+    (``measure``: ``elapsed`` by ``perf_counter``, ``cpu`` by ``thread_time``)."""
     handled = server.handled(suffix)
     assert len(handled) >= 2, f"requests reached {sorted(handled)} only"
     for pid, requests in handled.items():
-        inside = [r["elapsed"] for r in requests if r["profiled"]]
+        inside = [r[measure] for r in requests if r["profiled"]]
         assert len(inside) >= 5, (pid, len(requests))  # enough to compare
         measured = sum(inside)
         profiled = handler_seconds(profiles[pid], function)
@@ -674,3 +676,25 @@ def test_gunicorn_uvicorn_workers_sigterm_with_the_documented_hook(
     assert set(profiles) == before, (sorted(profiles), sorted(before), server.stderr())
     workers = {pid: data for pid, data in profiles.items() if pid != server.master}
     check_against_ground_truth(server, workers)
+
+
+def test_gunicorn_workers_cpu_clock(tmp_path: Path, servers: List[Server]) -> None:
+    """``OTEL_PROFILING_CPU_CLOCK=cpu`` in forked workers: a sync worker runs its requests
+    on the thread that gunicorn's master forked it from, whose ``Thread.native_id`` Python
+    leaves at the master's; its CPU must still be its own. Ground truth: the CPU time each
+    request measured of itself (``time.thread_time``), 20 % + 0.1 s as for the wall clock."""
+    store = tmp_path / "profiles"
+    server = gunicorn(
+        tmp_path,
+        env={
+            "OTEL_PROFILING_CPU_CLOCK": "cpu",
+            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}",
+        },
+    )
+    servers.append(server)
+    server.wait_ready(agents=3)
+    before = server.pids()
+    profile_window(server, seconds=3.0)
+    profiles = wait_profiles(store, before)
+    workers = {pid: data for pid, data in profiles.items() if pid != server.master}
+    check_against_ground_truth(server, workers, measure="cpu")
