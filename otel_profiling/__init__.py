@@ -5,6 +5,7 @@ processors to exporters, and the fsspec exporter writes it to any storage URL
 as ``{kind}-{start_time}.{extension}``.
 """
 
+from otel_profiling._exit import flush_on_sigterm
 from otel_profiling.agent import ProfilingAgent
 from otel_profiling.config import configure
 from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
@@ -20,6 +21,7 @@ __all__ = [
     "ProfilingSpanProcessor",
     "__version__",
     "configure",
+    "flush_on_sigterm",
     "get_profiling_agent",
     "set_profiling_agent",
 ]

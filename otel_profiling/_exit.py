@@ -13,14 +13,25 @@ remaining work without a new thread: the processor's worker, if one is
 running, or else the calling thread exports what is queued, and the exporter
 runs its requests on an event loop of its own on that thread instead of
 fsspec's I/O thread.
+
+SIGTERM left at its default kills the interpreter before either hook runs.
+Servers make that the usual end: uvicorn shuts down gracefully on SIGTERM,
+then restores the handler it found and raises the signal again. So where
+SIGTERM is at its default, ``flush_on_sigterm`` installs a handler that runs
+the flush on a thread of its own, waits for it no longer than its timeout,
+then restores the default and raises the signal again: the process still
+ends by SIGTERM, as it would have.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import weakref
-from typing import Callable
+from typing import Callable, List, Tuple
+
+from otel_profiling import servers
 
 _exiting = False
 
@@ -53,3 +64,54 @@ def before_thread_pools_stop(method: Callable[[], None]) -> None:
 
     with contextlib.suppress(RuntimeError):  # already shutting down: atexit will do
         register(call)
+
+
+_on_sigterm: List[Tuple[weakref.WeakMethod[Callable[[], None]], float]] = []
+
+
+def register_sigterm_flush(method: Callable[[], None], timeout_s: float) -> None:
+    """Call the bound ``method`` when SIGTERM arrives, if SIGTERM is at its default."""
+    _on_sigterm[:] = [(ref, timeout) for ref, timeout in _on_sigterm if ref() is not None]
+    _on_sigterm.append((weakref.WeakMethod(method), timeout_s))  # type: ignore[arg-type]
+    flush_on_sigterm()
+
+
+def flush_on_sigterm() -> bool:
+    """Install the SIGTERM flush where SIGTERM is at its default; whether it is installed.
+
+    Agents install it when they start. Call it again where something set
+    SIGTERM back to its default afterwards: gunicorn's uvicorn worker class
+    does in each worker, from gunicorn's ``post_worker_init`` hook. Only from
+    the main thread (Python installs handlers only there), and never under
+    uWSGI, whose C handlers Python does not see.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if servers.detect() is servers.UWSGI:
+        return False
+    if not any(ref() is not None for ref, _ in _on_sigterm):
+        return False  # no agent to flush
+    current = signal.getsignal(signal.SIGTERM)
+    if current is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, sigterm_flush_handler)
+        return True
+    return current == sigterm_flush_handler  # else the application's own: theirs to run
+
+
+def sigterm_flush_handler(signum: int, frame: object) -> None:
+    """Flush on a thread (the main thread may hold a lock the flush needs), within the
+    longest flush timeout, then end the process by SIGTERM. A second SIGTERM meanwhile
+    ends it at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    calls = [(ref(), timeout) for ref, timeout in _on_sigterm]
+    live = [(bound, timeout) for bound, timeout in calls if bound is not None]
+
+    def flush() -> None:
+        for bound, _ in live:
+            with contextlib.suppress(Exception):  # each logs its own failures
+                bound()
+
+    flusher = threading.Thread(target=flush, name="otel-profiling-sigterm", daemon=True)
+    flusher.start()
+    flusher.join(max((timeout for _, timeout in live), default=0.0) + 1.0)
+    signal.raise_signal(signal.SIGTERM)

@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_profiling import _threads, process_context
-from otel_profiling._exit import before_thread_pools_stop, mark_exiting
+from otel_profiling._exit import before_thread_pools_stop, mark_exiting, register_sigterm_flush
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.links import PROFILE_URL, profile_url
 from otel_profiling.naming import DEFAULT_NAMER, ProfileNamer
@@ -65,7 +65,10 @@ class _Binding:
         return [p for p in ended if p is not None]
 
     def toggle(self, reason: str = "") -> List[Profile]:
-        return self.stop(reason) if self.active else self.start(reason)
+        """Stop if running, else start; the process context then says which the next does."""
+        changed = self.stop(reason) if self.active else self.start(reason)
+        self._agent._publish_context()
+        return changed
 
     def start_profiler(
         self,
@@ -166,6 +169,7 @@ class ProfilingAgent:
             if not self._atexit_registered:
                 atexit.register(self._at_exit)
                 before_thread_pools_stop(self._at_exit)
+                register_sigterm_flush(self._at_sigterm, self.exit_timeout_millis / 1000)
                 self._atexit_registered = True
         return self
 
@@ -356,6 +360,10 @@ class ProfilingAgent:
         mark_exiting()  # from here on, the export runs on this thread
         self.shutdown(self.exit_timeout_millis)
 
+    def _at_sigterm(self) -> None:
+        """SIGTERM at its default: the process ends without its exit hooks; flush first."""
+        self.shutdown(self.exit_timeout_millis)
+
     def _after_fork(self) -> None:
         """In a forked child: fresh lock; profiles running in the parent are not ours.
 
@@ -379,8 +387,10 @@ class ProfilingAgent:
 
     def _publish_context(self) -> None:
         """Publish the resource and the triggers' signal and URL (OTEP 4719)."""
+        if not self._started or self._closed:
+            return  # not yet, or dropped at shutdown: a late toggle must not publish again
         extra: Dict[str, AttributeValue] = {process_context.VERSION_ATTRIBUTE: __version__}
-        for binding in self._bindings:
+        for binding in list(self._bindings):
             for key, value in binding.trigger.context_attributes().items():
                 extra.setdefault(key, value)
         process_context.publish(dict(self.resource.attributes), extra, owner=self)

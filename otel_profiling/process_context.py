@@ -50,6 +50,8 @@ VERSION_ATTRIBUTE = "otel_profiling.version"
 """The library's version: the process runs an otel-profiling agent."""
 SIGNAL_ATTRIBUTE = "otel_profiling.trigger.signal"
 """Number of the signal the agent's ``SignalTrigger`` listens on."""
+SIGNAL_ACTIVE_ATTRIBUTE = "otel_profiling.trigger.signal.active"
+"""Whether the signal trigger's profilers ran after its last toggle: the next signal stops them."""
 HTTP_ATTRIBUTE = "otel_profiling.trigger.http"
 """URL of the agent's ``HttpTrigger`` (its bound port)."""
 

@@ -22,6 +22,7 @@ from otel_profiling.process_context import (
     HEADER,
     HTTP_ATTRIBUTE,
     MAPPING_NAMES,
+    SIGNAL_ACTIVE_ATTRIBUTE,
     SIGNAL_ATTRIBUTE,
     SIGNATURE,
     VERSION,
@@ -56,6 +57,12 @@ class ProcessContext:
         """The signal the agent listens on (``None``: no signal trigger)."""
         value = self.extra.get(SIGNAL_ATTRIBUTE)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def signal_active(self) -> Optional[bool]:
+        """Whether the next signal stops profiling (``None``: not published, an older agent)."""
+        value = self.extra.get(SIGNAL_ACTIVE_ATTRIBUTE)
+        return value if isinstance(value, bool) else None
 
     @property
     def http_url(self) -> Optional[str]:

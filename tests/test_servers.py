@@ -182,12 +182,14 @@ def check_against_ground_truth(
     profiles: Dict[int, bytes],
     function: str = "handle_request",
     suffix: str = ".jsonl",
+    measure: str = "elapsed",
 ) -> None:
-    """``function``'s time in each worker's profile against what its requests measured."""
+    """``function``'s time in each worker's profile against what its requests measured
+    (``measure``: ``elapsed`` by ``perf_counter``, ``cpu`` by ``thread_time``)."""
     handled = server.handled(suffix)
     assert len(handled) >= 2, f"requests reached {sorted(handled)} only"
     for pid, requests in handled.items():
-        inside = [r["elapsed"] for r in requests if r["profiled"]]
+        inside = [r[measure] for r in requests if r["profiled"]]
         assert len(inside) >= 5, (pid, len(requests))  # enough to compare
         measured = sum(inside)
         profiled = handler_seconds(profiles[pid], function)
@@ -237,10 +239,12 @@ def servers() -> Iterator[List[Server]]:
         server.stop(signal.SIGINT if "uwsgi" in " ".join(server.proc.args) else signal.SIGTERM)
 
 
-def gunicorn(tmp_path: Path, *options: str, env: Dict[str, str]) -> Server:
+def gunicorn(
+    tmp_path: Path, *options: str, env: Dict[str, str], app: str = "server_app:application"
+) -> Server:
     port = free_port()
     command = [str(BIN / "gunicorn"), *options, "-w", "2", "-b", f"127.0.0.1:{port}"]
-    return Server(tmp_path, [*command, "server_app:application"], port, env)
+    return Server(tmp_path, [*command, app], port, env)
 
 
 def test_gunicorn_preload_each_worker_profiled_to_s3(
@@ -500,3 +504,197 @@ def test_trigger_never_signals_another_sdks_context(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[Server]) -> None:
+    """SIGTERM to uvicorn (a container being stopped) while a window is open: uvicorn's
+    workers end by raising SIGTERM again once they have shut down gracefully, which kills
+    the interpreter before its exit hooks; every process's profile must still be stored,
+    the handler's time in it matching what the requests measured, and the stop must stay
+    within the agent's exit timeout (10 s) plus what uvicorn itself takes."""
+    store = tmp_path / "profiles"
+    port = free_port()
+    server = Server(
+        tmp_path,
+        [
+            str(BIN / "uvicorn"),
+            *("--workers", "2", "--port", str(port), "server_app:asgi"),
+            *("--timeout-worker-healthcheck", "120"),
+        ],
+        port,
+        {"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"},
+    )
+    servers.append(server)
+    server.wait_ready(agents=4)  # the supervisor, multiprocessing's tracker, two workers
+    agents = set(server.agents())
+    started = cli("trigger", str(server.master))
+    assert started.returncode == 0, started.stderr
+    time.sleep(0.5)
+    server.load(3.0)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(60)
+    assert time.monotonic() - began < 20
+    profiles = file_profiles(store)
+    assert set(profiles) == agents, (sorted(profiles), sorted(agents), server.stderr())
+    workers = {pid: data for pid, data in profiles.items() if pid in server.handled()}
+    assert len(workers) == 2
+    check_against_ground_truth(server, workers)
+
+
+def test_plain_program_stopped_by_sigterm_exports_its_open_window(tmp_path: Path) -> None:
+    """``opentelemetry-instrument python app.py`` stopped by SIGTERM (``docker stop``) while
+    a window is open: the profile is stored and the process still ends by SIGTERM.
+
+    Ground truth: the app's worker thread runs ``plain_workload`` the whole time, so the
+    profile gives it the time from SIGUSR2 to SIGTERM (1.5 s), within 20 % + 0.1 s (the
+    signals are taken on the main thread's next bytecode, a few ms late).
+    """
+    store = tmp_path / "profiles"
+    env = child_env(
+        OTEL_PROFILING_ENABLED="true",
+        OTEL_SERVICE_NAME="plain",
+        OTEL_EXPORTER_FSSPEC_PROFILES_URL=f"file://{store}",
+    )
+    proc = subprocess.Popen(
+        [instrument_script(), sys.executable, str(APPS / "plain_app.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=instrumented_env(env, tmp_path),
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGUSR2)
+        began = time.perf_counter()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        window = time.perf_counter() - began
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGTERM  # ended by SIGTERM, as without the library
+    [stored] = list(store.glob("CPU_PROFILE-*.cpuprofile"))
+    profiled = handler_seconds(stored.read_bytes(), "plain_workload")
+    assert abs(profiled - window) <= TOLERANCE * window + SLACK, (profiled, window)
+
+
+def test_gunicorn_toggle_after_worker_restarts(tmp_path: Path, servers: List[Server]) -> None:
+    """``--max-requests`` replaces every worker during a window opened by
+    ``otel-profiling trigger <master>``: the workers forked meanwhile have no window open,
+    so the next ``trigger`` (the stop) must not signal them, which would start one there.
+    Ground truth: each request records whether its worker was profiling."""
+    store = tmp_path / "profiles"
+    server = gunicorn(
+        tmp_path,
+        "--max-requests",
+        "20",
+        env={"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"},
+    )
+    servers.append(server)
+    server.wait_ready(agents=3)
+    first = server.pids()
+    started = cli("trigger", str(server.master))
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 60
+    while server.pids() & (first - {server.master}) and time.monotonic() < deadline:
+        server.load(0.5)
+    assert not server.pids() & (first - {server.master}), "the workers were not replaced"
+    server.wait_ready(agents=3)  # the new workers have published their context
+    new = server.pids() - first
+    served_before = {pid: len(rows) for pid, rows in server.handled().items()}
+
+    stopped = cli("trigger", str(server.master))
+    assert stopped.returncode == 0, stopped.stderr
+    time.sleep(0.5)
+    server.load(0.5, clients=1)
+    after = {
+        pid: rows[served_before.get(pid, 0) :]
+        for pid, rows in server.handled().items()
+        if pid not in first
+    }
+    assert sum(len(rows) for rows in after.values()) >= 3, after
+    assert not [pid for pid, rows in after.items() if any(r["profiled"] for r in rows)], after
+    assert f"sent SIGRTMIN+4 to {server.master} " in stopped.stdout
+    for pid in new:
+        assert f"to {pid} " not in stopped.stdout and f"process {pid}: not profiling" in (
+            stopped.stderr
+        )
+    listing = json.loads(cli("trigger", str(server.master), "--list", "--json").stdout)
+    assert not [row for row in listing if row["profiling"]], listing  # nothing left open
+    profiles = wait_profiles(store, first)  # the replaced workers exported theirs at exit
+    assert set(profiles) == first
+
+    # --seconds starts only processes not profiling yet: with all of them profiling, none
+    def all_profiling() -> bool:
+        listing = json.loads(cli("trigger", str(server.master), "--list", "--json").stdout)
+        return all(row["profiling"] for row in listing)
+
+    again = cli("trigger", str(server.master))
+    assert again.returncode == 0, again.stderr
+    assert wait_for(all_profiling, timeout=20)  # each has toggled and published it
+    refused = cli("trigger", str(server.master), "--seconds", "1")
+    assert refused.returncode == 1 and "already profiling, so nothing was sent" in refused.stderr
+    assert all_profiling()  # none was stopped
+
+
+def test_gunicorn_uvicorn_workers_sigterm_with_the_documented_hook(
+    tmp_path: Path, servers: List[Server]
+) -> None:
+    """gunicorn's uvicorn worker class sets SIGTERM back to its default in each worker, and
+    uvicorn raises it again after its graceful shutdown: with ``flush_on_sigterm()`` in
+    ``post_worker_init`` (as the README shows) the workers' open windows are still stored
+    when the server is stopped, their handler time matching what the requests measured."""
+    store = tmp_path / "profiles"
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(
+        "from otel_profiling import flush_on_sigterm\n\n\n"
+        "def post_worker_init(worker):\n"
+        "    flush_on_sigterm()\n"
+    )
+    server = gunicorn(
+        tmp_path,
+        *("-c", str(conf), "-k", "uvicorn.workers.UvicornWorker"),
+        env={"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"},
+        app="server_app:asgi",
+    )
+    servers.append(server)
+    server.wait_ready(agents=3)
+    before = server.pids()
+    started = cli("trigger", str(server.master))
+    assert started.returncode == 0, started.stderr
+    time.sleep(0.5)
+    server.load(3.0)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(60)
+    assert time.monotonic() - began < 20
+    profiles = file_profiles(store)
+    assert set(profiles) == before, (sorted(profiles), sorted(before), server.stderr())
+    workers = {pid: data for pid, data in profiles.items() if pid != server.master}
+    check_against_ground_truth(server, workers)
+
+
+def test_gunicorn_workers_cpu_clock(tmp_path: Path, servers: List[Server]) -> None:
+    """``OTEL_PROFILING_CPU_CLOCK=cpu`` in forked workers: a sync worker runs its requests
+    on the thread that gunicorn's master forked it from, whose ``Thread.native_id`` Python
+    leaves at the master's; its CPU must still be its own. Ground truth: the CPU time each
+    request measured of itself (``time.thread_time``), 20 % + 0.1 s as for the wall clock."""
+    store = tmp_path / "profiles"
+    server = gunicorn(
+        tmp_path,
+        env={
+            "OTEL_PROFILING_CPU_CLOCK": "cpu",
+            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}",
+        },
+    )
+    servers.append(server)
+    server.wait_ready(agents=3)
+    before = server.pids()
+    profile_window(server, seconds=3.0)
+    profiles = wait_profiles(store, before)
+    workers = {pid: data for pid, data in profiles.items() if pid != server.master}
+    check_against_ground_truth(server, workers, measure="cpu")

@@ -56,7 +56,10 @@ def test_outside_a_server_the_default_is_sigusr2() -> None:
     agent.start()
     try:
         assert trigger.signum == signal.SIGUSR2 and trigger.name == "signal:SIGUSR2"
-        assert trigger.context_attributes() == {"otel_profiling.trigger.signal": signal.SIGUSR2}
+        assert trigger.context_attributes() == {
+            "otel_profiling.trigger.signal": signal.SIGUSR2,
+            "otel_profiling.trigger.signal.active": False,  # the next signal starts
+        }
         assert signal.getsignal(signal.SIGUSR2) == trigger._handler
     finally:
         agent.shutdown()

@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="toggle profiling in a process and its children (e.g. a server's workers)",
         description="Toggle profiling in PID and every process below it that runs an "
         "otel-profiling agent: the first call starts their profilers, the next one stops "
-        "them and they export their profiles. Each process gets the signal its agent "
+        "them and they export their profiles (a process that is not profiling then, such "
+        "as a worker that replaced another, is left alone). Each process gets the signal its agent "
         "listens on (SIGUSR2, or SIGRTMIN+4 under gunicorn, uvicorn and uWSGI), read from "
         "the process context it publishes; processes without an agent get nothing. "
         "Linux only (it reads /proc).",
@@ -87,6 +88,11 @@ class Found:
             return None
         return self.context.signal
 
+    @property
+    def active(self) -> Optional[bool]:
+        """Whether its signal trigger profiles now (the next signal stops); ``None``: unknown."""
+        return self.context.signal_active if self.context is not None else None
+
     def row(self) -> Dict[str, Any]:
         context = self.context
         resource = context.resource if context else {}
@@ -99,6 +105,7 @@ class Found:
             "http": context.http_url if context else None,
             "service.name": resource.get("service.name"),
             "service.instance.id": resource.get("service.instance.id"),
+            "profiling": self.active,
             "note": self.problem or None,
         }
 
@@ -126,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
     targets = [f for f in found if f.signum is not None and not f.problem]
     if not targets:
         raise CliError(_nobody(args.pid, found))
+    targets = _same_direction(targets, starting=args.seconds is not None)
+    if not targets:
+        raise CliError(
+            f"every process of the tree of {args.pid} is already profiling, so nothing was "
+            f"sent: `otel-profiling trigger {args.pid}` (without --seconds) stops them"
+        )
     sent = _send(args, targets)
     result: Dict[str, Any] = {"signalled": sent}
     if args.seconds is not None and sent:
@@ -138,6 +151,29 @@ def run(args: argparse.Namespace) -> int:
         result["skipped"] = [f.row() for f in found if f not in targets]
         print_json(result)
     return 0
+
+
+def _same_direction(targets: List[Found], starting: bool) -> List[Found]:
+    """The processes one signal moves the same way: all start, or all stop.
+
+    A toggle stops if any process profiles (its agent says so in its process
+    context), and then signals only those that do: a worker forked during the
+    window (a replaced worker, a reload) has none open, and the signal would
+    start one there. ``--seconds`` (``starting``) starts only those not
+    profiling yet. Agents that do not say are signalled either way.
+    """
+    stopping = not starting and any(f.active for f in targets)
+    chosen = [f for f in targets if f.active is not (not stopping)]
+    for item in targets:
+        if item not in chosen:
+            item.problem = (
+                "not profiling (started after the others, e.g. a replaced worker): not "
+                "signalled, which would start it"
+                if stopping
+                else "already profiling: not signalled, which would stop it"
+            )
+            _note(f"process {item.process.pid}: {item.problem}")
+    return chosen
 
 
 def _check_alive(pid: int) -> None:

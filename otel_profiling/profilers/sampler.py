@@ -349,7 +349,7 @@ class Sampler:
             if _is_library_thread(ident, owner):
                 known.library = True  # from now on left out, as from its start
                 return known
-            native_id = getattr(owner, "native_id", None)
+            native_id = thread_clocks.native_id(owner)
             if known.thread >= 0:
                 entry = SampleThread(ident, owner.name, native_id or 0)
                 self.capture.threads[known.thread] = entry
@@ -365,7 +365,7 @@ class Sampler:
         state = _Thread(ident, owner, _is_library_thread(ident, owner))
         if state.library:
             return state
-        native_id = getattr(owner, "native_id", None) if owner is not None else None
+        native_id = thread_clocks.native_id(owner)
         capture = self.capture
         if len(capture.tracks) < MAX_TRACKS:
             state.thread = len(capture.threads)

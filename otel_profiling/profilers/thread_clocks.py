@@ -14,10 +14,12 @@ crashes. Reading the clock of a thread that has exited only fails with
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
-from typing import Dict, Optional
+import weakref
+from typing import Dict, Optional, Tuple
 
 from otel_profiling._threads import is_own_thread, is_own_thread_object
 
@@ -39,6 +41,35 @@ def _check_linux_encoding() -> bool:
 _LINUX = _check_linux_encoding()
 SUPPORTED = _LINUX or (hasattr(time, "pthread_getcpuclockid") and hasattr(time, "clock_gettime_ns"))
 """Whether this platform has per-thread CPU clocks (``CpuProfiler(clock="cpu")`` needs them)."""
+
+
+_forked: Tuple[Optional[weakref.ref[threading.Thread]], int] = (None, 0)
+"""In a forked child: the thread that forked (it lives on) and its kernel id."""
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = (weakref.ref(threading.current_thread()), threading.get_native_id())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def native_id(thread: Optional[threading.Thread]) -> Optional[int]:
+    """The kernel id of ``thread`` (``None`` if unknown).
+
+    In a forked child Python (3.10 to 3.13 at least) leaves the parent's id on
+    the thread that forked, the one that lives on: the main thread of every
+    worker a server forks. Its clock would be the parent's, and its CPU time the
+    parent's (a busy worker's main thread seen as idle). Corrected here.
+    """
+    if thread is None:
+        return None
+    forked, real = _forked
+    if forked is not None and forked() is thread:
+        return real
+    return thread.native_id
 
 
 def clock_id(ident: int, native_id: Optional[int]) -> Optional[int]:
@@ -71,7 +102,7 @@ def library_cpu() -> Dict[int, float]:
     found: Dict[int, float] = {}
     for ident, thread in list(threading._active.items()):  # type: ignore[attr-defined]
         if is_own_thread(ident) or is_own_thread_object(thread):
-            clock = clock_id(ident, thread.native_id)
+            clock = clock_id(ident, native_id(thread))
             used = None if clock is None else read_ns(clock)
             if used is not None:
                 found[ident] = used / 1e9

@@ -131,7 +131,7 @@ def thread_cpu_time(ident: int, thread: Optional[threading.Thread]) -> Optional[
     ``pthread_t`` of a thread that may have exited meanwhile (that crashes
     the process).
     """
-    clock = thread_clocks.clock_id(ident, thread.native_id if thread is not None else None)
+    clock = thread_clocks.clock_id(ident, thread_clocks.native_id(thread))
     if clock is None:
         return None
     try:

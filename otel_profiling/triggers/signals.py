@@ -11,7 +11,7 @@ import threading
 from typing import Any, Dict, Optional, Union
 
 from otel_profiling import _threads, servers
-from otel_profiling.process_context import SIGNAL_ATTRIBUTE
+from otel_profiling.process_context import SIGNAL_ACTIVE_ATTRIBUTE, SIGNAL_ATTRIBUTE
 from otel_profiling.triggers.base import Trigger, TriggerTarget
 from otel_profiling.triggers.safe_signals import check_trigger_signal
 
@@ -184,7 +184,14 @@ class SignalTrigger(Trigger):
             self._start_threads()
 
     def context_attributes(self) -> Dict[str, Any]:
-        return {SIGNAL_ATTRIBUTE: int(self.signum)} if self._thread is not None else {}
+        """The signal, and whether the next one stops (what ``otel-profiling trigger`` reads:
+        a worker forked while its master profiled has no window open, and must not be
+        started by the signal that stops the others)."""
+        if self._thread is None:
+            return {}
+        target = self._target
+        active = target is not None and target.active
+        return {SIGNAL_ATTRIBUTE: int(self.signum), SIGNAL_ACTIVE_ATTRIBUTE: active}
 
     def uninstall(self) -> None:
         if self._thread is None:

@@ -2,12 +2,13 @@
 
 ``handle_request`` spins the CPU for ``SERVER_APP_SPIN`` seconds (default
 0.05) and appends one JSON line to ``$SERVER_APP_LOG/<pid>.jsonl``: how long
-it took by ``time.perf_counter`` and whether this process was profiling when
-it started and when it ended. That is the ground truth a worker's CPU profile
-is checked against. Under ASGI, a request first awaits ``wait_upstream()``
-(``asyncio.sleep`` of ``SERVER_APP_AWAIT`` seconds, default 0.05, as a call
-to a database or another service would) and logs the time it was suspended
-there to ``<pid>.awaited``, one JSON line per request.
+it took by ``time.perf_counter`` (and in CPU time, ``time.thread_time``) and
+whether this process was profiling when it started and when it ended. That is
+the ground truth a worker's CPU profile is checked against. Under ASGI, a
+request first awaits ``wait_upstream()`` (``asyncio.sleep`` of
+``SERVER_APP_AWAIT`` seconds, default 0.05, as a call to a database or another
+service would) and logs the time it was suspended there to ``<pid>.awaited``,
+one JSON line per request.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ def spin(seconds: float) -> int:
 
 def handle_request() -> bytes:
     was_profiling = profiling()
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.thread_time()
     spin(SPIN)
-    elapsed = time.perf_counter() - began
-    log({"elapsed": elapsed, "profiled": was_profiling and profiling()}, ".jsonl")
+    elapsed, cpu = time.perf_counter() - began, time.thread_time() - began_cpu
+    log({"elapsed": elapsed, "cpu": cpu, "profiled": was_profiling and profiling()}, ".jsonl")
     return f"{os.getpid()}\n".encode()
 
 
