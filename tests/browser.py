@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -56,7 +57,7 @@ class RequestRecorder:
         self._server.listen(32)
         self.port = self._server.getsockname()[1]
         self.lines: List[str] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread = threading.Thread(target=self._accept, name="request-recorder", daemon=True)
         self._thread.start()
 
     def _accept(self) -> None:
@@ -93,7 +94,15 @@ class RequestRecorder:
         ]
 
     def close(self) -> None:
+        """Stop and join the accepting thread (one request at a time: at most its 5 s read).
+
+        Closing a listening socket does not wake a thread blocked in ``accept()`` on Linux:
+        shutting it down does (``accept()`` then fails), so the thread ends here.
+        """
+        with contextlib.suppress(OSError):  # some platforms refuse it on a listening socket
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
+        self._thread.join(10)
 
 
 def dump_dom(chromium: str, page: Path, profile_dir: Path, fragment: str = "", *extra: str) -> str:

@@ -8,13 +8,14 @@ endpoint or load balancer.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import itertools
 import socket
 import struct
 import threading
-from typing import List, Optional
+from typing import Dict, List, Optional
 from urllib.parse import urlsplit
 
 _HOP_BY_HOP = {
@@ -99,8 +100,8 @@ class FlakyProxy:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
+        self._thread.join()
 
 
 class HangingServer:
@@ -113,6 +114,7 @@ class HangingServer:
         self.port = self._sock.getsockname()[1]
         self.connections = 0
         self._held: List[socket.socket] = []
+        self._drains: List[threading.Thread] = []
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -136,12 +138,19 @@ class HangingServer:
                 return
             self.connections += 1
             self._held.append(conn)  # kept open, never answered
-            threading.Thread(
+            drain = threading.Thread(
                 target=_drain, args=(conn, self._stop), name="fault-hang", daemon=True
-            ).start()
+            )
+            self._drains.append(drain)
+            drain.start()
 
     def stop(self) -> None:
+        """Stop, and wait for its threads: each sees the stop within its 0.2 s poll."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for drain in self._drains:
+            drain.join()
         for conn in self._held:
             conn.close()
         self._sock.close()
@@ -270,23 +279,57 @@ class FaultProxy:
 
     def stop(self) -> None:
         self.release()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
+        self._thread.join()
 
 
 class _NamedThreadsServer(http.server.ThreadingHTTPServer):
-    """Request threads named ``fault-...``, so a test can tell them from the library's."""
+    """Request threads named ``fault-...``, so a test can tell them from the library's.
+
+    ``close()`` ends them too: a request thread on a kept-alive connection waits for the
+    client's next request for as long as the client keeps its connection (a cached
+    filesystem's pool keeps it for the rest of the run), so without it every proxy would
+    leave threads and sockets behind for the later tests.
+    """
 
     daemon_threads = True
 
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._requests: Dict[threading.Thread, socket.socket] = {}
+        self._requests_lock = threading.Lock()
+
     def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
         thread = threading.Thread(
-            target=self.process_request_thread,
+            target=self._serve_one,
             args=(request, client_address),
             name="fault-proxy-request",
             daemon=True,
         )
+        with self._requests_lock:
+            self._requests[thread] = request
         thread.start()
+
+    def _serve_one(self, request, client_address):  # type: ignore[no-untyped-def]
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._requests_lock:
+                self._requests.pop(threading.current_thread(), None)
+
+    def close(self) -> None:
+        """Stop accepting, end every open connection (its thread reads EOF), join them."""
+        self.shutdown()
+        self.server_close()
+        with self._requests_lock:
+            requests = list(self._requests.items())
+        for _, request in requests:
+            with contextlib.suppress(OSError):  # already closed by its handler
+                request.shutdown(socket.SHUT_RDWR)
+        for thread, _ in requests:
+            # a handler still forwarding waits at most for its upstream's answer (moto's, on
+            # loopback); 30 s is _forward's own timeout
+            thread.join(30)
 
 
 def _answer_xml(

@@ -138,7 +138,8 @@ def test_shutdown_returns_within_its_bound_when_the_exporter_hangs() -> None:
     assert exporter.entered.wait(5)
     started = time.monotonic()
     processor.shutdown(timeout_millis=500)
-    assert time.monotonic() - started < 2.0
+    # 0.5 s bound, generous for a busy machine: bounded is what is checked (the hang is 60 s)
+    assert time.monotonic() - started < 5.0
     assert processor.force_flush(100) is False
     exporter.release.set()
 
@@ -151,7 +152,8 @@ def test_force_flush_honours_its_timeout() -> None:
     assert exporter.entered.wait(5)
     started = time.monotonic()
     assert processor.force_flush(300) is False
-    assert time.monotonic() - started < 2.0
+    # 0.3 s bound, generous for a busy machine: bounded is what is checked (the hang is 60 s)
+    assert time.monotonic() - started < 5.0
     exporter.release.set()
     processor.shutdown()
 

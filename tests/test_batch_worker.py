@@ -137,6 +137,27 @@ def test_writer_pool_never_grows_past_its_size() -> None:
     assert wait_for(lambda: len(done) == 50, 30)
     pool.submit(lambda: done.append(50))  # a free thread takes it: still three
     assert wait_for(lambda: len(done) == 51, 30) and pool.threads == 3
+    pool.close()
+    assert wait_for(lambda: pool.threads == 0, 30)
+
+
+def export_threads() -> List[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "otel-profiling-export"]
+
+
+def test_a_shut_down_exporter_keeps_no_writer_thread(tmp_path: Path) -> None:
+    """Ground truth: the process's threads by name. A process that makes and shuts down
+    exporters one after another (a reconfigured application, a test suite) must not keep
+    each one's writer threads for ever; a write in progress still ends first."""
+    before = set(export_threads())  # other exporters' in this process, left alone
+    exporter = FsspecProfileExporter(f"file://{tmp_path}/out")
+    profiles = [make_profile(i, size=30_000) for i in range(12)]
+    assert exporter.export_unsent(profiles) == []  # several files: written by the pool
+    assert set(export_threads()) - before, "the writes ran on the pool's threads"
+    exporter.shutdown()
+    # each thread takes its end mark as soon as it is free (at once here: nothing hangs)
+    assert wait_for(lambda: set(export_threads()) <= before, 10), export_threads()
+    assert exporter.export_unsent(profiles[:1]) == profiles[:1]  # shut down: nothing written
 
 
 class GatedExporter(FsspecProfileExporter):

@@ -361,6 +361,7 @@ def test_file_url_bytes_read_back_equal(tmp_path: Path) -> None:
     for profile in profiles:
         assert (tmp_path / "out" / profile.key).read_bytes() == profile.data
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".tmp")]
+    exporter.shutdown()  # its writer threads end: none is left to later tests
 
 
 def test_s3_options_helper_still_matches(s3_endpoint: str) -> None:

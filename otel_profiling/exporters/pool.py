@@ -7,7 +7,9 @@ running at a deadline keeps its thread until it returns: the pool never has
 more than ``size`` threads, whatever the number of exports, and a job whose
 deadline passed while it waited is not started by the exporter. The threads
 are daemons (a hung disk never holds up the interpreter's exit) and the
-library's own (left out of profiles).
+library's own (left out of profiles). ``close()`` ends them (the exporter's
+``shutdown()`` calls it): a process that makes and shuts down exporters one
+after another keeps no thread of theirs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Callable
+from typing import Callable, Optional
 
 from otel_profiling import _threads
 from otel_profiling._fork import renew_after_fork
@@ -34,10 +36,11 @@ class WriterPool:
 
     def _renew(self) -> None:
         """A forked child has none of the parent's threads: start from none."""
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Optional[Callable[[], None]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0
+        self._closed = False
 
     @property
     def threads(self) -> int:
@@ -47,9 +50,11 @@ class WriterPool:
         """Queue ``job``; a thread is started if none is free and the cap allows.
 
         ``RuntimeError`` if a thread was needed and could not be started (the
-        interpreter is exiting): the job is then not queued.
+        interpreter is exiting), or the pool is closed: the job is then not queued.
         """
         with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the {self.name} writer pool is closed")
             if self._idle:
                 self._idle -= 1
                 start = False
@@ -66,9 +71,24 @@ class WriterPool:
                 raise
         self._jobs.put(job)
 
+    def close(self) -> None:
+        """End the threads without waiting: an idle one at once, a busy one after its job
+        (a blocking call cannot be cancelled). Later ``submit`` calls raise ``RuntimeError``."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            threads = self._threads
+        for _ in range(threads):
+            self._jobs.put(None)  # one end mark per thread: each takes one and returns
+
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
+            if job is None:
+                with self._lock:
+                    self._threads -= 1
+                return
             try:
                 job()
             except Exception:  # noqa: BLE001 - a job reports its own failures; this is a bug

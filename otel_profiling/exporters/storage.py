@@ -704,6 +704,7 @@ class FsspecProfileExporter(PerProfileExporter):
 
     def shutdown(self) -> None:
         self._stopped = True
+        self._pool.close()
 
 
 def _known_placeholders(url: str, key_template: str) -> List[str]:
