@@ -559,6 +559,9 @@ def varied_graph(nodes: int, edges: int) -> HeapGraph:
     """Numbers of every size and sign in every column, across several chunks."""
     rng = random.Random(1234)
     graph = HeapGraph()
+    # The writer takes integers of any sign; a walk's columns are unsigned.
+    for column in NODE_COLUMNS + EDGE_COLUMNS:
+        setattr(graph, column, array("q"))
     for i in range(nodes):
         graph.node_type.append(14 if 20_000 <= i < 20_003 else -1 if i == 31_000 else i % 10)
         big_name = 12_000 <= i < 17_000

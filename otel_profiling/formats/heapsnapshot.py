@@ -96,15 +96,17 @@ class HeapGraph:
 
     def __init__(self) -> None:
         self.strings = StringTable()
-        # 1 + 4 + 8 + 4 bytes per node and 1 + 4 + 4 per edge ("i" is 32-bit:
-        # enough for string indexes, element indexes and offsets below 2**31)
+        # 1 + 4 + 8 + 4 bytes per node and 1 + 4 + 4 per edge ("I" is 32-bit:
+        # enough for string indexes, element indexes and offsets below 2**31).
+        # Unsigned, as no value is negative: an unsigned array stores an int
+        # without parsing it as an argument, several times faster per value.
         self.node_type = array("b")
-        self.node_name = array("i")
-        self.node_size = array("q")
-        self.node_edges = array("i")
+        self.node_name = array("I")
+        self.node_size = array("Q")
+        self.node_edges = array("I")
         self.edge_type = array("b")
-        self.edge_name = array("i")
-        self.edge_to = array("i")
+        self.edge_name = array("I")
+        self.edge_to = array("I")
 
     @property
     def node_count(self) -> int:

@@ -297,7 +297,7 @@ class GraphBuilder:
         graph = self.graph
         self._node_fields(kind, run)
         if kind in (STR, LEAF):
-            graph.node_edges.extend(_repeated("i", 0, len(run)))
+            graph.node_edges.extend(_repeated("I", 0, len(run)))
             return
         if kind in (DICT, SUBDICT):
             counts, edge_types, edge_names, refs = self._dict_edges(kind, run)
@@ -334,7 +334,7 @@ class GraphBuilder:
             add = graph.strings.add
             graph.node_name.fromlist([add(function.__qualname__ or "function") for function in run])
         else:
-            graph.node_name.extend(self.type_name.array(types, "i"))
+            graph.node_name.extend(self.type_name.array(types, "I"))
         graph.node_size.fromlist(_sizes(run))
 
     def _internal_names(self, kind: int, refs: List[Any]) -> List[int]:
