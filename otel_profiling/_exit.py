@@ -16,11 +16,18 @@ fsspec's I/O thread.
 
 SIGTERM left at its default kills the interpreter before either hook runs.
 Servers make that the usual end: uvicorn shuts down gracefully on SIGTERM,
-then restores the handler it found and raises the signal again. So where
-SIGTERM is at its default, ``flush_on_sigterm`` installs a handler that runs
-the flush on a thread of its own, waits for it no longer than its timeout,
-then restores the default and raises the signal again: the process still
-ends by SIGTERM, as it would have.
+then restores the handler it found and raises the signal again. Where the
+application asks for it (``flush_on_sigterm``) and SIGTERM is at its default,
+a handler runs the flush on a thread of its own, waits for it no longer than
+its timeout, then restores the default and raises the signal again: the
+process still ends by SIGTERM, as it would have.
+
+It is never installed unasked. Python runs a signal's handler only when the
+main thread next runs Python code: a SIGTERM that arrives just before the
+main thread blocks (in a lock, a semaphore, a ``join``) waits until that
+call returns, which may be never. At its default the kernel ends the process
+at once; with any Python handler, ``multiprocessing``'s ``Pool.terminate()``
+hung in about one run in twenty, waiting for a worker that never ended.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import contextlib
 import signal
 import threading
 import weakref
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from otel_profiling import servers
 
@@ -70,32 +77,38 @@ _on_sigterm: List[Tuple[weakref.WeakMethod[Callable[[], None]], float]] = []
 
 
 def register_sigterm_flush(method: Callable[[], None], timeout_s: float) -> None:
-    """Call the bound ``method`` when SIGTERM arrives, if SIGTERM is at its default."""
+    """Call the bound ``method`` when SIGTERM arrives, once ``flush_on_sigterm`` asked."""
     _on_sigterm[:] = [(ref, timeout) for ref, timeout in _on_sigterm if ref() is not None]
     _on_sigterm.append((weakref.WeakMethod(method), timeout_s))  # type: ignore[arg-type]
-    flush_on_sigterm()
 
 
 def flush_on_sigterm() -> bool:
     """Install the SIGTERM flush where SIGTERM is at its default; whether it is installed.
 
-    Agents install it when they start. Call it again where something set
-    SIGTERM back to its default afterwards: gunicorn's uvicorn worker class
-    does in each worker, from gunicorn's ``post_worker_init`` hook. Only from
-    the main thread (Python installs handlers only there), and never under
-    uWSGI, whose C handlers Python does not see.
+    Opt-in (see the module's docstring for why; ``OTEL_PROFILING_FLUSH_ON_SIGTERM``
+    asks for it when the agent is built from the environment): call it on the main
+    thread of a process whose main thread never blocks for long (an event loop, a
+    server's worker), before or after the agent starts, and again where something
+    set SIGTERM back to its default afterwards (gunicorn's uvicorn worker class does,
+    in each worker: from gunicorn's ``post_worker_init`` hook).
     """
-    if threading.current_thread() is not threading.main_thread():
+    if sigterm_flush_refusal() is not None:
         return False
-    if servers.detect() is servers.UWSGI:
-        return False
-    if not any(ref() is not None for ref, _ in _on_sigterm):
-        return False  # no agent to flush
-    current = signal.getsignal(signal.SIGTERM)
-    if current is signal.SIG_DFL:
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, sigterm_flush_handler)
-        return True
-    return current == sigterm_flush_handler  # else the application's own: theirs to run
+    return True
+
+
+def sigterm_flush_refusal() -> Optional[str]:
+    """Why the SIGTERM flush cannot be installed here and now (``None``: it can, or is)."""
+    if threading.current_thread() is not threading.main_thread():
+        return "Python installs signal handlers only from the main thread; configure from it"
+    if servers.detect() is servers.UWSGI:
+        return "uWSGI handles SIGTERM itself, where Python does not see it"
+    current = signal.getsignal(signal.SIGTERM)
+    if current is signal.SIG_DFL or current == sigterm_flush_handler:
+        return None
+    return "SIGTERM already has a handler (the application's or its server's), left alone"
 
 
 def sigterm_flush_handler(signum: int, frame: object) -> None:

@@ -23,7 +23,9 @@ from opentelemetry.sdk.environment_variables import (
 from opentelemetry.sdk.resources import Resource
 
 from otel_profiling._env import env_bool, from_env, one_warning_per_variable
+from otel_profiling._exit import flush_on_sigterm, sigterm_flush_refusal
 from otel_profiling.agent import ProfilingAgent
+from otel_profiling.environment_variables import OTEL_PROFILING_FLUSH_ON_SIGTERM
 from otel_profiling.exporters.base import ProfileExporter
 from otel_profiling.exporters.env import DEFAULT_URL, exporters_from_env
 from otel_profiling.global_agent import get_profiling_agent, set_profiling_agent
@@ -84,7 +86,7 @@ def _agent_from_env(
         for trigger in [*triggers_from_env(), *extra_triggers]:
             agent.register(trigger, *profilers)
     try:
-        return agent.start()
+        agent.start()
     except Exception:  # noqa: BLE001 - the host application must start regardless
         _logger.error(
             "otel-profiling could not start; the application runs unprofiled.", exc_info=True
@@ -92,6 +94,17 @@ def _agent_from_env(
         with contextlib.suppress(Exception):  # end what did start; already reported
             agent.shutdown()
         return None
+    if env_bool(OTEL_PROFILING_FLUSH_ON_SIGTERM, False):
+        refusal = sigterm_flush_refusal()
+        if refusal is None:
+            flush_on_sigterm()
+        else:
+            _logger.warning(
+                "%s is true, but the SIGTERM flush was not installed: %s.",
+                OTEL_PROFILING_FLUSH_ON_SIGTERM,
+                refusal,
+            )
+    return agent
 
 
 def _batch_processor(exporter: ProfileExporter, resource: Resource) -> BatchProfileProcessor:

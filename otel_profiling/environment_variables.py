@@ -73,6 +73,11 @@ OTEL_PROFILING_AT_START = "OTEL_PROFILING_AT_START"
 exit (set by ``otel-profiling run``) (default ``false``).
 """
 
+OTEL_PROFILING_FLUSH_ON_SIGTERM = "OTEL_PROFILING_FLUSH_ON_SIGTERM"
+"""``true``: a process ended by SIGTERM first exports its open windows and queued profiles
+(``flush_on_sigterm()``, installed when the agent starts) (default ``false``).
+"""
+
 OTEL_PROFILING_CPU_BUILTINS = "OTEL_PROFILING_CPU_BUILTINS"
 """Also record C functions (default ``true``)."""
 

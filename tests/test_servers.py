@@ -522,7 +522,10 @@ def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[
             *("--timeout-worker-healthcheck", "120"),
         ],
         port,
-        {"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"},
+        {
+            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}",
+            "OTEL_PROFILING_FLUSH_ON_SIGTERM": "true",  # as the README shows for uvicorn
+        },
     )
     servers.append(server)
     server.wait_ready(agents=4)  # the supervisor, multiprocessing's tracker, two workers
@@ -544,7 +547,8 @@ def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[
 
 def test_plain_program_stopped_by_sigterm_exports_its_open_window(tmp_path: Path) -> None:
     """``opentelemetry-instrument python app.py`` stopped by SIGTERM (``docker stop``) while
-    a window is open: the profile is stored and the process still ends by SIGTERM.
+    a window is open, with ``OTEL_PROFILING_FLUSH_ON_SIGTERM=true``: the profile is stored
+    and the process still ends by SIGTERM.
 
     Ground truth: the app's worker thread runs ``plain_workload`` the whole time, so the
     profile gives it the time from SIGUSR2 to SIGTERM (1.5 s), within 20 % + 0.1 s (the
@@ -555,6 +559,7 @@ def test_plain_program_stopped_by_sigterm_exports_its_open_window(tmp_path: Path
         OTEL_PROFILING_ENABLED="true",
         OTEL_SERVICE_NAME="plain",
         OTEL_EXPORTER_FSSPEC_PROFILES_URL=f"file://{store}",
+        OTEL_PROFILING_FLUSH_ON_SIGTERM="true",
     )
     proc = subprocess.Popen(
         [instrument_script(), sys.executable, str(APPS / "plain_app.py")],
