@@ -163,7 +163,10 @@ def _same_direction(targets: List[Found], starting: bool) -> List[Found]:
     profiling yet. Agents that do not say are signalled either way.
     """
     stopping = not starting and any(f.active for f in targets)
-    chosen = [f for f in targets if f.active is not (not stopping)]
+    if stopping:
+        chosen = [f for f in targets if f.active is not False]
+    else:
+        chosen = [f for f in targets if f.active is not True]
     for item in targets:
         if item not in chosen:
             item.problem = (
