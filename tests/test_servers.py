@@ -247,6 +247,14 @@ def gunicorn(
     return Server(tmp_path, [*command, app], port, env)
 
 
+def uvicorn(tmp_path: Path, env: Dict[str, str]) -> Server:
+    """uvicorn with two workers (and its supervisor, and multiprocessing's tracker)."""
+    port = free_port()
+    command = [str(BIN / "uvicorn"), "--workers", "2", "--port", str(port), "server_app:asgi"]
+    # a worker slower to start than this is replaced: on a loaded machine, 5 s is short
+    return Server(tmp_path, [*command, "--timeout-worker-healthcheck", "120"], port, env)
+
+
 def test_gunicorn_preload_each_worker_profiled_to_s3(
     tmp_path: Path, servers: List[Server], s3_endpoint: str, bucket: str, boto3_client: Any
 ) -> None:
@@ -323,19 +331,8 @@ def test_uvicorn_workers_each_profiled(tmp_path: Path, servers: List[Server]) ->
     its stack, and the time it was suspended awaiting ``wait_upstream()`` in that
     coroutine's own stack (under its task), not in the event loop's ``select``."""
     store = tmp_path / "profiles"
-    port = free_port()
-    server = Server(
-        tmp_path,
-        [
-            str(BIN / "uvicorn"),
-            *("--workers", "2", "--port", str(port), "server_app:asgi"),
-            # a worker slower to start than this is replaced: on a loaded machine, 5 s is short
-            *("--timeout-worker-healthcheck", "120"),
-        ],
-        port,
-        {
-            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}",
-        },
+    server = uvicorn(
+        tmp_path, {"OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}"}
     )
     servers.append(server)
     server.wait_ready(agents=4)  # the supervisor, multiprocessing's tracker, two workers
@@ -513,15 +510,8 @@ def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[
     the handler's time in it matching what the requests measured, and the stop must stay
     within the agent's exit timeout (10 s) plus what uvicorn itself takes."""
     store = tmp_path / "profiles"
-    port = free_port()
-    server = Server(
+    server = uvicorn(
         tmp_path,
-        [
-            str(BIN / "uvicorn"),
-            *("--workers", "2", "--port", str(port), "server_app:asgi"),
-            *("--timeout-worker-healthcheck", "120"),
-        ],
-        port,
         {
             "OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}",
             "OTEL_PROFILING_FLUSH_ON_SIGTERM": "true",  # as the README shows for uvicorn
