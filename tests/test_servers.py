@@ -503,6 +503,21 @@ def test_trigger_never_signals_another_sdks_context(tmp_path: Path) -> None:
         other.wait()
 
 
+def stop_during_window(server: Server, store: Path) -> Dict[int, bytes]:
+    """Open a window on every process, load the server, then stop it by SIGTERM (as a
+    container is stopped) while the window is open. The stop must stay within the agents'
+    exit timeout (10 s) plus what the server itself takes; returns the stored profiles."""
+    started = cli("trigger", str(server.master))
+    assert started.returncode == 0, started.stderr
+    time.sleep(0.5)
+    server.load(3.0)
+    began = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(60)
+    assert time.monotonic() - began < 20
+    return file_profiles(store)
+
+
 def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[Server]) -> None:
     """SIGTERM to uvicorn (a container being stopped) while a window is open: uvicorn's
     workers end by raising SIGTERM again once they have shut down gracefully, which kills
@@ -520,15 +535,7 @@ def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[
     servers.append(server)
     server.wait_ready(agents=4)  # the supervisor, multiprocessing's tracker, two workers
     agents = set(server.agents())
-    started = cli("trigger", str(server.master))
-    assert started.returncode == 0, started.stderr
-    time.sleep(0.5)
-    server.load(3.0)
-    began = time.monotonic()
-    server.proc.send_signal(signal.SIGTERM)
-    server.proc.wait(60)
-    assert time.monotonic() - began < 20
-    profiles = file_profiles(store)
+    profiles = stop_during_window(server, store)
     assert set(profiles) == agents, (sorted(profiles), sorted(agents), server.stderr())
     workers = {pid: data for pid, data in profiles.items() if pid in server.handled()}
     assert len(workers) == 2
@@ -659,15 +666,7 @@ def test_gunicorn_uvicorn_workers_sigterm_with_the_documented_hook(
     servers.append(server)
     server.wait_ready(agents=3)
     before = server.pids()
-    started = cli("trigger", str(server.master))
-    assert started.returncode == 0, started.stderr
-    time.sleep(0.5)
-    server.load(3.0)
-    began = time.monotonic()
-    server.proc.send_signal(signal.SIGTERM)
-    server.proc.wait(60)
-    assert time.monotonic() - began < 20
-    profiles = file_profiles(store)
+    profiles = stop_during_window(server, store)
     assert set(profiles) == before, (sorted(profiles), sorted(before), server.stderr())
     workers = {pid: data for pid, data in profiles.items() if pid != server.master}
     check_against_ground_truth(server, workers)
