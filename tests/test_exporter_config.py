@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Callable, Iterator, List, TypeVar
 
 import pytest
 from faults import FaultProxy
@@ -21,6 +22,22 @@ from support import make_profile
 from otel_profiling import configure
 from otel_profiling.exporters import FsspecProfileExporter, S3Exporter
 from otel_profiling.redact import redact_url
+
+E = TypeVar("E", FsspecProfileExporter, S3Exporter)
+
+
+@pytest.fixture
+def kept() -> Iterator[Callable[[E], E]]:
+    """Shut down every exporter a test makes, so none leaves its writer threads behind."""
+    made: List[FsspecProfileExporter] = []
+
+    def keep(exporter: E) -> E:
+        made.append(exporter)
+        return exporter
+
+    yield keep
+    for exporter in made:
+        exporter.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -124,11 +141,14 @@ def transient_lines(caplog: pytest.LogCaptureFixture) -> list:
 
 
 def test_missing_bucket_not_to_be_created_is_named_once_not_retried(
-    s3_endpoint: str, bucket: str, caplog: pytest.LogCaptureFixture
+    s3_endpoint: str,
+    bucket: str,
+    caplog: pytest.LogCaptureFixture,
+    kept: Callable[[E], E],
 ) -> None:
     proxy = FaultProxy(s3_endpoint).start()
-    exporter = S3Exporter(
-        bucket=bucket, end_point=proxy.endpoint, use_ssl=False, create_container=False
+    exporter = kept(
+        S3Exporter(bucket=bucket, end_point=proxy.endpoint, use_ssl=False, create_container=False)
     )
     try:
         with caplog.at_level(logging.DEBUG, logger="otel_profiling"):
@@ -144,10 +164,12 @@ def test_missing_bucket_not_to_be_created_is_named_once_not_retried(
 
 
 def test_directory_replaced_by_a_file_is_permanent(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    kept: Callable[[E], E],
 ) -> None:
     out = tmp_path / "out"
-    exporter = FsspecProfileExporter(f"file://{out}")
+    exporter = kept(FsspecProfileExporter(f"file://{out}"))
     assert exporter.export_unsent([make_profile(1)]) == []
     for name in os.listdir(out):
         os.unlink(out / name)
@@ -163,11 +185,15 @@ def test_directory_replaced_by_a_file_is_permanent(
 
 
 def test_name_too_long_for_the_disk_is_permanent(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    kept: Callable[[E], E],
 ) -> None:
     # the long part follows a placeholder, so only the write can tell
-    exporter = FsspecProfileExporter(
-        f"file://{tmp_path}", key_template="{kind}-" + "n" * 300 + ".{extension}"
+    exporter = kept(
+        FsspecProfileExporter(
+            f"file://{tmp_path}", key_template="{kind}-" + "n" * 300 + ".{extension}"
+        )
     )
     profile = make_profile(1)
     with caplog.at_level(logging.DEBUG, logger="otel_profiling"):
@@ -178,14 +204,18 @@ def test_name_too_long_for_the_disk_is_permanent(
 
 
 def test_no_credentials_at_all_is_permanent(
-    s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    s3_endpoint: str,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kept: Callable[[E], E],
 ) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    exporter = S3Exporter(bucket=bucket, end_point=s3_endpoint, use_ssl=False)
+    exporter = kept(S3Exporter(bucket=bucket, end_point=s3_endpoint, use_ssl=False))
     profile = make_profile(1)
     with caplog.at_level(logging.DEBUG, logger="otel_profiling"):
         assert exporter.export_unsent([profile]) == [profile]
@@ -195,22 +225,26 @@ def test_no_credentials_at_all_is_permanent(
 
 
 def test_names_that_are_not_utf8_are_exported(
-    s3_endpoint: str, bucket: str, boto3_client, tmp_path: Path
+    s3_endpoint: str,
+    bucket: str,
+    boto3_client,
+    tmp_path: Path,
+    kept: Callable[[E], E],
 ) -> None:  # type: ignore[no-untyped-def]
     """A service name or attribute the environment could not decode (0xE9, 0xFF bytes)."""
-    exporter = S3Exporter(bucket=bucket, end_point=s3_endpoint, use_ssl=False, prefix="p")
+    exporter = kept(S3Exporter(bucket=bucket, end_point=s3_endpoint, use_ssl=False, prefix="p"))
     profile = make_profile(1, **{"user.note": "\udcff"})
     profile.resource = Resource({"service.name": "caf\udce9"})
     assert exporter.export_unsent([profile]) == []
     meta = boto3_client.head_object(Bucket=bucket, Key=f"p/{profile.key}")["Metadata"]
     assert meta["service-name"] == "caf%E9" and meta["attr-user.note"] == "%FF"
-    local = FsspecProfileExporter(f"file://{tmp_path}/{{service.name}}")
+    local = kept(FsspecProfileExporter(f"file://{tmp_path}/{{service.name}}"))
     assert local.export_unsent([profile]) == []
     assert os.listdir(tmp_path) == ["caf_"]
 
 
-def test_long_placeholder_values_are_shortened(tmp_path: Path) -> None:
-    exporter = FsspecProfileExporter(f"file://{tmp_path}/{{service.name}}")
+def test_long_placeholder_values_are_shortened(tmp_path: Path, kept: Callable[[E], E]) -> None:
+    exporter = kept(FsspecProfileExporter(f"file://{tmp_path}/{{service.name}}"))
     profile = make_profile(1)
     profile.resource = Resource({"service.name": "s" * 300})
     other = make_profile(2)
