@@ -235,6 +235,20 @@ def test_the_wall_clock_arms_no_timer(agent) -> None:  # type: ignore[no-untyped
     assert STATE.runs == runs
 
 
+def test_a_second_window_at_once_samples_the_main_thread_from_the_thread() -> None:
+    """One timer per process: the window that armed it keeps it, the other says why."""
+    first, second = CpuProfiler(clock="cpu"), CpuProfiler(clock="cpu")
+    first.start()
+    second.start()
+    used = bursts(0.4)
+    second.stop()
+    times = cpuprofile_inclusive_times(load_cpuprofile(first.stop()))
+    assert first.end_attributes()[MODE_ATTRIBUTE] == "signal"
+    assert second.end_attributes()[MODE_ATTRIBUTE] == "thread"
+    assert "another window" in str(second.end_attributes()[REASON_ATTRIBUTE])
+    assert within(times.get("signal_burst", 0) / 1e6, used)
+
+
 @pytest.mark.parametrize(
     "mode, reason",
     [

@@ -123,19 +123,22 @@ def _handle(signum: int, frame: Optional[FrameType]) -> None:
     sink = state.sink
     if sink is None:  # no window armed (a signal sent just before the timer was deleted)
         return
-    cpu = time.thread_time_ns()
-    value = cpu - state.last_cpu
-    state.last_cpu = cpu
-    if len(sink) >= MAX_PENDING:
+    try:
+        cpu = time.thread_time_ns()
+        value = cpu - state.last_cpu
+        state.last_cpu = cpu
+        if len(sink) >= MAX_PENDING:
+            state.dropped += 1
+            return
+        codes = []
+        while frame is not None:
+            codes.append(frame.f_code)
+            frame = frame.f_back
+        ids = OPEN_SPANS.current(state.main_ident, current_task_id()) if len(OPEN_SPANS) else None
+        state.runs += 1
+        sink.append((tuple(codes), value, time.perf_counter_ns(), ids))
+    except Exception:  # raised here, it would be raised in the application's code
         state.dropped += 1
-        return
-    codes = []
-    while frame is not None:
-        codes.append(frame.f_code)
-        frame = frame.f_back
-    span = OPEN_SPANS.current(state.main_ident, current_task_id()) if len(OPEN_SPANS) else None
-    state.runs += 1
-    sink.append((tuple(codes), value, time.perf_counter_ns(), span))
 
 
 def _unsupported() -> str:
