@@ -115,6 +115,7 @@ class _Process:
 
 
 STATE = _Process()
+_arming = threading.Lock()  # one window at a time takes the timer (renewed in a forked child)
 
 
 def _handle(signum: int, frame: Optional[FrameType]) -> None:
@@ -229,7 +230,8 @@ class MainSignal:
     def arm(self) -> bool:
         """Create and start the timer; ``False`` (and ``reason``) where it cannot be."""
         try:
-            self.reason = self._arm()
+            with _arming:
+                self.reason = self._arm()
         except Exception as exc:  # never let the signal stop a window from starting
             self.reason = f"arming the timer failed: {exc}"
             self._delete()
@@ -351,6 +353,8 @@ class MainSignal:
 
 def _after_fork_in_child() -> None:
     """Timers are not inherited: no window of the parent samples here."""
+    global _arming
+    _arming = threading.Lock()  # may have been held by another thread of the parent
     STATE.sink = None
     STATE.owner = None
 

@@ -41,9 +41,11 @@ signal on its own CPU clock (``profilers/main_signal.py``): each tick first
 records the samples its handler queued since the previous tick, each on the
 stack where the main thread computed and weighed by the CPU time it used
 since the previous one (no halfway split: the stack is exact); the main
-thread's clock is still read for the idle mark, but it is not weighed again.
-If the handler is replaced during the window, the rest of it samples the
-main thread like any other.
+thread's clock is still read for the idle mark, but it is not weighed again
+(until the first signal sample comes, it is sampled here as usual; see
+``_drain_signal``). If the signal fails during the window (its handler
+replaced, or no signal handled), the rest of it samples the main thread like
+any other.
 
 Memory is bounded: at most ``max_stacks`` distinct stacks (later new ones are
 recorded as ``(truncated)``), ``max_rows`` rows (later samples are counted as

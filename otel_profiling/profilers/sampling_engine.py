@@ -223,7 +223,9 @@ def _signal_attributes(source: Optional[MainSignal]) -> Dict[str, AttributeValue
     """How the main thread's CPU time was sampled in the window, and if not by signal, why."""
     if source is not None and not source.reason:
         return {MODE_ATTRIBUTE: "signal"}
-    reason = source.reason if source is not None else "turned off (OTEL_PROFILING_CPU_SIGNAL=false)"
+    reason = "turned off (main_thread_signal=False or OTEL_PROFILING_CPU_SIGNAL=false)"
+    if source is not None:
+        reason = source.reason
     return {MODE_ATTRIBUTE: "thread", REASON_ATTRIBUTE: reason}
 
 
