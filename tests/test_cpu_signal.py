@@ -235,6 +235,12 @@ def test_the_wall_clock_arms_no_timer(agent) -> None:  # type: ignore[no-untyped
     assert STATE.runs == runs
 
 
+def test_a_program_exec_ed_during_a_window_gets_no_signal() -> None:
+    """A POSIX timer is deleted at ``exec``: the new program (which has no handler, so the
+    signal would end it) computes 50 intervals and ends normally."""
+    assert run_app("exec") == {"execed": True}
+
+
 def test_a_second_window_at_once_samples_the_main_thread_from_the_thread() -> None:
     """One timer per process: the window that armed it keeps it, the other says why."""
     first, second = CpuProfiler(clock="cpu"), CpuProfiler(clock="cpu")

@@ -50,7 +50,8 @@ SIGNAL_OFFSET = 6
 """The timer's signal is ``SIGRTMIN+6`` (the trigger under servers uses ``SIGRTMIN+4``)."""
 
 MAX_PENDING = 10_000
-"""Signal samples held until the sampling thread drains them; beyond, they are dropped."""
+"""Signal samples held until the sampling thread drains them; beyond, a signal records nothing
+and the next sample recorded takes its CPU time."""
 
 SILENT_INTERVALS = 100
 """With no handler run after this many intervals of the main thread's CPU time, the signal is
@@ -110,7 +111,6 @@ class _Process:
         self.main_ident = 0
         self.last_cpu = 0  # the main thread's CPU ns at the previous handler run
         self.runs = 0  # handler runs that recorded a sample, since the process began
-        self.dropped = 0  # samples dropped because the deque was full
         self.owner: Optional[MainSignal] = None
 
 
@@ -124,13 +124,12 @@ def _handle(signum: int, frame: Optional[FrameType]) -> None:
     sink = state.sink
     if sink is None:  # no window armed (a signal sent just before the timer was deleted)
         return
+    if len(sink) >= MAX_PENDING:  # the sampling thread is late: the next sample takes the time
+        return
     try:
         cpu = time.thread_time_ns()
         value = cpu - state.last_cpu
         state.last_cpu = cpu
-        if len(sink) >= MAX_PENDING:
-            state.dropped += 1
-            return
         codes = []
         while frame is not None:
             codes.append(frame.f_code)
@@ -139,7 +138,7 @@ def _handle(signum: int, frame: Optional[FrameType]) -> None:
         state.runs += 1
         sink.append((tuple(codes), value, time.perf_counter_ns(), ids))
     except Exception:  # raised here, it would be raised in the application's code
-        state.dropped += 1
+        return
 
 
 def _unsupported() -> str:
