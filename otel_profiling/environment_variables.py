@@ -86,6 +86,12 @@ OTEL_PROFILING_CPU_BY_SPAN = "OTEL_PROFILING_CPU_BY_SPAN"
 engine) (default ``false``).
 """
 
+OTEL_PROFILING_CPU_SIGNAL = "OTEL_PROFILING_CPU_SIGNAL"
+"""Under ``OTEL_PROFILING_CPU_CLOCK=cpu`` (sampling engine, Linux), sample the main thread's CPU
+time with a timer signal (``SIGRTMIN+6``) on its own CPU clock, so short bursts of work before a
+wait keep their time (default ``true``).
+"""
+
 OTEL_PROFILING_CPU_CLOCK = "OTEL_PROFILING_CPU_CLOCK"
 """``wall`` or ``cpu`` (default ``wall``)."""
 

@@ -56,6 +56,11 @@ class CpuProfiler(Profiler):
     with sampling, asyncio tasks suspended in ``await``); ``clock="cpu"``
     counts each thread's CPU time. ``by_span=True`` (sampling) adds a
     ``span <id>`` level under each thread for samples taken in a span.
+    With sampling and ``clock="cpu"``, the main thread is sampled by a timer
+    signal on its own CPU clock (Linux; see ``profilers/main_signal.py``), so
+    short bursts of work that end in a wait keep their CPU time;
+    ``main_thread_signal=False`` turns it off (default: the
+    ``OTEL_PROFILING_CPU_SIGNAL`` variable, ``true`` unless set).
     ``builtins`` and ``max_nodes`` apply to the yappi engine. The library's
     own threads and frames are left out of the profile.
     """
@@ -72,6 +77,7 @@ class CpuProfiler(Profiler):
         builtins: bool = True,
         max_nodes: int = 200_000,
         by_span: bool = False,
+        main_thread_signal: Optional[bool] = None,
     ) -> None:
         super().__init__(format)
         if clock not in _CLOCKS:
@@ -84,8 +90,16 @@ class CpuProfiler(Profiler):
         self.by_span = by_span
         self._engine: Union[SamplingEngine, YappiEngine]
         if self.engine == "sampling":
+            if main_thread_signal is None and clock == "cpu":
+                from otel_profiling.profilers.env import cpu_signal_from_env  # imports this
+
+                main_thread_signal = cpu_signal_from_env()
             self._engine = SamplingEngine(
-                self.format, interval=self.interval, clock=clock, by_span=by_span
+                self.format,
+                interval=self.interval,
+                clock=clock,
+                by_span=by_span,
+                main_thread_signal=main_thread_signal is not False,
             )
         else:
             if by_span:

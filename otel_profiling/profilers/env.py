@@ -17,6 +17,7 @@ from otel_profiling.environment_variables import (
     OTEL_PROFILING_CPU_ENGINE,
     OTEL_PROFILING_CPU_FORMAT,
     OTEL_PROFILING_CPU_INTERVAL,
+    OTEL_PROFILING_CPU_SIGNAL,
     OTEL_PROFILING_HEAP_FORMAT,
     OTEL_PROFILING_HEAP_FRAMES,
     OTEL_PROFILING_PROFILERS,
@@ -52,7 +53,7 @@ def _format_from_env(name: str, kind: ProfileKind) -> Optional[str]:
 
 def cpu_profiler_from_env() -> CpuProfiler:
     """``OTEL_PROFILING_CPU_ENGINE``, ``_CPU_INTERVAL``, ``_CPU_FORMAT``, ``_CPU_CLOCK``,
-    ``_CPU_BUILTINS`` and ``_CPU_BY_SPAN``.
+    ``_CPU_BUILTINS``, ``_CPU_BY_SPAN`` and ``_CPU_SIGNAL``.
 
     A value that does not fit the others (``engine=sampling`` with a call-graph
     format, ``by_span`` with yappi, the ``cpu`` clock where threads have no CPU
@@ -83,7 +84,13 @@ def cpu_profiler_from_env() -> CpuProfiler:
         clock=clock,
         builtins=env_bool(OTEL_PROFILING_CPU_BUILTINS, True),
         by_span=by_span,
+        main_thread_signal=cpu_signal_from_env() if clock == "cpu" else False,
     )
+
+
+def cpu_signal_from_env() -> bool:
+    """``OTEL_PROFILING_CPU_SIGNAL``: the main thread's CPU time from a timer signal (``true``)."""
+    return env_bool(OTEL_PROFILING_CPU_SIGNAL, True)
 
 
 def _engine_from_env(format_name: str) -> Optional[str]:

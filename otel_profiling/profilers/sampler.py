@@ -36,6 +36,17 @@ wall clock only (a suspended task uses no CPU); above ``max_tasks`` pending
 tasks a random subset is sampled each tick, each weighed by the share it
 stands for.
 
+Under ``clock="cpu"`` the main thread may instead be sampled by a timer
+signal on its own CPU clock (``profilers/main_signal.py``): each tick first
+records the samples its handler queued since the previous tick, each on the
+stack where the main thread computed and weighed by the CPU time it used
+since the previous one (no halfway split: the stack is exact); the main
+thread's clock is still read for the idle mark, but it is not weighed again
+(until the first signal sample comes, it is sampled here as usual; see
+``_drain_signal``). If the signal fails during the window (its handler
+replaced, or no signal handled), the rest of it samples the main thread like
+any other.
+
 Memory is bounded: at most ``max_stacks`` distinct stacks (later new ones are
 recorded as ``(truncated)``), ``max_rows`` rows (later samples are counted as
 dropped), ``max_spans`` distinct spans (later ones are recorded without span)
@@ -60,7 +71,8 @@ from otel_profiling.formats.calltree import Frame
 from otel_profiling.formats.samples import SampleCapture, SampleThread, Track
 from otel_profiling.profilers import thread_clocks
 from otel_profiling.profilers.async_tasks import TaskScanner, running_task_ids, still_suspended
-from otel_profiling.profilers.open_spans import OPEN_SPANS
+from otel_profiling.profilers.main_signal import MainSignal
+from otel_profiling.profilers.open_spans import OPEN_SPANS, SpanIds
 from otel_profiling.profilers.stack_walk import CodeTable, Stack
 
 TRUNCATED = Frame("(truncated)")
@@ -159,6 +171,10 @@ class Sampler:
         self._skipped_ticks = 0  # ticks that left the waiting threads out, and their elapsed ns
         self._skipped_ns = 0
         self._lock = threading.Lock()
+        self.signal: Optional[MainSignal] = None  # the main thread's samples come from it
+        self._signal_heard = False  # a signal sample has come in this window
+        self._signal_ended = False  # the signal failed: the next tick samples as usual
+        self._before_signal = 0  # its CPU ns recorded here before the first signal sample
         self._mono0 = time.perf_counter_ns()
         self._last = self._mono0
         self.capture = SampleCapture(
@@ -190,6 +206,8 @@ class Sampler:
             clocks = last or baseline or self.clock == "cpu"
             clocks = clocks or self._ticks % WALL_CLOCK_READS == 0
             spans = len(OPEN_SPANS) > 0
+            if self.signal is not None and not baseline:
+                self._drain_signal(self.signal)
             running = running_task_ids() if spans and not baseline else {}
             # Without clocks, the threads still waiting are left as they are (a set
             # difference, in C): they are added to their runs later, in one go.
@@ -198,6 +216,8 @@ class Sampler:
             used = self._sample_threads(
                 pairs, elapsed, when, baseline, clocks, spans, running, stopper
             )
+            if self._signal_ended:
+                self.signal = None
             # only now: a thread seen at the baseline was there all along, not a new one
             self._baseline = False
             ended = False
@@ -245,6 +265,7 @@ class Sampler:
         wall = self.clock == "wall"
         clock_ns = time.clock_gettime_ns if thread_clocks.SUPPORTED and clocks else None
         counts, values = self.capture.sample_count, self.capture.sample_value
+        signalled = self.signal.ident if self.signal is not None else 0
         used = 0
         for ident, top in frames:
             owner = active.get(ident)
@@ -271,6 +292,10 @@ class Sampler:
             if baseline:
                 continue
             value = elapsed if wall else cpu_delta
+            if ident == signalled:  # its CPU time comes with the signal's samples
+                if self._signal_heard:
+                    continue
+                self._before_signal += max(value, 0)  # none yet: sampled here meanwhile
             if state.fresh:  # started since the previous sample: halfway through, on average
                 state.fresh = False
                 if wall:
@@ -438,7 +463,9 @@ class Sampler:
         return found
 
     def _span(self, thread: int, task: int) -> int:
-        ids = OPEN_SPANS.current(thread, task)
+        return self._span_index(OPEN_SPANS.current(thread, task))
+
+    def _span_index(self, ids: Optional[SpanIds]) -> int:
         if ids is None:
             return 0
         found = self._span_ids.get(ids)
@@ -450,7 +477,42 @@ class Sampler:
             spans.append(ids)
         return found
 
-    def _record(self, track: _Track, stack: int, span: int, when: int, value: int) -> None:
+    def _drain_signal(self, source: MainSignal) -> None:
+        """Record the main thread's signal samples queued since the previous tick.
+
+        Until the first one comes, the main thread is sampled here as usual, and
+        the first samples' weight (its CPU time since the timer was armed) is
+        reduced by what was recorded meanwhile: no time is counted twice, and
+        none is lost if no signal ever comes. If the signal fails (``check``),
+        the samples queued until then are kept and the main thread is sampled
+        like the others from the next tick on.
+        """
+        if not source.check():  # the timer is deleted; its CPU time up to now is queued
+            self._signal_ended = True  # its next tick is the sampling thread's
+        state = self._threads.get(source.ident)
+        pending = source.pending
+        capture = self.capture
+        while pending:
+            codes, value, at, ids = pending.popleft()
+            if self._before_signal > 0:
+                taken = min(value, self._before_signal)
+                value -= taken
+                self._before_signal -= taken
+            if codes is not None:
+                self._signal_heard = True
+            if value <= 0 or state is None or state.library:
+                continue
+            if codes is None:  # the last stretch, up to the disarm: on the last stack
+                if state.row >= 0:
+                    capture.sample_value[state.row] += value
+                continue
+            stack = self._intern(self._codes.code_stack(codes))
+            when = capture.start_ns + (at - self._mono0)
+            self._record(state, stack, self._span_index(ids), when, value, split=False)
+
+    def _record(
+        self, track: _Track, stack: int, span: int, when: int, value: int, split: bool = True
+    ) -> None:
         capture = self.capture
         row = track.row
         if row >= 0 and track.stack == stack and track.span == span:
@@ -460,7 +522,7 @@ class Sampler:
         if len(capture.sample_count) >= self.max_rows:
             capture.dropped_samples += 1
             return
-        if row >= 0:  # the stack (or span) changed between two samples: halfway, on average
+        if row >= 0 and split:  # the stack (or span) changed between samples: halfway, on average
             half = value // 2
             capture.sample_value[row] += half
             value -= half

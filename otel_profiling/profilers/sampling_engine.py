@@ -13,6 +13,9 @@ It takes the GIL like any thread: samples land where the interpreter lets
 other threads run (``sys.getswitchinterval()``, 5 ms by default), and a long
 call into C code that keeps the GIL is seen, once it returns, on the Python
 frame that called it. C functions are not frames of their own here.
+Under ``clock="cpu"`` the main thread is sampled by a timer signal on its own
+CPU clock instead (``profilers/main_signal.py``), so its short bursts of work
+before a wait keep their time; ``main_thread_signal=False`` turns that off.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from otel_profiling import _threads
 from otel_profiling.formats import ProfileFormat, formats_for, get_format
 from otel_profiling.formats.samples import SampleCapture
 from otel_profiling.profile import ProfileKind
-from otel_profiling.profilers import thread_clocks
+from otel_profiling.profilers import main_signal, thread_clocks
 from otel_profiling.profilers.base import IDLE_ATTRIBUTE, IDLE_CPU_SHARE, ProfilerBusyError
+from otel_profiling.profilers.main_signal import MODE_ATTRIBUTE, REASON_ATTRIBUTE, MainSignal
 from otel_profiling.profilers.pace import Pace
 from otel_profiling.profilers.sampler import (
     DEFAULT_MAX_ROWS,
@@ -94,6 +98,7 @@ class SamplingEngine:
         max_stacks: int = DEFAULT_MAX_STACKS,
         max_rows: int = DEFAULT_MAX_ROWS,
         max_tasks: int = DEFAULT_MAX_TASKS,
+        main_thread_signal: bool = True,
     ) -> None:
         fmt = get_format(ProfileKind.CPU_PROFILE, format) if isinstance(format, str) else format
         if not fmt.accepts(SampleCapture):
@@ -112,6 +117,10 @@ class SamplingEngine:
         self._stop = _new_stop()
         self._thread_cpu_ns = 0
         self._end_attributes: Dict[str, AttributeValue] = {}
+        self.main_thread_signal = main_thread_signal and clock == "cpu"
+        self._signal: Optional[MainSignal] = None
+        if self.main_thread_signal:
+            main_signal.install()  # only possible on the main thread: made there, most often
 
     @property
     def running(self) -> bool:
@@ -122,11 +131,22 @@ class SamplingEngine:
             raise ProfilerBusyError("this CpuProfiler is already profiling")
         sampler = Sampler(interval=self.interval, clock=self.clock, **self.limits)
         sampler.tick()  # the baseline: each thread's CPU clock at the start
+        if self.main_thread_signal:
+            self._signal = MainSignal(self.interval)
+            if self._signal.arm():
+                sampler.signal = self._signal
         self._stop = _new_stop()
         self._thread_cpu_ns = 0
         self._end_attributes = {}
         self._sampler = sampler
-        self._thread = _threads.start_daemon(lambda: self._run(sampler), "cpu-sampler")
+        try:
+            self._thread = _threads.start_daemon(lambda: self._run(sampler), "cpu-sampler")
+        except BaseException:
+            self._sampler = None
+            if self._signal is not None:
+                self._signal.disarm()
+                self._signal = None
+            raise
 
     def _run(self, sampler: Sampler) -> None:
         """Tick on a schedule of deadlines, so waiting for the GIL does not slow the rate."""
@@ -159,6 +179,9 @@ class SamplingEngine:
         sampler = self._sampler
         if sampler is None:
             raise RuntimeError("CpuProfiler.stop() called while not profiling")
+        source, self._signal = self._signal, None
+        if source is not None:
+            source.disarm()  # before the last tick, which records what it queued
         self._stop.release()
         if self._thread is not None:
             self._thread.join(_JOIN_TIMEOUT)
@@ -170,6 +193,8 @@ class SamplingEngine:
             self._thread = None
         sampler_cpu_ns = self._thread_cpu_ns + time.thread_time_ns() - began
         self._end_attributes = _end_attributes(capture, sampler_cpu_ns)
+        if self.clock == "cpu":
+            self._end_attributes.update(_signal_attributes(source))
         return capture
 
     def stop(self) -> bytes:
@@ -189,6 +214,19 @@ class SamplingEngine:
         self._sampler = None
         self._thread = None
         self._stop = _new_stop()
+        if self._signal is not None:
+            self._signal.forget()  # timers are not inherited: the child has none to delete
+            self._signal = None
+
+
+def _signal_attributes(source: Optional[MainSignal]) -> Dict[str, AttributeValue]:
+    """How the main thread's CPU time was sampled in the window, and if not by signal, why."""
+    if source is not None and not source.reason:
+        return {MODE_ATTRIBUTE: "signal"}
+    reason = "turned off (main_thread_signal=False or OTEL_PROFILING_CPU_SIGNAL=false)"
+    if source is not None:
+        reason = source.reason
+    return {MODE_ATTRIBUTE: "thread", REASON_ATTRIBUTE: reason}
 
 
 def _new_stop() -> Any:

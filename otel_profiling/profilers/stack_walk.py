@@ -63,6 +63,21 @@ class CodeTable:
         ids.reverse()
         return tuple(ids)
 
+    def code_stack(self, codes: Tuple[CodeType, ...]) -> Stack:
+        """As ``thread_stack``, from code objects taken innermost first (by a signal handler)."""
+        known = self._index
+        ids: List[int] = []
+        for code in codes:
+            index = known.get(id(code))
+            if index is None:
+                index = self._resolve(code)
+            if index >= 0:
+                ids.append(index)
+            elif index == _CUT:
+                ids.clear()
+        ids.reverse()
+        return tuple(ids)
+
     def coroutine_stack(self, coro: Any) -> Stack:
         """A suspended coroutine's await chain (``cr_await`` down), outermost first."""
         known = self._index
