@@ -153,6 +153,8 @@ def test_trigger_refuses_a_gone_or_unprepared_process() -> None:
         plain.kill()
         plain.wait()
     assert cli("trigger", "1", "--force", "--signal", "SIGNOPE").returncode == 1
+    zero = cli("trigger", "1", "--seconds", "0")
+    assert zero.returncode == 1 and "more than 0 and at most 3600 seconds" in zero.stderr
 
 
 def test_run_errors(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pid <= 0:
         raise CliError(f"{args.pid} is not a process id: give the PID of the profiled program")
     if args.seconds is not None and not 0 < args.seconds <= 3600:
-        raise CliError(f"--seconds {args.seconds:g}: give a duration from 0 to 3600 seconds")
+        raise CliError(f"--seconds {args.seconds:g}: give more than 0 and at most 3600 seconds")
     _check_alive(args.pid)
     if args.force:
         return _forced(args)
