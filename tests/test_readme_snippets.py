@@ -299,7 +299,9 @@ def test_every_python_snippet_has_a_case(tmp_path: Path) -> None:
         assert len(matching) == 1, f"README.md:{line}: give this snippet one case here"
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize(
+    "index", range(5), ids=["backend", "triggers", "agent-profile", "otel-setup", "gunicorn-conf"]
+)
 def test_local_snippet(index: int, tmp_path: Path) -> None:
     case = local_cases(tmp_path)[index]
     (snippet,) = [code for _, code in python_snippets() if case.marker in code]
@@ -310,7 +312,7 @@ def test_local_snippet(index: int, tmp_path: Path) -> None:
         assert re.fullmatch(KEY, profile.name), profile.name
 
 
-@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("index", range(2), ids=["S3Exporter", "fsspec-url"])
 def test_s3_snippet(index: int, s3_endpoint: str, bucket: str, tmp_path: Path) -> None:
     snippets = python_snippets()
     case = s3_cases(s3_endpoint, bucket, snippets[0][1])[index]
