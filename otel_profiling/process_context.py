@@ -198,12 +198,14 @@ def publish(resource: Mapping[str, Any], extra: Mapping[str, Any], owner: object
     try:
         payload = encode(resource, extra)
         with _lock:
-            _owner = owner
             if _current is not None and len(payload) <= _current.capacity:
                 _update(_current, payload)
+                _owner = owner
                 return True
-            _drop_locked()
-            return _create(payload)
+            _drop_locked()  # forgets the owner too: set it after
+            created = _create(payload)
+            _owner = owner if created else None
+            return created
     except Exception:  # noqa: BLE001 - the host must never fail because of this
         _logger.debug("The process context (OTEL_CTX) could not be published.", exc_info=True)
         return False

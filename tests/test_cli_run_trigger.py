@@ -97,12 +97,14 @@ def test_run_with_signal_and_trigger(tmp_path: Path) -> None:
         assert int(line.split()[1]) == proc.pid  # run replaced itself with the program
         time.sleep(0.5)
         assert not out.exists() or not list(out.iterdir())  # nothing profiled before the signal
+        assert _listed_profiling(proc.pid) == "no"
         first = cli("trigger", str(proc.pid), "--json")
         assert first.returncode == 0, first.stderr
         assert json.loads(first.stdout) == {
             "signalled": [{"pid": proc.pid, "name": "python", "signal": "SIGUSR2"}],
             "skipped": [],
         }
+        assert wait_for(lambda: _listed_profiling(proc.pid) == "yes", timeout=10)
         time.sleep(1.5)  # about 150 samples: each workload function holds a good share
         stopped = cli("trigger", str(proc.pid), "--force", "--signal", "SIGUSR2")  # PID alone
         assert stopped.returncode == 0 and stopped.stdout == f"sent SIGUSR2 to {proc.pid}\n"
@@ -118,6 +120,16 @@ def test_run_with_signal_and_trigger(tmp_path: Path) -> None:
     assert proc.returncode == 0
     names = cpuprofile_function_names(load_cpuprofile(files[0].read_bytes()))
     assert names >= WORKLOAD
+
+
+def _listed_profiling(pid: int) -> str:
+    """The PROFILING column of ``trigger PID --list`` for that process."""
+    listing = cli("trigger", str(pid), "--list")
+    assert listing.returncode == 0, listing.stderr
+    header, *rows = listing.stdout.splitlines()
+    column = header.split().index("PROFILING")
+    (row,) = [line.split() for line in rows if line.split()[0] == str(pid)]
+    return row[column]
 
 
 def test_trigger_refuses_a_gone_or_unprepared_process() -> None:
@@ -141,6 +153,8 @@ def test_trigger_refuses_a_gone_or_unprepared_process() -> None:
         plain.kill()
         plain.wait()
     assert cli("trigger", "1", "--force", "--signal", "SIGNOPE").returncode == 1
+    zero = cli("trigger", "1", "--seconds", "0")
+    assert zero.returncode == 1 and "more than 0 and at most 3600 seconds" in zero.stderr
 
 
 def test_run_errors(tmp_path: Path) -> None:

@@ -228,6 +228,18 @@ def test_updated_on_change_and_removed_at_shutdown() -> None:
     assert otel_ctx_lines(os.getpid()) == []
 
 
+def test_removed_at_shutdown_when_published_once() -> None:
+    """An agent that published once and never updated still removes its context."""
+    agent = ProfilingAgent()
+    agent.register(SignalTrigger(signal.SIGUSR1), CpuProfiler())
+    agent.start()
+    try:
+        assert read_context(os.getpid()) is not None
+    finally:
+        agent.shutdown()
+    assert otel_ctx_lines(os.getpid()) == []
+
+
 def test_the_librarys_reader_agrees(configured: Tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     from otel_profiling import process_context_reader
 

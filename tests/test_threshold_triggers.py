@@ -19,7 +19,7 @@ from viewers import HeapSnapshot, cpuprofile_function_names, load_cpuprofile
 from otel_profiling import ProfilingAgent
 from otel_profiling.exporters import InMemoryProfileExporter
 from otel_profiling.processors import SimpleProfileProcessor
-from otel_profiling.profilers import CpuProfiler
+from otel_profiling.profilers import CpuProfiler, HeapProfiler
 from otel_profiling.triggers import CpuThresholdTrigger, MemoryThresholdTrigger
 from otel_profiling.triggers.thresholds import resident_bytes
 
@@ -130,7 +130,17 @@ def test_a_threshold_without_a_profiler_of_its_kind_warns(caplog) -> None:  # ty
     with caplog.at_level(logging.WARNING):
         agent.start()
     agent.shutdown()
-    assert any("will never profile" in r.getMessage() for r in caplog.records)
+    (warning,) = [r.getMessage() for r in caplog.records if "will never profile" in r.getMessage()]
+    # the fix it names is a profiler of the trigger's kinds, not the CPU one it already has
+    assert "HeapSnapshotProfiler()" in warning and "CpuProfiler()" not in warning, warning
+
+    agent, _ = _agent(CpuThresholdTrigger(percent=50, poll_interval=0.05), HeapProfiler())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        agent.start()
+    agent.shutdown()
+    (warning,) = [r.getMessage() for r in caplog.records if "will never profile" in r.getMessage()]
+    assert "CpuProfiler()" in warning and "Heap" not in warning.split("register")[-1], warning
 
 
 def cpu_threshold_busy_leaf(stop: threading.Event) -> None:

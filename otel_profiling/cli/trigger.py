@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pid <= 0:
         raise CliError(f"{args.pid} is not a process id: give the PID of the profiled program")
     if args.seconds is not None and not 0 < args.seconds <= 3600:
-        raise CliError(f"--seconds {args.seconds:g}: give a duration from 0 to 3600 seconds")
+        raise CliError(f"--seconds {args.seconds:g}: give more than 0 and at most 3600 seconds")
     _check_alive(args.pid)
     if args.force:
         return _forced(args)
@@ -290,12 +290,16 @@ def _print_list(args: argparse.Namespace, found: List[Found]) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'PID':>7} {'PPID':>7}  {'NAME':<16} {'SIGNAL':<11} {'SERVICE':<20} HTTP / NOTE")
+    print(
+        f"{'PID':>7} {'PPID':>7}  {'NAME':<16} {'SIGNAL':<11} {'PROFILING':<9} {'SERVICE':<20} "
+        "HTTP / NOTE"
+    )
     for row in rows:
         detail = row["http"] or row["note"] or ("no agent" if row["agent"] is None else "")
+        profiling = {True: "yes", False: "no", None: "-"}[row["profiling"]]
         print(
             f"{row['pid']:>7} {row['ppid']:>7}  {row['name'][:16]:<16} {row['signal'] or '-':<11} "
-            f"{str(row['service.name'] or '-')[:20]:<20} {detail}"
+            f"{profiling:<9} {str(row['service.name'] or '-')[:20]:<20} {detail}"
         )
     return 0
 
