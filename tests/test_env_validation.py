@@ -513,6 +513,16 @@ def test_refused_signal_names_the_fix() -> None:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGRTMIN"), reason="no real-time signals on this OS")
+def test_the_cpu_profilers_timer_signal_is_refused_as_a_trigger() -> None:
+    """SIGRTMIN+6 carries the CPU profiler's main-thread samples: as a trigger, each sample
+    would toggle profiling, so it is refused like the signals that other parts use."""
+    with pytest.raises(ValueError) as refused:
+        SignalTrigger("SIGRTMIN+6")
+    assert "SIGRTMIN+6 is the CPU profiler's timer signal" in str(refused.value)
+    assert "use SIGUSR2, SIGUSR1 or a real-time signal SIGRTMIN+n" in str(refused.value)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGRTMIN"), reason="no real-time signals on this OS")
 def test_a_real_time_signal_triggers_profiling() -> None:
     """Real-time signals are allowed: SIGRTMIN, really sent to this process, toggles a profile."""
     for allowed in (signal.SIGRTMIN + 3, signal.SIGRTMAX, signal.SIGUSR1, signal.SIGUSR2):

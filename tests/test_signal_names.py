@@ -13,8 +13,9 @@ from support import child_env, wait_for
 from otel_profiling import ProfilingAgent
 from otel_profiling.profilers import CpuProfiler
 from otel_profiling.servers import safe_signal
+from otel_profiling.signal_names import signal_name
 from otel_profiling.triggers import SignalTrigger
-from otel_profiling.triggers.signals import parse_signal, signal_name
+from otel_profiling.triggers.signals import parse_signal
 
 RTMIN = int(signal.SIGRTMIN)
 

@@ -26,7 +26,8 @@ from otel_profiling.process_context_reader import (
     ProcessContextUnreadable,
     read_process_context,
 )
-from otel_profiling.triggers.signals import DEFAULT_SIGNAL, parse_signal, signal_name
+from otel_profiling.signal_names import signal_name
+from otel_profiling.triggers.signals import DEFAULT_SIGNAL, parse_signal
 
 HOW_TO_ENABLE = (
     "start it with `opentelemetry-instrument` and OTEL_PROFILING_ENABLED=true, or with "

@@ -43,6 +43,7 @@ from typing import Any, Deque, Optional, Tuple
 from otel_profiling.profilers import thread_clocks
 from otel_profiling.profilers.async_tasks import current_task_id
 from otel_profiling.profilers.open_spans import OPEN_SPANS, SpanIds
+from otel_profiling.signal_names import signal_name
 
 _logger = logging.getLogger(__name__)
 
@@ -174,22 +175,18 @@ def install() -> None:
     try:
         current = signal.getsignal(signum)
         if current is not signal.SIG_DFL:
-            STATE.refusal = f"{_name(signum)} is taken ({current!r})"
+            STATE.refusal = f"{signal_name(signum)} is taken ({current!r})"
             return
         if signum in signal.pthread_sigmask(signal.SIG_BLOCK, []):
-            STATE.refusal = f"{_name(signum)} is blocked on the main thread"
+            STATE.refusal = f"{signal_name(signum)} is blocked on the main thread"
             return
         signal.signal(signum, _handle)
         signal.siginterrupt(signum, False)  # SA_RESTART: a call it interrupts is resumed
     except (OSError, ValueError, RuntimeError) as exc:
-        STATE.refusal = f"installing the {_name(signum)} handler failed: {exc}"
+        STATE.refusal = f"installing the {signal_name(signum)} handler failed: {exc}"
         return
     STATE.installed = True
     STATE.refusal = ""
-
-
-def _name(signum: int) -> str:
-    return f"SIGRTMIN+{signum - int(signal.SIGRTMIN)}"
 
 
 _LIBC: Any = None
@@ -245,7 +242,7 @@ class MainSignal:
             return "no real-time signals"
         current = signal.getsignal(signum)
         if current is not _handle:
-            return f"{_name(signum)} is taken ({current!r})"
+            return f"{signal_name(signum)} is taken ({current!r})"
         if STATE.owner is not None:
             return "another window samples the main thread with the signal"
         main = threading.main_thread()
@@ -294,7 +291,7 @@ class MainSignal:
         signum = signal_number() or 0
         current = signal.getsignal(signum)
         if current is not _handle:
-            self._give_up(f"{_name(signum)} handler replaced while profiling ({current!r})")
+            self._give_up(f"{signal_name(signum)} handler replaced while profiling ({current!r})")
             return False
         if STATE.runs == self._runs:
             try:
@@ -303,7 +300,7 @@ class MainSignal:
                 return True
             if used > SILENT_INTERVALS * self.interval * 1e9:
                 self._give_up(
-                    f"no {_name(signum)} handled in {used / 1e9:.2f} s of the main thread's "
+                    f"no {signal_name(signum)} handled in {used / 1e9:.2f} s of the main thread's "
                     "CPU time (blocked on the main thread, or Python handlers never run)"
                 )
                 return False

@@ -4,13 +4,17 @@ A trigger signal replaces the process's handler. Taking one that ends or stops
 a process (SIGTERM: a container could no longer be stopped), that reports a
 fault, that the runtime or a server uses itself (SIGCHLD, SIGWINCH, SIGHUP,
 gunicorn's TTIN/TTOU, timers) would break the host. Allowed: SIGUSR1, SIGUSR2
-and the real-time signals SIGRTMIN..SIGRTMAX, which nothing sends by default.
+and the real-time signals SIGRTMIN..SIGRTMAX, which nothing sends by default,
+except the one the CPU profiler's main-thread timer sends (``main_signal``).
 """
 
 from __future__ import annotations
 
 import signal
 from typing import Dict, Optional, Union
+
+from otel_profiling.profilers import main_signal
+from otel_profiling.signal_names import signal_name
 
 ALLOWED = "SIGUSR2, SIGUSR1 or a real-time signal SIGRTMIN+n"
 
@@ -55,6 +59,8 @@ def _real_time(number: int) -> bool:
 def refusal(signum: Union[int, signal.Signals]) -> Optional[str]:
     """Why a trigger may not use ``signum`` ("SIGTERM asks the process to end"), or ``None``."""
     number = int(signum)
+    if number == main_signal.signal_number():
+        return f"{signal_name(number)} is the CPU profiler's timer signal (its main-thread samples)"
     if number in (signal.SIGUSR1, signal.SIGUSR2) or _real_time(number):
         return None
     try:

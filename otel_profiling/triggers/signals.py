@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Union
 
 from otel_profiling import _threads, servers
 from otel_profiling.process_context import SIGNAL_ACTIVE_ATTRIBUTE, SIGNAL_ATTRIBUTE
+from otel_profiling.signal_names import signal_name
 from otel_profiling.triggers.base import Trigger, TriggerTarget
 from otel_profiling.triggers.safe_signals import check_trigger_signal
 
@@ -57,14 +58,6 @@ def _known(number: int) -> int:
         if hasattr(signal, "SIGRTMIN") and signal.SIGRTMIN <= number <= signal.SIGRTMAX:
             return number
         raise
-
-
-def signal_name(signum: int) -> str:
-    """``SIGUSR2``; real-time signals as ``SIGRTMIN+n``."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"SIGRTMIN+{signum - int(signal.SIGRTMIN)}"
 
 
 class SignalTrigger(Trigger):
