@@ -13,6 +13,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_profiling.formats import get_format
 from otel_profiling.formats.samples import SampleCapture
 from otel_profiling.profile import ProfileKind
+from otel_profiling.profilers import main_signal
 from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.sampling_engine import (
     DEFAULT_INTERVAL,
@@ -91,9 +92,7 @@ class CpuProfiler(Profiler):
         self._engine: Union[SamplingEngine, YappiEngine]
         if self.engine == "sampling":
             if main_thread_signal is None and clock == "cpu":
-                from otel_profiling.profilers.env import cpu_signal_from_env  # imports this
-
-                main_thread_signal = cpu_signal_from_env()
+                main_thread_signal = main_signal.enabled_from_env()
             self._engine = SamplingEngine(
                 self.format,
                 interval=self.interval,

@@ -17,7 +17,6 @@ from otel_profiling.environment_variables import (
     OTEL_PROFILING_CPU_ENGINE,
     OTEL_PROFILING_CPU_FORMAT,
     OTEL_PROFILING_CPU_INTERVAL,
-    OTEL_PROFILING_CPU_SIGNAL,
     OTEL_PROFILING_HEAP_FORMAT,
     OTEL_PROFILING_HEAP_FRAMES,
     OTEL_PROFILING_PROFILERS,
@@ -25,6 +24,7 @@ from otel_profiling.environment_variables import (
 )
 from otel_profiling.formats import formats_for, get_format
 from otel_profiling.profile import ProfileKind
+from otel_profiling.profilers import main_signal
 from otel_profiling.profilers.base import Profiler
 from otel_profiling.profilers.cpu import ENGINES, CpuProfiler, resolve_engine
 from otel_profiling.profilers.heap import DEFAULT_FRAMES, HeapProfiler
@@ -84,13 +84,8 @@ def cpu_profiler_from_env() -> CpuProfiler:
         clock=clock,
         builtins=env_bool(OTEL_PROFILING_CPU_BUILTINS, True),
         by_span=by_span,
-        main_thread_signal=cpu_signal_from_env() if clock == "cpu" else False,
+        main_thread_signal=main_signal.enabled_from_env() if clock == "cpu" else False,
     )
-
-
-def cpu_signal_from_env() -> bool:
-    """``OTEL_PROFILING_CPU_SIGNAL``: the main thread's CPU time from a timer signal (``true``)."""
-    return env_bool(OTEL_PROFILING_CPU_SIGNAL, True)
 
 
 def _engine_from_env(format_name: str) -> Optional[str]:

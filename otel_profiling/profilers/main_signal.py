@@ -40,6 +40,8 @@ import time
 from types import FrameType
 from typing import Any, Deque, Optional, Tuple
 
+from otel_profiling._env import env_bool
+from otel_profiling.environment_variables import OTEL_PROFILING_CPU_SIGNAL
 from otel_profiling.profilers import thread_clocks
 from otel_profiling.profilers.async_tasks import current_task_id
 from otel_profiling.profilers.open_spans import OPEN_SPANS, SpanIds
@@ -91,6 +93,12 @@ class _Sigevent(ctypes.Structure):
         ("sigev_tid", ctypes.c_int),
         ("_pad", ctypes.c_int * 13),
     ]
+
+
+def enabled_from_env() -> bool:
+    """``OTEL_PROFILING_CPU_SIGNAL``: sample the main thread's CPU time with the timer signal
+    (``true``, the default) or from the sampling thread like the others (``false``)."""
+    return env_bool(OTEL_PROFILING_CPU_SIGNAL, True)
 
 
 def signal_number() -> Optional[int]:

@@ -196,18 +196,20 @@ class Sampler:
         """
         with self._lock:
             rows = len(self.capture.sample_count)
+            baseline = self._baseline
+            if self.signal is not None and not baseline:
+                # first: a failing signal logs a warning, during which (I/O, the GIL
+                # released) frames read before it could go stale
+                self._drain_signal(self.signal)
             frames = thread_frames()
             now = time.perf_counter_ns()
             elapsed = now - self._last
             self._last = now
             when = self.capture.start_ns + (now - self._mono0)
-            baseline = self._baseline
             self._ticks += 1
             clocks = last or baseline or self.clock == "cpu"
             clocks = clocks or self._ticks % WALL_CLOCK_READS == 0
             spans = len(OPEN_SPANS) > 0
-            if self.signal is not None and not baseline:
-                self._drain_signal(self.signal)
             running = running_task_ids() if spans and not baseline else {}
             # Without clocks, the threads still waiting are left as they are (a set
             # difference, in C): they are added to their runs later, in one go.
