@@ -503,10 +503,12 @@ def test_trigger_never_signals_another_sdks_context(tmp_path: Path) -> None:
         other.wait()
 
 
-def stop_during_window(server: Server, store: Path) -> Dict[int, bytes]:
+def stop_during_window(server: Server, store: Path, pids: Set[int]) -> Dict[int, bytes]:
     """Open a window on every process, load the server, then stop it by SIGTERM (as a
     container is stopped) while the window is open. The stop must stay within the agents'
-    exit timeout (10 s) plus what the server itself takes; returns the stored profiles."""
+    exit timeout (10 s) plus what the server itself takes; returns the stored profiles
+    once those of ``pids`` are in (a process may end after the server: multiprocessing's
+    resource tracker ends when the supervisor's pipe closes, then exports)."""
     started = cli("trigger", str(server.master))
     assert started.returncode == 0, started.stderr
     time.sleep(0.5)
@@ -515,7 +517,7 @@ def stop_during_window(server: Server, store: Path) -> Dict[int, bytes]:
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(60)
     assert time.monotonic() - began < 20
-    return file_profiles(store)
+    return wait_profiles(store, pids)
 
 
 def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[Server]) -> None:
@@ -535,7 +537,7 @@ def test_uvicorn_sigterm_exports_the_open_windows(tmp_path: Path, servers: List[
     servers.append(server)
     server.wait_ready(agents=4)  # the supervisor, multiprocessing's tracker, two workers
     agents = set(server.agents())
-    profiles = stop_during_window(server, store)
+    profiles = stop_during_window(server, store, agents)
     assert set(profiles) == agents, (sorted(profiles), sorted(agents), server.stderr())
     workers = {pid: data for pid, data in profiles.items() if pid in server.handled()}
     assert len(workers) == 2
@@ -666,7 +668,7 @@ def test_gunicorn_uvicorn_workers_sigterm_with_the_documented_hook(
     servers.append(server)
     server.wait_ready(agents=3)
     before = server.pids()
-    profiles = stop_during_window(server, store)
+    profiles = stop_during_window(server, store, before)
     assert set(profiles) == before, (sorted(profiles), sorted(before), server.stderr())
     workers = {pid: data for pid, data in profiles.items() if pid != server.master}
     check_against_ground_truth(server, workers)
