@@ -56,6 +56,14 @@ class TriggerTarget(Protocol):
         ...
 
 
+PROFILER_FOR_KIND: Mapping[ProfileKind, str] = {
+    ProfileKind.CPU_PROFILE: "CpuProfiler()",
+    ProfileKind.HEAP_PROFILE: "HeapProfiler()",
+    ProfileKind.HEAP_SNAPSHOT: "HeapSnapshotProfiler()",
+}
+"""The profiler a message suggests registering for each kind."""
+
+
 def profilers_of(target: TriggerTarget, kinds: Optional[Iterable[ProfileKind]]) -> List[Profiler]:
     """The target's profilers whose kind is in ``kinds`` (all of them when ``kinds`` is None)."""
     if kinds is None:

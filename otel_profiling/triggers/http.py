@@ -20,7 +20,7 @@ from otel_profiling.process_context import HTTP_ATTRIBUTE
 from otel_profiling.profile import Profile, ProfileKind
 from otel_profiling.profilers.base import Profiler, ProfilerBusyError
 from otel_profiling.triggers._windows import STOP_ELAPSED, STOP_SHUTDOWN, STOP_SNAPSHOT
-from otel_profiling.triggers.base import Trigger, TriggerTarget
+from otel_profiling.triggers.base import PROFILER_FOR_KIND, Trigger, TriggerTarget
 from otel_profiling.triggers.http_auth import (
     HOST_HINT,
     MIN_PUBLIC_TOKEN_LENGTH,
@@ -59,12 +59,6 @@ _logger = logging.getLogger(__name__)
 DEFAULT_MAX_SECONDS = 300.0
 DEFAULT_MAX_WINDOW_SECONDS = MAX_WINDOW_SECONDS
 SHUTDOWN_WAIT = 10.0
-
-_SUGGESTION = {
-    ProfileKind.CPU_PROFILE: "CpuProfiler()",
-    ProfileKind.HEAP_PROFILE: "HeapProfiler()",
-    ProfileKind.HEAP_SNAPSHOT: "HeapSnapshotProfiler()",
-}
 
 
 class HttpTrigger(Trigger):
@@ -208,7 +202,7 @@ class HttpTrigger(Trigger):
         raise HttpError(
             404,
             f"no {kind.value} profiler is registered with this HttpTrigger: register one, "
-            f"e.g. agent.register(HttpTrigger(...), {_SUGGESTION[kind]})",
+            f"e.g. agent.register(HttpTrigger(...), {PROFILER_FOR_KIND[kind]})",
         )
 
     def _start(self, profiler: Profiler, reason: str) -> Profile:

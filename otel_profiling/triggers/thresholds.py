@@ -23,15 +23,9 @@ from otel_profiling.profile import ProfileKind
 from otel_profiling.profilers import thread_clocks
 from otel_profiling.triggers._windows import run_window
 from otel_profiling.triggers.background import BackgroundTrigger
-from otel_profiling.triggers.base import TriggerTarget, profilers_of
+from otel_profiling.triggers.base import PROFILER_FOR_KIND, TriggerTarget, profilers_of
 
 _logger = logging.getLogger(__name__)
-_EXAMPLE_PROFILER = {
-    ProfileKind.CPU_PROFILE: "CpuProfiler()",
-    ProfileKind.HEAP_PROFILE: "HeapProfiler()",
-    ProfileKind.HEAP_SNAPSHOT: "HeapSnapshotProfiler()",
-}
-"""The profiler to name in a warning, per kind a threshold trigger drives."""
 
 HEAP_KINDS = (ProfileKind.HEAP_PROFILE, ProfileKind.HEAP_SNAPSHOT)
 CPU_KINDS = (ProfileKind.CPU_PROFILE,)
@@ -78,7 +72,7 @@ class _PollingTrigger(BackgroundTrigger):
     def install(self, target: TriggerTarget) -> None:
         if not profilers_of(target, self.kinds):
             kinds = ", ".join(k.value for k in self.kinds or ())
-            examples = " or ".join(_EXAMPLE_PROFILER[k] for k in self.kinds or tuple(ProfileKind))
+            examples = " or ".join(PROFILER_FOR_KIND[k] for k in self.kinds or tuple(ProfileKind))
             _logger.warning(
                 "%r has no profiler of kind %s registered with it and will never profile; "
                 "register one (e.g. %s).",
