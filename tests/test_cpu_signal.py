@@ -112,9 +112,11 @@ def agent() -> Iterator[ProfilingAgent]:
     agent.shutdown()
 
 
-def profiled(agent: ProfilingAgent, work: Any) -> Tuple[Dict[str, Any], Dict[str, Any], Any]:
+def profiled(
+    agent: ProfilingAgent, work: Any, interval: float = 0.01
+) -> Tuple[Dict[str, Any], Dict[str, Any], Any]:
     """``work()`` under ``CpuProfiler(clock="cpu")``: the profile, its attributes, the result."""
-    with agent.profile(CpuProfiler(clock="cpu")) as handle:
+    with agent.profile(CpuProfiler(clock="cpu", interval=interval)) as handle:
         result = work()
     assert handle.profile is not None and handle.profile.data
     return load_cpuprofile(handle.profile.data), dict(handle.profile.attributes), result
@@ -148,6 +150,51 @@ def test_another_thread_computing_beside_keeps_its_own_time(agent) -> None:  # t
     assert wait <= WAIT_SHARE * used, (wait, used)
     # its CPU time outside the window (starting, the last join) is a few ms at most
     assert within(thread_seconds(profile, "beside"), other_used[0]), other_used
+    assert attributes[MODE_ATTRIBUTE] == "signal", attributes
+
+
+def cpu_spin(seconds: float) -> None:
+    """Compute for ``seconds`` of this thread's CPU time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def phase_short() -> None:
+    cpu_spin(0.005)
+
+
+def phase_long() -> None:
+    cpu_spin(0.015)
+
+
+def test_work_repeating_at_the_interval_is_seen_in_every_phase(agent) -> None:  # type: ignore[no-untyped-def]
+    """Work that repeats every 20 ms of CPU time, the interval: 5 ms in one function, then
+    15 ms in another. A timer firing at a fixed period keeps landing at the same few
+    phases of such a loop (0.35 to 0.43 of the time went to the short phase, in three
+    runs with a fixed period). Each expiry is spread at random instead.
+
+    Tolerance: about 5 s / 22 ms (the kernel tick rounds each expiry up) = 230
+    samples, so the short phase's share has a binomial spread of
+    sqrt(0.25 × 0.75 / 230) = 0.029; ±0.1 is 3.5 of those.
+    """
+    seconds = 5.0
+
+    def work() -> float:
+        used = 0.0
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            began = time.thread_time()
+            phase_short()
+            used += time.thread_time() - began
+            phase_long()
+        return used
+
+    profile, attributes, short_used = profiled(agent, work, interval=0.02)
+    times = cpuprofile_inclusive_times(profile)
+    short, long = times.get("phase_short", 0) / 1e6, times.get("phase_long", 0) / 1e6
+    truth = short_used / seconds
+    assert abs(short / (short + long) - truth) <= 0.1, (short, long, truth)
     assert attributes[MODE_ATTRIBUTE] == "signal", attributes
 
 

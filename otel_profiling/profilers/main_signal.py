@@ -8,7 +8,8 @@ of it; see "Sampling accuracy" in ``benchmarks/README.md``).
 
 For the main thread this is mended with a POSIX timer (``timer_create``) on
 the main thread's CPU clock, sent to the main thread (``SIGEV_THREAD_ID``):
-it fires after every ``interval`` of the main thread's own CPU time, so never
+it fires after about every ``interval`` of the main thread's own CPU time
+(each next expiry set by the handler, spread at random: see ``SPREAD``), so never
 while it waits (an idle event loop is not woken, a blocked call is not
 interrupted). CPython runs the Python handler on the main thread at its next
 bytecode, where it computes; the handler appends (code objects innermost
@@ -33,6 +34,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -55,6 +57,12 @@ SIGNAL_OFFSET = 6
 MAX_PENDING = 10_000
 """Signal samples held until the sampling thread drains them; beyond, a signal records nothing
 and the next sample recorded takes its CPU time."""
+
+SPREAD = 0.5
+"""Each next expiry is ``interval × uniform(1 - SPREAD, 1 + SPREAD)`` of CPU time. A fixed
+period would lock onto work that repeats at that period and see one phase of it only.
+Wider than the sampling thread's jitter: the kernel fires CPU-clock timers at its tick
+(4 ms at 250 Hz), which rounds a narrow spread back to one fixed number of ticks."""
 
 SILENT_INTERVALS = 100
 """With no handler run after this many intervals of the main thread's CPU time, the signal is
@@ -121,6 +129,9 @@ class _Process:
         self.last_cpu = 0  # the main thread's CPU ns at the previous handler run
         self.runs = 0  # handler runs that recorded a sample, since the process began
         self.owner: Optional[MainSignal] = None
+        self.timer: Optional[ctypes.c_void_p] = None  # the armed window's timer
+        self.interval_ns = 0
+        self.jitter = random.Random()
 
 
 STATE = _Process()
@@ -133,6 +144,7 @@ def _handle(signum: int, frame: Optional[FrameType]) -> None:
     sink = state.sink
     if sink is None:  # no window armed (a signal sent just before the timer was deleted)
         return
+    _set_next_expiry(state)  # first: whatever happens below, the next signal comes
     if len(sink) >= MAX_PENDING:  # the sampling thread is late: the next sample takes the time
         return
     try:
@@ -146,6 +158,23 @@ def _handle(signum: int, frame: Optional[FrameType]) -> None:
         ids = OPEN_SPANS.current(state.main_ident, current_task_id()) if len(OPEN_SPANS) else None
         state.runs += 1
         sink.append((tuple(codes), value, time.perf_counter_ns(), ids))
+    except Exception:  # raised here, it would be raised in the application's code
+        return
+
+
+def _set_next_expiry(state: _Process) -> None:
+    """Set the timer to fire once more, after ``interval × uniform(1 ± SPREAD)`` of CPU time.
+
+    Never raises. The timer may have been deleted by the sampling thread just
+    now (``EINVAL``, ignored).
+    """
+    timer = state.timer
+    if timer is None:
+        return
+    try:
+        ns = int(state.interval_ns * state.jitter.uniform(1 - SPREAD, 1 + SPREAD))
+        once = _Itimerspec(_Timespec(0, 0), _Timespec(ns // 1_000_000_000, ns % 1_000_000_000))
+        _libc().timer_settime(timer, 0, ctypes.byref(once), None)
     except Exception:  # raised here, it would be raised in the application's code
         return
 
@@ -275,15 +304,15 @@ class MainSignal:
         STATE.last_cpu = self._armed_cpu = time.clock_gettime_ns(clock)
         self._runs = STATE.runs
         STATE.sink = self.pending
-        seconds = int(self.interval)
-        nanoseconds = int(round((self.interval - seconds) * 1e9))
-        period = _Timespec(seconds, nanoseconds)
-        spec = _Itimerspec(period, period)
+        STATE.interval_ns = round(self.interval * 1e9)
         self._clock = clock
-        if libc.timer_settime(timer, 0, ctypes.byref(spec), None) != 0:
+        first = _Itimerspec(_Timespec(0, 0), _Timespec(0, 0))
+        first.it_value.tv_sec, first.it_value.tv_nsec = divmod(STATE.interval_ns, 1_000_000_000)
+        if libc.timer_settime(timer, 0, ctypes.byref(first), None) != 0:
             error = ctypes.get_errno()
             self._delete()
             return f"timer_settime failed: {os.strerror(error)} (errno {error})"
+        STATE.timer = timer  # from here on the handler sets each next expiry
         return ""
 
     def check(self) -> bool:
@@ -342,6 +371,8 @@ class MainSignal:
     def _delete(self) -> None:
         """Delete the timer (if any) and give up the handler's sink."""
         timer, self._timer = self._timer, None
+        if STATE.owner is self:
+            STATE.timer = None  # the handler sets no next expiry
         if timer is not None and self._pid == os.getpid():
             libc = _libc()
             if libc is not None:
@@ -361,6 +392,7 @@ def _after_fork_in_child() -> None:
     _arming = threading.Lock()  # may have been held by another thread of the parent
     STATE.sink = None
     STATE.owner = None
+    STATE.timer = None
 
 
 if hasattr(os, "register_at_fork"):
