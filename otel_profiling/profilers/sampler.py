@@ -137,6 +137,18 @@ class _Thread(_Track):
         self.skipped = (0, 0)  # the skipped-sample totals when it was last seen waiting
 
 
+class _SignalFeed:
+    """The main thread's samples from its timer signal in this window (see ``_drain_signal``)."""
+
+    __slots__ = ("source", "heard", "ended", "before")
+
+    def __init__(self, source: MainSignal) -> None:
+        self.source = source
+        self.heard = False  # a signal sample has come
+        self.ended = False  # the signal failed: from the next tick, sampled like the others
+        self.before = 0  # the main thread's CPU ns recorded by ticks before the first one
+
+
 class Sampler:
     """Collects a ``SampleCapture`` over one window (see the module docstring)."""
 
@@ -171,10 +183,7 @@ class Sampler:
         self._skipped_ticks = 0  # ticks that left the waiting threads out, and their elapsed ns
         self._skipped_ns = 0
         self._lock = threading.Lock()
-        self.signal: Optional[MainSignal] = None  # the main thread's samples come from it
-        self._signal_heard = False  # a signal sample has come in this window
-        self._signal_ended = False  # the signal failed: the next tick samples as usual
-        self._before_signal = 0  # its CPU ns recorded here before the first signal sample
+        self._signal: Optional[_SignalFeed] = None
         self._mono0 = time.perf_counter_ns()
         self._last = self._mono0
         self.capture = SampleCapture(
@@ -185,6 +194,10 @@ class Sampler:
         )
         if not thread_clocks.SUPPORTED:
             self.capture.application_cpu_ns = -1
+
+    def sample_main_thread_from(self, source: MainSignal) -> None:
+        """Take the main thread's samples from ``source``'s signal (armed), not from ticks."""
+        self._signal = _SignalFeed(source)
 
     # -- the tick -------------------------------------------------------------------
     def tick(self, last: bool = False) -> bool:
@@ -197,10 +210,10 @@ class Sampler:
         with self._lock:
             rows = len(self.capture.sample_count)
             baseline = self._baseline
-            if self.signal is not None and not baseline:
+            if self._signal is not None and not baseline:
                 # first: a failing signal logs a warning, during which (I/O, the GIL
                 # released) frames read before it could go stale
-                self._drain_signal(self.signal)
+                self._drain_signal(self._signal)
             frames = thread_frames()
             now = time.perf_counter_ns()
             elapsed = now - self._last
@@ -218,8 +231,8 @@ class Sampler:
             used = self._sample_threads(
                 pairs, elapsed, when, baseline, clocks, spans, running, stopper
             )
-            if self._signal_ended:
-                self.signal = None
+            if self._signal is not None and self._signal.ended:
+                self._signal = None
             # only now: a thread seen at the baseline was there all along, not a new one
             self._baseline = False
             ended = False
@@ -267,7 +280,8 @@ class Sampler:
         wall = self.clock == "wall"
         clock_ns = time.clock_gettime_ns if thread_clocks.SUPPORTED and clocks else None
         counts, values = self.capture.sample_count, self.capture.sample_value
-        signalled = self.signal.ident if self.signal is not None else 0
+        feed = self._signal
+        signalled = feed.source.ident if feed is not None else 0
         used = 0
         for ident, top in frames:
             owner = active.get(ident)
@@ -294,10 +308,10 @@ class Sampler:
             if baseline:
                 continue
             value = elapsed if wall else cpu_delta
-            if ident == signalled:  # its CPU time comes with the signal's samples
-                if self._signal_heard:
+            if ident == signalled and feed is not None:  # its CPU time comes with the signal
+                if feed.heard:
                     continue
-                self._before_signal += max(value, 0)  # none yet: sampled here meanwhile
+                feed.before += max(value, 0)  # none yet: sampled here meanwhile
             if state.fresh:  # started since the previous sample: halfway through, on average
                 state.fresh = False
                 if wall:
@@ -479,7 +493,7 @@ class Sampler:
             spans.append(ids)
         return found
 
-    def _drain_signal(self, source: MainSignal) -> None:
+    def _drain_signal(self, feed: _SignalFeed) -> None:
         """Record the main thread's signal samples queued since the previous tick.
 
         Until the first one comes, the main thread is sampled here as usual, and
@@ -489,19 +503,20 @@ class Sampler:
         the samples queued until then are kept and the main thread is sampled
         like the others from the next tick on.
         """
+        source = feed.source
         if not source.check():  # the timer is deleted; its CPU time up to now is queued
-            self._signal_ended = True  # its next tick is the sampling thread's
+            feed.ended = True  # its next tick is the sampling thread's
         state = self._threads.get(source.ident)
         pending = source.pending
         capture = self.capture
         while pending:
             codes, value, at, ids = pending.popleft()
-            if self._before_signal > 0:
-                taken = min(value, self._before_signal)
+            if feed.before > 0:
+                taken = min(value, feed.before)
                 value -= taken
-                self._before_signal -= taken
+                feed.before -= taken
             if codes is not None:
-                self._signal_heard = True
+                feed.heard = True
             if value <= 0 or state is None or state.library:
                 continue
             if codes is None:  # the last stretch, up to the disarm: on the last stack

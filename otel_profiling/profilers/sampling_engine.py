@@ -134,7 +134,7 @@ class SamplingEngine:
         if self.main_thread_signal:
             self._signal = MainSignal(self.interval)
             if self._signal.arm():
-                sampler.signal = self._signal
+                sampler.sample_main_thread_from(self._signal)
         self._stop = _new_stop()
         self._thread_cpu_ns = 0
         self._end_attributes = {}
