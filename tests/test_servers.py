@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import pytest
 from instrumented import instrument_script, instrumented_env
@@ -219,6 +219,32 @@ def wait_profiles(store: Path, pids: Set[int]) -> Dict[int, bytes]:
     return found
 
 
+Stored = Dict[int, Tuple[bytes, Dict[str, str]]]
+"""``{pid: (profile, object metadata)}``."""
+
+
+def s3_profiles(client: Any, bucket: str) -> Stored:
+    """The profiles in ``bucket``, by the pid in their metadata."""
+    found: Stored = {}
+    try:
+        listing = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    except client.exceptions.NoSuchBucket:
+        return found  # created by the first export
+    for obj in listing:
+        got = client.get_object(Bucket=bucket, Key=obj["Key"])
+        found[int(got["Metadata"]["attr-process.pid"])] = (got["Body"].read(), got["Metadata"])
+    return found
+
+
+def wait_s3_profiles(client: Any, bucket: str, pids: Set[int]) -> Stored:
+    """The profiles of ``pids`` once all are in ``bucket`` (a minute at most)."""
+    found = wait_for(lambda: (got := s3_profiles(client, bucket)) and set(got) >= pids and got, 60)
+    assert found, (
+        f"profiles of {sorted(pids)} expected, {sorted(s3_profiles(client, bucket))} found"
+    )
+    return found
+
+
 def profile_window(server: Server, seconds: float = 3.0) -> None:
     """``otel-profiling trigger <master>`` around ``seconds`` of load."""
     started = cli("trigger", str(server.master), "--json")
@@ -277,20 +303,8 @@ def test_gunicorn_preload_each_worker_profiled_to_s3(
     assert len({c.resource["service.instance.id"] for c in agents.values()}) == 3
 
     profile_window(server)
-
-    def stored() -> Dict[int, bytes]:
-        found: Dict[int, bytes] = {}
-        try:
-            listing = boto3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
-        except boto3_client.exceptions.NoSuchBucket:
-            return found  # created by the first export
-        for obj in listing:
-            got = boto3_client.get_object(Bucket=bucket, Key=obj["Key"])
-            found[int(got["Metadata"]["attr-process.pid"])] = got["Body"].read()
-        return found
-
-    profiles = wait_for(lambda: (found := stored()) and len(found) >= len(before) and found, 60)
-    assert profiles, f"profiles of {sorted(before)} expected, found {sorted(stored())}"
+    stored = wait_s3_profiles(boto3_client, bucket, before)
+    profiles = {pid: data for pid, (data, _) in stored.items()}
     assert set(profiles) == before  # master and each worker, under its own pid
     assert server.pids() == before  # no worker replaced, no upgraded master
     assert "Worker was sent SIGUSR2" not in server.stderr()
@@ -674,23 +688,31 @@ def test_gunicorn_uvicorn_workers_sigterm_with_the_documented_hook(
     check_against_ground_truth(server, workers)
 
 
-def test_gunicorn_workers_cpu_clock(tmp_path: Path, servers: List[Server]) -> None:
+def test_gunicorn_workers_cpu_clock(
+    tmp_path: Path, servers: List[Server], s3_endpoint: str, bucket: str, boto3_client: Any
+) -> None:
     """``OTEL_PROFILING_CPU_CLOCK=cpu`` in forked workers: a sync worker runs its requests
     on the thread that gunicorn's master forked it from, whose ``Thread.native_id`` Python
-    leaves at the master's; its CPU must still be its own. Ground truth: the CPU time each
-    request measured of itself (``time.thread_time``), 20 % + 0.1 s as for the wall clock."""
-    store = tmp_path / "profiles"
+    leaves at the master's; its CPU must still be its own, and its timer signal (the main
+    thread's CPU clock) must fire there. Ground truth: the CPU time each request measured
+    of itself (``time.thread_time``), 20 % + 0.1 s as for the wall clock."""
     server = gunicorn(
         tmp_path,
         env={
             "OTEL_PROFILING_CPU_CLOCK": "cpu",
-            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"file://{store}/{{process.pid}}",
+            "OTEL_EXPORTER_FSSPEC_PROFILES_URL": f"s3://{bucket}/served",
+            "OTEL_EXPORTER_FSSPEC_PROFILES_STORAGE_OPTIONS": json.dumps(
+                {"endpoint_url": s3_endpoint}
+            ),
+            "AWS_REGION": "us-east-1",
         },
     )
     servers.append(server)
     server.wait_ready(agents=3)
     before = server.pids()
     profile_window(server, seconds=3.0)
-    profiles = wait_profiles(store, before)
-    workers = {pid: data for pid, data in profiles.items() if pid != server.master}
+    found = wait_s3_profiles(boto3_client, bucket, before)
+    workers = {pid: data for pid, (data, _) in found.items() if pid != server.master}
     check_against_ground_truth(server, workers, measure="cpu")
+    for pid in workers:  # requests run on each worker's main thread: sampled by its signal
+        assert found[pid][1]["attr-profiling.cpu.main_thread_samples"] == "signal", found[pid][1]
