@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -198,3 +199,120 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- what a Go developer meets: pprof's own error display, the window, the index, a restart -----
+
+
+def _pprof_run(go_pprof: List[str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*go_pprof, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(HOME=str(tmp_path), PPROF_TMPDIR=str(tmp_path)),
+    )
+
+
+def test_go_tool_pprof_prints_why_a_request_was_refused(
+    go_pprof: List[str], tmp_path: Path
+) -> None:
+    """``go tool pprof`` prints an error body only when it is ``text/plain`` with
+    ``X-Go-Pprof`` set, as Go's ``net/http/pprof`` answers; a JSON body leaves
+    the user with a bare ``400 Bad Request``."""
+    agent = ProfilingAgent()
+    trigger = HttpTrigger()  # loopback, no token: go tool pprof sends none
+    cpu = CpuProfiler()
+    agent.register(trigger, cpu, HeapProfiler())
+    agent.start()
+    url = f"http://127.0.0.1:{trigger.port}/debug/pprof"
+    try:
+        status, headers, body = get(url + "/profile?seconds=0", token=None)
+        assert status == 400
+        assert headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert headers["X-Go-Pprof"] == "1"
+        assert body.decode().endswith("\n") and "Content-Disposition" not in headers
+
+        bad = _pprof_run(go_pprof, tmp_path, "-top", url + "/profile?seconds=0")
+        assert bad.returncode != 0
+        assert "400 Bad Request - seconds='0': must be a number > 0" in bad.stderr, bad.stderr
+
+        goroutine = _pprof_run(go_pprof, tmp_path, "-top", url + "/goroutine")
+        assert "404 Not Found - Go's goroutine profile has no counterpart" in goroutine.stderr, (
+            goroutine.stderr
+        )
+
+        with agent.profile(cpu, name="held"):  # the CPU profiler is busy: who holds it is named
+            busy = _pprof_run(go_pprof, tmp_path, "-top", url + "/profile?seconds=1")
+        assert "409 Conflict - a CPU_PROFILE profile is already running" in busy.stderr, busy.stderr
+        assert "started by trigger code (agent.profile(held))" in busy.stderr, busy.stderr
+    finally:
+        agent.shutdown()
+
+
+def test_a_converted_cpu_profile_lasts_the_window_not_its_threads_sum(  # type: ignore[no-untyped-def]
+    served, go_pprof: List[str], tmp_path: Path
+) -> None:
+    """Truth: the request's own perf_counter time bounds the window from above,
+    the seconds asked for from below. A ``.cpuprofile`` lays its threads end
+    to end, so its span is the sum over threads (here the worker and the main
+    thread waiting for the answer: twice the window), which ``go tool pprof``
+    showed as the Duration."""
+    _, trigger, _ = served
+    stop = threading.Event()
+    worker = threading.Thread(target=pprof_hot_loop, args=(stop,), name="pprof-worker")
+    worker.start()
+    try:
+        began = time.perf_counter()
+        status, _, body = get(base(trigger) + "/profile?seconds=1")
+        elapsed = time.perf_counter() - began
+    finally:
+        stop.set()
+        worker.join()
+    assert status == 200, body
+    profile = load_pprof(body)
+    assert 0.99e9 <= profile.duration_nanos <= elapsed * 1e9, (profile.duration_nanos, elapsed)
+    saved = tmp_path / "profile.pb.gz"
+    saved.write_bytes(body)
+    raw = _pprof_run(go_pprof, tmp_path, "-raw", str(saved))
+    assert raw.returncode == 0, raw.stderr
+    header = next(line for line in raw.stdout.splitlines() if line.startswith("Duration:"))
+    shown = float(header.split()[1])
+    assert 0.99 <= shown <= elapsed, raw.stdout
+
+
+def test_the_pprof_index_lists_the_two_profiles(served) -> None:  # type: ignore[no-untyped-def]
+    _, trigger, _ = served
+    for path in ("/", ""):  # Go redirects /debug/pprof to the index: the links are absolute
+        status, headers, body = get(base(trigger) + path)
+        assert status == 200, body
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        page = body.decode()
+        assert 'href="/debug/pprof/profile"' in page and 'href="/debug/pprof/heap"' in page
+        assert "no profiler" not in page  # both kinds are registered
+
+
+def test_a_restarted_service_binds_its_fixed_port_again() -> None:
+    """The server closes each connection first, which leaves it in TIME_WAIT on the
+    server's port for a minute; a service restarted in that minute must bind it
+    (SO_REUSEADDR, as Go's listeners), while a port in use stays refused."""
+    import socket
+
+    port = free_port()
+    first = ProfilingAgent()
+    first.register(HttpTrigger(port=port), CpuProfiler()).start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /debug/pprof/ HTTP/1.0\r\n\r\n")
+            while sock.recv(65536):  # until the server closes: TIME_WAIT is on its side
+                pass
+    finally:
+        first.shutdown()
+    again = ProfilingAgent()
+    trigger = HttpTrigger(port=port)
+    again.register(trigger, CpuProfiler()).start()
+    try:
+        status, _, _ = get(base(trigger) + "/", token=None)
+        assert status == 200
+    finally:
+        again.shutdown()

@@ -23,11 +23,10 @@ def as_pprof(profile: Profile) -> bytes:
     if profile.kind is ProfileKind.HEAP_SNAPSHOT:
         raise ValueError("a heap snapshot is an object graph, not a pprof profile")
     tree = read_profile(profile.data, fmt=profile.format)
-    duration = profile.duration
+    duration = profile.duration  # the window: a .cpuprofile's span is its threads' sum
     common = {
         "time_nanos": tree.start_ns or int(profile.start_time.timestamp() * 1e9),
-        "duration_nanos": tree.duration_ns
-        or (int(duration.total_seconds() * 1e9) if duration else 0),
+        "duration_nanos": int(duration.total_seconds() * 1e9) if duration else tree.duration_ns,
     }
     if profile.kind is ProfileKind.HEAP_PROFILE:
         objects = [("inuse_objects", "count")] if tree.has_counts else []
