@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from support import APPS, child_env, free_port, wait_for
@@ -316,3 +316,55 @@ def test_a_restarted_service_binds_its_fixed_port_again() -> None:
         assert status == 200
     finally:
         again.shutdown()
+
+
+def _worker_window(fmt: str, engine: str) -> Tuple[Any, float]:
+    """A CPU profile of ``fmt`` from ``engine`` over the pprof path while a worker
+    spins through the whole window; the profile and the request's perf_counter time."""
+    agent = ProfilingAgent()
+    trigger = HttpTrigger()
+    agent.register(trigger, CpuProfiler(fmt, engine=engine))
+    agent.add_profile_processor(SimpleProfileProcessor(InMemoryProfileExporter()))
+    agent.start()
+    stop = threading.Event()
+    worker = threading.Thread(target=pprof_hot_loop, args=(stop,), name="pprof-worker")
+    worker.start()
+    try:
+        began = time.perf_counter()
+        status, _, body = get(base(trigger) + "/profile?seconds=1", token=None)
+        elapsed = time.perf_counter() - began
+    finally:
+        stop.set()
+        worker.join()
+        agent.shutdown()
+    assert status == 200, body
+    return load_pprof(body), elapsed
+
+
+@pytest.mark.parametrize("engine", ["sampling", "yappi"])
+def test_a_folded_cpu_profile_keeps_its_time_over_the_pprof_path(engine: str) -> None:
+    """Truth: under the wall clock, the worker that spins from before the window
+    to after it counts the whole window, which lies between the 1 s asked for
+    and the request's own perf_counter time (±15 % for the sampler's
+    placement of the window's edges). Folded holds microseconds: read as
+    nanoseconds they were a thousand times too small."""
+    profile, elapsed = _worker_window("folded", engine)
+    worker_ns = sum(
+        values[-1] for stack, values in pprof_stacks(profile) if "pprof_hot_loop" in stack
+    )
+    assert 0.85e9 <= worker_ns <= elapsed * 1e9 * (1 + TOLERANCE), (worker_ns, elapsed)
+
+
+def test_yappi_pprof_counts_one_sample_per_node_with_self_time() -> None:
+    """The README's rule for the yappi engine's trees: each node with self time is
+    one sample (``samples/count``), its time in ``wall/nanoseconds``; yappi's own
+    pprof had 0 samples everywhere. Truth for the time as above."""
+    profile, elapsed = _worker_window("pprof", "yappi")
+    types = [profile.string_table[t.type] for t in profile.sample_type]
+    assert types == ["samples", "wall"]
+    values = [values for _, values in pprof_stacks(profile)]
+    assert values and all(count == (1 if ns > 0 else 0) for count, ns in values), values
+    worker_ns = sum(
+        values[-1] for stack, values in pprof_stacks(profile) if "pprof_hot_loop" in stack
+    )
+    assert 0.85e9 <= worker_ns <= elapsed * 1e9 * (1 + TOLERANCE), (worker_ns, elapsed)

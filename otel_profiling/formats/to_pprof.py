@@ -11,6 +11,7 @@ only: no ``samples`` or ``inuse_objects`` that the profile never held.
 
 from __future__ import annotations
 
+from otel_profiling.formats.folded import SCALES as FOLDED_SCALES
 from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.formats.registry import read_profile
 from otel_profiling.profile import Profile, ProfileKind
@@ -42,10 +43,14 @@ def as_pprof(profile: Profile) -> bytes:
     interval = profile.attributes.get("profiling.cpu.interval", 0)
     period = round(float(interval) * 1e9) if isinstance(interval, (int, float)) else 0
     samples = [("samples", "count")] if tree.has_counts else []
+    if profile.format == "folded":  # read back as counts: this library writes time there in µs
+        value_scale = 1e9 / FOLDED_SCALES["seconds"]
+    else:
+        value_scale = 1e9 if tree.unit == "seconds" else 1.0
     return encode_pprof(
         tree.root,
         sample_types=[*samples, (clock, "nanoseconds")],
-        value_scale=1e9 if tree.unit == "seconds" else 1.0,
+        value_scale=value_scale,
         period_type=(clock, "nanoseconds"),
         period=period,
         **common,
