@@ -87,6 +87,12 @@ class _Binding:
         return self._agent.key_for(profile)
 
 
+def _holder(profile: Profile) -> str:
+    """Who holds a busy profiler, so a refused caller knows what to stop or wait for."""
+    reason = profile.attributes.get("profiling.reason")
+    return f"started by trigger {profile.trigger}" + (f" ({reason})" if reason else "")
+
+
 class ProfilingAgent:
     """Runs profilers when triggers ask, and hands the profiles to processors.
 
@@ -237,8 +243,11 @@ class ProfilingAgent:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the ProfilingAgent is shut down")
-            if profiler in self._active:
-                raise self._refuse(profiler, trigger, f"{profiler!r} is already profiling")
+            active = self._active.get(profiler)
+            if active is not None:
+                raise self._refuse(
+                    profiler, trigger, f"{profiler!r} is already profiling, {_holder(active)}"
+                )
             merged: Dict[str, AttributeValue] = dict(attributes or {})
             merged.update(
                 {"process.pid": os.getpid(), "profiling.trigger": trigger, **profiler.attributes()}

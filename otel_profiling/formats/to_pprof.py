@@ -11,6 +11,7 @@ only: no ``samples`` or ``inuse_objects`` that the profile never held.
 
 from __future__ import annotations
 
+from otel_profiling.formats.folded import SCALES as FOLDED_SCALES
 from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.formats.registry import read_profile
 from otel_profiling.profile import Profile, ProfileKind
@@ -23,11 +24,10 @@ def as_pprof(profile: Profile) -> bytes:
     if profile.kind is ProfileKind.HEAP_SNAPSHOT:
         raise ValueError("a heap snapshot is an object graph, not a pprof profile")
     tree = read_profile(profile.data, fmt=profile.format)
-    duration = profile.duration
+    duration = profile.duration  # the window: a .cpuprofile's span is its threads' sum
     common = {
         "time_nanos": tree.start_ns or int(profile.start_time.timestamp() * 1e9),
-        "duration_nanos": tree.duration_ns
-        or (int(duration.total_seconds() * 1e9) if duration else 0),
+        "duration_nanos": int(duration.total_seconds() * 1e9) if duration else tree.duration_ns,
     }
     if profile.kind is ProfileKind.HEAP_PROFILE:
         objects = [("inuse_objects", "count")] if tree.has_counts else []
@@ -43,10 +43,14 @@ def as_pprof(profile: Profile) -> bytes:
     interval = profile.attributes.get("profiling.cpu.interval", 0)
     period = round(float(interval) * 1e9) if isinstance(interval, (int, float)) else 0
     samples = [("samples", "count")] if tree.has_counts else []
+    if profile.format == "folded":  # read back as counts: this library writes time there in µs
+        value_scale = 1e9 / FOLDED_SCALES["seconds"]
+    else:
+        value_scale = 1e9 if tree.unit == "seconds" else 1.0
     return encode_pprof(
         tree.root,
         sample_types=[*samples, (clock, "nanoseconds")],
-        value_scale=1e9 if tree.unit == "seconds" else 1.0,
+        value_scale=value_scale,
         period_type=(clock, "nanoseconds"),
         period=period,
         **common,

@@ -274,7 +274,13 @@ class YappiEngine:
                 capture.total = used - since
 
     def encode(self, tree: CallNode) -> bytes:
-        """Write the call tree (self values in seconds) in this profiler's format."""
+        """Write the call tree (self values in seconds) in this profiler's format.
+
+        Each node with self time counts as one sample, as in the ``.cpuprofile``
+        (pprof's ``samples/count``); yappi counts calls, not samples.
+        """
+        for node, _ in tree.walk():
+            node.self_count = 1 if node.self_value > 0 else 0
         return self.format.encode(
             ProfileTree(
                 tree,

@@ -213,7 +213,7 @@ class HttpTrigger(Trigger):
             return target.start_profiler(profiler, reason)
         except ProfilerBusyError as exc:
             raise HttpError(
-                409, f"a {profiler.kind.value} profile is already running ({exc})"
+                409, f"a {profiler.kind.value} profile is already running: {exc}"
             ) from None
         except RuntimeError as exc:
             if "shut down" in str(exc):

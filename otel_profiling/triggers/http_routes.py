@@ -13,7 +13,11 @@ the Collector's ``pprofreceiver`` and Parca-style scrapers pull profiles with no
 - ``GET /debug/pprof/profile?seconds=N``: a CPU profile as gzipped pprof;
 - ``GET /debug/pprof/heap?seconds=N``: a heap profile as gzipped pprof (the
   memory allocated during the N seconds and still alive: tracemalloc sees
-  only what is allocated while it traces).
+  only what is allocated while it traces);
+- ``GET /debug/pprof/``: an HTML index of those two, as Go's.
+
+Errors under ``/debug/pprof`` are answered as Go's are (plain text with
+``X-Go-Pprof: 1``), the only form ``go tool pprof`` prints the message of.
 """
 
 from __future__ import annotations
@@ -51,6 +55,29 @@ PPROF_PATHS: Dict[str, ProfileKind] = {
     "profile": ProfileKind.CPU_PROFILE,
     "heap": ProfileKind.HEAP_PROFILE,
 }
+GO_ONLY = {
+    "goroutine": "where every thread is: a wall-clock /debug/pprof/profile?seconds=1 shows it",
+    "allocs": "memory allocated in a window and still alive: /debug/pprof/heap?seconds=N",
+    "block": "time threads wait, under the wall clock: /debug/pprof/profile?seconds=N",
+    "mutex": "time threads wait, under the wall clock: /debug/pprof/profile?seconds=N",
+    "threadcreate": "threads are the roots of /debug/pprof/profile?seconds=N",
+    "cmdline": "not served (a command line may hold secrets)",
+    "symbol": "profiles carry their function names already",
+    "trace": "Go's execution tracer has no counterpart",
+}
+"""Go's other ``/debug/pprof`` names, each with what answers its question here, if anything."""
+_PPROF_INDEX = """<html><head><title>/debug/pprof/</title></head><body>
+<p>/debug/pprof/ of a Python process (otel-profiling): gzipped pprof, for
+<code>go tool pprof -top URL</code>.</p>
+<table>
+<tr><td><a href="/debug/pprof/profile">profile</a></td>
+<td>{profile}CPU profile for <code>seconds</code> (default 30).</td></tr>
+<tr><td><a href="/debug/pprof/heap">heap</a></td>
+<td>{heap}memory allocated during <code>seconds</code> (default 30) and still alive.</td></tr>
+</table>
+<p>{go_only}: no counterpart (see the 404 message of each).</p>
+</body></html>
+"""
 
 
 class Endpoint(Protocol):
@@ -88,6 +115,7 @@ def _routes() -> Dict[str, Dict[str, Tuple[str, Optional[ProfileKind]]]]:
             routes[f"{PREFIX}/{name}"] = {"GET": ("timed", kind)}
             routes[f"{PREFIX}/{name}/start"] = {"POST": ("start", kind)}
             routes[f"{PREFIX}/{name}/stop"] = {"POST": ("stop", kind)}
+    routes[PPROF_PREFIX] = {"GET": ("pprof-index", None)}
     for name, kind in PPROF_PATHS.items():
         routes[f"{PPROF_PREFIX}/{name}"] = {"GET": ("pprof", kind)}
     return routes
@@ -143,7 +171,7 @@ class Handler(BaseHTTPRequestHandler):
             path = parts.path.rstrip("/") or "/"
             methods = ROUTES.get(path)
             if methods is None:
-                raise HttpError(404, f"unknown path {path!r}; see GET {PREFIX}/ for the endpoints")
+                raise HttpError(404, _unknown(path))
             if method not in methods:
                 allowed = ", ".join(sorted(methods))
                 raise HttpError(
@@ -155,13 +183,15 @@ class Handler(BaseHTTPRequestHandler):
                 assert kind is not None
                 with self.server.profiling_slot():
                     self._act(trigger, f"{method} {self.path}", action, kind, query)
+            elif action == "pprof-index":
+                self._send(200, "text/html; charset=utf-8", pprof_index(trigger), {})
             else:
                 self._json(200, {"endpoints": index(trigger)})
         except HttpError as exc:
-            self._json(exc.status, {"error": exc.message, "status": exc.status}, exc.headers)
+            self._error(exc)
         except Exception as exc:  # never let a request kill the server thread
             _logger.exception("Profiling HTTP request failed.")
-            self._json(500, {"error": f"internal error: {type(exc).__name__}", "status": 500})
+            self._error(HttpError(500, f"internal error: {type(exc).__name__}"))
 
     def _act(
         self,
@@ -195,7 +225,10 @@ class Handler(BaseHTTPRequestHandler):
         unknown = sorted(set(parsed) - allowed)
         if unknown:
             expected = ", ".join(sorted(allowed)) or "none"
-            raise HttpError(400, f"unknown parameter(s) {', '.join(unknown)}; expected: {expected}")
+            text = "" if "debug" not in unknown else " (no text form: read it with go tool pprof)"
+            raise HttpError(
+                400, f"unknown parameter(s) {', '.join(unknown)}; expected: {expected}{text}"
+            )
         for name, values in parsed.items():
             if len(values) != 1:
                 raise HttpError(400, f"parameter {name} given {len(values)} times")
@@ -243,6 +276,14 @@ class Handler(BaseHTTPRequestHandler):
         }
         self._send(200, "application/octet-stream", data, headers)
 
+    def _error(self, exc: HttpError) -> None:
+        """JSON; under ``/debug/pprof`` plain text as Go's ``serveError``, so pprof prints it."""
+        if not urlsplit(self.path).path.startswith(PPROF_PREFIX):
+            self._json(exc.status, {"error": exc.message, "status": exc.status}, exc.headers)
+            return
+        headers = {"X-Go-Pprof": "1", "X-Content-Type-Options": "nosniff", **exc.headers}
+        self._send(exc.status, "text/plain; charset=utf-8", f"{exc.message}\n".encode(), headers)
+
     def _json(self, status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> None:
         data = json.dumps(body).encode()
         self._send(status, "application/json", data, headers or {})
@@ -270,6 +311,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         _logger.debug("%s %s", self.address_string(), format % args)
+
+
+def _unknown(path: str) -> str:
+    """The 404 message: for one of Go's other profiles, what answers its question here."""
+    name = path[len(PPROF_PREFIX) + 1 :] if path.startswith(PPROF_PREFIX + "/") else ""
+    if name in GO_ONLY:
+        return (
+            f"Go's {name} profile has no counterpart in a Python process ({GO_ONLY[name]}); "
+            f"{PPROF_PREFIX}/ answers profile and heap"
+        )
+    if name:
+        return f"unknown profile {name!r}; {PPROF_PREFIX}/ answers profile and heap"
+    return f"unknown path {path!r}; see GET {PREFIX}/ for the endpoints"
+
+
+def pprof_index(trigger: Endpoint) -> bytes:
+    """Go's ``/debug/pprof/`` index page, for the two profiles served here."""
+    target = trigger.target
+    kinds = {p.kind for p in target.profilers} if target is not None else set()
+    missing = {
+        name: "" if kind in kinds else "(no profiler of this kind registered: 404) "
+        for name, kind in PPROF_PATHS.items()
+    }
+    return _PPROF_INDEX.format(go_only=", ".join(GO_ONLY), **missing).encode()
 
 
 def describe(trigger: Endpoint, profile: Profile) -> Dict[str, Any]:

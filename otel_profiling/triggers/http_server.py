@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -64,7 +65,10 @@ class ProfilingServer(HTTPServer):
     use them up.
     """
 
-    allow_reuse_address = False
+    # A restarted service binds its fixed port again while the last one's connections are in
+    # TIME_WAIT, as Go's listeners do; a port another process listens on is still refused.
+    # Not on Windows, where SO_REUSEADDR would let two processes share the port.
+    allow_reuse_address = sys.platform != "win32"
     request_queue_size = MAX_CONNECTIONS  # the listen backlog (socketserver's default is 5)
 
     def __init__(
