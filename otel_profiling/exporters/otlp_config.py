@@ -12,6 +12,7 @@ and a client key or certificate goes only with the other.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 from urllib.parse import unquote, urlsplit
@@ -53,6 +54,8 @@ DEFAULT_TIMEOUT_MILLIS = 10_000
 MIN_TIMEOUT_MILLIS = 100
 MAX_TIMEOUT_MILLIS = 600_000
 COMPRESSIONS = ("gzip", "none")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII, as HTTP and gRPC metadata take
 
 
 @dataclass
@@ -79,6 +82,7 @@ class OtlpConfig:
             raise ValueError(
                 f"OTLP compression {self.compression!r} is not supported: choose gzip or none."
             )
+        check_headers(self.headers)
         if not self.endpoint:
             self.endpoint = (
                 DEFAULT_HTTP_ENDPOINT + HTTP_PATH
@@ -127,6 +131,19 @@ class OtlpConfig:
         return target, bool(self.insecure)
 
 
+def check_headers(headers: Dict[str, str]) -> None:
+    """A header HTTP or gRPC would refuse only when sending, and then with its value in the
+    error (a token in a log): refused here, naming the header, never its value."""
+    for key, value in headers.items():
+        if not _HEADER_NAME.fullmatch(key):
+            raise ValueError(f"header name {key!r} is not a valid HTTP header name")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(
+                f"the value of header {key!r} holds a control or non-ASCII character "
+                "(not shown); headers take printable ASCII"
+            )
+
+
 def parse_headers(text: str) -> Dict[str, str]:
     """``key=value,...`` (values URL-decoded, as the specification says)."""
     headers: Dict[str, str] = {}
@@ -135,8 +152,9 @@ def parse_headers(text: str) -> Dict[str, str]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError("not key=value pairs separated by commas")
+            raise ValueError("an item is not key=value")
         headers[unquote(key.strip()).lower()] = unquote(value.strip())
+    check_headers(headers)
     return headers
 
 
@@ -199,8 +217,9 @@ def config_from_env() -> OtlpConfig:
             continue
         try:
             headers = parse_headers(text)
-        except ValueError:
-            warn_invalid(name, text, "key=value pairs separated by commas", None, show=hidden)
+        except ValueError as exc:
+            expected = f"key=value pairs separated by commas that HTTP allows ({exc})"
+            warn_invalid(name, text, expected, None, show=hidden)
         break
     timeout_name = (
         OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT
