@@ -657,3 +657,29 @@ def test_otlp_beside_fsspec_from_the_environment(
     monkeypatch.setenv("OTEL_EXPORTER_FSSPEC_PROFILES_URL", f"file://{tmp_path}")
     kinds = [type(e).__name__ for e in exporters_from_env()]
     assert kinds == ["FsspecProfileExporter", "OtlpProfileExporter"]
+
+
+def test_user_info_in_the_endpoint_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``http://user:password@collector:4317``: neither transport sends it (gRPC put it in
+    the target and logged "errors resolving user:password@..." on every try); refused
+    when the exporter is made, naming the header to use instead."""
+    receiver = GrpcReceiver().start()
+    try:
+        endpoint = f"http://user:s3cr3t@127.0.0.1:{receiver.port}"
+        for protocol in ("grpc", "http/protobuf"):
+            for given in (endpoint, endpoint.removeprefix("http://")):
+                if protocol == "http/protobuf" and "//" not in given:
+                    continue
+                with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROFILES_HEADERS") as e:
+                    OtlpConfig(endpoint=given, protocol=protocol, insecure=True)
+                assert "s3cr3t" not in str(e.value)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", endpoint)
+        with caplog.at_level(logging.DEBUG):
+            config = config_from_env()
+        assert "s3cr3t" not in caplog.text and "s3cr3t" not in config.endpoint
+        assert "credentials go in a header" in caplog.text
+    finally:
+        receiver.stop()
