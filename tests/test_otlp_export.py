@@ -37,6 +37,7 @@ from otel_profiling.formats import default_format, get_format, read_profile
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile, ProfileKind
+from otel_profiling.version import __version__
 
 CPU_TOLERANCE = 0.15
 HEAP_TOLERANCE = 0.10
@@ -683,3 +684,17 @@ def test_user_info_in_the_endpoint_is_refused_without_showing_it(
         assert "credentials go in a header" in caplog.text
     finally:
         receiver.stop()
+
+
+def test_requests_name_the_exporter_in_their_user_agent(receiver: Receiver) -> None:
+    """The OTLP exporter specification: a User-Agent naming the exporter, its language and
+    version (urllib sent ``Python-urllib/3.x``); one set in the headers wins."""
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    exporter = exporter_for(receiver, protocol)
+    assert exporter.export_unsent([cpu_profile(0.1)]) == []
+    agent = {k.lower(): v for k, v in receiver.headers[-1].items()}["user-agent"]
+    assert agent.startswith(f"otel-profiling-OTLP-Exporter-Python/{__version__}")
+    if protocol == "http/protobuf":
+        exporter = exporter_for(receiver, protocol, headers={"user-agent": "mine/1"})
+        assert exporter.export_unsent([cpu_profile(0.1)]) == []
+        assert receiver.headers[-1]["User-Agent"] == "mine/1"

@@ -46,7 +46,7 @@ from otel_profiling.exporters.retry import Backoff
 from otel_profiling.formats.protowire import fields
 from otel_profiling.profile import Profile
 from otel_profiling.redact import redact_url
-from otel_profiling.version import install_command
+from otel_profiling.version import __version__, install_command
 
 _logger = logging.getLogger(__name__)
 
@@ -60,9 +60,12 @@ REFUSED_DATA_HTTP = frozenset({400, 413})
 REFUSED_DATA_GRPC = frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"})
 """Answers that refuse the request's content (bad data, too large): sending it again, now or
 from the spool, gets the same answer, so its profiles are dropped, as the specification says."""
+USER_AGENT = f"otel-profiling-OTLP-Exporter-Python/{__version__}"
+"""What the specification asks an OTLP exporter to send: the exporter, its language, version."""
 MAX_REQUEST_BYTES = 4 * 2**20
 """Largest request built from several profiles (the gRPC default receive limit)."""
 _MAX_MESSAGE = 300  # characters of a receiver's error message kept in logs
+_GRPC_OPTIONS = (("grpc.primary_user_agent", USER_AGENT),)
 _SENT, _DROPPED, _UNSENT = "sent", "dropped", "unsent"  # what became of one request
 
 
@@ -296,7 +299,11 @@ class OtlpProfileExporter(PerProfileExporter):
 
     # -- HTTP ------------------------------------------------------------------------------
     def _send_http(self, body: bytes, deadline: float) -> bytes:
-        headers = {"Content-Type": "application/x-protobuf", **self.config.headers}
+        headers = {
+            "Content-Type": "application/x-protobuf",
+            "User-Agent": USER_AGENT,  # a user-agent of the configured headers replaces it
+            **self.config.headers,
+        }
         if self.config.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
             headers["Content-Encoding"] = "gzip"
@@ -337,14 +344,14 @@ class OtlpProfileExporter(PerProfileExporter):
                 target, _ = self.config.grpc_target()
                 tls = self._tls
                 if tls is None:
-                    self._channel = grpc.insecure_channel(target)
+                    self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
                 else:
                     credentials = grpc.ssl_channel_credentials(
                         root_certificates=tls.root_certificates,
                         private_key=tls.private_key,
                         certificate_chain=tls.certificate_chain,
                     )
-                    self._channel = grpc.secure_channel(target, credentials)
+                    self._channel = grpc.secure_channel(target, credentials, _GRPC_OPTIONS)
                 self._stub = profiles_service_pb2_grpc.ProfilesServiceStub(self._channel)
             return self._stub
 
