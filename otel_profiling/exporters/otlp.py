@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import urllib.error
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from otel_profiling._fork import renew_after_fork
 from otel_profiling.exporters.base import PerProfileExporter, has_payload
@@ -238,8 +238,9 @@ class OtlpProfileExporter(PerProfileExporter):
             timeout = min(timeout, max(timeout_millis, 0.0))
         deadline = time.monotonic() + timeout / 1000
         unsent: List[Profile] = []
-        for group in self._groups(converted, build_request):
-            body = build_request(group).SerializeToString()
+        for group, alone in self._groups(converted, build_request):
+            request = alone if alone is not None else build_request(group)
+            body = request.SerializeToString()
             outcome = self._send(body, deadline)
             if outcome is _SENT:
                 self.sent_profiles += len(group)
@@ -249,20 +250,28 @@ class OtlpProfileExporter(PerProfileExporter):
                 unsent.extend(profile for profile, _ in group)
         return unsent
 
-    def _groups(self, converted: List[Any], build: Any) -> List[List[Any]]:
+    def _groups(self, converted: List[Any], build: Any) -> Iterator[Tuple[List[Any], Any]]:
         """Profiles packed into requests of at most ``max_request_bytes`` (receivers refuse
-        bigger messages: gRPC's default limit is 4 MiB); a bigger profile goes alone."""
-        groups: List[List[Any]] = []
+        bigger messages: gRPC's default limit is 4 MiB); a bigger profile goes alone. A
+        group of one comes with its request (built to be measured: building it again would
+        double the cost of the usual batch of one), else ``None``. One group at a time,
+        so that only one request is held."""
+        group: List[Any] = []
+        alone: Any = None
         size = 0
         for item in converted:
-            own = build([item]).ByteSize()
-            if groups and size + own <= self.max_request_bytes:
-                groups[-1].append(item)
+            request = build([item])
+            own = request.ByteSize()
+            if group and size + own <= self.max_request_bytes:
+                group.append(item)
                 size += own
+                alone = None
             else:
-                groups.append([item])
-                size = own
-        return groups
+                if group:
+                    yield group, alone
+                group, alone, size = [item], request, own
+        if group:
+            yield group, alone
 
     def _send(self, body: bytes, deadline: float) -> str:
         """One request, retried within ``deadline``: ``_SENT`` once the receiver took it,
