@@ -698,3 +698,21 @@ def test_requests_name_the_exporter_in_their_user_agent(receiver: Receiver) -> N
         exporter = exporter_for(receiver, protocol, headers={"user-agent": "mine/1"})
         assert exporter.export_unsent([cpu_profile(0.1)]) == []
         assert receiver.headers[-1]["User-Agent"] == "mine/1"
+
+
+def test_a_retry_after_beyond_the_deadline_holds_the_next_exports_too(
+    receiver: Receiver,
+) -> None:
+    """A wait longer than the export's deadline ends the export (the profile is spooled);
+    the spool's re-send, 1 s later, must not ask again before the time the receiver gave."""
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    receiver.script = [("UNAVAILABLE", 2.0)] if protocol == "grpc" else [(429, 2, "slow down")]
+    exporter = exporter_for(receiver, protocol, timeout_millis=500)
+    profiles = [cpu_profile(0.1)]
+    began = time.monotonic()
+    assert exporter.export_unsent(profiles) == profiles
+    assert exporter.export_unsent(profiles) == profiles
+    assert receiver.attempts == 1, "no request before the 2 s the receiver asked for"
+    time.sleep(max(2.1 - (time.monotonic() - began), 0))
+    assert exporter.export_unsent(profiles) == []
+    assert receiver.attempts == 2

@@ -186,6 +186,7 @@ class OtlpProfileExporter(PerProfileExporter):
         self._lock = threading.Lock()
         self._reported: set = set()
         self._failing = False
+        self._not_before = 0.0  # time.monotonic() before which the receiver asked for no try
 
     def __repr__(self) -> str:
         return f"OtlpProfileExporter({self.config!r})"
@@ -284,6 +285,10 @@ class OtlpProfileExporter(PerProfileExporter):
                 return _UNSENT
             if self._stopped:  # shut down meanwhile: no new channel, no more tries
                 return _UNSENT
+            wait = self._not_before - time.monotonic()
+            if wait > 0:  # e.g. a re-send from the spool before the time the receiver asked
+                self._report_transient(f"the receiver asked to wait {wait:.1f} s more")
+                return _UNSENT
             try:
                 if self.config.protocol == GRPC:
                     response = self._send_grpc(body, remaining)
@@ -299,6 +304,8 @@ class OtlpProfileExporter(PerProfileExporter):
                 if delay is not None and failure.wait is not None:
                     delay = max(delay, failure.wait)
                 if delay is None or delay >= deadline - time.monotonic():
+                    if failure.wait is not None:  # honoured by the next exports too
+                        self._not_before = time.monotonic() + failure.wait
                     self._report_transient(str(failure))
                     return _UNSENT
                 time.sleep(delay)
