@@ -716,3 +716,18 @@ def test_a_retry_after_beyond_the_deadline_holds_the_next_exports_too(
     time.sleep(max(2.1 - (time.monotonic() - began), 0))
     assert exporter.export_unsent(profiles) == []
     assert receiver.attempts == 2
+
+
+def test_a_404_on_an_endpoint_without_path_names_the_profiles_path(
+    http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The usual mistake: the profiles endpoint is used as given, so a bare
+    ``http://collector:4318`` there posts to ``/``, which a Collector answers with 404."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", http_receiver.endpoint)
+    http_receiver.script = [(404, None, "404 page not found")]
+    exporter = OtlpProfileExporter()
+    _MADE.append(exporter)
+    with caplog.at_level(logging.ERROR, logger="otel_profiling.exporters.otlp"):
+        profiles = [cpu_profile(0.1)]
+        assert exporter.export_unsent(profiles) == profiles  # a setting to fix: kept
+    assert "/v1development/profiles" in caplog.text and "404 page not found" in caplog.text

@@ -30,10 +30,11 @@ import threading
 import time
 import urllib.error
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 from otel_profiling._fork import renew_after_fork
 from otel_profiling.exporters.base import PerProfileExporter, has_payload
-from otel_profiling.exporters.otlp_config import GRPC, OtlpConfig, config_from_env
+from otel_profiling.exporters.otlp_config import GRPC, HTTP_PATH, OtlpConfig, config_from_env
 from otel_profiling.exporters.otlp_http import post
 from otel_profiling.exporters.otlp_tls import (
     CLOSED_HINT,
@@ -339,6 +340,11 @@ class OtlpProfileExporter(PerProfileExporter):
                 raise _Failure(
                     f"HTTP {exc.code} {message}", True, _retry_after(exc.headers.get("Retry-After"))
                 ) from None
+            if exc.code == 404 and urlsplit(self.config.endpoint).path in ("", "/"):
+                message += (
+                    f" (the endpoint is used as given: its path is likely {HTTP_PATH}; "
+                    "OTEL_EXPORTER_OTLP_ENDPOINT, unlike the profiles one, gets it added)"
+                )
             raise _refused(f"HTTP {exc.code} {message}", exc.code in REFUSED_DATA_HTTP) from None
         except (OSError, TimeoutError, http.client.HTTPException) as exc:  # refused, reset, ...
             # a URLError wraps the cause; an SSLError's own ``reason`` is only a code name
