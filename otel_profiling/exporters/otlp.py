@@ -244,9 +244,9 @@ class OtlpProfileExporter(PerProfileExporter):
             request = alone if alone is not None else build_request(group)
             body = request.SerializeToString()
             outcome = self._send(body, deadline)
-            if outcome is _SENT:
+            if outcome == _SENT:
                 self.sent_profiles += len(group)
-            elif outcome is _DROPPED:
+            elif outcome == _DROPPED:
                 self.refused_profiles += len(group)
             else:
                 unsent.extend(profile for profile, _ in group)
