@@ -172,9 +172,15 @@ def _status_body(message: str) -> bytes:
 
 
 class GrpcReceiver(Receiver):
-    """gRPC, over TLS when given ``credentials`` (``grpc.ssl_server_credentials``)."""
+    """gRPC, over TLS when given ``credentials`` (``grpc.ssl_server_credentials``);
+    ``max_message`` lowers the largest request it takes (gRPC's default: 4 MiB)."""
 
-    def __init__(self, port: int = 0, credentials: Optional[grpc.ServerCredentials] = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        credentials: Optional[grpc.ServerCredentials] = None,
+        max_message: Optional[int] = None,
+    ) -> None:
         super().__init__()
         self.tls = credentials is not None
         receiver = self
@@ -193,7 +199,8 @@ class GrpcReceiver(Receiver):
                 return Response()
 
         self.executor = futures.ThreadPoolExecutor(max_workers=4)
-        self.server = grpc.server(self.executor)
+        options = [] if max_message is None else [("grpc.max_receive_message_length", max_message)]
+        self.server = grpc.server(self.executor, options=options)
         profiles_service_pb2_grpc.add_ProfilesServiceServicer_to_server(Servicer(), self.server)
         address = f"127.0.0.1:{port}"
         if credentials is None:

@@ -12,14 +12,19 @@ the interpreter once in a full run here.
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import functools
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
@@ -32,6 +37,7 @@ from otel_profiling.formats import default_format, get_format, read_profile
 from otel_profiling.processors.batch import BatchProfileProcessor
 from otel_profiling.processors.spool import Spool
 from otel_profiling.profile import Profile, ProfileKind
+from otel_profiling.version import __version__
 
 CPU_TOLERANCE = 0.15
 HEAP_TOLERANCE = 0.10
@@ -297,13 +303,197 @@ def test_invalid_argument_is_not_retried_and_logged_once(
     exporter = exporter_for(receiver, protocol, timeout_millis=20_000)
     profiles = [cpu_profile(0.1)]
     with caplog.at_level(logging.ERROR, logger="otel_profiling.exporters.otlp"):
-        assert exporter.export_unsent(profiles) == profiles
-        assert exporter.export_unsent(profiles) == profiles
+        # the content is refused: dropped (the specification's MUST), not handed back to spool
+        assert exporter.export_unsent(profiles) == []
+        assert exporter.export_unsent(profiles) == []
     assert receiver.attempts == 2  # one try per export, none retried
+    assert exporter.refused_profiles == 2 and exporter.sent_profiles == 0
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1, "the same refusal is logged once"
     expected = "scripted INVALID_ARGUMENT" if protocol == "grpc" else "bad stack"
     assert expected in errors[0].getMessage()
+    assert "refused_profiles" in errors[0].getMessage()
+
+
+def test_refused_content_is_not_spooled_and_sent_again(receiver: Receiver, tmp_path: Any) -> None:
+    """HTTP 400 / ``INVALID_ARGUMENT`` "MUST NOT" be retried: re-sending it from the spool
+    every backoff interval would be a retry (forever, as the answer never changes)."""
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    failure: Any = ("INVALID_ARGUMENT", None) if protocol == "grpc" else (400, None, "bad stack")
+    receiver.script = [failure] * 20
+    exporter = exporter_for(receiver, protocol, timeout_millis=5000)
+    processor = BatchProfileProcessor(exporter, schedule_delay_millis=50, spool=Spool(tmp_path))
+    try:
+        processor.on_end(cpu_profile(0.1))
+        assert wait_for(lambda: receiver.attempts >= 1, timeout=30)
+        # the spool re-sends after 1 s, then 2 s: 3.5 s leaves room for two re-sends
+        time.sleep(3.5)
+        assert receiver.attempts == 1
+        assert exporter.refused_profiles == 1
+        assert processor.spooled_profiles == 0
+    finally:
+        processor.shutdown(5000)
+
+
+def test_grpc_retries_the_codes_the_specification_calls_retryable() -> None:
+    receiver = GrpcReceiver().start()
+    try:
+        receiver.script = [(code, None) for code in ("CANCELLED", "ABORTED", "OUT_OF_RANGE")]
+        receiver.script.append(("DATA_LOSS", None))
+        exporter = exporter_for(receiver, "grpc", timeout_millis=20_000)
+        assert exporter.export_unsent([cpu_profile(0.1)]) == []
+        assert receiver.attempts == 5 and len(receiver.requests) == 1
+    finally:
+        receiver.stop()
+    receiver.raise_errors()
+
+
+def test_grpc_message_over_the_receivers_limit_is_refused_not_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """gRPC answers a message over the server's limit with ``RESOURCE_EXHAUSTED`` and no
+    ``RetryInfo``: not retryable per the specification (it would fail until the deadline,
+    then again from the spool forever). The exporter's own 4 MiB bound keeps batches under
+    gRPC's default; here the receiver takes 512 bytes, below one request."""
+    receiver = GrpcReceiver(max_message=512).start()
+    try:
+        exporter = exporter_for(receiver, "grpc", timeout_millis=20_000)
+        began = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="otel_profiling.exporters.otlp"):
+            assert exporter.export_unsent([cpu_profile(0.3)]) == []
+        assert time.monotonic() - began < 5, "not retried until the 20 s deadline"
+        assert exporter.refused_profiles == 1 and exporter.sent_profiles == 0
+        assert "max_recv_msg_size_mib" in caplog.text
+    finally:
+        receiver.stop()
+    receiver.raise_errors()
+
+
+def test_grpc_resource_exhausted_with_retry_info_is_retried() -> None:
+    receiver = GrpcReceiver().start()
+    try:
+        receiver.script = [("RESOURCE_EXHAUSTED", 0.3)]
+        exporter = exporter_for(receiver, "grpc", timeout_millis=20_000)
+        began = time.monotonic()
+        assert exporter.export_unsent([cpu_profile(0.1)]) == []
+        assert time.monotonic() - began >= 0.3
+        assert receiver.attempts == 2 and len(receiver.requests) == 1
+    finally:
+        receiver.stop()
+    receiver.raise_errors()
+
+
+def test_retry_after_as_an_http_date_is_honoured(http_receiver: HttpReceiver) -> None:
+    """RFC 9110: ``Retry-After`` is seconds or an HTTP date; a date 2 s ahead (whole seconds:
+    at least 1 s from now) must delay the retry by at least 1 s, not the backoff's ~0.1 s."""
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    http_receiver.script = [(503, when, "busy")]
+    exporter = exporter_for(http_receiver, "http/protobuf", timeout_millis=20_000)
+    began = time.monotonic()
+    assert exporter.export_unsent([cpu_profile(0.1)]) == []
+    assert time.monotonic() - began >= 1.0
+    assert http_receiver.attempts == 2
+
+
+def test_a_header_http_refuses_is_reported_without_its_value(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A value with a control character (``%0A`` decoded) made every request raise an error
+    quoting the value, a token, into the log; the profiles were lost."""
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_HEADERS", "api-key=s3cr3t%0Aevil")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", protocol)
+    endpoint = receiver.endpoint  # type: ignore[attr-defined]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    with caplog.at_level(logging.DEBUG):
+        exporter = OtlpProfileExporter()
+        _MADE.append(exporter)
+        processor = BatchProfileProcessor(exporter, spool=False)
+        processor.on_end(cpu_profile(0.1))
+        processor.shutdown(10_000)
+    assert "s3cr3t" not in caplog.text
+    assert "OTEL_EXPORTER_OTLP_PROFILES_HEADERS" in caplog.text and "'api-key'" in caplog.text
+    assert processor.exported_profiles == 1  # sent without the header it could not use
+    with pytest.raises(ValueError, match="'api-key'") as caught:
+        OtlpConfig(headers={"api-key": "s3cr3t\r\nx"})
+    assert "s3cr3t" not in str(caught.value)
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    """Answers every POST with ``301`` to ``target`` (an http ingress moving to https does)."""
+
+    target = ""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(301)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_redirect_is_not_followed_and_names_the_new_location(
+    http_receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """urllib followed a 301 to a POST with a GET without the body, carrying the token to
+    the other host; a 200 to that GET counted the profile as sent."""
+    handler = type("Redirect", (_Redirect,), {"target": http_receiver.endpoint + "/p"})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1development/profiles"
+        exporter = OtlpProfileExporter(
+            OtlpConfig(endpoint=endpoint, headers={"authorization": "Bearer s3cr3t"})
+        )
+        _MADE.append(exporter)
+        profiles = [cpu_profile(0.1)]
+        with caplog.at_level(logging.ERROR, logger="otel_profiling.exporters.otlp"):
+            assert exporter.export_unsent(profiles) == profiles  # kept: the endpoint is wrong
+        assert http_receiver.connections == 0, "nothing, and no token, goes to the new host"
+        assert http_receiver.endpoint + "/p" in caplog.text
+        assert "s3cr3t" not in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_receiver_answering_a_byte_at_a_time_cannot_hold_the_export() -> None:
+    """The timeout is the export's deadline: urllib's bounds each read only, so an answer
+    of one byte every 0.5 s (30 s in all) held a 1 s export, and the process's exit."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+    answer += b"Content-Length: 0\r\n\r\n"
+
+    def drip() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(30)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                for byte in answer[:60]:
+                    connection.sendall(bytes([byte]))
+                    time.sleep(0.5)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}/v1development/profiles"
+        exporter = OtlpProfileExporter(OtlpConfig(endpoint=endpoint, timeout_millis=1000))
+        _MADE.append(exporter)
+        profiles = [cpu_profile(0.1)]
+        began = time.monotonic()
+        assert exporter.export_unsent(profiles) == profiles
+        # 1 s deadline; 2 s of slack for a loaded machine, far below the 30 s answer
+        assert time.monotonic() - began < 3.0
+    finally:
+        listener.close()
 
 
 def test_a_batch_is_split_into_requests_below_the_size_bound(
@@ -468,3 +658,76 @@ def test_otlp_beside_fsspec_from_the_environment(
     monkeypatch.setenv("OTEL_EXPORTER_FSSPEC_PROFILES_URL", f"file://{tmp_path}")
     kinds = [type(e).__name__ for e in exporters_from_env()]
     assert kinds == ["FsspecProfileExporter", "OtlpProfileExporter"]
+
+
+def test_user_info_in_the_endpoint_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``http://user:password@collector:4317``: neither transport sends it (gRPC put it in
+    the target and logged "errors resolving user:password@..." on every try); refused
+    when the exporter is made, naming the header to use instead."""
+    receiver = GrpcReceiver().start()
+    try:
+        endpoint = f"http://user:s3cr3t@127.0.0.1:{receiver.port}"
+        for protocol in ("grpc", "http/protobuf"):
+            for given in (endpoint, endpoint.removeprefix("http://")):
+                if protocol == "http/protobuf" and "//" not in given:
+                    continue
+                with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROFILES_HEADERS") as e:
+                    OtlpConfig(endpoint=given, protocol=protocol, insecure=True)
+                assert "s3cr3t" not in str(e.value)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", endpoint)
+        with caplog.at_level(logging.DEBUG):
+            config = config_from_env()
+        assert "s3cr3t" not in caplog.text and "s3cr3t" not in config.endpoint
+        assert "credentials go in a header" in caplog.text
+    finally:
+        receiver.stop()
+
+
+def test_requests_name_the_exporter_in_their_user_agent(receiver: Receiver) -> None:
+    """The OTLP exporter specification: a User-Agent naming the exporter, its language and
+    version (urllib sent ``Python-urllib/3.x``); one set in the headers wins."""
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    exporter = exporter_for(receiver, protocol)
+    assert exporter.export_unsent([cpu_profile(0.1)]) == []
+    agent = {k.lower(): v for k, v in receiver.headers[-1].items()}["user-agent"]
+    assert agent.startswith(f"otel-profiling-OTLP-Exporter-Python/{__version__}")
+    if protocol == "http/protobuf":
+        exporter = exporter_for(receiver, protocol, headers={"user-agent": "mine/1"})
+        assert exporter.export_unsent([cpu_profile(0.1)]) == []
+        assert receiver.headers[-1]["User-Agent"] == "mine/1"
+
+
+def test_a_retry_after_beyond_the_deadline_holds_the_next_exports_too(
+    receiver: Receiver,
+) -> None:
+    """A wait longer than the export's deadline ends the export (the profile is spooled);
+    the spool's re-send, 1 s later, must not ask again before the time the receiver gave."""
+    protocol = receiver.protocol  # type: ignore[attr-defined]
+    receiver.script = [("UNAVAILABLE", 2.0)] if protocol == "grpc" else [(429, 2, "slow down")]
+    exporter = exporter_for(receiver, protocol, timeout_millis=500)
+    profiles = [cpu_profile(0.1)]
+    began = time.monotonic()
+    assert exporter.export_unsent(profiles) == profiles
+    assert exporter.export_unsent(profiles) == profiles
+    assert receiver.attempts == 1, "no request before the 2 s the receiver asked for"
+    time.sleep(max(2.1 - (time.monotonic() - began), 0))
+    assert exporter.export_unsent(profiles) == []
+    assert receiver.attempts == 2
+
+
+def test_a_404_on_an_endpoint_without_path_names_the_profiles_path(
+    http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The usual mistake: the profiles endpoint is used as given, so a bare
+    ``http://collector:4318`` there posts to ``/``, which a Collector answers with 404."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", http_receiver.endpoint)
+    http_receiver.script = [(404, None, "404 page not found")]
+    exporter = OtlpProfileExporter()
+    _MADE.append(exporter)
+    with caplog.at_level(logging.ERROR, logger="otel_profiling.exporters.otlp"):
+        profiles = [cpu_profile(0.1)]
+        assert exporter.export_unsent(profiles) == profiles  # a setting to fix: kept
+    assert "/v1development/profiles" in caplog.text and "404 page not found" in caplog.text

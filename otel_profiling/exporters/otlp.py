@@ -4,11 +4,14 @@ Installed with the ``otlp`` extra (``opentelemetry-proto``, and ``grpcio``
 for gRPC); HTTP uses the standard library. A batch becomes one request
 (``otlp_model``), sent over ``http/protobuf`` (default) or ``grpc``,
 optionally gzipped. Delivery follows the rest of the pipeline: the request is
-retried within the export's deadline on HTTP 429/502/503/504 and gRPC
-``UNAVAILABLE``/``RESOURCE_EXHAUSTED`` (waiting what ``Retry-After`` or
-``RetryInfo`` asks, with ``retry.Backoff`` otherwise); what is not sent goes
-back to the processor, which spools it. HTTP 400 / ``INVALID_ARGUMENT`` is
-permanent: logged once with the receiver's message, not retried. A partial
+retried within the export's deadline on the statuses the OTLP specification
+calls retryable (``RETRYABLE_HTTP``, ``RETRYABLE_GRPC``, ``RESOURCE_EXHAUSTED``
+with a ``RetryInfo``), waiting what ``Retry-After`` or ``RetryInfo`` asks, with
+``retry.Backoff`` otherwise; what is not sent goes back to the processor, which
+spools it. Any other status is permanent: logged once with the receiver's
+message, not retried. One that refuses the content (``REFUSED_DATA_*``) would
+refuse it from the spool too: those profiles are dropped, as the specification
+says, and counted in ``refused_profiles``. A partial
 success (``rejected_profiles``) is logged and counted. A heap snapshot has no
 OTLP shape: skipped here (one log line, counted in ``skipped_profiles``), it
 still goes to the other exporters. After ``os.fork()`` the child opens its
@@ -19,17 +22,20 @@ handshake is permanent, with its fix named.
 
 from __future__ import annotations
 
+import email.utils
 import gzip
+import http.client
 import logging
 import threading
 import time
 import urllib.error
-import urllib.request
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 from otel_profiling._fork import renew_after_fork
 from otel_profiling.exporters.base import PerProfileExporter, has_payload
-from otel_profiling.exporters.otlp_config import GRPC, OtlpConfig, config_from_env
+from otel_profiling.exporters.otlp_config import GRPC, HTTP_PATH, OtlpConfig, config_from_env
+from otel_profiling.exporters.otlp_http import post
 from otel_profiling.exporters.otlp_tls import (
     CLOSED_HINT,
     Tls,
@@ -41,16 +47,27 @@ from otel_profiling.exporters.retry import Backoff
 from otel_profiling.formats.protowire import fields
 from otel_profiling.profile import Profile
 from otel_profiling.redact import redact_url
-from otel_profiling.version import install_command
+from otel_profiling.version import __version__, install_command
 
 _logger = logging.getLogger(__name__)
 
 EXTRA_HINT = install_command("otlp")
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
-RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
+RETRYABLE_GRPC = frozenset(
+    {"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"}
+)
+"""The specification's retryable gRPC codes; ``RESOURCE_EXHAUSTED`` only with a ``RetryInfo``."""
+REFUSED_DATA_HTTP = frozenset({400, 413})
+REFUSED_DATA_GRPC = frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"})
+"""Answers that refuse the request's content (bad data, too large): sending it again, now or
+from the spool, gets the same answer, so its profiles are dropped, as the specification says."""
+USER_AGENT = f"otel-profiling-OTLP-Exporter-Python/{__version__}"
+"""What the specification asks an OTLP exporter to send: the exporter, its language, version."""
 MAX_REQUEST_BYTES = 4 * 2**20
 """Largest request built from several profiles (the gRPC default receive limit)."""
 _MAX_MESSAGE = 300  # characters of a receiver's error message kept in logs
+_GRPC_OPTIONS = (("grpc.primary_user_agent", USER_AGENT),)
+_SENT, _DROPPED, _UNSENT = "sent", "dropped", "unsent"  # what became of one request
 
 
 def _require_proto() -> None:
@@ -64,22 +81,33 @@ def _require_proto() -> None:
 
 
 class _Failure(Exception):
-    """One failed try: whether to retry, and how long the receiver asked to wait."""
+    """One failed try: whether to retry, how long the receiver asked to wait, and whether
+    it refused the content itself (``drop``: never sent again)."""
 
-    def __init__(self, message: str, retry: bool, wait: Optional[float] = None) -> None:
+    def __init__(
+        self, message: str, retry: bool, wait: Optional[float] = None, drop: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry = retry
         self.wait = wait
+        self.drop = drop
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
-    """``Retry-After`` in seconds (a number; an HTTP date is treated as absent)."""
+    """``Retry-After`` in seconds: a number of seconds or an HTTP date (RFC 9110)."""
     if not value:
         return None
     try:
         return max(float(value.strip()), 0.0)
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _retry_info(status_details: bytes) -> Optional[float]:
@@ -102,12 +130,13 @@ def _retry_info(status_details: bytes) -> Optional[float]:
     return None
 
 
-def _refused(message: str) -> _Failure:
-    """A receiver's answer that retrying will not change."""
+def _refused(message: str, drop: bool = False) -> _Failure:
+    """A receiver's answer that retrying will not change (``drop``: nor sending it later)."""
     return _Failure(
         f"the receiver refused the request: {message}; check its version "
         "(profiles v1development) and its logs",
         False,
+        drop=drop,
     )
 
 
@@ -120,7 +149,8 @@ class OtlpProfileExporter(PerProfileExporter):
     sent in requests of at most ``max_request_bytes`` (4 MiB) each, a larger
     profile alone. Counters: ``sent_profiles``,
     ``skipped_profiles`` (no OTLP shape), ``rejected_profiles`` (the receiver
-    reported them rejected in a partial success).
+    reported them rejected in a partial success), ``refused_profiles`` (their
+    request was refused for its content: dropped, not returned as unsent).
     """
 
     def __init__(
@@ -145,6 +175,7 @@ class OtlpProfileExporter(PerProfileExporter):
         self.sent_profiles = 0
         self.skipped_profiles = 0
         self.rejected_profiles = 0
+        self.refused_profiles = 0
         self._stopped = False
         self._renew()
         renew_after_fork(self, OtlpProfileExporter._renew)
@@ -156,6 +187,7 @@ class OtlpProfileExporter(PerProfileExporter):
         self._lock = threading.Lock()
         self._reported: set = set()
         self._failing = False
+        self._not_before = 0.0  # time.monotonic() before which the receiver asked for no try
 
     def __repr__(self) -> str:
         return f"OtlpProfileExporter({self.config!r})"
@@ -208,82 +240,113 @@ class OtlpProfileExporter(PerProfileExporter):
             timeout = min(timeout, max(timeout_millis, 0.0))
         deadline = time.monotonic() + timeout / 1000
         unsent: List[Profile] = []
-        for group in self._groups(converted, build_request):
-            body = build_request(group).SerializeToString()
-            if time.monotonic() < deadline and self._send(body, deadline):
+        for group, alone in self._groups(converted, build_request):
+            request = alone if alone is not None else build_request(group)
+            body = request.SerializeToString()
+            outcome = self._send(body, deadline)
+            if outcome == _SENT:
                 self.sent_profiles += len(group)
+            elif outcome == _DROPPED:
+                self.refused_profiles += len(group)
             else:
                 unsent.extend(profile for profile, _ in group)
         return unsent
 
-    def _groups(self, converted: List[Any], build: Any) -> List[List[Any]]:
+    def _groups(self, converted: List[Any], build: Any) -> Iterator[Tuple[List[Any], Any]]:
         """Profiles packed into requests of at most ``max_request_bytes`` (receivers refuse
-        bigger messages: gRPC's default limit is 4 MiB); a bigger profile goes alone."""
-        groups: List[List[Any]] = []
+        bigger messages: gRPC's default limit is 4 MiB); a bigger profile goes alone. A
+        group of one comes with its request (built to be measured: building it again would
+        double the cost of the usual batch of one), else ``None``. One group at a time,
+        so that only one request is held."""
+        group: List[Any] = []
+        alone: Any = None
         size = 0
         for item in converted:
-            own = build([item]).ByteSize()
-            if groups and size + own <= self.max_request_bytes:
-                groups[-1].append(item)
+            request = build([item])
+            own = request.ByteSize()
+            if group and size + own <= self.max_request_bytes:
+                group.append(item)
                 size += own
+                alone = None
             else:
-                groups.append([item])
-                size = own
-        return groups
+                if group:
+                    yield group, alone
+                group, alone, size = [item], request, own
+        if group:
+            yield group, alone
 
-    def _send(self, body: bytes, deadline: float) -> bool:
-        """One request, retried within ``deadline``; ``True`` once the receiver took it."""
+    def _send(self, body: bytes, deadline: float) -> str:
+        """One request, retried within ``deadline``: ``_SENT`` once the receiver took it,
+        ``_DROPPED`` if it refused the content, else ``_UNSENT``."""
         backoff = Backoff(deadline)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._report_transient("no answer before the export deadline")
-                return False
+                return _UNSENT
+            if self._stopped:  # shut down meanwhile: no new channel, no more tries
+                return _UNSENT
+            wait = self._not_before - time.monotonic()
+            if wait > 0:  # e.g. a re-send from the spool before the time the receiver asked
+                self._report_transient(f"the receiver asked to wait {wait:.1f} s more")
+                return _UNSENT
             try:
                 if self.config.protocol == GRPC:
                     response = self._send_grpc(body, remaining)
                 else:
-                    response = self._send_http(body, remaining)
+                    response = self._send_http(body, deadline)
             except _Failure as failure:
                 if not failure.retry:
-                    self._report_permanent(str(failure))
-                    return False
+                    self._report_permanent(str(failure), failure.drop)
+                    return _DROPPED if failure.drop else _UNSENT
                 # the receiver's Retry-After / RetryInfo is a floor: never sooner than asked,
                 # never a tight loop when it asks for 0
                 delay = backoff.next_delay()
                 if delay is not None and failure.wait is not None:
                     delay = max(delay, failure.wait)
                 if delay is None or delay >= deadline - time.monotonic():
+                    if failure.wait is not None:  # honoured by the next exports too
+                        self._not_before = time.monotonic() + failure.wait
                     self._report_transient(str(failure))
-                    return False
+                    return _UNSENT
                 time.sleep(delay)
                 continue
             self._succeeded(response)
-            return True
+            return _SENT
 
     # -- HTTP ------------------------------------------------------------------------------
-    def _send_http(self, body: bytes, timeout: float) -> bytes:
-        headers = {"Content-Type": "application/x-protobuf", **self.config.headers}
+    def _send_http(self, body: bytes, deadline: float) -> bytes:
+        headers = {
+            "Content-Type": "application/x-protobuf",
+            "User-Agent": USER_AGENT,  # a user-agent of the configured headers replaces it
+            **self.config.headers,
+        }
         if self.config.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
             headers["Content-Encoding"] = "gzip"
-        request = urllib.request.Request(
-            self.config.endpoint, data=body, headers=headers, method="POST"
-        )
         context = self._tls.context if self._tls is not None else None
         try:
-            with urllib.request.urlopen(  # noqa: S310 - an http(s) URL, checked in the config
-                request, timeout=timeout, context=context
-            ) as response:
-                return bytes(response.read())
+            return post(self.config.endpoint, body, headers, deadline, context)
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                location = redact_url(str(exc.headers.get("Location", "")))[:_MAX_MESSAGE]
+                raise _Failure(
+                    f"HTTP {exc.code}: the receiver redirects to {location!r}, which is not "
+                    "followed (a POST would lose its body); set the endpoint to that URL",
+                    False,
+                ) from None
             message = _http_message(exc)
             if exc.code in RETRYABLE_HTTP:
                 raise _Failure(
                     f"HTTP {exc.code} {message}", True, _retry_after(exc.headers.get("Retry-After"))
                 ) from None
-            raise _refused(f"HTTP {exc.code} {message}") from None
-        except (OSError, TimeoutError) as exc:  # refused, reset, timed out, DNS, TLS
+            if exc.code == 404 and urlsplit(self.config.endpoint).path in ("", "/"):
+                message += (
+                    f" (the endpoint is used as given: its path is likely {HTTP_PATH}; "
+                    "OTEL_EXPORTER_OTLP_ENDPOINT, unlike the profiles one, gets it added)"
+                )
+            raise _refused(f"HTTP {exc.code} {message}", exc.code in REFUSED_DATA_HTTP) from None
+        except (OSError, TimeoutError, http.client.HTTPException) as exc:  # refused, reset, ...
             # a URLError wraps the cause; an SSLError's own ``reason`` is only a code name
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             if is_handshake_refusal(reason):
@@ -303,14 +366,14 @@ class OtlpProfileExporter(PerProfileExporter):
                 target, _ = self.config.grpc_target()
                 tls = self._tls
                 if tls is None:
-                    self._channel = grpc.insecure_channel(target)
+                    self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
                 else:
                     credentials = grpc.ssl_channel_credentials(
                         root_certificates=tls.root_certificates,
                         private_key=tls.private_key,
                         certificate_chain=tls.certificate_chain,
                     )
-                    self._channel = grpc.secure_channel(target, credentials)
+                    self._channel = grpc.secure_channel(target, credentials, _GRPC_OPTIONS)
                 self._stub = profiles_service_pb2_grpc.ProfilesServiceStub(self._channel)
             return self._stub
 
@@ -341,9 +404,15 @@ class OtlpProfileExporter(PerProfileExporter):
                     raise _Failure(handshake_failure(message), False) from None
                 if "socket closed" in details.lower() and self._tls.private_key is None:
                     message += CLOSED_HINT
-            if name in RETRYABLE_GRPC or name == "DEADLINE_EXCEEDED":
-                raise _Failure(message, True, _grpc_retry_delay(exc)) from None
-            raise _refused(message) from None
+            if name == "RESOURCE_EXHAUSTED" and "larger than max" in details:
+                message += (
+                    "; the receiver's message size limit (gRPC's default is 4 MiB) is below "
+                    "this request's (Collector: raise max_recv_msg_size_mib)"
+                )
+            delay = _grpc_retry_delay(exc)
+            if name in RETRYABLE_GRPC or (name == "RESOURCE_EXHAUSTED" and delay is not None):
+                raise _Failure(message, True, delay) from None
+            raise _refused(message, name in REFUSED_DATA_GRPC) from None
         return bytes(response.SerializeToString())
 
     # -- outcomes --------------------------------------------------------------------------
@@ -370,14 +439,21 @@ class OtlpProfileExporter(PerProfileExporter):
                 partial.error_message[:_MAX_MESSAGE] or "(no message)",
             )
 
-    def _report_permanent(self, message: str) -> None:
+    def _report_permanent(self, message: str, drop: bool = False) -> None:
         if message in self._reported:
             return
         self._reported.add(message)
         _logger.error(
-            "Could not send profiles to %s: %s. Retrying will not fix this, so it is not retried.",
+            "Could not send profiles to %s: %s. Retrying will not fix this, so it is not "
+            "retried%s.",
             self.destination,
             message,
+            (
+                "; the receiver refused their content, so they are dropped (counted in "
+                "refused_profiles), as the OTLP specification says"
+            )
+            if drop
+            else "",
         )
 
     def _report_transient(self, message: str) -> None:

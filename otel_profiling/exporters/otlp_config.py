@@ -12,6 +12,7 @@ and a client key or certificate goes only with the other.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 from urllib.parse import unquote, urlsplit
@@ -53,6 +54,9 @@ DEFAULT_TIMEOUT_MILLIS = 10_000
 MIN_TIMEOUT_MILLIS = 100
 MAX_TIMEOUT_MILLIS = 600_000
 COMPRESSIONS = ("gzip", "none")
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?[^/@]*@")  # scheme optional (gRPC)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII, as HTTP and gRPC metadata take
 
 
 @dataclass
@@ -79,6 +83,7 @@ class OtlpConfig:
             raise ValueError(
                 f"OTLP compression {self.compression!r} is not supported: choose gzip or none."
             )
+        check_headers(self.headers)
         if not self.endpoint:
             self.endpoint = (
                 DEFAULT_HTTP_ENDPOINT + HTTP_PATH
@@ -90,10 +95,16 @@ class OtlpConfig:
             if self.protocol == GRPC:
                 self.grpc_target()
         except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
-            raise ValueError(f"OTLP endpoint {redact_url(self.endpoint)!r}: {exc}.") from None
+            raise ValueError(f"OTLP endpoint {shown_endpoint(self.endpoint)!r}: {exc}.") from None
+        if _USERINFO.match(self.endpoint):
+            raise ValueError(
+                f"OTLP endpoint {shown_endpoint(self.endpoint)!r} holds user-info, which is "
+                "never sent (and would show in errors): give credentials as a header, e.g. "
+                "OTEL_EXPORTER_OTLP_PROFILES_HEADERS=authorization=Basic%20<base64>"
+            )
         if self.protocol == HTTP_PROTOBUF and scheme not in ("http", "https"):
             raise ValueError(
-                f"OTLP endpoint {redact_url(self.endpoint)!r}: an HTTP endpoint is an "
+                f"OTLP endpoint {shown_endpoint(self.endpoint)!r}: an HTTP endpoint is an "
                 "http:// or https:// URL, e.g. http://collector:4318/v1development/profiles."
             )
 
@@ -105,7 +116,7 @@ class OtlpConfig:
             if getattr(self, setting)
         )
         return (
-            f"OtlpConfig(endpoint={redact_url(self.endpoint)!r}, protocol={self.protocol!r}, "
+            f"OtlpConfig(endpoint={shown_endpoint(self.endpoint)!r}, protocol={self.protocol!r}, "
             f"headers=[{names}] (values not shown), timeout_millis={self.timeout_millis:g}, "
             f"compression={self.compression!r}{files}, tls={self.uses_tls()})"
         )
@@ -127,6 +138,19 @@ class OtlpConfig:
         return target, bool(self.insecure)
 
 
+def check_headers(headers: Dict[str, str]) -> None:
+    """A header HTTP or gRPC would refuse only when sending, and then with its value in the
+    error (a token in a log): refused here, naming the header, never its value."""
+    for key, value in headers.items():
+        if not _HEADER_NAME.fullmatch(key):
+            raise ValueError(f"header name {key!r} is not a valid HTTP header name")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ValueError(
+                f"the value of header {key!r} holds a control or non-ASCII character "
+                "(not shown); headers take printable ASCII"
+            )
+
+
 def parse_headers(text: str) -> Dict[str, str]:
     """``key=value,...`` (values URL-decoded, as the specification says)."""
     headers: Dict[str, str] = {}
@@ -135,8 +159,9 @@ def parse_headers(text: str) -> Dict[str, str]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError("not key=value pairs separated by commas")
+            raise ValueError("an item is not key=value")
         headers[unquote(key.strip()).lower()] = unquote(value.strip())
+    check_headers(headers)
     return headers
 
 
@@ -199,8 +224,9 @@ def config_from_env() -> OtlpConfig:
             continue
         try:
             headers = parse_headers(text)
-        except ValueError:
-            warn_invalid(name, text, "key=value pairs separated by commas", None, show=hidden)
+        except ValueError as exc:
+            expected = f"key=value pairs separated by commas that HTTP allows ({exc})"
+            warn_invalid(name, text, expected, None, show=hidden)
         break
     timeout_name = (
         OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT
@@ -255,19 +281,28 @@ def config_from_env() -> OtlpConfig:
             warn_invalid(
                 endpoint_name,
                 given,
-                _expected_endpoint(protocol, endpoint_name),
+                _expected_endpoint(protocol, endpoint_name, given),
                 config.endpoint,
                 show=_shown_url,
             )
     return config
 
 
+def shown_endpoint(url: str) -> str:
+    """``url`` without its user-info, also where it has no scheme (``user:pw@host:4317``)."""
+    return redact_url(_USERINFO.sub(r"\1***@", url))
+
+
 def _shown_url(url: str) -> str:
-    return repr(redact_url(url))
+    return repr(shown_endpoint(url))
 
 
-def _expected_endpoint(protocol: str, name: str) -> str:
+def _expected_endpoint(protocol: str, name: str, given: str) -> str:
+    no_userinfo = ""
+    if _USERINFO.match(given):
+        headers = OTEL_EXPORTER_OTLP_PROFILES_HEADERS
+        no_userinfo = f" without user-info (credentials go in a header: {headers})"
     if protocol == GRPC:
-        return "a URL such as http://collector:4317"
+        return "a URL such as http://collector:4317" + no_userinfo
     path = HTTP_PATH if name == OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT else ""
-    return f"an http:// or https:// URL such as http://collector:4318{path}"
+    return f"an http:// or https:// URL such as http://collector:4318{path}" + no_userinfo
