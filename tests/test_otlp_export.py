@@ -174,6 +174,36 @@ def test_cpuprofile_payload_keeps_threads_and_timeline_without_links(
     assert len(d.link_table) == 1  # a .cpuprofile has no trace ids
 
 
+@pytest.mark.parametrize(
+    "engine, fmt, period",
+    [
+        # the sampling engine: the interval it was configured with (5 ms), in every format
+        ("sampling", "cpuprofile", 5_000_000),
+        ("sampling", "folded", 5_000_000),
+        ("sampling", "speedscope", 5_000_000),
+        # yappi does not sample: what its pprof says, the payload as written for pprof (a
+        # call tree's period, 1) and, converted from another format, 0 (no interval)
+        ("yappi", "cpuprofile", 0),
+        ("yappi", "pprof", 1),
+    ],
+)
+def test_cpu_profile_carries_the_period_its_pprof_has(
+    http_receiver: HttpReceiver, engine: str, fmt: str, period: int
+) -> None:
+    """A ``.cpuprofile`` went out with period 0 while its pprof said the interval."""
+    run_app(
+        http_receiver,
+        "http/protobuf",
+        OTEL_PROFILING_CPU_FORMAT=fmt,
+        OTEL_PROFILING_CPU_ENGINE=engine,
+        OTEL_PROFILING_CPU_INTERVAL="0.005",
+    )
+    ((profile, d, _),) = profiles_of(http_receiver)
+    assert attributes(d, profile.attribute_indices)["profiling.cpu.engine"] == engine
+    assert text(d, profile.period_type) == ("wall", "nanoseconds")
+    assert profile.period == period
+
+
 def test_heap_profile_bytes_match_what_the_app_keeps(receiver: Receiver) -> None:
     truth = run_app(
         receiver,
