@@ -365,6 +365,39 @@ def test_refused_content_is_not_spooled_and_sent_again(receiver: Receiver, tmp_p
         processor.shutdown(5000)
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_protocol_sent_to_the_others_port_is_one_clear_error_and_spooled(
+    protocol: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """http/protobuf to a gRPC port was retried until the deadline as a connection error,
+    logged as a ``BadStatusLine`` of HTTP/2 frame bytes; grpc to an HTTP port as
+    ``UNAVAILABLE``. One error naming the fix, no retry, the profile spooled."""
+    server: Any = GrpcReceiver() if protocol == "http/protobuf" else HttpReceiver()
+    server.start()
+    try:
+        exporter = exporter_for(server, protocol, timeout_millis=20_000)
+        processor = BatchProfileProcessor(
+            exporter, schedule_delay_millis=50, spool=Spool(tmp_path / "spool")
+        )
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="otel_profiling.exporters.otlp"):
+            processor.on_end(cpu_profile(0.1))
+            assert wait_for(lambda: processor.spooled_profiles == 1, timeout=30)
+            # not retried until the 20 s deadline: 5 s is slack for a loaded machine
+            assert time.monotonic() - began < 5
+            processor.force_flush(5000)  # the spool's re-send gets the same answer
+            processor.shutdown(5000)
+        assert processor.failed_profiles == 0 and exporter.sent_profiles == 0
+        other = "grpc" if protocol == "http/protobuf" else "http/protobuf"
+        records = [r.getMessage() for r in caplog.records if r.name.endswith("otlp")]
+        assert len(records) == 1, records
+        assert f"OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL={other}" in records[0]
+        assert "4318" in records[0] and "4317" in records[0]
+        assert "BadStatusLine" not in records[0] and "\x00" not in records[0]
+    finally:
+        server.stop()
+
+
 def test_grpc_retries_the_codes_the_specification_calls_retryable() -> None:
     receiver = GrpcReceiver().start()
     try:
