@@ -77,7 +77,10 @@ GRPC_TO_HTTP = (
 )
 """A protocol sent to the other's port: a setting to fix, not retried (the profiles are kept)."""
 _MAX_MESSAGE = 300  # characters of a receiver's error message kept in logs
-_GRPC_OPTIONS = (("grpc.primary_user_agent", USER_AGENT),)
+MAX_RECONNECT_BACKOFF_MS = 5000
+"""Longest wait between gRPC's reconnection attempts (its own default: 120 s, reached after
+a few minutes of outage): the channel would wait up to that long after the receiver is
+back before trying it, while every export in between fails at once."""
 _SENT, _DROPPED, _UNSENT = "sent", "dropped", "unsent"  # what became of one request
 
 
@@ -380,15 +383,22 @@ class OtlpProfileExporter(PerProfileExporter):
 
                 target, _ = self.config.grpc_target()
                 tls = self._tls
+                # within an export's timeout the channel tries the receiver again (gRPC's
+                # first wait, 1 s, is the floor)
+                backoff = min(MAX_RECONNECT_BACKOFF_MS, max(int(self.config.timeout_millis), 1000))
+                options = (
+                    ("grpc.primary_user_agent", USER_AGENT),
+                    ("grpc.max_reconnect_backoff_ms", backoff),
+                )
                 if tls is None:
-                    self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
+                    self._channel = grpc.insecure_channel(target, options=options)
                 else:
                     credentials = grpc.ssl_channel_credentials(
                         root_certificates=tls.root_certificates,
                         private_key=tls.private_key,
                         certificate_chain=tls.certificate_chain,
                     )
-                    self._channel = grpc.secure_channel(target, credentials, _GRPC_OPTIONS)
+                    self._channel = grpc.secure_channel(target, credentials, options)
                 self._stub = profiles_service_pb2_grpc.ProfilesServiceStub(self._channel)
             return self._stub
 
