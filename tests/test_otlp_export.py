@@ -174,6 +174,36 @@ def test_cpuprofile_payload_keeps_threads_and_timeline_without_links(
     assert len(d.link_table) == 1  # a .cpuprofile has no trace ids
 
 
+@pytest.mark.parametrize(
+    "engine, fmt, period",
+    [
+        # the sampling engine: the interval it was configured with (5 ms), in every format
+        ("sampling", "cpuprofile", 5_000_000),
+        ("sampling", "folded", 5_000_000),
+        ("sampling", "speedscope", 5_000_000),
+        # yappi does not sample: what its pprof says, the payload as written for pprof (a
+        # call tree's period, 1) and, converted from another format, 0 (no interval)
+        ("yappi", "cpuprofile", 0),
+        ("yappi", "pprof", 1),
+    ],
+)
+def test_cpu_profile_carries_the_period_its_pprof_has(
+    http_receiver: HttpReceiver, engine: str, fmt: str, period: int
+) -> None:
+    """A ``.cpuprofile`` went out with period 0 while its pprof said the interval."""
+    run_app(
+        http_receiver,
+        "http/protobuf",
+        OTEL_PROFILING_CPU_FORMAT=fmt,
+        OTEL_PROFILING_CPU_ENGINE=engine,
+        OTEL_PROFILING_CPU_INTERVAL="0.005",
+    )
+    ((profile, d, _),) = profiles_of(http_receiver)
+    assert attributes(d, profile.attribute_indices)["profiling.cpu.engine"] == engine
+    assert text(d, profile.period_type) == ("wall", "nanoseconds")
+    assert profile.period == period
+
+
 def test_heap_profile_bytes_match_what_the_app_keeps(receiver: Receiver) -> None:
     truth = run_app(
         receiver,
@@ -333,6 +363,39 @@ def test_refused_content_is_not_spooled_and_sent_again(receiver: Receiver, tmp_p
         assert processor.spooled_profiles == 0
     finally:
         processor.shutdown(5000)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_protocol_sent_to_the_others_port_is_one_clear_error_and_spooled(
+    protocol: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """http/protobuf to a gRPC port was retried until the deadline as a connection error,
+    logged as a ``BadStatusLine`` of HTTP/2 frame bytes; grpc to an HTTP port as
+    ``UNAVAILABLE``. One error naming the fix, no retry, the profile spooled."""
+    server: Any = GrpcReceiver() if protocol == "http/protobuf" else HttpReceiver()
+    server.start()
+    try:
+        exporter = exporter_for(server, protocol, timeout_millis=20_000)
+        processor = BatchProfileProcessor(
+            exporter, schedule_delay_millis=50, spool=Spool(tmp_path / "spool")
+        )
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="otel_profiling.exporters.otlp"):
+            processor.on_end(cpu_profile(0.1))
+            assert wait_for(lambda: processor.spooled_profiles == 1, timeout=30)
+            # not retried until the 20 s deadline: 5 s is slack for a loaded machine
+            assert time.monotonic() - began < 5
+            processor.force_flush(5000)  # the spool's re-send gets the same answer
+            processor.shutdown(5000)
+        assert processor.failed_profiles == 0 and exporter.sent_profiles == 0
+        other = "grpc" if protocol == "http/protobuf" else "http/protobuf"
+        records = [r.getMessage() for r in caplog.records if r.name.endswith("otlp")]
+        assert len(records) == 1, records
+        assert f"OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL={other}" in records[0]
+        assert "4318" in records[0] and "4317" in records[0]
+        assert "BadStatusLine" not in records[0] and "\x00" not in records[0]
+    finally:
+        server.stop()
 
 
 def test_grpc_retries_the_codes_the_specification_calls_retryable() -> None:

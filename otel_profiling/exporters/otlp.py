@@ -65,8 +65,22 @@ USER_AGENT = f"otel-profiling-OTLP-Exporter-Python/{__version__}"
 """What the specification asks an OTLP exporter to send: the exporter, its language, version."""
 MAX_REQUEST_BYTES = 4 * 2**20
 """Largest request built from several profiles (the gRPC default receive limit)."""
+HTTP_TO_GRPC = (
+    "the receiver answered in HTTP/2 only: this is likely its gRPC port (4317 by default); "
+    "set OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL=grpc, or keep http/protobuf and use its "
+    "HTTP port (4318 by default)"
+)
+GRPC_TO_HTTP = (
+    "the receiver does not speak HTTP/2: this is likely its http/protobuf port (4318 by "
+    "default); set OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL=http/protobuf, or keep grpc and use "
+    "its gRPC port (4317 by default)"
+)
+"""A protocol sent to the other's port: a setting to fix, not retried (the profiles are kept)."""
 _MAX_MESSAGE = 300  # characters of a receiver's error message kept in logs
-_GRPC_OPTIONS = (("grpc.primary_user_agent", USER_AGENT),)
+MAX_RECONNECT_BACKOFF_MS = 5000
+"""Longest wait between gRPC's reconnection attempts (its own default: 120 s, reached after
+a few minutes of outage): the channel would wait up to that long after the receiver is
+back before trying it, while every export in between fails at once."""
 _SENT, _DROPPED, _UNSENT = "sent", "dropped", "unsent"  # what became of one request
 
 
@@ -346,6 +360,10 @@ class OtlpProfileExporter(PerProfileExporter):
                     "OTEL_EXPORTER_OTLP_ENDPOINT, unlike the profiles one, gets it added)"
                 )
             raise _refused(f"HTTP {exc.code} {message}", exc.code in REFUSED_DATA_HTTP) from None
+        except http.client.BadStatusLine as exc:
+            if _is_http2_frame(str(exc.args[0] if exc.args else "")):
+                raise _Failure(HTTP_TO_GRPC, False) from None
+            raise _Failure(f"BadStatusLine: {exc!r}"[:_MAX_MESSAGE], True) from None
         except (OSError, TimeoutError, http.client.HTTPException) as exc:  # refused, reset, ...
             # a URLError wraps the cause; an SSLError's own ``reason`` is only a code name
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
@@ -365,15 +383,22 @@ class OtlpProfileExporter(PerProfileExporter):
 
                 target, _ = self.config.grpc_target()
                 tls = self._tls
+                # within an export's timeout the channel tries the receiver again (gRPC's
+                # first wait, 1 s, is the floor)
+                backoff = min(MAX_RECONNECT_BACKOFF_MS, max(int(self.config.timeout_millis), 1000))
+                options = (
+                    ("grpc.primary_user_agent", USER_AGENT),
+                    ("grpc.max_reconnect_backoff_ms", backoff),
+                )
                 if tls is None:
-                    self._channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS)
+                    self._channel = grpc.insecure_channel(target, options=options)
                 else:
                     credentials = grpc.ssl_channel_credentials(
                         root_certificates=tls.root_certificates,
                         private_key=tls.private_key,
                         certificate_chain=tls.certificate_chain,
                     )
-                    self._channel = grpc.secure_channel(target, credentials, _GRPC_OPTIONS)
+                    self._channel = grpc.secure_channel(target, credentials, options)
                 self._stub = profiles_service_pb2_grpc.ProfilesServiceStub(self._channel)
             return self._stub
 
@@ -404,6 +429,8 @@ class OtlpProfileExporter(PerProfileExporter):
                     raise _Failure(handshake_failure(message), False) from None
                 if "socket closed" in details.lower() and self._tls.private_key is None:
                     message += CLOSED_HINT
+            if name == "UNAVAILABLE" and "Failed parsing HTTP/2" in details:
+                raise _Failure(GRPC_TO_HTTP, False) from None
             if name == "RESOURCE_EXHAUSTED" and "larger than max" in details:
                 message += (
                     "; the receiver's message size limit (gRPC's default is 4 MiB) is below "
@@ -486,6 +513,12 @@ def _http_message(exc: Any) -> str:
     else:
         message = data.decode("utf-8", "replace").strip()
     return (message or str(exc.reason))[:_MAX_MESSAGE]
+
+
+def _is_http2_frame(line: str) -> bool:
+    """Whether an answer's first line is an HTTP/2 frame: a 3-byte length, then the type
+    ``SETTINGS`` (4), which an HTTP/2-only server (gRPC) sends first, to HTTP/1.1 too."""
+    return len(line) >= 9 and line[3] == "\x04" and not line.startswith("HTTP/")
 
 
 def _grpc_retry_delay(exc: Any) -> Optional[float]:

@@ -17,7 +17,9 @@ every fact the request carries must be in the payload:
 * any other CPU or heap payload is read as a call tree (``formats.read_profile``):
   aggregated values, no timestamps.
 
-A CPU profile is one OTLP profile (``wall`` or ``cpu`` nanoseconds); a heap
+A CPU profile is one OTLP profile (``wall`` or ``cpu`` nanoseconds) whose
+period, in any format, is what its pprof says (``to_pprof``): the sampling
+interval (0 for yappi, which does not sample; a yappi pprof's own). A heap
 profile is two (``inuse_space`` bytes and ``inuse_objects`` count), as the
 OTLP ``Profile`` has one sample type; from a format that holds no object
 counts (``.heapprofile``, folded, speedscope), only ``inuse_space``. All
@@ -45,7 +47,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourcePro
 
 from otel_profiling.formats import ProfileFormatError, read_profile
 from otel_profiling.formats.calltree import Frame
+from otel_profiling.formats.cpuprofile import CLOCK_KEY
 from otel_profiling.formats.pprof import TIMESTAMP_LABEL, parse_profile
+from otel_profiling.formats.to_pprof import cpu_period
 from otel_profiling.profile import Profile, ProfileKind
 from otel_profiling.version import __version__
 
@@ -168,7 +172,9 @@ def _decode_cpuprofile(data: bytes, window: Tuple[int, int]) -> Decoded:
         deltas: List[int] = list(doc.get("timeDeltas") or [])
         start_us = int(doc.get("startTime", 0))
         end_us = int(doc.get("endTime", start_us))
-    except (ValueError, KeyError, TypeError) as exc:
+        extra = doc.get(CLOCK_KEY)
+        clock = str(extra.get("clock") or "wall") if isinstance(extra, dict) else "wall"
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProfileFormatError(f"not a cpuprofile: {exc}") from None
     parent: Dict[int, int] = {}
     for node in nodes.values():
@@ -225,7 +231,7 @@ def _decode_cpuprofile(data: bytes, window: Tuple[int, int]) -> Decoded:
             event = grouped[key] = Event(frames, thread)
         event.values.append(max(following - times[index], 0) * 1000)
         event.timestamps.append(min(max(times[index] * 1000, low), high))
-    kind = ("wall", "nanoseconds")
+    kind = (clock, "nanoseconds")
     return Decoded(kind, kind, 0, list(grouped.values()))
 
 
@@ -266,20 +272,27 @@ def decode_profile(profile: Profile) -> List[Decoded]:
         )
     window = _window(profile)
     fmt = profile.format
-    if profile.kind is ProfileKind.CPU_PROFILE and fmt == "pprof":
-        prof = _decode_sampling_pprof(profile.data, window)
-        if any(event.thread or event.timestamps for event in prof.events):
-            return [prof]
-    if profile.kind is ProfileKind.CPU_PROFILE and fmt == "cpuprofile":
-        decoded = _decode_cpuprofile(profile.data, window)
-        if decoded.events:
-            return [decoded]
+    if profile.kind is not ProfileKind.CPU_PROFILE:
+        return _decode_tree(profile.data, fmt, profile.kind)
     if fmt in ("pstats", "callgrind"):
         raise UnsupportedProfile(
             f"the {fmt} format is not converted to OTLP: use cpuprofile or pprof"
         )
-    clock = str(profile.attributes.get("profiling.cpu.clock", "cpu"))
-    return _decode_tree(profile.data, fmt, profile.kind, clock)
+    # the period is what the profile's pprof says (``to_pprof``): a pprof payload's own,
+    # else the sampling interval of its attributes (0 for yappi, which does not sample)
+    period_type, period = cpu_period(profile)
+    if fmt == "pprof":
+        prof = _decode_sampling_pprof(profile.data, window)
+        if any(event.thread or event.timestamps for event in prof.events):
+            return [prof]
+        period_type, period = prof.period_type, prof.period
+    decoded = None
+    if fmt == "cpuprofile":
+        decoded = _decode_cpuprofile(profile.data, window)
+    if decoded is None or not decoded.events:
+        (decoded,) = _decode_tree(profile.data, fmt, profile.kind, period_type[0])
+    decoded.period_type, decoded.period = period_type, period
+    return [decoded]
 
 
 # -- building the request ------------------------------------------------------------------------

@@ -11,6 +11,8 @@ only: no ``samples`` or ``inuse_objects`` that the profile never held.
 
 from __future__ import annotations
 
+from typing import Tuple
+
 from otel_profiling.formats.folded import SCALES as FOLDED_SCALES
 from otel_profiling.formats.pprof import encode_pprof
 from otel_profiling.formats.registry import read_profile
@@ -39,9 +41,8 @@ def as_pprof(profile: Profile) -> bytes:
             period=1,
             **common,
         )
-    clock = str(profile.attributes.get("profiling.cpu.clock", "cpu"))
-    interval = profile.attributes.get("profiling.cpu.interval", 0)
-    period = round(float(interval) * 1e9) if isinstance(interval, (int, float)) else 0
+    period_type, period = cpu_period(profile)
+    clock = period_type[0]
     samples = [("samples", "count")] if tree.has_counts else []
     if profile.format == "folded":  # read back as counts: this library writes time there in µs
         value_scale = 1e9 / FOLDED_SCALES["seconds"]
@@ -51,7 +52,16 @@ def as_pprof(profile: Profile) -> bytes:
         tree.root,
         sample_types=[*samples, (clock, "nanoseconds")],
         value_scale=value_scale,
-        period_type=(clock, "nanoseconds"),
+        period_type=period_type,
         period=period,
         **common,
     )
+
+
+def cpu_period(profile: Profile) -> Tuple[Tuple[str, str], int]:
+    """A CPU profile's period type (its clock's nanoseconds) and period: the sampling
+    interval, from its ``profiling.cpu.*`` attributes, or 0 when it was not sampled (yappi)."""
+    clock = str(profile.attributes.get("profiling.cpu.clock", "cpu"))
+    interval = profile.attributes.get("profiling.cpu.interval", 0)
+    period = round(float(interval) * 1e9) if isinstance(interval, (int, float)) else 0
+    return (clock, "nanoseconds"), period
