@@ -369,3 +369,23 @@ def test_merge_of_one_kind_in_two_units_names_a_fix_that_works(tmp_path: Path) -
         "merge", str(fleet / "*" / "CPU_PROFILE-*.cpuprofile"), "-o", str(tmp_path / "m.pprof")
     )
     assert picked.returncode == 0, picked.stderr
+
+
+def test_a_profile_on_stdout_is_not_mixed_with_json(tmp_path: Path) -> None:
+    """``-o -`` puts the profile's bytes on stdout, so ``--json`` would be appended to them:
+    refused before any work, as ``diff`` refuses it, and stdout is left empty."""
+    profile = tmp_path / "one.cpuprofile"
+    profile.write_bytes(random_cpuprofile(3))
+    for args in (
+        ["merge", str(profile), "-o", "-", "--to", "cpuprofile", "--json"],
+        ["convert", str(profile), "-", "--to", "folded", "--json"],
+        ["get", profile.as_uri(), "-o", "-", "--json"],
+    ):
+        result = cli(*args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stdout == "", args
+        assert "-o - and --json would both print on stdout" in result.stderr, result.stderr
+    alone = cli("merge", str(profile), "-o", "-", "--to", "cpuprofile")  # each alone is fine
+    assert alone.returncode == 0, alone.stderr
+    merged = read_profile(alone.stdout.encode(), "merged.cpuprofile")
+    assert merged.total == pytest.approx(read_profile(profile.read_bytes(), "one").total)

@@ -326,3 +326,43 @@ def test_relative_local_paths_on_local_workers(tmp_path: Path) -> None:
         outputs.append((tmp_path / "out.cpuprofile").read_bytes())
     assert outputs[0] == outputs[1]
     assert len(stack_times(outputs[0])) > 100
+
+
+def test_a_refusal_on_local_workers_is_one_line(tmp_path: Path) -> None:
+    """A user error found on a worker (what to list, what adds up) reaches the user as the
+    local command's one line, not after Dask's "Compute Failed" block with a traceback."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    cpu = folder / "CPU_PROFILE-2026-11-24T10:00:00.000Z.cpuprofile"
+    cpu.write_bytes(random_cpuprofile(7))
+    heap = folder / "HEAP_PROFILE-2026-11-24T10:00:01.000Z.heapprofile"
+    heap.write_text(
+        json.dumps(
+            {
+                "head": {
+                    "callFrame": {"functionName": "(root)", "url": "", "lineNumber": -1},
+                    "selfSize": 0,
+                    "id": 1,
+                    "children": [
+                        {
+                            "callFrame": {"functionName": "load", "url": "/app/a.py"},
+                            "selfSize": 4096,
+                            "id": 2,
+                            "children": [],
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    out = tmp_path / "out.pprof"
+    for sources, wanted in (
+        ([str(folder)], "the sources hold several kinds"),  # refused while listing
+        ([str(cpu), str(heap)], "holds memory but earlier inputs hold time"),  # while adding
+    ):
+        result = cli("merge", *sources, "-o", str(out), "--workers", "1")
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("otel-profiling: error: "), result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert wanted in result.stderr
+    assert not out.exists()

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import sys
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from otel_profiling._env import env_str
 from otel_profiling.cli.aggregate import Aggregate, Packed, merge_objects
@@ -126,17 +126,48 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
         yield client
 
 
-def merge_chunk(urls: Sequence[str], options: Dict[str, Any]) -> Packed:
-    """A task: read and add some objects on a worker."""
-    return merge_objects(urls, options).pack()
+def select_task(
+    sources: Sequence[str], filters: Filters, options: Dict[str, Any]
+) -> Union[Selection, CliError]:
+    """A task: ``select`` on a worker.
+
+    A refusal (no match, several kinds) is returned, not raised: a raising task is
+    logged by Dask with its traceback, on the command's stderr with ``--workers``.
+    """
+    try:
+        return select(sources, filters, options)
+    except CliError as exc:
+        return exc
 
 
-def add_partials(*partials: Packed) -> Packed:
-    """A task: add partial sums, earlier inputs first."""
-    aggregate = Aggregate.unpack(partials[0])
-    for packed in partials[1:]:
-        aggregate.add_packed(packed)
+def merge_chunk(urls: Sequence[str], options: Dict[str, Any]) -> Union[Packed, CliError]:
+    """A task: read and add some objects on a worker; a refusal is returned, as above."""
+    try:
+        return merge_objects(urls, options).pack()
+    except CliError as exc:  # inputs that do not add up
+        return exc
+
+
+def add_partials(*partials: Union[Packed, CliError]) -> Union[Packed, CliError]:
+    """A task: add partial sums, earlier inputs first; the first refusal is passed on."""
+    sums = [p for p in partials if isinstance(p, Packed)]
+    if len(sums) < len(partials):
+        return next(p for p in partials if isinstance(p, CliError))
+    try:
+        aggregate = Aggregate.unpack(sums[0])
+        for packed in sums[1:]:
+            aggregate.add_packed(packed)
+    except CliError as exc:
+        return exc
     return aggregate.pack()
+
+
+def _raise_refusal(results: List[Any]) -> List[Any]:
+    """The tasks' results, or the first refusal a task returned, raised here."""
+    for result in results:
+        if isinstance(result, CliError):
+            raise result
+    return results
 
 
 def chunk_size(objects: int, threads: int) -> int:
@@ -185,10 +216,10 @@ def select_on_cluster(
     """Each side's sources resolved by a worker (which has the store's credentials)."""
     wrapped = StorageOptions(options)
     futures = [
-        client.submit(select, list(sources), side_filters, wrapped, pure=False)
+        client.submit(select_task, list(sources), side_filters, wrapped, pure=False)
         for sources, side_filters in zip(sides, filters, strict=True)
     ]
-    return _gather(client, futures, progress=False)
+    return _raise_refusal(_gather(client, futures, progress=False))
 
 
 def merge_on_cluster(
@@ -197,4 +228,5 @@ def merge_on_cluster(
     """Each side's objects merged on the cluster, all sides at once."""
     wrapped = StorageOptions(options)
     finals = [_reduction(client, urls, wrapped) for urls in sides]
-    return [Aggregate.unpack(packed) for packed in _gather(client, finals, progress)]
+    sums = _raise_refusal(_gather(client, finals, progress))
+    return [Aggregate.unpack(packed) for packed in sums]

@@ -97,6 +97,15 @@ def open_url(url: str, options: Dict[str, Any]) -> Tuple[Any, str]:
     return fs, path
 
 
+def check_stdout(output: Optional[str], json_wanted: bool) -> None:
+    """Refuse ``-o -`` with ``--json``: the JSON would follow the profile's bytes on stdout."""
+    if output == "-" and json_wanted:
+        raise CliError(
+            "-o - and --json would both print on stdout: write the profile to a file, "
+            "or leave out --json"
+        )
+
+
 def write_file(path: str, data: bytes) -> Path:
     """Write a local output file, creating its missing parent directories (``-o
     reports/today/cpu.html``); a failure is one line naming the path and the reason."""

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Optional
 
-from otel_profiling.cli.common import CliError, print_json, write_file
+from otel_profiling.cli.common import CliError, check_stdout, print_json, write_file
 from otel_profiling.cli.view import add_source_format, load_tree
 from otel_profiling.formats import ProfileTree, write_profile
 from otel_profiling.formats.registry import output_format as format_for_output
@@ -55,6 +55,7 @@ def write_output(output: str, data: bytes) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_stdout(args.output, args.json)
     fmt = output_format(args.to, args.output)
     tree = load_tree(args.input, args)
     data = encode(tree, fmt)

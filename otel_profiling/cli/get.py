@@ -11,6 +11,7 @@ from pathlib import Path
 from otel_profiling.cli.common import (
     CliError,
     Progress,
+    check_stdout,
     is_url,
     make_parent,
     open_url,
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run(args: argparse.Namespace) -> int:
+    check_stdout(args.output, args.json)
     if not is_url(args.url):
         raise CliError(
             f"{args.url!r} is not a URL: give e.g. s3://bucket/prefix/KEY or file:///dir/KEY"

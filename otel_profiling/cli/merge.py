@@ -12,7 +12,7 @@ import argparse
 
 from otel_profiling.cli.cluster import add_cluster_options
 from otel_profiling.cli.collect import ProfileSet, collect, report_failures
-from otel_profiling.cli.common import EXIT_PARTIAL, print_json
+from otel_profiling.cli.common import EXIT_PARTIAL, check_stdout, print_json
 from otel_profiling.cli.convert import encode, output_format, write_output
 from otel_profiling.cli.sources import add_filters, filters_from_args
 from otel_profiling.formats.registry import tree_formats
@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def run(args: argparse.Namespace) -> int:
+    check_stdout(args.output, args.json)
     fmt = output_format(args.to, args.output)
     (merged,) = collect(args, [ProfileSet("merging", args.sources, filters_from_args(args))])
     aggregate = merged.aggregate
